@@ -1,0 +1,33 @@
+# The two commands: `make demo` (the main job on embedded defaults) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TANDEM := $(VENV)/bin/tandem
+export TANDEM_HOME ?= $(CURDIR)/.tandem
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# The simulated devices' secret (pseudonymization key): from the environment, else created once in
+# the demo's keychain file (mode 600, outside the store; never in git, logs or MLflow).
+KEYCHAIN := $(TANDEM_HOME)/device-keychain.env
+
+.PHONY: demo test install clean-demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade -q pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+$(KEYCHAIN):
+	@mkdir -p $(TANDEM_HOME)
+	@umask 077; $(PY) -c 'import secrets; print("TANDEM_PSEUDONYM_KEY=" + secrets.token_hex(32))' > $@
+
+demo: install $(KEYCHAIN)
+	@set -a; [ -n "$$TANDEM_PSEUDONYM_KEY" ] || . $(KEYCHAIN); set +a; \
+	$(TANDEM) share && $(TANDEM) run && $(TANDEM) releases
+
+test: install
+	$(PY) -m pytest -q
+
+clean-demo:
+	rm -rf $(TANDEM_HOME)

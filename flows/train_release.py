@@ -1,0 +1,45 @@
+"""The main job: from shared batches in the landing zone to a published, updatable Core ML release."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from tandem.params import RunParams
+from tasks.ingest import discover_batches, validate_batch
+from tasks.release import already_trained, publish_candidate, record_trained, start_tracking
+from tasks.train import convert_model, evaluate_model, pretrain_model, snapshot_dataset
+
+
+@flow(name="train-and-release", log_prints=True)
+def train_and_release(params: RunParams = RunParams()) -> dict:
+    """Ingest new batches, validate each (quarantining bad ones), snapshot the accepted data, pretrain,
+    evaluate on users who never shared, convert to an updatable Core ML model and publish it."""
+    log = get_run_logger()
+    refs = discover_batches()
+    log.info("%d new batch(es) in the landing zone", len(refs))
+    entries = [f.result() for f in validate_batch.map(refs, run_id=flow_run.get_id())]
+    accepted = [e for e in entries if e["outcome"] == "accepted"]
+    quarantined = [e for e in entries if e["outcome"] == "quarantined"]
+    for e in quarantined:
+        log.warning("quarantined batch %s: %s", e["batch_id"], e["reason"])
+    summary = {"new_batches": len(entries), "accepted": len(accepted), "quarantined": len(quarantined),
+               "quarantine_reasons": {e["batch_id"]: e["reason"] for e in quarantined}}
+
+    snapshot = snapshot_dataset(params.data_window_days)
+    if snapshot is None:
+        log.info("No accepted data yet: nothing to train, nothing published.")
+        return {**summary, "status": "no-data"}
+    done = already_trained(snapshot.snapshot_id)
+    if done and not params.force:
+        log.info("No new batches since snapshot %s (%s): nothing trained, nothing published.",
+                 snapshot.snapshot_id, done.get("outcome"))
+        return {**summary, "status": "up-to-date", "snapshot": snapshot.snapshot_id, "previous": done}
+
+    run_id = start_tracking(snapshot, params, summary)
+    result = pretrain_model(snapshot, params.train, run_id)
+    metrics = evaluate_model(result, run_id)
+    mlmodel = convert_model(result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
+    outcome = publish_candidate(snapshot, result, metrics, mlmodel, params, run_id, summary)
+    record_trained(snapshot.snapshot_id, outcome)
+    return {**summary, **outcome}

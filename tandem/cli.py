@@ -1,0 +1,151 @@
+"""The `tandem` command."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tandem.config import Settings, prepare_prefect_home, require_secret
+
+app = typer.Typer(help="Tandem: server/device training for iOS apps.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _mount_optional(module: str, name: str) -> None:
+    """Sub-command groups live in their own modules; each is mounted when present."""
+    import importlib
+
+    try:
+        sub = importlib.import_module(module)
+    except ImportError:
+        return
+    app.add_typer(sub.app, name=name)
+
+
+@app.command()
+def share(
+    source: str = typer.Option("hapt", help="hapt (real phone data) or synthetic (fast, seeded)"),
+    fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="fraction of each sharing user's windows to share"),
+    holdout_every: int = typer.Option(5, min=2, help="every N-th user never shares: the evaluation users"),
+    batch_size: int = typer.Option(64, min=1, help="windows per uploaded batch"),
+    users: int = typer.Option(8, help="number of users (synthetic source only)"),
+    seed: int = typer.Option(0, help="seed (synthetic source only)"),
+):
+    """The devices' upload: share a fraction of each sharing user's windows as pseudonymized batches
+    in the landing zone (incoming/). Key: TANDEM_PSEUDONYM_KEY (and TANDEM_PSEUDONYM_KEY_ID)."""
+    from rich.progress import track
+
+    from tandem import evalset, fleet, sharing
+    from tandem.storage import store_from_settings
+
+    settings = Settings.from_env()
+    key = require_secret("TANDEM_PSEUDONYM_KEY")
+    key_id = os.environ.get("TANDEM_PSEUDONYM_KEY_ID", "k1")
+    kwargs = {"n_users": users, "seed": seed} if source == "synthetic" else {}
+    everyone = fleet.load_fleet(source, **kwargs)
+    sharers, evaluators = fleet.split_users(everyone, holdout_every)
+    store = store_from_settings(settings)
+    report = sharing.ShareReport()
+    for user in track(sharers, description="sharing", console=console, transient=True):
+        sharing.share_user(store, user, fraction, key, key_id, batch_size, report=report)
+    evalset.write_evaluation_devices(settings.home, evaluators, key, key_id)
+    console.print(f"{report.users} users shared {report.windows} windows in {len(report.written) + len(report.already_there)} "
+                  f"batches: [bold]{len(report.written)} new[/], {len(report.already_there)} already in {store.url}/incoming/")
+    console.print(f"{len(evaluators)} evaluation users never share; their data stays in {evalset.devices_dir(settings.home)}")
+
+
+@app.command()
+def run(
+    params_file: Optional[Path] = typer.Option(None, exists=True, help="JSON with the run parameters (RunParams)"),
+    epochs: Optional[int] = typer.Option(None, help="override the pretraining epochs"),
+    force: bool = typer.Option(False, help="train and release even with no new batches"),
+):
+    """Run the train-and-release flow locally (Prefect in ephemeral mode unless PREFECT_API_URL is set)."""
+    settings = Settings.from_env()
+    prepare_prefect_home(settings)
+    from flows.train_release import train_and_release
+    from tandem.params import RunParams
+
+    params = RunParams.model_validate(json.loads(params_file.read_text())) if params_file else RunParams()
+    if epochs is not None:
+        params.train.epochs = epochs
+    params.force = force or params.force
+    result = train_and_release(params)
+    _print_outcome(result)
+    if result.get("status") == "blocked":
+        raise typer.Exit(3)
+
+
+def _print_outcome(result: dict) -> None:
+    console.print(f"batches: {result['new_batches']} new, {result['accepted']} accepted, {result['quarantined']} quarantined")
+    for batch, reason in result.get("quarantine_reasons", {}).items():
+        console.print(f"  [yellow]quarantined[/] {batch}: {reason}")
+    status = result.get("status")
+    if status == "published":
+        console.print(f"[green]published[/] {result['model']} version {result['version']} to channel "
+                      f"[bold]{result['channel']}[/] ({result['release']}); accuracy on evaluation users "
+                      f"{result['metrics']['accuracy']:.3f}, macro-F1 {result['metrics']['macro_f1']:.3f}")
+    elif status == "blocked":
+        console.print(f"[red]blocked[/] version {result.get('version')}: " + "; ".join(result.get("reasons", [])))
+    elif status == "up-to-date":
+        console.print(f"nothing new since snapshot {result['snapshot']} (already {result['previous'].get('outcome')} "
+                      f"as version {result['previous'].get('version')}): nothing trained, nothing published")
+    else:
+        console.print("no accepted data yet: nothing trained, nothing published")
+
+
+@app.command()
+def releases():
+    """List published versions and where each channel points."""
+    from tandem.release import list_channels, list_releases
+    from tandem.storage import store_from_settings
+
+    settings = Settings.from_env()
+    store = store_from_settings(settings)
+    channels = list_channels(store, settings.model_name)
+    table = Table(title=f"{settings.model_name} releases in {store.url}")
+    for col in ("version", "channels", "created", "accuracy", "macro-F1", "dataset", "mlflow run"):
+        table.add_column(col)
+    for m in list_releases(store, settings.model_name):
+        on = ", ".join(sorted(c for c, p in channels.items() if p.get("version") == m["version"]))
+        metrics = m.get("metrics", {})
+        table.add_row(m["version"], on, m.get("created_at", ""), f"{metrics.get('accuracy', float('nan')):.3f}",
+                      f"{metrics.get('macro_f1', float('nan')):.3f}", m.get("dataset", {}).get("snapshot_id", ""),
+                      m.get("mlflow", {}).get("run_id", "")[:12])
+    console.print(table)
+    if not channels:
+        console.print("no channel points to a release yet")
+
+
+@app.command()
+def pull(
+    out: Path = typer.Option(..., help="folder to write the release into"),
+    channel: str = typer.Option("staging", help="channel to pull"),
+    version: Optional[str] = typer.Option(None, help="a version instead of a channel"),
+):
+    """What an app build runs: download a release and verify every file's sha256 against its manifest.
+    On any mismatch it fails and writes nothing."""
+    from tandem.release import ReleaseError, pull as pull_release
+    from tandem.storage import store_from_settings
+
+    settings = Settings.from_env()
+    try:
+        manifest = pull_release(store_from_settings(settings), settings.model_name, out, channel=channel, version=version)
+    except ReleaseError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
+    console.print(f"{settings.model_name} version {manifest['version']}: {len(manifest['files'])} files verified into {out}")
+    for name, meta in manifest["files"].items():
+        console.print(f"  {name}  sha256 {meta['sha256']}  {meta['size']} bytes")
+
+
+_mount_optional("tandem.device.cli", "device")
+
+if __name__ == "__main__":
+    app()

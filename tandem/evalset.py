@@ -1,0 +1,65 @@
+"""The evaluation users: users who never share. Their data stays on their (simulated) devices under
+``TANDEM_HOME/devices/<user>/``; the server-side flow reads it only to score candidates, and it never
+enters the store. ``local.parquet`` is in the shared-batch format (what `tandem device` commands
+take); ``raw.npz`` holds the same rows' raw sensor windows (for golden vectors)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from tandem.features import ACTIVITIES, FEATURE_NAMES
+from tandem.fleet import UserData
+from tandem.sharing import write_local_data
+
+INDEX = "evaluation.json"
+
+
+@dataclass
+class EvalUser:
+    user_id: str
+    features: np.ndarray  # (n, N_FEATURES)
+    labels: np.ndarray  # (n,) activity names, capture order
+    windows: np.ndarray  # (n, WINDOW, 6) raw
+
+    @property
+    def y(self) -> np.ndarray:
+        return np.array([ACTIVITIES.index(label) for label in self.labels])
+
+
+def devices_dir(home: Path) -> Path:
+    return Path(home) / "devices"
+
+
+def write_evaluation_devices(home: Path, users: list[UserData], key: bytes, key_id: str = "k1") -> Path:
+    root = devices_dir(home)
+    for user in users:
+        folder = root / user.user_id
+        folder.mkdir(parents=True, exist_ok=True)
+        order = np.argsort(user.captured_at, kind="stable")
+        write_local_data(_reordered(user, order), folder / "local.parquet", key, key_id)
+        np.savez_compressed(folder / "raw.npz", windows=user.windows[order])
+    (root / INDEX).write_text(json.dumps({"users": [u.user_id for u in users]}, indent=2))
+    return root
+
+
+def _reordered(user: UserData, order: np.ndarray) -> UserData:
+    return UserData(user.user_id, user.windows[order], user.labels[order], [user.window_keys[i] for i in order],
+                    user.captured_at[order], user.device)
+
+
+def load_evaluation(home: Path) -> list[EvalUser]:
+    root = devices_dir(home)
+    index = root / INDEX
+    if not index.exists():
+        raise FileNotFoundError(f"no evaluation users under {root}: run `tandem share` first")
+    users = []
+    for user_id in json.loads(index.read_text())["users"]:
+        frame = pq.read_table(root / user_id / "local.parquet").to_pandas()
+        windows = np.load(root / user_id / "raw.npz")["windows"]
+        users.append(EvalUser(user_id, frame[list(FEATURE_NAMES)].to_numpy(np.float64), frame["label"].to_numpy(str), windows))
+    return users

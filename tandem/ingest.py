@@ -1,0 +1,89 @@
+"""Ingest: find the batches in the landing zone that no run has processed, judge each once, and
+record the outcome in the ledger. Quarantined batches are copied to ``quarantine/<batch>/`` with
+the GX result and a one-line reason. Nothing is ever deleted from ``incoming/`` or ``quarantine/``.
+
+The ledger (``ledger/batches/<batch>.json``, create-only writes) is what makes every batch count
+exactly once: a batch with a ledger entry is never processed again, and two runs racing on the same
+batch cannot both record it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+
+from tandem.storage import NotFound, Store, get_json, put_json, sha256_hex
+
+INCOMING = "incoming/"
+LEDGER = "ledger/batches/"
+QUARANTINE = "quarantine/"
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    batch_id: str
+    key: str
+
+
+def batch_ref(key: str) -> BatchRef:
+    return BatchRef(PurePosixPath(key).stem, key)
+
+
+def ledger_key(batch_id: str) -> str:
+    return f"{LEDGER}{batch_id}.json"
+
+
+def discover(store: Store) -> list[BatchRef]:
+    """Batches in the landing zone without a ledger entry, in key order."""
+    seen = {PurePosixPath(k).stem for k in store.list(LEDGER)}
+    return [batch_ref(k) for k in store.list(INCOMING) if k.endswith(".parquet") and batch_ref(k).batch_id not in seen]
+
+
+def ledger_entries(store: Store) -> list[dict]:
+    return [get_json(store, k) for k in store.list(LEDGER) if k.endswith(".json")]
+
+
+def accepted_entries(store: Store) -> list[dict]:
+    return [e for e in ledger_entries(store) if e["outcome"] == "accepted"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def process_batch(store: Store, ref: BatchRef, run_id: str | None = None) -> dict:
+    """Validate one batch and record its outcome once. Returns the ledger entry (the existing one
+    when another run got there first)."""
+    from tandem.validation import validate_batch
+
+    try:
+        data = store.get(ref.key)
+    except NotFound:
+        raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
+    verdict = validate_batch(data, ref.batch_id)
+    entry = {
+        "batch_id": ref.batch_id,
+        "key": ref.key,
+        "sha256": sha256_hex(data),
+        "size": len(data),
+        "rows": verdict.rows,
+        "outcome": "accepted" if verdict.ok else "quarantined",
+        "reason": verdict.reason,
+        "processed_at": _now(),
+        "run_id": run_id,
+    }
+    if verdict.ok:
+        captured = verdict.frame["captured_at"]
+        entry["captured_from"], entry["captured_to"] = captured.min().isoformat(), captured.max().isoformat()
+    else:
+        # Quarantine first, ledger second: a crash in between leaves a batch that is simply judged again.
+        base = f"{QUARANTINE}{ref.batch_id}/"
+        store.put(base + "batch.parquet", data)
+        store.put(base + "validation.json", json.dumps(verdict.result, indent=2, default=str).encode())
+        store.put(base + "reason.txt", (verdict.reason + "\n").encode())
+        entry["quarantine"] = base
+    if put_json(store, ledger_key(ref.batch_id), entry, if_absent=True):
+        return entry
+    return get_json(store, ledger_key(ref.batch_id))

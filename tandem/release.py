@@ -1,0 +1,139 @@
+"""Releases in the store: ``releases/<model>/<version>/`` (immutable, checksummed, manifest last) and
+channel pointers ``channels/<model>/<channel>.json`` (moved atomically). What an app build pulls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tandem.storage import NotFound, Store, get_json, put_json, sha256_hex
+
+RELEASES = "releases/"
+CHANNELS = "channels/"
+MANIFEST = "manifest.json"
+
+
+class ReleaseError(RuntimeError):
+    pass
+
+
+class IntegrityError(ReleaseError):
+    """A pulled file does not match its manifest."""
+
+
+def release_prefix(model: str, version: str | int) -> str:
+    return f"{RELEASES}{model}/{version}/"
+
+
+def channel_key(model: str, channel: str) -> str:
+    return f"{CHANNELS}{model}/{channel}.json"
+
+
+def _put_immutable(store: Store, key: str, data: bytes) -> None:
+    """Create-only; re-writing identical bytes (a resumed run) is fine, different bytes are refused."""
+    if not store.put(key, data, if_absent=True) and sha256_hex(store.get(key)) != sha256_hex(data):
+        raise ReleaseError(f"{key} already exists with other content: releases are immutable")
+
+
+def write_release(store: Store, model: str, version: str | int, files: dict[str, bytes], fields: dict) -> dict:
+    """Write every file, then the manifest naming each with its sha256 and size. Until the manifest
+    exists the release does not exist for any reader."""
+    prefix = release_prefix(model, version)
+    if store.exists(prefix + MANIFEST):
+        raise ReleaseError(f"release {model}/{version} is already published")
+    for name, data in files.items():
+        _put_immutable(store, prefix + name, data)
+    manifest = {
+        "model": model,
+        "version": str(version),
+        **fields,
+        "files": {name: {"sha256": sha256_hex(data), "size": len(data)} for name, data in sorted(files.items())},
+    }
+    _put_immutable(store, prefix + MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    return manifest
+
+
+def read_manifest(store: Store, model: str, version: str | int) -> dict:
+    try:
+        return get_json(store, release_prefix(model, version) + MANIFEST)
+    except NotFound:
+        raise ReleaseError(f"no release {model}/{version}") from None
+
+
+def list_releases(store: Store, model: str | None = None) -> list[dict]:
+    """Complete releases (those with a manifest), oldest version first."""
+    keys = [k for k in store.list(RELEASES + (f"{model}/" if model else "")) if k.endswith("/" + MANIFEST)]
+    manifests = [get_json(store, k) for k in keys]
+    return sorted(manifests, key=lambda m: (m["model"], int(m["version"]) if str(m["version"]).isdigit() else 0))
+
+
+def read_channel(store: Store, model: str, channel: str) -> dict | None:
+    try:
+        return get_json(store, channel_key(model, channel))
+    except NotFound:
+        return None
+
+
+def list_channels(store: Store, model: str) -> dict[str, dict]:
+    return {Path(k).stem: get_json(store, k) for k in store.list(f"{CHANNELS}{model}/") if k.endswith(".json")}
+
+
+def set_channel(store: Store, model: str, channel: str, version: str | int, reason: str = "") -> dict:
+    """Point a channel at a complete release, in one atomic write; keeps the versions it pointed to."""
+    manifest_key = release_prefix(model, version) + MANIFEST
+    manifest_bytes = store.get(manifest_key)
+    previous = read_channel(store, model, channel)
+    history = ([previous["version"]] + previous.get("history", [])) if previous else []
+    pointer = {
+        "model": model,
+        "channel": channel,
+        "version": str(version),
+        "manifest": manifest_key,
+        "manifest_sha256": sha256_hex(manifest_bytes),
+        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "reason": reason,
+        "history": history[:20],
+    }
+    put_json(store, channel_key(model, channel), pointer)
+    return pointer
+
+
+def pull(store: Store, model: str, out: str | os.PathLike, channel: str | None = "staging",
+         version: str | int | None = None) -> dict:
+    """Download a release into `out`, verifying every file against the manifest first. On any
+    mismatch raise IntegrityError and write nothing into `out`."""
+    if version is None:
+        pointer = read_channel(store, model, channel)
+        if pointer is None:
+            raise ReleaseError(f"channel {channel!r} of {model} points to no release yet")
+        manifest_bytes = store.get(pointer["manifest"])
+        if sha256_hex(manifest_bytes) != pointer["manifest_sha256"]:
+            raise IntegrityError(f"manifest of {model}/{pointer['version']} does not match the channel's checksum")
+        version = pointer["version"]
+    else:
+        manifest_bytes = store.get(release_prefix(model, version) + MANIFEST)
+    manifest = json.loads(manifest_bytes)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".pull-", dir=out.parent))
+    try:
+        for name, meta in manifest["files"].items():
+            data = store.get(release_prefix(model, version) + name)
+            if len(data) != meta["size"] or sha256_hex(data) != meta["sha256"]:
+                raise IntegrityError(
+                    f"{name} of {model}/{version}: sha256 {sha256_hex(data)} ({len(data)} bytes) does not match "
+                    f"the manifest's {meta['sha256']} ({meta['size']} bytes); nothing was written"
+                )
+            (staging / name).write_bytes(data)
+        (staging / MANIFEST).write_bytes(manifest_bytes)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in staging.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest

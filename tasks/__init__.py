@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over `tandem`, one per stage."""
