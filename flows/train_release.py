@@ -5,10 +5,17 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.runners import batch_task_runner
 from tandem.params import RunParams
 from tasks.ingest import discover_batches, validate_batch
-from tasks.release import already_trained, publish_candidate, record_trained, start_tracking
+from tasks.release import already_trained, fail_tracking, publish_candidate, record_trained, start_tracking
 from tasks.train import convert_model, evaluate_model, pretrain_model, snapshot_dataset
+
+
+@flow(name="validate-batches", task_runner=batch_task_runner())
+def validate_batches(refs: list, run_id: str | None = None) -> list[dict]:
+    """Validate each new batch once (in parallel; on a Dask cluster when TANDEM_DASK_ADDRESS is set)."""
+    return [f.result() for f in validate_batch.map(refs, run_id=run_id)]
 
 
 @flow(name="train-and-release", log_prints=True)
@@ -18,7 +25,7 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
     log = get_run_logger()
     refs = discover_batches()
     log.info("%d new batch(es) in the landing zone", len(refs))
-    entries = [f.result() for f in validate_batch.map(refs, run_id=flow_run.get_id())]
+    entries = validate_batches(refs, flow_run.get_id()) if refs else []
     accepted = [e for e in entries if e["outcome"] == "accepted"]
     quarantined = [e for e in entries if e["outcome"] == "quarantined"]
     for e in quarantined:
@@ -37,9 +44,13 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
         return {**summary, "status": "up-to-date", "snapshot": snapshot.snapshot_id, "previous": done}
 
     run_id = start_tracking(snapshot, params, summary)
-    result = pretrain_model(snapshot, params.train, run_id)
-    metrics = evaluate_model(result, run_id)
-    mlmodel = convert_model(result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
-    outcome = publish_candidate(snapshot, result, metrics, mlmodel, params, run_id, summary)
+    try:
+        result = pretrain_model(snapshot, params.train, run_id)
+        metrics = evaluate_model(result, run_id)
+        mlmodel = convert_model(result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
+        outcome = publish_candidate(snapshot, result, metrics, mlmodel, params, run_id, summary)
+    except BaseException:
+        fail_tracking(run_id)
+        raise
     record_trained(snapshot.snapshot_id, outcome)
     return {**summary, **outcome}

@@ -7,14 +7,15 @@ pointer is put back as it was, so the two never disagree for longer than the fai
 from __future__ import annotations
 
 from tandem.config import Settings
-from tandem.release import channel_key, read_channel, set_channel
+from tandem.release import ReleaseError, channel_key, read_channel, set_channel
 from tandem.storage import Store, put_json
 from tandem.tracking import alias_version, client
 
 
-def move_channel(settings: Settings, store: Store, channel: str, version: str | int, reason: str = "") -> dict:
+def move_channel(settings: Settings, store: Store, channel: str, version: str | int, reason: str = "",
+                 history: list[str] | None = None) -> dict:
     before = read_channel(store, settings.model_name, channel)
-    pointer = set_channel(store, settings.model_name, channel, version, reason)
+    pointer = set_channel(store, settings.model_name, channel, version, reason, history)
     try:
         client(settings).set_registered_model_alias(settings.model_name, channel, str(version))
     except Exception:
@@ -26,6 +27,27 @@ def move_channel(settings: Settings, store: Store, channel: str, version: str | 
     return pointer
 
 
+def promote(settings: Settings, store: Store, version: str | None = None) -> dict:
+    """Move `production` to the staging version (or to `version`)."""
+    if version is None:
+        staging = read_channel(store, settings.model_name, "staging")
+        if staging is None:
+            raise ReleaseError("nothing on staging to promote")
+        version = staging["version"]
+    return move_channel(settings, store, "production", version, reason="promote")
+
+
+def rollback(settings: Settings, store: Store) -> dict:
+    """Move `production` back to the version it pointed to before."""
+    current = read_channel(store, settings.model_name, "production")
+    if current is None or not current.get("history"):
+        raise ReleaseError("production has no previous version to roll back to")
+    previous, *older = current["history"]
+    return move_channel(settings, store, "production", previous, reason=f"rollback from {current['version']}",
+                        history=older)
+
+
 def channel_state(settings: Settings, store: Store, channel: str) -> dict:
+    """Where a channel points in the store and in MLflow (they must agree)."""
     pointer = read_channel(store, settings.model_name, channel)
     return {"store": pointer["version"] if pointer else None, "mlflow": alias_version(settings, channel)}

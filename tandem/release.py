@@ -83,12 +83,18 @@ def list_channels(store: Store, model: str) -> dict[str, dict]:
     return {Path(k).stem: get_json(store, k) for k in store.list(f"{CHANNELS}{model}/") if k.endswith(".json")}
 
 
-def set_channel(store: Store, model: str, channel: str, version: str | int, reason: str = "") -> dict:
-    """Point a channel at a complete release, in one atomic write; keeps the versions it pointed to."""
+def set_channel(store: Store, model: str, channel: str, version: str | int, reason: str = "",
+                history: list[str] | None = None) -> dict:
+    """Point a channel at a complete release, in one atomic write. `history` (newest first) defaults
+    to the versions it pointed to before; a rollback passes it shortened instead."""
     manifest_key = release_prefix(model, version) + MANIFEST
-    manifest_bytes = store.get(manifest_key)
+    try:
+        manifest_bytes = store.get(manifest_key)
+    except NotFound:
+        raise ReleaseError(f"no complete release {model}/{version} to point {channel!r} at") from None
     previous = read_channel(store, model, channel)
-    history = ([previous["version"]] + previous.get("history", [])) if previous else []
+    if history is None:
+        history = ([previous["version"]] + previous.get("history", [])) if previous else []
     pointer = {
         "model": model,
         "channel": channel,

@@ -6,6 +6,7 @@ from prefect import task
 
 from tandem import candidate
 from tandem.config import Settings
+from tandem.publish import end_run
 from tandem.storage import store_from_settings
 
 
@@ -17,6 +18,11 @@ def already_trained(snapshot_id: str) -> dict | None:
 @task(name="start-tracking")
 def start_tracking(snapshot, params, summary: dict) -> str:
     return candidate.start_tracking(Settings.from_env(), snapshot, params, summary)
+
+
+@task(name="fail-tracking")
+def fail_tracking(run_id: str) -> None:
+    end_run(Settings.from_env(), run_id, "FAILED")
 
 
 @task(name="gate-and-publish")

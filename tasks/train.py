@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from tandem import dataset, ingest, pretrain
+from tandem import candidate, dataset, ingest, pretrain
 from tandem.config import Settings
 from tandem.publish import log_metrics
 from tandem.storage import store_from_settings
@@ -29,7 +29,7 @@ def pretrain_model(snapshot: dataset.Snapshot, config, mlflow_run_id: str):
 
 @task(name="evaluate")
 def evaluate_model(result, mlflow_run_id: str) -> dict:
-    return pretrain.evaluate_on_devices(Settings.from_env(), result, mlflow_run_id)
+    return candidate.evaluate_on_devices(Settings.from_env(), result, mlflow_run_id)
 
 
 @task(name="convert-to-coreml")

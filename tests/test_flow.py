@@ -1,0 +1,122 @@
+"""The main job end to end on embedded defaults: a real Prefect engine (ephemeral), a real MLflow
+SQLite store, real GX validation, the local store; and once against moto's S3 server over HTTP."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from tandem import evalset, fleet, sharing
+from tandem.config import Settings
+from tandem.ingest import ledger_entries
+from tandem.release import list_releases, pull, read_channel
+from tandem.storage import sha256_hex, store_from_settings
+from tests.batches import bad_batches
+
+FAST = {"train": {"epochs": 25, "hidden_sizes": [32, 32], "patience": 5}}
+
+
+def share_synthetic(settings: Settings, n_users: int = 8) -> tuple[list, list]:
+    users = fleet.synthetic_fleet(n_users, windows_per_class=10, seed=1)
+    sharers, evaluators = fleet.split_users(users, holdout_every=4)
+    key = os.environ["TANDEM_PSEUDONYM_KEY"].encode()
+    sharing.share(store_from_settings(settings), sharers, 0.8, key, batch_size=16)
+    evalset.write_evaluation_devices(settings.home, evaluators, key)
+    return sharers, evaluators
+
+
+def run_flow(**overrides):
+    from flows.train_release import train_and_release
+    from tandem.params import RunParams
+
+    return train_and_release(RunParams.model_validate({**FAST, **overrides}))
+
+
+def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tandem_home, tmp_path):
+    settings = Settings.from_env()
+    sharers, _ = share_synthetic(settings)
+    store = store_from_settings(settings)
+    for name, data in bad_batches(sharers[0]).items():
+        store.put(f"incoming/bad/{name}.parquet", data)
+
+    first = run_flow()
+    assert first["status"] == "published", first
+    assert first["quarantined"] == 4 and first["accepted"] == first["new_batches"] - 4
+    reasons = first["quarantine_reasons"]
+    assert "parquet" in reasons["truncated"].lower()
+    assert "acc_x_mean" in reasons["wrong_type"]
+    assert "pseudonym" in reasons["raw_email"] and "jane.doe@example.com" not in reasons["raw_email"]
+    assert "label" in reasons["bad_label"]
+    for name in reasons:  # nothing lost: the batch stays in incoming/ and a copy with its report sits in quarantine/
+        assert store.exists(f"incoming/bad/{name}.parquet")
+        assert store.exists(f"quarantine/{name}/validation.json") and store.exists(f"quarantine/{name}/reason.txt")
+
+    manifest = pull(store, settings.model_name, tmp_path / "app", channel="staging")
+    model_bytes = (tmp_path / "app" / "model.mlmodel").read_bytes()
+    assert sha256_hex(model_bytes) == manifest["files"]["model.mlmodel"]["sha256"]
+    assert manifest["metrics"]["accuracy"] > 0.8
+    assert manifest["mlflow"]["version"] == first["version"]
+    assert manifest["class_labels"] == ["walking", "walking_upstairs", "walking_downstairs", "sitting", "standing", "laying"]
+    assert manifest["dataset"]["batches"] == first["accepted"]
+
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(tmp_path / "app" / "model.mlmodel"))
+    assert spec.isUpdatable and spec.specificationVersion >= 4
+    assert spec.WhichOneof("Type") == "neuralNetworkClassifier"
+    assert list(spec.neuralNetworkClassifier.stringClassLabels.vector) == manifest["class_labels"]
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(first["mlflow_run_id"])
+    assert run.data.metrics["eval_accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 2
+    assert client.get_model_version_by_alias(settings.model_name, "staging").version == first["version"]
+
+    second = run_flow()
+    assert second["status"] == "up-to-date" and second["new_batches"] == 0
+    assert [m["version"] for m in list_releases(store, settings.model_name)] == [first["version"]]
+    entries = ledger_entries(store)
+    assert len(entries) == len({e["batch_id"] for e in entries}) == first["new_batches"]
+
+
+def test_a_crashed_publish_is_completed_by_the_next_run(tandem_home, monkeypatch):
+    """Fault injection: the channel write fails once (a store outage we cannot cause for real here)."""
+    settings = Settings.from_env()
+    share_synthetic(settings)
+    store = store_from_settings(settings)
+    import tandem.channels
+
+    def outage(*args, **kwargs):
+        raise OSError("store outage")
+
+    monkeypatch.setattr(tandem.channels, "set_channel", outage)
+    with pytest.raises(OSError):
+        run_flow()
+    monkeypatch.undo()
+    assert read_channel(store, settings.model_name, "staging") is None
+    batches_after_crash = len(ledger_entries(store))
+
+    again = run_flow()
+    assert again["status"] == "published" and again["new_batches"] == 0
+    assert len(ledger_entries(store)) == batches_after_crash  # nothing counted twice
+    assert read_channel(store, settings.model_name, "staging")["version"] == again["version"]
+    for m in list_releases(store, settings.model_name):  # every visible release is complete
+        assert all(store.exists(f"releases/{settings.model_name}/{m['version']}/{f}") for f in m["files"])
+
+
+def test_flow_runs_against_s3(tandem_home, s3_endpoint, s3_bucket, monkeypatch):
+    monkeypatch.setenv("TANDEM_STORE", f"s3://{s3_bucket}/tandem")
+    monkeypatch.setenv("TANDEM_S3_ENDPOINT_URL", s3_endpoint)
+    settings = Settings.from_env()
+    share_synthetic(settings, n_users=4)
+    result = run_flow()
+    assert result["status"] == "published"
+    import boto3
+
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert f"tandem/channels/{settings.model_name}/staging.json" in keys
+    assert f"tandem/releases/{settings.model_name}/{result['version']}/model.mlmodel" in keys
