@@ -146,6 +146,7 @@ def pull(
 
 
 _mount_optional("tandem.device.cli", "device")
+_mount_optional("tandem.stack_cli", "stack")
 
 if __name__ == "__main__":
     app()

@@ -19,11 +19,26 @@ class DeviceUpdateConfig(BaseModel):
     epochs: int = Field(10, ge=1, le=100, description="default on-device epochs (the app may choose 1..100)")
 
 
+class GateThresholds(BaseModel):
+    """What a candidate must show before it may reach a channel."""
+
+    parity_tolerance: float = Field(1e-5, gt=0, description="max |Core ML runtime - torch| probability difference")
+    min_accuracy: float = Field(0.7, ge=0, le=1, description="absolute floor of accuracy on the evaluation users")
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="max accuracy drop against production")
+    max_macro_f1_drop: float = Field(0.02, ge=0, le=1, description="max macro-F1 drop against production")
+    max_personalization_gain_drop: float = Field(
+        0.03, ge=0, le=1, description="max drop of the on-device personalization gain against production")
+    personalization_per_class: int = Field(
+        5, ge=1, le=100, description="labelled windows per class each evaluation user personalizes on")
+    personalization_users: int = Field(6, ge=1, le=1000, description="evaluation users personalized in the update gate")
+
+
 class RunParams(BaseModel):
     """One train-and-release run."""
 
     train: TrainConfig = Field(default_factory=TrainConfig, description="pretraining hyperparameters")
     device: DeviceUpdateConfig = Field(default_factory=DeviceUpdateConfig, description="on-device update settings")
+    gates: GateThresholds = Field(default_factory=GateThresholds, description="release gates")
     channel: Literal["staging", "production"] = Field("staging", description="channel the release is published to")
     data_window_days: int | None = Field(
         None, ge=1, description="train only on batches captured in the last N days (None: all accepted batches)")

@@ -12,6 +12,7 @@ import pytest
 # Prefect's ephemeral database and settings must be chosen before prefect is first imported.
 _SESSION_HOME = f"/tmp/tandem-tests-{os.getpid()}"
 os.environ.setdefault("PREFECT_HOME", f"{_SESSION_HOME}/prefect")
+os.makedirs(os.environ["PREFECT_HOME"], exist_ok=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 

@@ -74,7 +74,7 @@ def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tande
     run = client.get_run(first["mlflow_run_id"])
     assert run.data.metrics["eval_accuracy"] == pytest.approx(manifest["metrics"]["accuracy"])
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 2
-    assert client.get_model_version_by_alias(settings.model_name, "staging").version == first["version"]
+    assert str(client.get_model_version_by_alias(settings.model_name, "staging").version) == first["version"]
 
     second = run_flow()
     assert second["status"] == "up-to-date" and second["new_batches"] == 0
@@ -93,10 +93,10 @@ def test_a_crashed_publish_is_completed_by_the_next_run(tandem_home, monkeypatch
     def outage(*args, **kwargs):
         raise OSError("store outage")
 
-    monkeypatch.setattr(tandem.channels, "set_channel", outage)
-    with pytest.raises(OSError):
-        run_flow()
-    monkeypatch.undo()
+    with monkeypatch.context() as fault:
+        fault.setattr(tandem.channels, "set_channel", outage)
+        with pytest.raises(OSError):
+            run_flow()
     assert read_channel(store, settings.model_name, "staging") is None
     batches_after_crash = len(ledger_entries(store))
 

@@ -1,0 +1,336 @@
+"""Golden vectors: what the app's featurizer, MLModel prediction and MLUpdateTask must reproduce.
+
+``golden_vectors`` records, per raw window, the features, the model input, the probabilities and
+the label this runtime computes, plus one update trace (one epoch, one mini-batch, no shuffle, so
+sample order cannot matter). ``swift_xctest`` writes the XCTest that checks the app against it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import numpy as np
+
+from tandem.device.runtime import DeviceModel, ModelError
+from tandem.device.update import resolve_params, trainable, update, updatable_weights
+
+FORMAT = "tandem-golden/v1"
+
+
+def _default_featurize():
+    from tandem.features import featurize_window  # numpy-only, like the app's own featurizer
+
+    return featurize_window
+
+
+def _floats(a) -> list:
+    return np.asarray(a, dtype=np.float64).tolist()
+
+
+def _one_batch(spec, n: int, requested: int | None) -> int:
+    """A mini-batch size the spec allows, <= n (so the trace is exactly one mini-batch)."""
+    _, nn, _ = trainable(spec)
+    opt = nn.updateParams.optimizer
+    p = getattr(opt, opt.WhichOneof("OptimizerType")).miniBatchSize
+    if requested is not None:
+        return int(requested)
+    which = p.WhichOneof("AllowedValues")
+    if which == "set":
+        fits = [v for v in p.set.values if v <= n]
+        if not fits:
+            raise ValueError(f"need at least {min(p.set.values)} update samples, got {n}")
+        return int(max(fits))
+    if which == "range":
+        return int(min(n, p.range.maxValue))
+    return n
+
+
+def golden_vectors(model, raw_windows, featurize: Callable | None = None, labels=None, update_inputs=None,
+                   update_labels=None, *, mini_batch_size: int | None = None,
+                   learning_rate: float | None = None, feature_names=None) -> dict:
+    """Golden record for ``model`` (DeviceModel/path/bytes, a classifier).
+
+    raw_windows: (n, 128, 6) sensor windows; featurize: window -> feature vector (default
+    tandem.features.featurize_window); labels: true labels of the windows (optional). The update
+    trace uses update_inputs (feature vectors (m, d), or raw windows (m, 128, 6)) with update_labels,
+    or else the windows themselves with ``labels``; it is skipped when there are no labels.
+    """
+    model = DeviceModel.load(model)
+    if not model.is_classifier:
+        raise ModelError("golden vectors are defined for classifiers")
+    featurize = featurize or _default_featurize()
+    raw = np.asarray(raw_windows, dtype=np.float64)
+    feats = np.stack([np.asarray(featurize(w), dtype=np.float64) for w in raw])
+    probs = model.predict_proba(feats)
+    class_labels = model.class_labels
+    windows = []
+    for i in range(len(raw)):
+        w = {
+            "raw": _floats(raw[i]),
+            "features": _floats(feats[i]),
+            "model_input": _floats(feats[i]),  # the app feeds raw features; standardization is in the model
+            "probabilities": dict(zip(map(str, class_labels), _floats(probs[i]))),
+            "probability_vector": _floats(probs[i]),
+            "label": str(class_labels[int(probs[i].argmax())]),
+        }
+        if labels is not None:
+            w["true_label"] = str(labels[i])
+        windows.append(w)
+    golden = {
+        "format": FORMAT,
+        "model": {
+            "sha256": model.sha256,
+            "input_name": model.input_name,
+            "label_name": model.label_name,
+            "probabilities_name": model.probabilities_name,
+            "class_labels": [str(c) for c in class_labels],
+        },
+        "windows": windows,
+    }
+    if feature_names is not None:
+        golden["feature_names"] = list(feature_names)
+    if update_inputs is not None or labels is not None:
+        golden["update"] = _update_trace(model, feats, labels, update_inputs, update_labels, featurize,
+                                         mini_batch_size, learning_rate)
+    return golden
+
+
+def _update_trace(model, feats, labels, update_inputs, update_labels, featurize, mini_batch_size, learning_rate):
+    if update_inputs is None:
+        X, y = feats, labels
+    else:
+        X = np.asarray(update_inputs, dtype=np.float64)
+        if X.ndim == 3:  # raw windows
+            X = np.stack([np.asarray(featurize(w), dtype=np.float64) for w in X])
+        y = update_labels if update_labels is not None else labels
+    if y is None or len(y) != len(X):
+        raise ValueError("the update trace needs one label per update input")
+    m = _one_batch(model.spec, len(X), mini_batch_size)
+    X, y = X[:m], [str(v) for v in list(y)[:m]]
+    overrides = dict(epochs=1, mini_batch_size=m, shuffle=False)
+    if learning_rate is not None:
+        overrides["learning_rate"] = learning_rate
+    resolve_params(model.spec, **overrides)  # fail early, naming the parameter the spec refuses
+    result = update(model, X, y, **overrides)
+    after = result.model
+    return {
+        "inputs": _floats(X),
+        "labels": y,
+        "params": result.params.as_dict(),
+        "loss_before": result.loss_before,
+        "loss_after": result.loss_after,
+        "updated_layers": [
+            {"name": name, "shape": list(v["weights"].shape), "weights": _floats(v["weights"].ravel()),
+             "bias": None if v["bias"] is None else _floats(v["bias"])}
+            for name, v in updatable_weights(after).items()
+        ],
+        "probabilities_after": _floats(after.predict_proba(X)),
+        "personal_sha256": after.sha256,
+    }
+
+
+def write_golden(golden: dict, path) -> None:
+    from pathlib import Path
+
+    Path(path).write_text(json.dumps(golden, indent=1))
+
+
+# ---- Swift -----------------------------------------------------------------------------------
+
+_SWIFT = r'''// Generated by tandem.device.golden.swift_xctest. Do not edit: regenerate with the release.
+//
+// Checks the app against the server's golden vectors (__GOLDEN__.json in the test bundle):
+//  1. the app's featurizer reproduces the features of each raw window;
+//  2. the Core ML model (__MODEL__.mlmodelc) reproduces the probabilities and labels;
+//  3. one MLUpdateTask (1 epoch, 1 mini-batch, no shuffle) reproduces the personal model's
+//     probabilities on the update inputs.
+
+import XCTest
+import CoreML
+@testable import __APP_MODULE__
+
+private struct GoldenModel: Decodable {
+    let inputName: String
+    let labelName: String
+    let probabilitiesName: String
+    let classLabels: [String]
+}
+
+private struct GoldenWindow: Decodable {
+    let raw: [[Double]]
+    let features: [Double]
+    let modelInput: [Double]
+    let probabilityVector: [Double]  // in classLabels order (dictionary keys would be snake-case converted)
+    let label: String
+}
+
+private struct GoldenUpdateParams: Decodable {
+    let optimizer: String
+    let learningRate: Double
+    let miniBatchSize: Int
+    let epochs: Int
+    let momentum: Double
+    let beta1: Double
+    let beta2: Double
+    let eps: Double
+}
+
+private struct GoldenUpdate: Decodable {
+    let inputs: [[Double]]
+    let labels: [String]
+    let params: GoldenUpdateParams
+    let probabilitiesAfter: [[Double]]
+}
+
+private struct Golden: Decodable {
+    let format: String
+    let model: GoldenModel
+    let windows: [GoldenWindow]
+    let update: GoldenUpdate?
+}
+
+final class TandemGoldenTests: XCTestCase {
+    private let tolerance: Double = __TOLERANCE__
+
+    private var bundle: Bundle { Bundle(for: TandemGoldenTests.self) }
+
+    private func loadGolden() throws -> Golden {
+        let url = try XCTUnwrap(bundle.url(forResource: "__GOLDEN__", withExtension: "json"),
+                                "__GOLDEN__.json is missing from the test bundle")
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let golden = try decoder.decode(Golden.self, from: Data(contentsOf: url))
+        XCTAssertEqual(golden.format, "__FORMAT__")
+        return golden
+    }
+
+    private func modelURL() throws -> URL {
+        try XCTUnwrap(bundle.url(forResource: "__MODEL__", withExtension: "mlmodelc"),
+                      "__MODEL__.mlmodelc is missing from the test bundle")
+    }
+
+    private func multiArray(_ values: [Double]) throws -> MLMultiArray {
+        let array = try MLMultiArray(shape: [NSNumber(value: values.count)], dataType: .double)
+        for (i, v) in values.enumerated() {
+            array[i] = NSNumber(value: v)
+        }
+        return array
+    }
+
+    private func input(_ values: [Double], _ golden: Golden) throws -> MLFeatureProvider {
+        try MLDictionaryFeatureProvider(dictionary: [
+            golden.model.inputName: MLFeatureValue(multiArray: try multiArray(values)),
+        ])
+    }
+
+    private func probabilities(_ output: MLFeatureProvider, _ golden: Golden) throws -> [Double] {
+        let dict = try XCTUnwrap(output.featureValue(for: golden.model.probabilitiesName)?.dictionaryValue)
+        return try golden.model.classLabels.map { label in
+            try XCTUnwrap(dict[AnyHashable(label)], "no probability for \(label)").doubleValue
+        }
+    }
+
+    func testFeaturizerMatchesGolden() throws {
+        let golden = try loadGolden()
+        for (i, window) in golden.windows.enumerated() {
+            let features = TandemFeaturizer.features(window: window.raw)
+            XCTAssertEqual(features.count, window.features.count, "window \(i): feature count")
+            for (j, (got, want)) in zip(features, window.features).enumerated() {
+                XCTAssertEqual(got, want, accuracy: tolerance, "window \(i) feature \(j)")
+            }
+        }
+    }
+
+    func testModelPredictionMatchesGolden() throws {
+        let golden = try loadGolden()
+        let model = try MLModel(contentsOf: try modelURL())
+        for (i, window) in golden.windows.enumerated() {
+            let output = try model.prediction(from: try input(window.modelInput, golden))
+            XCTAssertEqual(output.featureValue(for: golden.model.labelName)?.stringValue, window.label,
+                           "window \(i): label")
+            let got = try probabilities(output, golden)
+            XCTAssertEqual(got.count, window.probabilityVector.count, "window \(i): class count")
+            for (j, (p, want)) in zip(got, window.probabilityVector).enumerated() {
+                XCTAssertEqual(p, want, accuracy: tolerance,
+                               "window \(i) probability of \(golden.model.classLabels[j])")
+            }
+        }
+    }
+
+    func testUpdateTaskMatchesGolden() throws {
+        let golden = try loadGolden()
+        guard let trace = golden.update else {
+            throw XCTSkip("the golden file has no update trace")
+        }
+        var examples: [MLFeatureProvider] = []
+        for (values, label) in zip(trace.inputs, trace.labels) {
+            examples.append(try MLDictionaryFeatureProvider(dictionary: [
+                golden.model.inputName: MLFeatureValue(multiArray: try multiArray(values)),
+                golden.model.labelName: MLFeatureValue(string: label),
+            ]))
+        }
+        let configuration = MLModelConfiguration()
+        var parameters: [MLParameterKey: Any] = [
+            .epochs: trace.params.epochs,
+            .miniBatchSize: trace.params.miniBatchSize,
+            .learningRate: trace.params.learningRate,
+            .shuffle: false,
+        ]
+        if trace.params.optimizer == "sgd" {
+            parameters[.momentum] = trace.params.momentum
+        } else {
+            parameters[.beta1] = trace.params.beta1
+            parameters[.beta2] = trace.params.beta2
+            parameters[.eps] = trace.params.eps
+        }
+        configuration.parameters = parameters
+
+        let done = expectation(description: "MLUpdateTask finished")
+        var updated: MLModel?
+        var failure: Error?
+        let task = try MLUpdateTask(forModelAt: try modelURL(),
+                                    trainingData: MLArrayBatchProvider(array: examples),
+                                    configuration: configuration,
+                                    completionHandler: { context in
+                                        failure = context.task.error
+                                        updated = context.model
+                                        done.fulfill()
+                                    })
+        task.resume()
+        wait(for: [done], timeout: 120)
+        if let failure = failure {
+            XCTFail("MLUpdateTask failed: \(failure)")
+            return
+        }
+        let personal = try XCTUnwrap(updated)
+        for (i, (values, want)) in zip(trace.inputs, trace.probabilitiesAfter).enumerated() {
+            let got = try probabilities(try personal.prediction(from: try input(values, golden)), golden)
+            for (j, (g, w)) in zip(got, want).enumerated() {
+                XCTAssertEqual(g, w, accuracy: tolerance, "update input \(i) probability \(j)")
+            }
+        }
+    }
+}
+'''
+
+
+def swift_xctest(golden_json_name: str = "TandemGolden", tolerance: float = 1e-4, *,
+                 model_resource: str = "Tandem", app_module: str = "Tandem") -> str:
+    """Swift XCTest source checking the app against ``<golden_json_name>.json``.
+
+    The app must provide ``TandemFeaturizer.features(window: [[Double]]) -> [Double]`` (window is
+    128 rows of 6 channels) and bundle the compiled model as ``<model_resource>.mlmodelc``.
+    """
+    golden_json_name = golden_json_name.removesuffix(".json")
+    for name, value in (("golden_json_name", golden_json_name), ("model_resource", model_resource),
+                        ("app_module", app_module)):
+        if not value or not all(c.isalnum() or c in "_-" for c in value):
+            raise ValueError(f"{name} must be a plain identifier, got {value!r}")
+    if not tolerance > 0:
+        raise ValueError("tolerance must be positive")
+    return (_SWIFT.replace("__GOLDEN__", golden_json_name)
+            .replace("__MODEL__", model_resource)
+            .replace("__APP_MODULE__", app_module.replace("-", "_"))
+            .replace("__FORMAT__", FORMAT)
+            .replace("__TOLERANCE__", repr(float(tolerance))))

@@ -1,0 +1,289 @@
+"""Shared-batch validation: the GX suite (real validation, no mocks) and the k-anonymity helper."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tandem import validation
+from tandem.features import ACTIVITIES, FEATURE_NAMES, WINDOW, featurize
+from tandem.privacy import pseudonymize
+from tandem.schema import BATCH_COLUMNS, BATCH_SCHEMA, DEVICE_COLUMNS
+from tandem.validation import k_anonymity, validate_batch
+
+EMAIL = "jane.doe@example.com"
+PHONE = "+49 151 2345 6789"
+
+
+def valid_table(n: int = 64, seed: int = 0, users: int = 3) -> pa.Table:
+    """A plausible batch: features of random sensor windows, HMAC pseudonyms, known labels."""
+    rng = np.random.default_rng(seed)
+    acc = rng.normal(0, 0.3, (n, WINDOW, 3)) + np.array([0.0, 0.0, 1.0])
+    gyro = rng.normal(0, 0.5, (n, WINDOW, 3))
+    feats = featurize(np.concatenate([acc, gyro], axis=2))
+    pseudonyms = [pseudonymize(f"user-{seed}-{i % users}", b"test-key") for i in range(n)]
+    start = datetime(2026, 1, 5, 8, tzinfo=timezone.utc)
+    columns = {
+        "pseudonym": pseudonyms,
+        "key_id": ["k1"] * n,
+        "window_id": [hashlib.sha256(f"{seed}|{i}".encode()).hexdigest()[:32] for i in range(n)],
+        "captured_at": [start + timedelta(seconds=1.28 * i) for i in range(n)],
+        **{name: feats[:, j] for j, name in enumerate(FEATURE_NAMES)},
+        "label": [ACTIVITIES[i] for i in rng.integers(0, len(ACTIVITIES), n)],
+        "device_model": ["iPhone15,2"] * n,
+        "os_version": ["18.1"] * n,
+        "app_version": ["1.4.0"] * n,
+        "locale": ["de_DE"] * n,
+        "policy": ["pseudonymized/v1"] * n,
+    }
+    return pa.Table.from_pydict(columns, schema=BATCH_SCHEMA)
+
+
+def to_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def replaced(table: pa.Table, name: str, values, type_=None) -> pa.Table:
+    i = table.schema.get_field_index(name)
+    type_ = type_ or table.schema.field(name).type
+    return table.set_column(i, pa.field(name, type_), pa.array(values, type_))
+
+
+def assert_failed(verdict, *must_contain: str):
+    assert not verdict.ok, verdict.reason
+    assert verdict.frame is None
+    assert "\n" not in verdict.reason
+    for text in must_contain:
+        assert text in verdict.reason, verdict.reason
+    stored = json.dumps(verdict.result)  # JSON-able, and clean of raw identifiers
+    for raw in (EMAIL, PHONE):
+        assert raw not in verdict.reason and raw not in stored
+    return verdict
+
+
+@pytest.fixture(scope="module")
+def good() -> pa.Table:
+    return valid_table()
+
+
+def test_valid_batch_passes_and_is_fast(good):
+    data = to_bytes(good)
+    verdict = validate_batch(data, "b-good")
+    assert verdict.ok, verdict.reason
+    assert verdict.rows == 64 and len(verdict.frame) == 64
+    assert list(verdict.frame.columns) == list(BATCH_COLUMNS)
+    assert verdict.result["success"] is True
+    assert verdict.result["statistics"]["evaluated_expectations"] == len(validation.load_suite().expectations)
+    json.dumps(verdict.result)
+    timings = []
+    for _ in range(2):
+        t = time.perf_counter()
+        assert validate_batch(data, "b-good").ok
+        timings.append(time.perf_counter() - t)
+    assert min(timings) < 1.0, timings
+
+
+def test_committed_suite_matches_build_suite():
+    assert validation.suite_path().read_text() == validation.suite_json(), "run: python -m tandem.validation"
+    suite = json.loads(validation.suite_path().read_text())
+    ranges = {e["kwargs"]["column"]: (e["kwargs"]["min_value"], e["kwargs"]["max_value"])
+              for e in suite["expectations"]
+              if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] in FEATURE_NAMES}
+    assert set(ranges) == set(FEATURE_NAMES)  # explicit numbers for every feature
+    assert ranges["acc_x_mean"] == (-16.0, 16.0) and ranges["gyro_z_max"] == (-35.0, 35.0)
+    assert ranges["acc_x_std"][0] == 0.0 and ranges["acc_mag_min"][0] == 0.0
+
+
+def test_hex_digests_with_digit_runs_are_not_phone_numbers(good):
+    # about a quarter of all pseudonyms hold 9+ digits in a row, which the phone pattern would match
+    user = next(u for u in (f"u{i}" for i in range(1000)) if any(
+        len(run) >= 9 for run in "".join(c if c.isdigit() else " " for c in pseudonymize(u, b"k")).split()))
+    table = replaced(good, "pseudonym", [pseudonymize(user, b"k")] * good.num_rows)
+    assert validate_batch(to_bytes(table), "b-digits").ok
+
+
+def test_truncated_and_garbage_parquet(good):
+    data = to_bytes(good)
+    for broken in (data[: len(data) // 2], b"", b"not parquet at all", data[:-10]):
+        v = assert_failed(validate_batch(broken, "b-trunc"), "unreadable parquet")
+        assert v.rows == 0 and v.result["error"] == "unreadable parquet"
+
+
+def test_feature_as_string(good):
+    table = replaced(good, "acc_x_mean", [str(v) for v in good.column("acc_x_mean").to_pylist()], pa.string())
+    v = assert_failed(validate_batch(to_bytes(table), "b-type"), "acc_x_mean: type is str, expected float64")
+    assert "could not run" not in v.reason  # consequences of the type failure are not listed
+
+
+def test_naive_timestamp(good):
+    naive = good.column("captured_at").cast(pa.timestamp("ms"))
+    table = good.set_column(3, pa.field("captured_at", pa.timestamp("ms")), naive)
+    assert_failed(validate_batch(to_bytes(table), "b-naive"), "captured_at: type is datetime64, expected UTC timestamp")
+
+
+def test_raw_email_as_pseudonym(good):
+    table = replaced(good, "pseudonym", [EMAIL] * 10 + good.column("pseudonym").to_pylist()[10:])
+    v = assert_failed(validate_batch(to_bytes(table), "b-email"),
+                      "pseudonym: 10 of 64 values are not HMAC pseudonyms", "an e-mail address",
+                      "pseudonym: 10 of 64 values look like e-mail addresses")
+    assert "redacted: an e-mail address" in json.dumps(v.result)
+
+
+def test_raw_user_id_as_pseudonym_is_not_echoed(good):
+    table = replaced(good, "pseudonym", ["user-0042"] * good.num_rows)
+    v = assert_failed(validate_batch(to_bytes(table), "b-rawid"), "a 9-character non-hex string")
+    assert "user-0042" not in v.reason and "user-0042" not in json.dumps(v.result)
+
+
+def test_phone_number_in_metadata(good):
+    table = replaced(good, "device_model", [PHONE] * good.num_rows)
+    assert_failed(validate_batch(to_bytes(table), "b-phone"), "device_model: 64 of 64 values look like phone numbers")
+
+
+def test_email_in_label_is_redacted_too(good):
+    table = replaced(good, "label", [EMAIL] + good.column("label").to_pylist()[1:])
+    assert_failed(validate_batch(to_bytes(table), "b-label-email"),
+                  "label: 1 of 64 values outside the six activities (e.g. an e-mail address)")
+
+
+def test_labels_outside_the_set(good):
+    table = replaced(good, "label", ["flying", "swimming"] * 32)
+    assert_failed(validate_batch(to_bytes(table), "b-label"),
+                  "label: 64 of 64 values outside the six activities (e.g. 'flying', 'swimming')")
+
+
+def test_missing_and_extra_column(good):
+    v = assert_failed(validate_batch(to_bytes(good.drop_columns(["locale"])), "b-missing"), "missing column 'locale'")
+    assert "could not run" not in v.reason
+    extra = good.append_column("email", pa.array([EMAIL] * good.num_rows))
+    assert_failed(validate_batch(to_bytes(extra), "b-extra"), "unexpected column 'email'")
+
+
+def test_column_order(good):
+    names = list(good.column_names)
+    names[0], names[1] = names[1], names[0]
+    assert_failed(validate_batch(to_bytes(good.select(names)), "b-order"), "columns are not in the schema's order")
+
+
+def test_duplicated_window_id(good):
+    ids = good.column("window_id").to_pylist()
+    ids[5] = ids[4]
+    assert_failed(validate_batch(to_bytes(replaced(good, "window_id", ids)), "b-dup"),
+                  "window_id: 2 of 64 values are duplicated within the batch", repr(ids[4]))
+
+
+def test_bad_window_id(good):
+    ids = good.column("window_id").to_pylist()
+    ids[0] = ids[0].upper()
+    assert_failed(validate_batch(to_bytes(replaced(good, "window_id", ids)), "b-wid"),
+                  "window_id: 1 of 64 values are not 32 lowercase hex")
+
+
+def test_null_values(good):
+    schema = pa.schema([f.with_nullable(True) for f in BATCH_SCHEMA])
+    table = good.cast(schema)
+    table = replaced(table, "gyro_y_std", [None] * 3 + table.column("gyro_y_std").to_pylist()[3:])
+    table = replaced(table, "locale", [None] + table.column("locale").to_pylist()[1:])
+    assert_failed(validate_batch(to_bytes(table), "b-null"),
+                  "gyro_y_std: 3 of 64 values are null", "locale: 1 of 64 values are null")
+
+
+def test_nan_feature_counts_as_null(good):
+    values = good.column("acc_y_min").to_pylist()
+    values[7] = float("nan")
+    assert_failed(validate_batch(to_bytes(replaced(good, "acc_y_min", values)), "b-nan"), "acc_y_min: 1 of 64 values are null")
+
+
+def test_out_of_range_features(good):
+    acc = good.column("acc_z_max").to_pylist()
+    acc[0], acc[1] = 99.0, float("inf")
+    corr = good.column("corr_acc_x_acc_y").to_pylist()
+    corr[2] = 1.5
+    std = good.column("gyro_x_std").to_pylist()
+    std[3] = -0.1
+    table = replaced(replaced(replaced(good, "acc_z_max", acc), "corr_acc_x_acc_y", corr), "gyro_x_std", std)
+    assert_failed(validate_batch(to_bytes(table), "b-range"),
+                  "acc_z_max: 2 of 64 values outside [-16, 16] (e.g. 99.0, inf)",
+                  "corr_acc_x_acc_y: 1 of 64 values outside", "gyro_x_std: 1 of 64 values outside [0, 35]")
+
+
+def test_min_above_max(good):
+    table = replaced(good, "acc_x_min", (np.asarray(good.column("acc_x_max")) + 0.5).tolist())
+    assert_failed(validate_batch(to_bytes(table), "b-minmax"), "acc_x_max/acc_x_min: 64 of 64 rows have acc_x_max < acc_x_min")
+
+
+def test_captured_at_bounds(good):
+    times = good.column("captured_at").to_pylist()
+    times[0] = datetime(2005, 1, 1, tzinfo=timezone.utc)
+    times[1] = datetime.now(timezone.utc) + timedelta(days=30)
+    assert_failed(validate_batch(to_bytes(replaced(good, "captured_at", times)), "b-time"),
+                  "captured_at: 2 of 64 values are before 2010-01-01")
+
+
+def test_empty_batch(good):
+    assert_failed(validate_batch(to_bytes(good.slice(0, 0)), "b-empty"), "rows: 0 rows, at least 1 expected")
+
+
+def test_unworkable_schema_is_a_verdict_not_a_crash():
+    table = pa.table({"a": pa.array([[1, 2], [3]]), "b": pa.array([{"x": 1}, {"x": 2}])})
+    v = validate_batch(to_bytes(table), "b-weird")
+    assert not v.ok and "missing column" in v.reason
+
+
+def test_threads_do_not_mix_batches(good):
+    from concurrent.futures import ThreadPoolExecutor
+
+    bad = to_bytes(replaced(good, "label", ["flying"] * good.num_rows))
+    jobs = [(to_bytes(good), True), (bad, False), (to_bytes(valid_table(n=8, seed=3)), True), (bad, False)]
+    with ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(lambda job: validate_batch(job[0], "b-thread"), jobs))
+    assert [v.ok for v in verdicts] == [ok for _, ok in jobs]
+    assert [v.rows for v in verdicts] == [64, 64, 8, 64]
+    assert all("label: 64 of 64" in v.reason for v in verdicts if not v.ok)
+
+
+def test_k_anonymity():
+    frame = pd.DataFrame({
+        "device_model": ["A"] * 5 + ["B"] * 2 + ["C"],
+        "os_version": ["17"] * 5 + ["18"] * 2 + ["18"],
+        "app_version": ["1.4.0"] * 8,
+        "locale": ["de_DE"] * 5 + ["en_US"] * 2 + [None],
+        "other": range(8),
+    })
+    smallest, violating = k_anonymity(frame, DEVICE_COLUMNS, k=3)
+    assert smallest == 1
+    assert [g["size"] for g in violating] == [1, 2]
+    assert violating[1]["values"] == {"device_model": "B", "os_version": "18", "app_version": "1.4.0", "locale": "en_US"}
+    assert k_anonymity(frame, ["app_version"], k=8) == (8, [])
+    assert k_anonymity(frame.iloc[:0], DEVICE_COLUMNS, k=2) == (0, [])
+    with pytest.raises(KeyError):
+        k_anonymity(frame, ["imei"], k=2)
+    with pytest.raises(ValueError):
+        k_anonymity(frame, DEVICE_COLUMNS, k=0)
+
+
+def test_k_anonymity_over_accepted_batches():
+    frames = [validate_batch(to_bytes(valid_table(n=16, seed=s)), f"b{s}").frame for s in range(2)]
+    smallest, violating = k_anonymity(pd.concat(frames), DEVICE_COLUMNS, k=5)
+    assert (smallest, violating) == (32, [])
+
+
+def test_expectations_dir_override(tmp_path, monkeypatch, good):
+    suite = json.loads(validation.suite_path().read_text())
+    suite["expectations"] = [e for e in suite["expectations"] if e["type"] != "expect_column_values_to_be_in_set"]
+    (tmp_path / validation.SUITE_FILE).write_text(json.dumps(suite))
+    monkeypatch.setenv(validation.EXPECTATIONS_DIR_ENV, str(tmp_path))
+    assert validate_batch(to_bytes(replaced(good, "label", ["flying"] * good.num_rows)), "b-override").ok
+    monkeypatch.delenv(validation.EXPECTATIONS_DIR_ENV)
+    assert not validate_batch(to_bytes(replaced(good, "label", ["flying"] * good.num_rows)), "b-default").ok
