@@ -42,6 +42,7 @@ def convert(result: model.TrainResult, params, metadata: dict) -> bytes:
         learning_rate=params.device.learning_rate,
         mini_batch_size=params.device.mini_batch_size,
         epochs=params.device.epochs,
+        momentum=params.device.momentum,
         metadata={k: str(v) for k, v in metadata.items()},
     )
     return spec.SerializeToString()

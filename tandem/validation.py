@@ -249,8 +249,6 @@ def _run_suite(runtime: _Runtime, frame, params: dict) -> dict:
     """Two passes: the whole suite as BOOLEAN_ONLY (GX's cost is per expectation and the detailed
     formats about double it), then only the failed expectations again in SUMMARY for the counts and
     examples; their detailed results replace the boolean ones. Returns the JSON dict."""
-    import great_expectations as gx
-
     batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": frame})
     suite, skipped = runtime.suite, []
     present = set(map(str, frame.columns))
