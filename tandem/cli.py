@@ -148,5 +148,9 @@ def pull(
 _mount_optional("tandem.device.cli", "device")
 _mount_optional("tandem.stack_cli", "stack")
 
+from tandem.evaluate_cli import evaluate_command  # noqa: E402
+
+app.command("evaluate")(evaluate_command)
+
 if __name__ == "__main__":
     app()

@@ -32,8 +32,8 @@ class TrainConfig(BaseModel):
     hidden_sizes: list[int] = Field(
         default_factory=lambda: [64, 64], min_length=1, max_length=6,
         description="width of each hidden dense layer (body.0, body.1, ...); 1..6 layers of 1..4096 units")
-    weight_decay: float = Field(1e-4, ge=0, le=1, description="Adam weight decay (L2 penalty)")
-    patience: int = Field(8, ge=1, le=1000,
+    weight_decay: float = Field(1e-3, ge=0, le=1, description="Adam weight decay (L2 penalty)")
+    patience: int = Field(15, ge=1, le=1000,
                           description="stop after this many epochs without a lower validation loss")
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="share of training data (of users, when grouped) held out for validation")
