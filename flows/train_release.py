@@ -8,7 +8,7 @@ from prefect.runtime import flow_run
 from flows.runners import batch_task_runner
 from tandem.params import RunParams
 from tasks.ingest import discover_batches, validate_batch
-from tasks.release import already_trained, fail_tracking, publish_candidate, record_trained, start_tracking
+from tasks.release import already_trained, fail_tracking, publish_candidate, record_trained, report_run, start_tracking
 from tasks.train import convert_model, evaluate_model, pretrain_model, snapshot_dataset
 
 
@@ -36,12 +36,12 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
     snapshot = snapshot_dataset(params.data_window_days)
     if snapshot is None:
         log.info("No accepted data yet: nothing to train, nothing published.")
-        return {**summary, "status": "no-data"}
+        return finish({**summary, "status": "no-data"})
     done = already_trained(snapshot.snapshot_id)
     if done and not params.force:
         log.info("No new batches since snapshot %s (%s): nothing trained, nothing published.",
                  snapshot.snapshot_id, done.get("outcome"))
-        return {**summary, "status": "up-to-date", "snapshot": snapshot.snapshot_id, "previous": done}
+        return finish({**summary, "status": "up-to-date", "snapshot": snapshot.snapshot_id, "previous": done})
 
     run_id = start_tracking(snapshot, params, summary)
     try:
@@ -53,4 +53,11 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
         fail_tracking(run_id)
         raise
     record_trained(snapshot.snapshot_id, outcome)
-    return {**summary, **outcome}
+    if outcome["status"] == "blocked":
+        log.warning("Candidate version %s blocked, not published: %s", outcome["version"], "; ".join(outcome["reasons"]))
+    return finish({**summary, **outcome})
+
+
+def finish(outcome: dict) -> dict:
+    report_run(outcome)
+    return outcome

@@ -107,7 +107,8 @@ def gate_and_publish(settings: Settings, store: Store, snapshot: Snapshot, resul
     }, channel=params.channel)
     end_run(settings, run_id)
     return {**base, "status": "published", "version": manifest["version"], "channel": params.channel,
-            "release": f"releases/{settings.model_name}/{manifest['version']}/", "gates": report.summary}
+            "release": f"releases/{settings.model_name}/{manifest['version']}/", "gates": report.summary,
+            "files": manifest["files"]}
 
 
 def _headline(metrics: dict) -> dict:

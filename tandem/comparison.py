@@ -47,7 +47,7 @@ class EvaluationParams(BaseModel):
     fedavg_rounds_per_round: int = Field(10, ge=1, le=200, description="FedAvg communication rounds per simulation round")
     fedavg_local_epochs: int = Field(2, ge=1, le=50, description="FedAvg local epochs per communication round")
     curve_fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0], description="shared fractions of the privacy/utility curve")
-    curve_epsilons: list[float] = Field(default_factory=lambda: [0.5, 2.0, 8.0], description="DP epsilons of the curve (tandem.policy)")
+    curve_epsilons: list[float] = Field(default_factory=lambda: [1.0, 4.0, 10.0, 40.0], description="per-window DP epsilons (features + label) of the curve (tandem.policy)")
     curve_ks: list[int] = Field(default_factory=lambda: [2, 5, 10], description="k-anonymity ks of the curve (tandem.policy)")
     seed: int = Field(0, ge=0, description="seed of the synthetic fleet and of training")
 
@@ -95,14 +95,28 @@ class _TorchPredictor:
         return np.array(ACTIVITIES)[model.predict_proba(self.net, X).argmax(1)]
 
 
-def sharing_policy(form: str, value):
-    """A `tandem.policy.SharingPolicy` for one curve point (None when that module is not there)."""
+def policy_support() -> str | None:
+    """None when sharing under a `tandem.policy.SharingPolicy` works end to end; else what is missing."""
     try:
-        from tandem.policy import SharingPolicy
+        from tandem.policy import SharingPolicy  # noqa: F401
     except ImportError:
-        return None
+        return "tandem.policy.SharingPolicy is not there yet"
+    import inspect
+
+    source = inspect.getsource(sharing)
+    if "SharingPolicy" not in source and "load_policy" not in source:
+        return "tandem.sharing.share_user does not accept a SharingPolicy yet (its policy is still a plain name)"
+    return None
+
+
+def sharing_policy(form: str, value):
+    """A `tandem.policy.SharingPolicy` for one curve point. epsilon: the per-window total, split 4:1
+    between features and label as in the policy's defaults (8 + 2); the user budget stays the policy's."""
+    from tandem.policy import SharingPolicy
+
     if form == "dp":
-        return SharingPolicy(forms=["pseudonymized", "dp"], epsilon=float(value))
+        return SharingPolicy(forms=["pseudonymized", "dp"], epsilon_features=0.8 * float(value),
+                             epsilon_labels=0.2 * float(value))
     if form == "anonymized":
         return SharingPolicy(forms=["pseudonymized", "anonymized"], k=int(value))
     raise ValueError(form)
@@ -232,8 +246,9 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
         curves["fraction"].append({"fraction": f, **curve_point(fraction=f)})
         log(f"curve: fraction {f}: generic {curves['fraction'][-1]['generic']:.4f}")
     for form, name, values in (("dp", "epsilon", params.curve_epsilons), ("anonymized", "k", params.curve_ks)):
-        if sharing_policy(form, values[0] if values else 1) is None:
-            curves[name] = {"unavailable": "tandem.policy.SharingPolicy is not there yet"}
+        missing = policy_support()
+        if missing:
+            curves[name] = {"unavailable": missing}
             continue
         points = []
         for v in values:

@@ -1,5 +1,6 @@
 """The devices' upload: each sharing user shares a fraction of their windows as batches in
-``incoming/``, pseudonymized, featurized, in the shared-batch format.
+``incoming/``, featurized, in the shared-batch format and in the modified form its sharing policy
+declares (`tandem.policy`: pseudonymized, and optionally anonymized, dp, encrypted).
 
 Deterministic: which windows a user shares, how they are cut into batches and the batch ids depend
 only on the data and the key, and every upload is a create-only write, so sharing the same windows
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +20,7 @@ import pyarrow.parquet as pq
 
 from tandem.features import FEATURE_NAMES
 from tandem.fleet import UserData
+from tandem.policy import SharingPolicy, apply_device_policy, load_policy
 from tandem.privacy import pseudonymize
 from tandem.schema import BATCH_SCHEMA, DEVICE_COLUMNS
 from tandem.storage import Store
@@ -31,6 +34,7 @@ class ShareReport:
     already_there: list[str] = field(default_factory=list)
     windows: int = 0
     users: int = 0
+    withheld: int = 0  # windows not shared because the user's privacy budget is spent (dp)
 
 
 def _unit_hash(text: str) -> float:
@@ -44,21 +48,29 @@ def shared_mask(user: UserData, fraction: float) -> np.ndarray:
     return np.array([_unit_hash(f"{user.user_id}|{k}") < fraction for k in user.window_keys], dtype=bool)
 
 
-def batch_table(user: UserData, rows: np.ndarray, key: bytes, key_id: str, policy: str = DEFAULT_POLICY) -> pa.Table:
-    """The given rows of one user's windows in the shared-batch format."""
+def window_ids(user: UserData, rows: np.ndarray, key: bytes) -> list[str]:
+    pseudonym = pseudonymize(user.user_id, key)
+    return [hashlib.sha256(f"{pseudonym}|{user.window_keys[i]}".encode()).hexdigest()[:32] for i in rows]
+
+
+def batch_table(user: UserData, rows: np.ndarray, key: bytes, key_id: str,
+                policy: "str | SharingPolicy" = DEFAULT_POLICY) -> pa.Table:
+    """The given rows of one user's windows in the shared-batch format, in the policy's modified
+    form (the policy's public JSON in the schema metadata)."""
+    policy = load_policy(policy)
     pseudonym = pseudonymize(user.user_id, key)
     n = len(rows)
     columns = {
         "pseudonym": [pseudonym] * n,
         "key_id": [key_id] * n,
-        "window_id": [hashlib.sha256(f"{pseudonym}|{user.window_keys[i]}".encode()).hexdigest()[:32] for i in rows],
+        "window_id": window_ids(user, rows, key),
         "captured_at": user.captured_at[rows],
         **{name: user.features[rows, j] for j, name in enumerate(FEATURE_NAMES)},
         "label": user.labels[rows].tolist(),
         **{name: [user.device[name]] * n for name in DEVICE_COLUMNS},
-        "policy": [policy] * n,
+        "policy": [policy.name] * n,
     }
-    return pa.Table.from_pydict(columns, schema=BATCH_SCHEMA)
+    return apply_device_policy(pa.Table.from_pydict(columns, schema=BATCH_SCHEMA), policy, key)
 
 
 def table_bytes(table: pa.Table) -> bytes:
@@ -67,18 +79,57 @@ def table_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id: str = "k1",
-               batch_size: int = 64, policy: str = DEFAULT_POLICY, report: ShareReport | None = None) -> ShareReport:
-    report = report or ShareReport()
+def shared_rows(user: UserData, fraction: float, policy: SharingPolicy, key: bytes, ledger=None) -> np.ndarray:
+    """The rows a user shares, in capture order: the stable `fraction`, and under the dp form only
+    the prefix the user's privacy ledger can still afford."""
     rows = np.flatnonzero(shared_mask(user, fraction))
     rows = rows[np.argsort(user.captured_at[rows], kind="stable")]
+    if ledger is not None and policy.has("dp"):
+        rows = rows[: len(ledger.affordable(policy, window_ids(user, rows, key)))]
+    return rows
+
+
+def devices_home() -> Path:
+    from tandem.config import Settings
+
+    return Settings.from_env().home / "devices"
+
+
+def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id: str = "k1",
+               batch_size: int = 64, policy: "str | SharingPolicy" = DEFAULT_POLICY, report: ShareReport | None = None,
+               ledger_dir: Path | None = None) -> ShareReport:
+    """Share one user's windows. Under dp, the user's privacy ledger (``<ledger_dir>/<user>/``,
+    default ``TANDEM_HOME/devices``) is charged before anything is uploaded; under encrypted, each
+    batch is sealed with TANDEM_ENCRYPTION_KEY and uploaded as ``<batch>.sealed``."""
+    from tandem import envelope
+    from tandem.privacy_ledger import PrivacyLedger
+
+    report = report or ShareReport()
+    policy = load_policy(policy)
+    ledger = PrivacyLedger.load(ledger_dir or devices_home(), user.user_id) if policy.has("dp") else None
+    rows = shared_rows(user, fraction, policy, key, ledger)
+    if ledger is not None:
+        report.withheld += int(shared_mask(user, fraction).sum()) - len(rows)
+        ledger.charge(policy, window_ids(user, rows, key))
+        ledger.save()  # charged before the release: a failed upload never under-counts
+    seal_key = None
+    if policy.has("encrypted"):
+        seal_id, seal_key = envelope.sealing_key_from_env()
+        if policy.encryption_key_id and policy.encryption_key_id != seal_id:
+            raise RuntimeError(f"the policy seals with key {policy.encryption_key_id!r}, but "
+                               f"{envelope.KEY_ID_ENV} names {seal_id!r}")
     for start in range(0, len(rows), batch_size):
         table = batch_table(user, rows[start:start + batch_size], key, key_id, policy)
         pseudonym = table.column("pseudonym")[0].as_py()
         ids = "|".join(table.column("window_id").to_pylist())
         batch_id = hashlib.sha256(f"{pseudonym}|{ids}".encode()).hexdigest()[:24]
-        object_key = f"incoming/{pseudonym[:16]}/{batch_id}.parquet"
-        if store.put(object_key, table_bytes(table), if_absent=True):
+        data = table_bytes(table)
+        if seal_key is not None:
+            data = envelope.seal(data, seal_key, seal_id)
+            object_key = f"incoming/{pseudonym[:16]}/{batch_id}{envelope.SEALED_SUFFIX}"
+        else:
+            object_key = f"incoming/{pseudonym[:16]}/{batch_id}.parquet"
+        if store.put(object_key, data, if_absent=True):
             report.written.append(object_key)
         else:
             report.already_there.append(object_key)
@@ -88,10 +139,11 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
 
 
 def share(store: Store, users: list[UserData], fraction: float, key: bytes, key_id: str = "k1",
-          batch_size: int = 64, policy: str = DEFAULT_POLICY, on_user=None) -> ShareReport:
+          batch_size: int = 64, policy: "str | SharingPolicy" = DEFAULT_POLICY, on_user=None,
+          ledger_dir: Path | None = None) -> ShareReport:
     report = ShareReport()
     for user in users:
-        share_user(store, user, fraction, key, key_id, batch_size, policy, report)
+        share_user(store, user, fraction, key, key_id, batch_size, policy, report, ledger_dir=ledger_dir)
         if on_user:
             on_user(user)
     return report
