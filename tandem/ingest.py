@@ -2,6 +2,11 @@
 record the outcome in the ledger. Quarantined batches are copied to ``quarantine/<batch>/`` with
 the GX result and a one-line reason. Nothing is ever deleted from ``incoming/`` or ``quarantine/``.
 
+Sealed batches (``incoming/<device>/<batch>.sealed``, `tandem.envelope`) are opened in memory with
+the key from the environment and never written anywhere in the clear: a sealed batch that cannot
+be opened (tampered, unknown key) or that fails validation is quarantined as its sealed bytes, with
+a reason and a GX result that hold no example values.
+
 The ledger (``ledger/batches/<batch>.json``, create-only writes) is what makes every batch count
 exactly once: a batch with a ledger entry is never processed again, and two runs racing on the same
 batch cannot both record it.
@@ -27,6 +32,9 @@ class BatchRef:
     key: str
 
 
+BATCH_SUFFIXES = (".parquet", ".sealed")
+
+
 def batch_ref(key: str) -> BatchRef:
     return BatchRef(PurePosixPath(key).stem, key)
 
@@ -38,7 +46,7 @@ def ledger_key(batch_id: str) -> str:
 def discover(store: Store) -> list[BatchRef]:
     """Batches in the landing zone without a ledger entry, in key order."""
     seen = {PurePosixPath(k).stem for k in store.list(LEDGER)}
-    return [batch_ref(k) for k in store.list(INCOMING) if k.endswith(".parquet") and batch_ref(k).batch_id not in seen]
+    return [batch_ref(k) for k in store.list(INCOMING) if k.endswith(BATCH_SUFFIXES) and batch_ref(k).batch_id not in seen]
 
 
 def ledger_entries(store: Store) -> list[dict]:
@@ -62,7 +70,7 @@ def process_batch(store: Store, ref: BatchRef, run_id: str | None = None) -> dic
         data = store.get(ref.key)
     except NotFound:
         raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
-    verdict = validate_batch(data, ref.batch_id)
+    verdict, transport = _judge(data, ref.batch_id)
     entry = {
         "batch_id": ref.batch_id,
         "key": ref.key,
@@ -73,17 +81,45 @@ def process_batch(store: Store, ref: BatchRef, run_id: str | None = None) -> dic
         "reason": verdict.reason,
         "processed_at": _now(),
         "run_id": run_id,
+        "stored_format": transport["stored_format"],
     }
+    if verdict.ok:
+        entry["policy"] = sorted(verdict.frame["policy"].unique().tolist())
     if verdict.ok:
         captured = verdict.frame["captured_at"]
         entry["captured_from"], entry["captured_to"] = captured.min().isoformat(), captured.max().isoformat()
     else:
         # Quarantine first, ledger second: a crash in between leaves a batch that is simply judged again.
         base = f"{QUARANTINE}{ref.batch_id}/"
-        store.put(base + "batch.parquet", data)
+        store.put(base + ("batch.sealed" if transport["stored_format"] != "parquet" else "batch.parquet"), data)
         store.put(base + "validation.json", json.dumps(verdict.result, indent=2, default=str).encode())
         store.put(base + "reason.txt", (verdict.reason + "\n").encode())
         entry["quarantine"] = base
     if put_json(store, ledger_key(ref.batch_id), entry, if_absent=True):
         return entry
     return get_json(store, ledger_key(ref.batch_id))
+
+
+def open_batch(data: bytes) -> tuple[bytes, dict]:
+    """(parquet bytes, transport facts) of a stored batch: a sealed one is opened in memory with the
+    keys from the environment (raises `tandem.envelope.EnvelopeError`), a plain one is as it is."""
+    from tandem import envelope
+
+    if not envelope.is_sealed(data):
+        return data, {"stored_format": "parquet", "aead": "none", "key_id": "none"}
+    plain, header = envelope.open_sealed(data)
+    return plain, {"stored_format": envelope.STORED_FORMAT, "aead": header["alg"], "key_id": header["key_id"]}
+
+
+def _judge(data: bytes, batch_id: str):
+    from tandem import envelope
+    from tandem.validation import BatchVerdict, validate_batch
+
+    try:
+        plain, transport = open_batch(data)
+    except envelope.EnvelopeError as exc:
+        reason = f"sealed batch cannot be opened: {exc}"
+        return (BatchVerdict(False, reason, {"success": False, "batch_id": batch_id, "error": "sealed batch cannot be opened",
+                                             "exception": str(exc)}, 0),
+                {"stored_format": envelope.STORED_FORMAT})
+    return validate_batch(plain, batch_id, transport=transport), transport

@@ -33,10 +33,13 @@ from tandem.schema import BATCH_COLUMNS, BATCH_SCHEMA, DEVICE_COLUMNS, LABEL_COL
 
 SUITE_NAME = "shared_batch"
 SUITE_FILE = f"{SUITE_NAME}.json"
+# One more suite per modified form with invariants of its own, run when the batch's policy declares
+# that form (tandem.policy): expectations/shared_batch.<form>.json
+FORM_SUITES = ("anonymized", "dp", "encrypted")
 EXPECTATIONS_DIR_ENV = "TANDEM_EXPECTATIONS_DIR"
 
 WINDOW_ID_REGEX = r"^[0-9a-f]{32}$"
-POLICY_REGEX = r"^[a-z][a-z0-9_-]*/v[0-9]+$"  # e.g. "pseudonymized/v1"
+POLICY_REGEX = r"^[a-z][a-z0-9_-]*(\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pseudonymized/v1", "pseudonymized+dp/v1"
 MAX_TEXT_LENGTH = 64  # key_id, device metadata, policy: short labels, never free text
 
 # Physically plausible sensor ranges (a phone's IMU at its widest full-scale setting).
@@ -160,6 +163,60 @@ def build_suite():
     )
 
 
+def form_suite_name(form: str) -> str:
+    return f"{SUITE_NAME}.{form}"
+
+
+def build_form_suite(form: str):
+    """The invariants of one modified form (generator of expectations/shared_batch.<form>.json).
+
+    anonymized: every quasi-identifier is a generalized value (tandem.policy's hierarchy), never a
+    plain one. dp: every feature within the policy's clipping bounds. encrypted: run on the batch's
+    transport facts (one row: how the object was stored), it must have been sealed with AES-GCM."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    from tandem import envelope, policy
+
+    if form == "anonymized":
+        ex = [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=policy.GENERALIZED_REGEX[c]) for c in DEVICE_COLUMNS]
+        ex.append(gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=r"^[a-z+_-]*\banonymized\b[a-z+_-]*/v[0-9]+$"))
+        meta = {"checks": "quasi-identifiers generalized on the device (k itself is enforced by the server's snapshot)"}
+    elif form == "dp":
+        ex = [gxe.ExpectColumnValuesToBeBetween(column=name, min_value=lo, max_value=hi)
+              for name, (lo, hi) in policy.clip_bounds().items()]
+        ex.append(gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=r"^[a-z+_-]*\bdp\b[a-z+_-]*/v[0-9]+$"))
+        meta = {"checks": "features within the DP clipping bounds of policy v1"}
+    elif form == "encrypted":
+        ex = [
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(TRANSPORT_COLUMNS)),
+            gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=1),
+            gxe.ExpectColumnValuesToBeInSet(column="stored_format", value_set=[envelope.STORED_FORMAT]),
+            gxe.ExpectColumnValuesToBeInSet(column="aead", value_set=[envelope.ALGORITHM]),
+            gxe.ExpectColumnValuesToMatchRegex(column="envelope_key_id", regex=r"^[A-Za-z0-9._-]{1,64}$"),
+        ]
+        meta = {"checks": "the stored object was sealed (not parquet plaintext); run on the transport facts",
+                "read_as": "one row: " + ", ".join(TRANSPORT_COLUMNS)}
+    else:
+        raise ValueError(f"no suite for form {form!r}")
+    return gx.ExpectationSuite(name=form_suite_name(form), expectations=ex,
+                               meta={"great_expectations_version": gx.__version__, "form": form,
+                                     "generated_by": "python -m tandem.validation (tandem.validation.build_form_suite)",
+                                     **meta})
+
+
+TRANSPORT_COLUMNS = ("stored_format", "aead", "envelope_key_id")
+
+
+def transport_frame(transport: dict | None):
+    """The encrypted suite's input: how the batch was stored, as one row."""
+    import pandas as pd
+
+    t = transport or {}
+    return pd.DataFrame({"stored_format": [t.get("stored_format", "parquet")], "aead": [t.get("aead", "none")],
+                         "envelope_key_id": [t.get("key_id", "none")]})
+
+
 def suite_json(suite=None) -> str:
     d = (suite or build_suite()).to_json_dict()
     d.pop("id", None)
@@ -175,8 +232,8 @@ def expectations_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "expectations"
 
 
-def suite_path() -> Path:
-    return expectations_dir() / SUITE_FILE
+def suite_path(form: str | None = None) -> Path:
+    return expectations_dir() / (SUITE_FILE if form is None else f"{form_suite_name(form)}.json")
 
 
 def load_suite(path: Path | None = None):
@@ -207,7 +264,7 @@ class _Runtime:
         self.suite = load_suite(path)
         # Stable ids (by position) to find a failed expectation again for the detailed second pass.
         for i, expectation in enumerate(self.suite.expectations):
-            expectation.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tandem/{SUITE_NAME}/{i}"))
+            expectation.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tandem/{self.suite.name}/{i}"))
         self.by_id = {e.id: e for e in self.suite.expectations}
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
@@ -229,9 +286,9 @@ _lock = threading.RLock()
 _runtimes: dict[Path, _Runtime] = {}
 
 
-def _get_runtime() -> _Runtime:
+def _get_runtime(form: str | None = None) -> _Runtime:
     """The cached runtime of the current suite file; rebuilt when that file changes."""
-    path = suite_path()
+    path = suite_path(form)
     runtime = _runtimes.get(path)
     if runtime is None or runtime.mtime != path.stat().st_mtime_ns:
         runtime = _runtimes[path] = _Runtime(path)
@@ -503,21 +560,58 @@ def _one_line(exc: BaseException) -> str:
     return _EMAIL.sub("<e-mail>", text)[:300]
 
 
-def validate_batch(data: bytes, batch_id: str) -> BatchVerdict:
-    """Judge one shared batch. Never raises on bad data: any problem is a failed verdict."""
+def _strip_examples(result: dict) -> dict:
+    """Drop every example value from a GX result (in place): for sealed batches (their content is
+    not to be stored in the clear anywhere) and anonymized ones (plain quasi-identifiers)."""
+    for r in result.get("results", []):
+        res = r.get("result") or {}
+        for key in ("partial_unexpected_list", "unexpected_list", "partial_unexpected_counts",
+                    "partial_unexpected_index_list", "unexpected_index_list", "unexpected_index_query"):
+            res.pop(key, None)
+        if isinstance(res.get("details"), dict):
+            res["details"].pop("value_counts", None)
+    return result
+
+
+def _declared_forms(frame) -> list[str]:
+    """The forms the batch's policy column declares that have a suite of their own."""
+    forms: set[str] = set()
+    if POLICY_COLUMN in frame.columns:
+        for name in frame[POLICY_COLUMN].dropna().unique():
+            if isinstance(name, str) and re.fullmatch(POLICY_REGEX, name):
+                forms |= set(name.split("/")[0].split("+"))
+    return [f for f in FORM_SUITES if f in forms]
+
+
+def validate_batch(data: bytes, batch_id: str, transport: dict | None = None) -> BatchVerdict:
+    """Judge one shared batch (parquet bytes; for a sealed batch, the plaintext the server opened in
+    memory, with `transport` describing the envelope: ``{"stored_format", "aead", "key_id"}``).
+    Runs the shared-batch suite, and the suite of every form the batch's policy declares. Never
+    raises on bad data: any problem is a failed verdict. For sealed and anonymized batches no
+    example value is kept in the reason or the result."""
+    import pyarrow.parquet as pq
+
+    sealed = bool(transport and transport.get("stored_format") not in (None, "parquet"))
     try:
-        frame = read_batch(data)
+        table = pq.read_table(io.BytesIO(bytes(data)))
+        frame = table.to_pandas()
     except Exception as exc:  # truncated, corrupt, not parquet at all, unconvertible types
-        why = _one_line(exc)
+        why = _one_line(exc) if not sealed else type(exc).__name__
         return BatchVerdict(False, f"unreadable parquet: {why}",
                             {"success": False, "batch_id": batch_id, "error": "unreadable parquet", "exception": why}, 0)
     rows = len(frame)
     now = datetime.now(timezone.utc)
     params = {CAPTURED_AT_MAX_PARAMETER: (now + CLOCK_SKEW).isoformat(timespec="seconds")}
+    forms = _declared_forms(frame)
+    hide = sealed or "anonymized" in forms
+    form_results: dict[str, dict] = {}
     try:
         with _lock:
             runtime = _get_runtime()
             result = _run_suite(runtime, frame, params)
+            for form in forms:
+                form_frame = transport_frame(transport) if form == "encrypted" else frame
+                form_results[form] = _run_form_suite(_get_runtime(form), form_frame)
     except Exception as exc:
         why = _one_line(exc)
         _log.warning("batch %s: validation could not run: %s", batch_id, why)
@@ -525,16 +619,56 @@ def validate_batch(data: bytes, batch_id: str) -> BatchVerdict:
                             {"success": False, "batch_id": batch_id, "error": "validation could not run",
                              "exception": why, "columns": [_redact_value(None, str(c)) for c in frame.columns]}, rows)
     result = json.loads(json.dumps(result, default=str))
-    if result.get("success"):
-        reason = f"ok: {rows} rows passed {(result.get('statistics') or {}).get('evaluated_expectations')} expectations"
+    form_results = json.loads(json.dumps(form_results, default=str))
+    if hide:
+        _strip_examples(result)
+        for r in form_results.values():
+            _strip_examples(r)
+    recorded = (table.schema.metadata or {}).get(b"tandem.policy")
+    metadata_problem = None
+    if recorded is not None and POLICY_COLUMN in frame.columns:
+        try:
+            recorded_name = json.loads(recorded).get("name")
+        except ValueError:
+            recorded_name = None
+        if set(frame[POLICY_COLUMN].dropna().unique()) - {recorded_name}:
+            metadata_problem = "policy: the batch's recorded policy (parquet metadata) does not match its policy column"
+    ok = bool(result.get("success")) and all(r.get("success") for r in form_results.values()) and metadata_problem is None
+    statistics = result.get("statistics") or {}
+    evaluated = (statistics.get("evaluated_expectations") or 0) + sum(
+        (r.get("statistics") or {}).get("evaluated_expectations") or 0 for r in form_results.values())
+    if ok:
+        suites = "+".join([SUITE_NAME, *forms])
+        reason = f"ok: {rows} rows passed {evaluated} expectations" + (f" ({suites})" if forms else "")
     else:
-        reason = _reason(result)  # from the raw result: every example in it goes through _example()
+        parts = [] if result.get("success") else [_reason(result)]
+        parts += [f"{form} form: {_reason(r)}" for form, r in form_results.items() if not r.get("success")]
+        parts += [metadata_problem] if metadata_problem else []
+        reason = "; ".join(parts)  # from the raw result: every example in it goes through _example()
     result = _redact_result(result)
     _trim_tracebacks(result)
     result.setdefault("meta", {})["tandem_batch_id"] = batch_id
-    if result.get("success"):
+    if form_results:
+        for r in form_results.values():
+            _redact_result(r)
+            _trim_tracebacks(r)
+        result["meta"]["tandem_form_results"] = form_results
+        result["meta"]["tandem_forms"] = forms
+        result["success"] = ok
+        if isinstance(result.get("statistics"), dict):
+            result["statistics"]["evaluated_expectations_all_suites"] = evaluated
+    if metadata_problem:
+        result["success"] = False
+        result["meta"]["tandem_policy_metadata"] = metadata_problem
+    if ok:
         return BatchVerdict(True, reason, result, rows, frame)
     return BatchVerdict(False, reason, result, rows)
+
+
+def _run_form_suite(runtime: _Runtime, frame) -> dict:
+    """A form's suite, in one pass with counts (these suites are short)."""
+    batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(runtime.suite, result_format=DETAIL_FORMAT).to_json_dict()
 
 
 def k_anonymity(frame, quasi_identifiers: Sequence[str] = DEVICE_COLUMNS, k: int = 5) -> tuple[int, list[dict]]:
@@ -570,16 +704,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only compare the file with build_suite(); exit 1 if it differs")
     parser.add_argument("--path", type=Path, default=None, help=f"default: {suite_path()}")
     args = parser.parse_args(argv)
-    path = args.path or suite_path()
-    text = suite_json()
-    if args.check:
-        same = path.exists() and path.read_text() == text
-        print(f"{path}: {'up to date' if same else 'differs from build_suite()'}")
-        return 0 if same else 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path} ({len(json.loads(text)['expectations'])} expectations)")
-    return 0
+    targets = [(args.path or suite_path(), suite_json())]
+    if args.path is None:
+        targets += [(suite_path(form), suite_json(build_form_suite(form))) for form in FORM_SUITES]
+    status = 0
+    for path, text in targets:
+        if args.check:
+            same = path.exists() and path.read_text() == text
+            print(f"{path}: {'up to date' if same else 'differs from build_suite()'}")
+            status |= 0 if same else 1
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path} ({len(json.loads(text)['expectations'])} expectations)")
+    return status
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""Gates, promotion and rollback through the real flow (Prefect ephemeral, MLflow SQLite, local store)."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+
+from tandem import channels
+from tandem.config import Settings
+from tandem.release import list_releases, read_channel
+from tandem.storage import store_from_settings
+from tests.test_flow import run_flow, share_synthetic
+
+
+def agree(settings, store, channel) -> str | None:
+    """Where `channel` points; asserts MLflow's alias and the store's pointer agree."""
+    state = channels.channel_state(settings, store, channel)
+    assert state["store"] == state["mlflow"], state
+    return state["store"]
+
+
+def test_worse_candidate_is_blocked_and_promote_rollback_move_alias_and_channel_together(tandem_home):
+    settings = Settings.from_env()
+    share_synthetic(settings)
+    store = store_from_settings(settings)
+
+    v1 = run_flow()
+    assert v1["status"] == "published"
+    channels.promote(settings, store)
+    assert agree(settings, store, "production") == v1["version"]
+
+    worse = run_flow(train={"epochs": 1, "hidden_sizes": [8]}, force=True)
+    assert worse["status"] == "blocked"
+    assert any(r.startswith("comparison: accuracy") for r in worse["reasons"]), worse["reasons"]
+    tags = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, worse["version"]).tags
+    assert tags["gate"] == "blocked"
+    assert worse["version"] not in [m["version"] for m in list_releases(store, settings.model_name)]
+    assert agree(settings, store, "staging") == v1["version"]
+
+    v3 = run_flow(force=True)
+    assert v3["status"] == "published" and v3["gates"]["comparison"]["production_version"] == v1["version"]
+    channels.promote(settings, store)
+    assert agree(settings, store, "production") == v3["version"]
+    assert read_channel(store, settings.model_name, "production")["history"][0] == v1["version"]
+
+    channels.rollback(settings, store)
+    assert agree(settings, store, "production") == v1["version"]
+
+
+def test_parity_failure_blocks_the_release_and_says_why(tandem_home):
+    """A tolerance no float32 model can meet: the parity gate must stop the release."""
+    settings = Settings.from_env()
+    share_synthetic(settings, n_users=4)
+    outcome = run_flow(gates={"parity_tolerance": 1e-15})
+    assert outcome["status"] == "blocked"
+    assert any(r.startswith("parity: max |runtime - torch|") for r in outcome["reasons"])
+    assert list_releases(store_from_settings(settings), settings.model_name) == []
+    assert read_channel(store_from_settings(settings), settings.model_name, "staging") is None
+
+
+def test_a_failed_alias_write_leaves_the_channel_as_it_was(tandem_home, monkeypatch):
+    """Fault injection: the MLflow registry refuses the alias (an outage we cannot cause for real)."""
+    import pytest
+
+    settings = Settings.from_env()
+    share_synthetic(settings, n_users=4)
+    store = store_from_settings(settings)
+    v1 = run_flow()
+    channels.promote(settings, store)
+    v2 = run_flow(force=True)
+    assert v2["status"] == "published"
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("registry unavailable")
+
+    with monkeypatch.context() as fault:
+        fault.setattr(MlflowClient, "set_registered_model_alias", refuse)
+        with pytest.raises(ConnectionError):
+            channels.promote(settings, store)
+    assert agree(settings, store, "production") == v1["version"]
