@@ -36,15 +36,23 @@ def share(
     batch_size: int = typer.Option(64, min=1, help="windows per uploaded batch"),
     users: int = typer.Option(8, help="number of users (synthetic source only)"),
     seed: int = typer.Option(0, help="seed (synthetic source only)"),
+    policy: str = typer.Option("pseudonymized", help="sharing policy: a preset (pseudonymized, anonymized, dp, "
+                               "encrypted, all), a policy name (e.g. anonymized+dp/v1) or a path to a policy JSON"),
 ):
-    """The devices' upload: share a fraction of each sharing user's windows as pseudonymized batches
-    in the landing zone (incoming/). Key: TANDEM_PSEUDONYM_KEY (and TANDEM_PSEUDONYM_KEY_ID)."""
+    """The devices' upload: share a fraction of each sharing user's windows as batches in the landing
+    zone (incoming/), in the modified form the sharing policy declares. Keys: TANDEM_PSEUDONYM_KEY (and
+    TANDEM_PSEUDONYM_KEY_ID); for encrypted, TANDEM_ENCRYPTION_KEY (hex, 32 bytes) and TANDEM_ENCRYPTION_KEY_ID."""
     from rich.progress import track
 
     from tandem import evalset, fleet, sharing
+    from tandem.policy import load_policy
     from tandem.storage import store_from_settings
 
     settings = Settings.from_env()
+    try:
+        sharing_policy = load_policy(policy)
+    except (ValueError, OSError) as e:
+        raise typer.BadParameter(str(e).splitlines()[0], param_hint="--policy")
     key = require_secret("TANDEM_PSEUDONYM_KEY")
     key_id = os.environ.get("TANDEM_PSEUDONYM_KEY_ID", "k1")
     kwargs = {"n_users": users, "seed": seed} if source == "synthetic" else {}
@@ -53,10 +61,13 @@ def share(
     store = store_from_settings(settings)
     report = sharing.ShareReport()
     for user in track(sharers, description="sharing", console=console, transient=True):
-        sharing.share_user(store, user, fraction, key, key_id, batch_size, report=report)
+        sharing.share_user(store, user, fraction, key, key_id, batch_size, policy=sharing_policy, report=report,
+                           ledger_dir=evalset.devices_dir(settings.home))
     evalset.write_evaluation_devices(settings.home, evaluators, key, key_id)
     console.print(f"{report.users} users shared {report.windows} windows in {len(report.written) + len(report.already_there)} "
                   f"batches: [bold]{len(report.written)} new[/], {len(report.already_there)} already in {store.url}/incoming/")
+    console.print(f"policy {sharing_policy.name}" + (f"; {report.withheld} windows withheld: privacy budget spent"
+                                                      if report.withheld else ""))
     console.print(f"{len(evaluators)} evaluation users never share; their data stays in {evalset.devices_dir(settings.home)}")
 
 

@@ -1,0 +1,139 @@
+"""Issue 3 on real HAPT windows: the device runtime matches torch, an independent reading of the
+.mlmodel reproduces the golden vectors, and `tandem device` personalizes a user's model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from tandem import evalset, fleet, model, pretrain
+from tandem.device.runtime import DeviceModel
+from tandem.device.update import updatable_weights
+from tandem.features import ACTIVITIES
+from tandem.gates import golden_files
+from tandem.params import RunParams
+from tandem.personalization import first_per_class
+
+TRAIN_USERS, EVAL_USERS = [1, 2, 3, 4, 6, 7, 8, 9], [5, 10]
+
+
+@pytest.fixture(scope="module")
+def hapt(tmp_path_factory):
+    users = fleet.hapt_fleet(TRAIN_USERS + EVAL_USERS)
+    train = [u for u in users if int(u.user_id[-2:]) in TRAIN_USERS]
+    X = np.concatenate([u.features for u in train])
+    y = np.array([ACTIVITIES.index(label) for u in train for label in u.labels])
+    params = RunParams.model_validate({"train": {"epochs": 40, "patience": 10}})
+    result = model.train(X, y, params.train, groups=np.concatenate([[u.user_id] * len(u) for u in train]))
+    mlmodel = pretrain.convert(result, params, {"test": "hapt"})
+    home = tmp_path_factory.mktemp("home")
+    evalset.write_evaluation_devices(home, [u for u in users if u not in train], b"test-key")
+    return result, mlmodel, evalset.load_evaluation(home), home
+
+
+def test_runtime_matches_torch_on_real_windows(hapt):
+    result, mlmodel, users, _ = hapt
+    X = np.concatenate([u.features for u in users])
+    ours, torch_probs = DeviceModel.load(mlmodel).predict_proba(X), model.predict_proba(result.model, X)
+    assert np.abs(ours - torch_probs).max() <= 1e-5
+    assert (ours.argmax(1) == torch_probs.argmax(1)).all()
+
+
+def _featurize_from_spec(window: np.ndarray, spec: dict) -> np.ndarray:
+    """The feature spec, implemented again from its text (as the Swift side would)."""
+    series = {c: window[:, i] for i, c in enumerate(spec["input"]["channels"])}
+    series["acc_mag"] = np.sqrt(series["acc_x"] ** 2 + series["acc_y"] ** 2 + series["acc_z"] ** 2)
+    series["gyro_mag"] = np.sqrt(series["gyro_x"] ** 2 + series["gyro_y"] ** 2 + series["gyro_z"] ** 2)
+    steps = {s["step"]: s for s in spec["steps"]}
+    out = []
+    for name in steps["statistics"]["series"]:
+        x = series[name]
+        n = len(x)
+        mean = x.sum() / n
+        out += [mean, np.sqrt(((x - mean) ** 2).sum() / n), x.min(), x.max(), np.abs(x[1:] - x[:-1]).sum() / (n - 1)]
+    for a, b in steps["correlation"]["pairs"]:
+        da, db = series[a] - series[a].mean(), series[b] - series[b].mean()
+        denom = np.sqrt((da * da).sum() * (db * db).sum())
+        out.append((da * db).sum() / denom if denom > 0 else 0.0)
+    return np.array(out)
+
+
+def _forward_from_protobuf(mlmodel: bytes, x: np.ndarray) -> np.ndarray:
+    """A forward pass read straight from Core ML's protobuf with coremltools' own message classes."""
+    from coremltools.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString(mlmodel)
+    z = x.astype(np.float64)
+    for layer in spec.neuralNetworkClassifier.layers:
+        kind = layer.WhichOneof("layer")
+        if kind == "batchnorm":
+            bn = layer.batchnorm
+            gamma, beta = np.array(bn.gamma.floatValue), np.array(bn.beta.floatValue)
+            mean, var = np.array(bn.mean.floatValue), np.array(bn.variance.floatValue)
+            z = gamma * (z - mean) / np.sqrt(var + bn.epsilon) + beta
+        elif kind == "innerProduct":
+            ip = layer.innerProduct
+            W = np.array(ip.weights.floatValue).reshape(ip.outputChannels, ip.inputChannels)
+            z = W @ z + (np.array(ip.bias.floatValue) if ip.hasBias else 0)
+        elif kind == "activation":
+            assert layer.activation.WhichOneof("NonlinearityType") == "ReLU"
+            z = np.maximum(z, 0)
+        elif kind == "softmax":
+            e = np.exp(z - z.max())
+            z = e / e.sum()
+        else:
+            raise AssertionError(f"unexpected layer {kind}")
+    return z
+
+
+def test_independent_reading_reproduces_the_golden_vectors(hapt):
+    _, mlmodel, users, _ = hapt
+    files = golden_files(DeviceModel.load(mlmodel), users[0])
+    golden = json.loads(files["golden_vectors.json"])
+    from tandem.features import feature_spec
+
+    spec = feature_spec()
+    assert len(golden["windows"]) == 36
+    for w in golden["windows"]:
+        features = _featurize_from_spec(np.array(w["raw"]), spec)
+        np.testing.assert_allclose(features, w["features"], rtol=0, atol=1e-9)
+        probs = _forward_from_protobuf(mlmodel, np.array(w["model_input"]))
+        assert np.abs(probs - np.array(w["probability_vector"])).max() <= 1e-5
+        assert golden["model"]["class_labels"][int(probs.argmax())] == w["label"]
+    assert "TandemFeaturizer.features(window:" in files["TandemGoldenTests.swift"].decode()
+
+
+def test_device_personalize_raises_a_users_accuracy_and_touches_only_updatable_layers(hapt, tmp_path):
+    from tandem.cli import app
+
+    _, mlmodel, users, home = hapt
+    base_path = tmp_path / "base.mlmodel"
+    base_path.write_bytes(mlmodel)
+    runner = CliRunner()
+    gains = []
+    for user in users:
+        local = pq.read_table(evalset.devices_dir(home) / user.user_id / "local.parquet")  # the device's own data
+        train, test = first_per_class(user.labels, 5)
+        pq.write_table(local.take(train), tmp_path / f"{user.user_id}-train.parquet")
+        personal = tmp_path / f"{user.user_id}.mlmodel"
+        out = runner.invoke(app, ["device", "personalize", str(base_path), str(tmp_path / f"{user.user_id}-train.parquet"),
+                                  "--out", str(personal)])
+        assert out.exit_code == 0, out.output
+        assert runner.invoke(app, ["device", "check", str(personal)]).exit_code == 0
+        before = (DeviceModel.load(mlmodel).predict(user.features[test]) == user.labels[test]).mean()
+        after = (DeviceModel.load(personal.read_bytes()).predict(user.features[test]) == user.labels[test]).mean()
+        gains.append(after - before)
+
+        base_spec, personal_spec = DeviceModel.load(mlmodel).spec, DeviceModel.load(personal.read_bytes()).spec
+        for a, b in zip(base_spec.neuralNetworkClassifier.layers, personal_spec.neuralNetworkClassifier.layers):
+            if a.isUpdatable:
+                assert a.SerializeToString() != b.SerializeToString()
+            else:
+                assert a.SerializeToString() == b.SerializeToString(), a.name
+        assert set(updatable_weights(personal.read_bytes())) == {"head"}
+    assert np.mean(gains) > 0, gains
