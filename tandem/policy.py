@@ -50,11 +50,11 @@ POLICY_NAME_REGEX = r"^[a-z][a-z0-9_-]*(\+[a-z][a-z0-9_-]*)*/v[0-9]+$"
 SUPPRESSED = "*"
 _MODEL = re.compile(r"^([A-Za-z]+)(\d*)(?:,\d+)?$")  # "iPhone15,2" -> ("iPhone", "15")
 HIERARCHY_LEVELS = {"device_model": 3, "os_version": 2, "locale": 2, "app_version": 2}  # top level per column
-HIERARCHY_DOC = {
-    "device_model": ["iPhone15,2", "iPhone15", "iPhone", "*"],
-    "os_version": ["18.1", "18", "*"],
-    "locale": ["de_DE", "de", "*"],
-    "app_version": ["1.4.0", "1.4", "*"],
+HIERARCHY_DOC = {  # shapes only: no real value may appear in what is recorded with batches and releases
+    "device_model": ["<family><major>,<minor>", "<family><major>", "<family>", "*"],
+    "os_version": ["<major>.<minor>", "<major>", "*"],
+    "locale": ["<language>_<REGION>", "<language>", "*"],
+    "app_version": ["<major>.<minor>.<patch>", "<major>.<minor>", "*"],
 }
 # What a generalized (level >= 1) value looks like; the anonymized GX suite checks these.
 GENERALIZED_REGEX = {
