@@ -82,8 +82,8 @@ class PrivacyLedger:
         return compose(self.charges, delta)
 
     def affordable(self, policy, window_ids: list[str]) -> list[str]:
-        """The longest prefix of `window_ids` the user can share under `policy` within its budget
-        (windows already charged under this policy are free)."""
+        """The windows of `window_ids` the user can share under `policy` within its budget: those
+        already charged under this policy (free), and the longest prefix of the others that fits."""
         from tandem.policy import window_epsilon
 
         fp, done = policy.fingerprint(), self.charged(policy.fingerprint())
@@ -102,13 +102,9 @@ class PrivacyLedger:
             else:
                 hi = mid - 1
         allowed = set(new[:lo])
-        out = []
-        for w in window_ids:  # a prefix: after the first window that does not fit, nothing more
-            if w in done or w in allowed:
-                out.append(w)
-            else:
-                break
-        return out
+        # windows already charged are shared again as they were (same values, no new cost), so the
+        # batches come out the same; of the new ones, the affordable prefix
+        return [w for w in window_ids if w in done or w in allowed]
 
     def charge(self, policy, window_ids: list[str]) -> int:
         """Record the windows as released under `policy` (once each). Returns how many were new."""

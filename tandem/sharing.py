@@ -81,11 +81,13 @@ def table_bytes(table: pa.Table) -> bytes:
 
 def shared_rows(user: UserData, fraction: float, policy: SharingPolicy, key: bytes, ledger=None) -> np.ndarray:
     """The rows a user shares, in capture order: the stable `fraction`, and under the dp form only
-    the prefix the user's privacy ledger can still afford."""
+    those the user's privacy ledger has charged already or can still afford."""
     rows = np.flatnonzero(shared_mask(user, fraction))
     rows = rows[np.argsort(user.captured_at[rows], kind="stable")]
     if ledger is not None and policy.has("dp"):
-        rows = rows[: len(ledger.affordable(policy, window_ids(user, rows, key)))]
+        ids = window_ids(user, rows, key)
+        allowed = set(ledger.affordable(policy, ids))
+        rows = rows[np.array([w in allowed for w in ids], dtype=bool)] if len(rows) else rows
     return rows
 
 

@@ -218,14 +218,33 @@ def test_train_queue_runs_one_at_a_time(up, tmp_path):
     assert b["start"] >= a["end"], (a, b)
 
 
-def test_real_train_flow_runs_through_the_worker(up):
-    """The real train-and-release deployment through the worker; an empty landing zone means a quick
-    'no accepted data' run that must complete. A parameter outside RunParams' bounds must fail."""
+def test_manual_retrain_with_changed_parameters_publishes_to_the_stack(up):
+    """Devices share into the stack's S3 landing zone; CI's retrain script runs the real manual-retrain
+    deployment with changed parameters through the worker; the release lands in S3 and the run in
+    the MLflow server. A parameter outside RunParams' bounds makes the script exit non-zero."""
     error = _flow_imports("flows.train_release")
-    if error:
-        pytest.skip(f"flows/train_release.py does not import yet ({error})")
-    r = _retrain(up, "params.force=false", timeout=300)
+    assert error is None, error
+    env = {**up["env"], "TANDEM_PSEUDONYM_KEY": "stack-test-key"}
+    shared = subprocess.run([sys.executable, "-m", "tandem.cli", "share", "--source", "synthetic", "--users", "6",
+                             "--holdout-every", "3"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert shared.returncode == 0, shared.stdout + shared.stderr
+
+    r = _retrain(up, "params.train.epochs=20", "params.train.hidden_sizes=[32,16]", "params.device.epochs=15",
+                 timeout=400)
     assert r.returncode == 0, r.stdout + r.stderr
+
+    info = up["info"]
+    import boto3
+    from mlflow import MlflowClient
+
+    s3 = boto3.client("s3", endpoint_url=info.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")
+    pointer = json.loads(s3.get_object(Bucket=info.bucket, Key="store/channels/tandem-har/staging.json")["Body"].read())
+    manifest = json.loads(s3.get_object(Bucket=info.bucket, Key=f"store/{pointer['manifest']}")["Body"].read())
+    assert manifest["training"]["params"]["hidden_sizes"] == [32, 16]
+    run = MlflowClient(info.mlflow_url).get_run(manifest["mlflow"]["run_id"])
+    assert run.data.params["train.epochs"] == "20" and "eval_accuracy" in run.data.metrics
+
     bad = _retrain(up, "params.train.epochs=0", timeout=300)
     assert bad.returncode != 0, bad.stdout + bad.stderr
 
