@@ -156,6 +156,33 @@ def pull(
         console.print(f"  {name}  sha256 {meta['sha256']}  {meta['size']} bytes")
 
 
+@app.command()
+def promote(version: Optional[str] = typer.Option(None, help="a version instead of staging's")):
+    """Move production to the staging version (MLflow alias and store channel together)."""
+    _move("promote", version)
+
+
+@app.command()
+def rollback():
+    """Move production back to the version it pointed to before."""
+    _move("rollback")
+
+
+def _move(action: str, version: str | None = None) -> None:
+    from tandem import channels
+    from tandem.release import ReleaseError
+    from tandem.storage import store_from_settings
+
+    settings = Settings.from_env()
+    store = store_from_settings(settings)
+    try:
+        pointer = channels.promote(settings, store, version) if action == "promote" else channels.rollback(settings, store)
+    except ReleaseError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
+    console.print(f"production -> {settings.model_name} version {pointer['version']} ({pointer['reason']})")
+
+
 _mount_optional("tandem.device.cli", "device")
 _mount_optional("tandem.stack_cli", "stack")
 
