@@ -182,3 +182,12 @@ def test_modified_training_rows_and_local_view():
     bounds = np.array(list(policy.clip_bounds().values()))
     x = local[list(FEATURE_NAMES)].to_numpy()
     assert ((x >= bounds[:, 0]) & (x <= bounds[:, 1])).all()
+
+
+def test_committed_form_suites_match_their_generators():
+    from tandem import validation
+
+    for form in validation.FORM_SUITES:
+        path = validation.suite_path(form)
+        assert path.read_text() == validation.suite_json(validation.build_form_suite(form)), "run: python -m tandem.validation"
+        assert len(validation.load_suite(path).expectations) == len(json.loads(path.read_text())["expectations"])

@@ -25,7 +25,7 @@ def users():
 
 @pytest.fixture(scope="module")
 def evaluation():
-    params = EvaluationParams.quick().model_copy(update={"curve_fractions": [0.5], "train": FAST_TRAIN})
+    params = EvaluationParams.quick().model_copy(update={"curve_fractions": [0.5], "curve_epsilons": [], "curve_ks": [2], "train": FAST_TRAIN})
     return run_evaluation(params, log=lambda *_: None)
 
 
