@@ -47,7 +47,7 @@ class EvaluationParams(BaseModel):
     fedavg_rounds_per_round: int = Field(10, ge=1, le=200, description="FedAvg communication rounds per simulation round")
     fedavg_local_epochs: int = Field(2, ge=1, le=50, description="FedAvg local epochs per communication round")
     curve_fractions: list[float] = Field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0], description="shared fractions of the privacy/utility curve")
-    curve_epsilons: list[float] = Field(default_factory=lambda: [1.0, 4.0, 10.0, 40.0], description="per-window DP epsilons (features + label) of the curve (tandem.policy)")
+    curve_epsilons: list[float] = Field(default_factory=lambda: [4.0, 16.0, 64.0, 256.0], description="per-window DP epsilons (features + label) of the curve (tandem.policy)")
     curve_ks: list[int] = Field(default_factory=lambda: [2, 5, 10], description="k-anonymity ks of the curve (tandem.policy)")
     seed: int = Field(0, ge=0, description="seed of the synthetic fleet and of training")
 
@@ -109,14 +109,18 @@ def policy_support() -> str | None:
     return None
 
 
+UNBOUNDED_BUDGET = 1e9
+
+
 def sharing_policy(form: str, value):
     """A `tandem.policy.SharingPolicy` for one curve point. epsilon: the per-window total, split 4:1
-    between features and label as in the policy's defaults (8 + 2); the user budget stays the policy's."""
+    between features and label as in the policy's defaults (8 + 2). The per-user budget is lifted so
+    the curve measures the noise alone, not how many windows a budget lets through."""
     from tandem.policy import SharingPolicy
 
     if form == "dp":
         return SharingPolicy(forms=["pseudonymized", "dp"], epsilon_features=0.8 * float(value),
-                             epsilon_labels=0.2 * float(value))
+                             epsilon_labels=0.2 * float(value), user_budget_epsilon=UNBOUNDED_BUDGET)
     if form == "anonymized":
         return SharingPolicy(forms=["pseudonymized", "anonymized"], k=int(value))
     raise ValueError(form)

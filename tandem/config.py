@@ -47,3 +47,6 @@ def prepare_prefect_home(settings: Settings) -> None:
     """Ephemeral Prefect keeps its database under TANDEM_HOME unless told otherwise."""
     os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The first start in a fresh PREFECT_HOME runs migrations; on a busy 2-core machine that can pass
+    # Prefect's 20 s default.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

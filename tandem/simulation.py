@@ -150,11 +150,13 @@ def server_round(store, run_params: RunParams, metadata: dict | None = None, run
 def share_and_train(sharers: list[UserData], pools: dict[str, np.ndarray], fraction: float, run_params: RunParams,
                     key: bytes, policy=sharing.DEFAULT_POLICY, batch_size: int = 256,
                     workdir: str | os.PathLike | None = None) -> ServerRound:
-    """One shot: every sharer shares `fraction` of its pool under `policy` into a fresh store; train."""
+    """One shot: every sharer shares `fraction` of its pool under `policy` into a fresh store; train.
+    Each call is a world of its own: fresh store and fresh privacy ledgers (no budget carried over)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         store = LocalStore(Path(tmp) / "store")
         for user in sharers:
-            sharing.share_user(store, subset(user, pools[user.user_id]), fraction, key, "sim", batch_size, policy=policy)
+            sharing.share_user(store, subset(user, pools[user.user_id]), fraction, key, "sim", batch_size, policy=policy,
+                               ledger_dir=Path(tmp) / "devices")
         return server_round(store, run_params)
 
 
