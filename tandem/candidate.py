@@ -12,7 +12,7 @@ import numpy as np
 
 from tandem import evalset, evaluation, features, gates, model
 from tandem.config import Settings
-from tandem.coreml_export import describe_updatable
+from tandem.coreml_export import describe_updatable, load_spec
 from tandem.dataset import Snapshot
 from tandem.publish import end_run, log_files, log_metrics, mark_blocked, publish_release, run_url, start_run
 from tandem.storage import NotFound, Store, get_json, put_json
@@ -90,14 +90,14 @@ def gate_and_publish(settings: Settings, store: Store, snapshot: Snapshot, resul
         version = mark_blocked(settings, run_id, report.reasons)
         end_run(settings, run_id, "FINISHED")
         return {**base, "status": "blocked", "version": version, "reasons": report.reasons, "gates": report.summary}
-    from tandem.coreml_export import load_spec
-
     spec = load_spec(mlmodel)
     manifest = publish_release(settings, store, run_id, files, {
         "summary": f"accuracy {metrics['accuracy']:.3f} on {metrics['n_users']} evaluation users",
         "dataset": {"snapshot_id": snapshot.snapshot_id, "key": snapshot.key, "rows": snapshot.manifest["rows"],
                     "users": snapshot.manifest["users"], "sha256": snapshot.manifest["data"]["sha256"],
-                    "batches": len(snapshot.manifest["batches"])},
+                    "batches": len(snapshot.manifest["batches"]),
+                    "sharing_policies": snapshot.manifest.get("policies", {}),
+                    "k_anonymity": snapshot.manifest.get("k_anonymity")},
         "metrics": _headline(metrics),
         "class_labels": list(features.ACTIVITIES),
         "coreml": describe_updatable(spec),

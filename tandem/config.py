@@ -46,6 +46,7 @@ def require_secret(name: str) -> bytes:
 def prepare_prefect_home(settings: Settings) -> None:
     """Ephemeral Prefect keeps its database under TANDEM_HOME unless told otherwise."""
     os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes one level only
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The first start in a fresh PREFECT_HOME runs migrations; on a busy 2-core machine that can pass
     # Prefect's 20 s default.

@@ -64,8 +64,6 @@ def _now() -> str:
 def process_batch(store: Store, ref: BatchRef, run_id: str | None = None) -> dict:
     """Validate one batch and record its outcome once. Returns the ledger entry (the existing one
     when another run got there first)."""
-    from tandem.validation import validate_batch
-
     try:
         data = store.get(ref.key)
     except NotFound:
@@ -85,7 +83,6 @@ def process_batch(store: Store, ref: BatchRef, run_id: str | None = None) -> dic
     }
     if verdict.ok:
         entry["policy"] = sorted(verdict.frame["policy"].unique().tolist())
-    if verdict.ok:
         captured = verdict.frame["captured_at"]
         entry["captured_from"], entry["captured_to"] = captured.min().isoformat(), captured.max().isoformat()
     else:

@@ -42,7 +42,7 @@ from tandem.schema import DEVICE_COLUMNS, LABEL_COLUMN, POLICY_COLUMN
 Form = Literal["pseudonymized", "anonymized", "dp", "encrypted"]
 FORMS: tuple[str, ...] = ("pseudonymized", "anonymized", "dp", "encrypted")  # canonical order in names
 METADATA_KEY = b"tandem.policy"  # parquet schema metadata: the batch's policy, public JSON
-POLICY_NAME_REGEX = r"^[a-z][a-z0-9_-]*(\+[a-z][a-z0-9_-]*)*/v[0-9]+$"
+POLICY_NAME_REGEX = r"^[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*/v[0-9]+$"
 
 # --------------------------------------------------------------------------------------------
 # Generalization hierarchy of the quasi-identifiers. Level 0 is the plain value; the top level "*".
@@ -58,10 +58,10 @@ HIERARCHY_DOC = {  # shapes only: no real value may appear in what is recorded w
 }
 # What a generalized (level >= 1) value looks like; the anonymized GX suite checks these.
 GENERALIZED_REGEX = {
-    "device_model": r"^([A-Za-z]+[0-9]*|\*)$",
-    "os_version": r"^([0-9]+|\*)$",
-    "locale": r"^([a-z]{2,3}|\*)$",
-    "app_version": r"^([0-9]+\.[0-9]+|\*)$",
+    "device_model": r"^(?:[A-Za-z]+[0-9]*|\*)$",
+    "os_version": r"^(?:[0-9]+|\*)$",
+    "locale": r"^(?:[a-z]{2,3}|\*)$",
+    "app_version": r"^(?:[0-9]+\.[0-9]+|\*)$",
 }
 
 

@@ -39,7 +39,7 @@ FORM_SUITES = ("anonymized", "dp", "encrypted")
 EXPECTATIONS_DIR_ENV = "TANDEM_EXPECTATIONS_DIR"
 
 WINDOW_ID_REGEX = r"^[0-9a-f]{32}$"
-POLICY_REGEX = r"^[a-z][a-z0-9_-]*(\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pseudonymized/v1", "pseudonymized+dp/v1"
+POLICY_REGEX = r"^[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pseudonymized/v1", "pseudonymized+dp/v1"
 MAX_TEXT_LENGTH = 64  # key_id, device metadata, policy: short labels, never free text
 
 # Physically plausible sensor ranges (a phone's IMU at its widest full-scale setting).
