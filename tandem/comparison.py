@@ -19,7 +19,8 @@ from tandem.device.runtime import DeviceModel
 from tandem.features import ACTIVITIES
 from tandem.federated import Client, FedAvgConfig, fedavg
 from tandem.params import DeviceUpdateConfig, RunParams
-from tandem.simulation import (accuracy, help_harm, local_split, personalize_on, pick_labelled, share_and_train,
+from tandem.personalization import local_split, pick_labelled
+from tandem.simulation import (accuracy, help_harm, personalize_on, share_and_train,
                                simulate, simulation_key, subset)
 
 HEADLINE = "personalized_user"

@@ -25,6 +25,8 @@ class EvalUser:
     features: np.ndarray  # (n, N_FEATURES)
     labels: np.ndarray  # (n,) activity names, capture order
     windows: np.ndarray  # (n, WINDOW, 6) raw
+    window_keys: list[str]  # "<session>:<start>", as on the device
+    captured_at: np.ndarray  # (n,) datetime64[ms]
 
     @property
     def y(self) -> np.ndarray:
@@ -42,7 +44,8 @@ def write_evaluation_devices(home: Path, users: list[UserData], key: bytes, key_
         folder.mkdir(parents=True, exist_ok=True)
         order = np.argsort(user.captured_at, kind="stable")
         write_local_data(_reordered(user, order), folder / "local.parquet", key, key_id)
-        np.savez_compressed(folder / "raw.npz", windows=user.windows[order])
+        np.savez_compressed(folder / "raw.npz", windows=user.windows[order],
+                            window_keys=np.array([user.window_keys[i] for i in order]))
     (root / INDEX).write_text(json.dumps({"users": [u.user_id for u in users]}, indent=2))
     return root
 
@@ -60,6 +63,8 @@ def load_evaluation(home: Path) -> list[EvalUser]:
     users = []
     for user_id in json.loads(index.read_text())["users"]:
         frame = pq.read_table(root / user_id / "local.parquet").to_pandas()
-        windows = np.load(root / user_id / "raw.npz")["windows"]
-        users.append(EvalUser(user_id, frame[list(FEATURE_NAMES)].to_numpy(np.float64), frame["label"].to_numpy(str), windows))
+        raw = np.load(root / user_id / "raw.npz")
+        users.append(EvalUser(user_id, frame[list(FEATURE_NAMES)].to_numpy(np.float64), frame["label"].to_numpy(str),
+                              raw["windows"], raw["window_keys"].tolist(),
+                              frame["captured_at"].to_numpy().astype("datetime64[ms]")))
     return users

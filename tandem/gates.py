@@ -58,9 +58,9 @@ def parity_gate(device: DeviceModel, torch_model, X: np.ndarray, tolerance: floa
             "labels_identical": same_labels, "rows": len(X)}
 
 
-def personalization_summary(device: DeviceModel, users: list[EvalUser], per_class: int) -> dict:
-    """Personalize a copy per user on their first labelled windows, score on their later windows."""
-    results = {u.user_id: personalize(device, u.features, u.labels, per_class) for u in users}
+def personalization_summary(device: DeviceModel, users: list[EvalUser], labelled_per_user: int) -> dict:
+    """Personalize a copy per user on a few labelled earlier windows, score on their later windows."""
+    results = {u.user_id: personalize(device, u, labelled_per_user) for u in users}
     before = float(np.mean([r.accuracy_before for r in results.values()]))
     after = float(np.mean([r.accuracy_after for r in results.values()]))
     return {
@@ -76,8 +76,8 @@ def personalization_summary(device: DeviceModel, users: list[EvalUser], per_clas
     }
 
 
-def update_gate(device: DeviceModel, users: list[EvalUser], per_class: int) -> dict:
-    summary = personalization_summary(device, users, per_class)
+def update_gate(device: DeviceModel, users: list[EvalUser], labelled_per_user: int) -> dict:
+    summary = personalization_summary(device, users, labelled_per_user)
     summary["passed"] = summary["loss_fell_for"] == summary["users"] and summary["gain"] >= 0
     return summary
 
@@ -142,14 +142,14 @@ def run_gates(settings: Settings, store: Store, mlmodel: bytes, result: model.Tr
     report.summary["rules"] = rules_gate(device)
     X = np.concatenate([u.features for u in users])
     report.summary["parity"] = parity_gate(device, result.model, X, t.parity_tolerance)
-    report.summary["update"] = update_gate(device, gated_users, t.personalization_per_class)
+    report.summary["update"] = update_gate(device, gated_users, t.personalization_labels)
 
     candidate = {**scores(device, users), "gain": report.summary["update"]["gain"]}
     production = production_model(settings, store)
     prod_scores = None
     if production is not None:
         prod_scores = {**scores(production[1], users),
-                       "gain": personalization_summary(production[1], gated_users, t.personalization_per_class)["gain"]}
+                       "gain": personalization_summary(production[1], gated_users, t.personalization_labels)["gain"]}
     report.summary["comparison"] = comparison_gate(candidate, prod_scores, production[0] if production else None, t)
 
     if not report.summary["rules"]["passed"]:

@@ -119,7 +119,10 @@ def split_indices(y: np.ndarray, fraction: float, seed: int,
     rng = np.random.default_rng(seed)
     if groups is not None:
         groups = np.asarray(groups)
-        unique = np.unique(groups)
+        # Groups in order of first appearance, not sorted: pseudonyms are keyed hashes, and the split
+        # must not depend on which key the devices happened to use.
+        _, first = np.unique(groups, return_index=True)
+        unique = groups[np.sort(first)]
         if len(unique) >= 2:
             order = rng.permutation(len(unique))
             n_val = min(len(unique) - 1, max(1, int(round(fraction * len(unique)))))

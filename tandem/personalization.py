@@ -1,5 +1,8 @@
-"""Personalization as the app does it, simulated with the device runtime: a user labels the first
-few windows of each activity, the model updates on them, and is scored on the user's later windows."""
+"""Personalization as the app does it, simulated with the device runtime, with one protocol for the
+release gate and the evaluation: per recording session and activity, a user's earlier windows are
+the device's local pool and the later ones are held out; the user labels a few pool windows spread
+over time (windows overlap by half, so contiguous labels are near-duplicates); the model updates on
+them and is scored on the held-out windows."""
 
 from __future__ import annotations
 
@@ -27,20 +30,58 @@ class Personalized:
         return self.accuracy_after - self.accuracy_before
 
 
-def first_per_class(labels: np.ndarray, per_class: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) indices: the first `per_class` windows of each label in capture order, the rest."""
-    labels = np.asarray(labels)
-    train = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)]))
-    test = np.setdiff1d(np.arange(len(labels)), train)
-    return train, test
+def sessions(window_keys) -> np.ndarray:
+    """The recording session of each window ("<session>:<start>" keys; one session otherwise)."""
+    return np.array([k.split(":", 1)[0] if ":" in k else "0" for k in window_keys])
 
 
-def personalize(base: DeviceModel, X: np.ndarray, labels: np.ndarray, per_class: int, **overrides) -> Personalized:
-    """Update a copy of `base` on the user's first labelled windows; score before and after on the rest."""
-    train, test = first_per_class(labels, per_class)
-    if len(test) == 0:
-        raise ValueError(f"a user with {len(labels)} windows has none left to score after {per_class} per class")
+def local_split(user, test_fraction: float = 0.5, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, test) indices of a user (anything with window_keys, labels, captured_at). Per recording
+    session and activity, in capture order, the earlier windows are the device's local pool (what it
+    may label, share and train on) and the later `test_fraction` are held out for scoring; `gap`
+    windows in between are dropped because windows overlap by 50%."""
+    session, pool, test = sessions(user.window_keys), [], []
+    labels, captured_at = np.asarray(user.labels), np.asarray(user.captured_at)
+    for s in np.unique(session):
+        for c in np.unique(labels):
+            idx = np.flatnonzero((session == s) & (labels == c))
+            if len(idx) == 0:
+                continue
+            idx = idx[np.argsort(captured_at[idx], kind="stable")]
+            cut = int(round(len(idx) * (1.0 - test_fraction)))
+            pool.extend(idx[:cut])
+            test.extend(idx[cut + gap:])
+    return np.array(sorted(pool), dtype=np.int64), np.array(sorted(test), dtype=np.int64)
+
+
+def pick_labelled(labels: np.ndarray, candidates: np.ndarray, per_class: int | None = None,
+                  per_user: int | None = None, spread: bool = True) -> np.ndarray:
+    """The windows the user labels among `candidates`: `per_class` of each activity, or a budget of
+    `per_user` windows split evenly over the activities present. `spread`: evenly spaced over the
+    candidates in capture order (the user labels now and then); else the first ones (contiguous)."""
+    if (per_class is None) == (per_user is None):
+        raise ValueError("give exactly one of per_class and per_user")
     labels = np.asarray(labels)
+    classes = np.unique(labels[candidates])
+    out = []
+    for i, c in enumerate(classes):
+        idx = candidates[labels[candidates] == c]
+        k = per_class if per_class is not None else per_user // len(classes) + (1 if i < per_user % len(classes) else 0)
+        k = min(k, len(idx))
+        if k <= 0:
+            continue
+        out.extend(idx[np.linspace(0, len(idx) - 1, k).round().astype(int)] if spread else idx[:k])
+    return np.array(sorted(set(int(i) for i in out)), dtype=np.int64)
+
+
+def personalize(base: DeviceModel, user, labelled_per_user: int, **overrides) -> Personalized:
+    """Update a copy of `base` on `labelled_per_user` labelled pool windows of `user` (anything with
+    features, labels, window_keys, captured_at); score before and after on the held-out windows."""
+    pool, test = local_split(user)
+    train = pick_labelled(user.labels, pool, per_user=labelled_per_user)
+    if len(test) == 0 or len(train) == 0:
+        raise ValueError(f"user {user.user_id}: nothing to label or to score")
+    X, labels = user.features, np.asarray(user.labels)
     before = float((base.predict(X[test]) == labels[test]).mean())
     result = update(DeviceModel.load(base.to_bytes()), X[train], labels[train], **overrides)
     after = float((result.model.predict(X[test]) == labels[test]).mean())

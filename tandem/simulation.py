@@ -34,54 +34,12 @@ from tandem.device.runtime import DeviceModel
 from tandem.device.update import update
 from tandem.fleet import UserData
 from tandem.params import DeviceUpdateConfig, RunParams
+from tandem.personalization import local_split, pick_labelled
 from tandem.privacy import pseudonymize
 from tandem.storage import LocalStore
 
 
 # ---- the evaluation protocol on one device ------------------------------------------------------
-
-def _sessions(user: UserData) -> np.ndarray:
-    """The recording session of each window ("<experiment>:<start>" keys; one session otherwise)."""
-    return np.array([k.split(":", 1)[0] if ":" in k else "0" for k in user.window_keys])
-
-
-def local_split(user: UserData, test_fraction: float = 0.5, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(pool, test) indices. Per recording session and activity, in capture order, the earlier
-    windows are the device's local pool (what it may label, share and train on) and the later
-    `test_fraction` are held out for scoring; `gap` windows in between are dropped because windows
-    overlap by 50%. Every method is scored on the same test windows."""
-    sessions, pool, test = _sessions(user), [], []
-    for s in np.unique(sessions):
-        for c in np.unique(user.labels):
-            idx = np.flatnonzero((sessions == s) & (user.labels == c))
-            if len(idx) == 0:
-                continue
-            idx = idx[np.argsort(user.captured_at[idx], kind="stable")]
-            cut = int(round(len(idx) * (1.0 - test_fraction)))
-            pool.extend(idx[:cut])
-            test.extend(idx[cut + gap:])
-    return np.array(sorted(pool), dtype=np.int64), np.array(sorted(test), dtype=np.int64)
-
-
-def pick_labelled(labels: np.ndarray, candidates: np.ndarray, per_class: int | None = None,
-                  per_user: int | None = None, spread: bool = True) -> np.ndarray:
-    """The windows the user labels among `candidates`: `per_class` of each activity, or a budget of
-    `per_user` windows split evenly over the activities present. `spread`: evenly spaced over the
-    candidates in capture order (the user labels now and then); else the first ones (contiguous)."""
-    if (per_class is None) == (per_user is None):
-        raise ValueError("give exactly one of per_class and per_user")
-    labels = np.asarray(labels)
-    classes = np.unique(labels[candidates])
-    out = []
-    for i, c in enumerate(classes):
-        idx = candidates[labels[candidates] == c]
-        k = per_class if per_class is not None else per_user // len(classes) + (1 if i < per_user % len(classes) else 0)
-        k = min(k, len(idx))
-        if k <= 0:
-            continue
-        out.extend(idx[np.linspace(0, len(idx) - 1, k).round().astype(int)] if spread else idx[:k])
-    return np.array(sorted(set(int(i) for i in out)), dtype=np.int64)
-
 
 def subset(user: UserData, rows: np.ndarray) -> UserData:
     """The same device with only `rows` (features carried over, not recomputed)."""

@@ -16,7 +16,7 @@ from tandem.device.update import updatable_weights
 from tandem.features import ACTIVITIES
 from tandem.gates import golden_files
 from tandem.params import RunParams
-from tandem.personalization import first_per_class
+from tandem.personalization import local_split, pick_labelled
 
 TRAIN_USERS, EVAL_USERS = [1, 2, 3, 4, 6, 7, 8, 9], [5, 10]
 
@@ -118,7 +118,8 @@ def test_device_personalize_raises_a_users_accuracy_and_touches_only_updatable_l
     gains = []
     for user in users:
         local = pq.read_table(evalset.devices_dir(home) / user.user_id / "local.parquet")  # the device's own data
-        train, test = first_per_class(user.labels, 5)
+        pool, test = local_split(user)
+        train = pick_labelled(user.labels, pool, per_user=20)
         pq.write_table(local.take(train), tmp_path / f"{user.user_id}-train.parquet")
         personal = tmp_path / f"{user.user_id}.mlmodel"
         out = runner.invoke(app, ["device", "personalize", str(base_path), str(tmp_path / f"{user.user_id}-train.parquet"),

@@ -112,7 +112,7 @@ def test_flow_runs_against_s3(tandem_home, s3_endpoint, s3_bucket, monkeypatch):
     monkeypatch.setenv("TANDEM_STORE", f"s3://{s3_bucket}/tandem")
     monkeypatch.setenv("TANDEM_S3_ENDPOINT_URL", s3_endpoint)
     settings = Settings.from_env()
-    share_synthetic(settings, n_users=4)
+    share_synthetic(settings)
     result = run_flow()
     assert result["status"] == "published"
     import boto3

@@ -62,7 +62,7 @@ def test_a_failed_alias_write_leaves_the_channel_as_it_was(tandem_home, monkeypa
     import pytest
 
     settings = Settings.from_env()
-    share_synthetic(settings, n_users=4)
+    share_synthetic(settings)
     store = store_from_settings(settings)
     v1 = run_flow()
     channels.promote(settings, store)

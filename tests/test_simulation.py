@@ -12,7 +12,8 @@ from tandem.comparison import HEADLINE, EvaluationParams, run_evaluation
 from tandem.federated import Client, federated_stats, fedavg
 from tandem.params import RunParams
 from tandem.report import write_report
-from tandem.simulation import local_split, pick_labelled, simulate
+from tandem.personalization import local_split, pick_labelled
+from tandem.simulation import simulate
 
 FAST_TRAIN = model.TrainConfig(epochs=12, patience=4)
 
