@@ -14,14 +14,14 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tandem import fleet, model, sharing
+from tandem import fleet, model
 from tandem.device.runtime import DeviceModel
 from tandem.features import ACTIVITIES
 from tandem.federated import Client, FedAvgConfig, fedavg
 from tandem.params import DeviceUpdateConfig, RunParams
-from tandem.personalization import local_split, pick_labelled
+from tandem.personalization import pick_labelled
 from tandem.simulation import (accuracy, help_harm, personalize_on, share_and_train,
-                               simulate, simulation_key, subset)
+                               simulate, simulation_key)
 
 HEADLINE = "personalized_user"
 
@@ -94,20 +94,6 @@ class _TorchPredictor:
 
     def predict(self, X):
         return np.array(ACTIVITIES)[model.predict_proba(self.net, X).argmax(1)]
-
-
-def policy_support() -> str | None:
-    """None when sharing under a `tandem.policy.SharingPolicy` works end to end; else what is missing."""
-    try:
-        from tandem.policy import SharingPolicy  # noqa: F401
-    except ImportError:
-        return "tandem.policy.SharingPolicy is not there yet"
-    import inspect
-
-    source = inspect.getsource(sharing)
-    if "SharingPolicy" not in source and "load_policy" not in source:
-        return "tandem.sharing.share_user does not accept a SharingPolicy yet (its policy is still a plain name)"
-    return None
 
 
 UNBOUNDED_BUDGET = 1e9
@@ -251,10 +237,6 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
         curves["fraction"].append({"fraction": f, **curve_point(fraction=f)})
         log(f"curve: fraction {f}: generic {curves['fraction'][-1]['generic']:.4f}")
     for form, name, values in (("dp", "epsilon", params.curve_epsilons), ("anonymized", "k", params.curve_ks)):
-        missing = policy_support()
-        if missing:
-            curves[name] = {"unavailable": missing}
-            continue
         points = []
         for v in values:
             try:

@@ -81,6 +81,12 @@ def personalize(base: DeviceModel, user, labelled_per_user: int, **overrides) ->
     train = pick_labelled(user.labels, pool, per_user=labelled_per_user)
     if len(test) == 0 or len(train) == 0:
         raise ValueError(f"user {user.user_id}: nothing to label or to score")
+    return update_and_score(base, user, train, test, **overrides)
+
+
+def update_and_score(base: DeviceModel, user, train: np.ndarray, test: np.ndarray, **overrides) -> Personalized:
+    """The device runtime's update of a copy of `base` on the `train` windows, scored before and
+    after on the `test` windows."""
     X, labels = user.features, np.asarray(user.labels)
     before = float((base.predict(X[test]) == labels[test]).mean())
     result = update(DeviceModel.load(base.to_bytes()), X[train], labels[train], **overrides)

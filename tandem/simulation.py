@@ -31,10 +31,9 @@ import numpy as np
 from tandem import dataset, ingest, model, pretrain, sharing
 from tandem.device import backup as device_backup
 from tandem.device.runtime import DeviceModel
-from tandem.device.update import update
 from tandem.fleet import UserData
 from tandem.params import DeviceUpdateConfig, RunParams
-from tandem.personalization import local_split, pick_labelled
+from tandem.personalization import local_split, pick_labelled, update_and_score
 from tandem.privacy import pseudonymize
 from tandem.storage import LocalStore
 
@@ -56,11 +55,9 @@ def accuracy(predictor, X: np.ndarray, labels: np.ndarray) -> float:
 
 def personalize_on(base: DeviceModel, user: UserData, train: np.ndarray, test: np.ndarray, **overrides) -> dict:
     """The device runtime's update on `train`, scored before/after on `test`."""
-    X, labels = user.features, user.labels
-    before = accuracy(base, X[test], labels[test])
-    result = update(DeviceModel.load(base.to_bytes()), X[train], labels[train], **overrides)
-    after = accuracy(result.model, X[test], labels[test])
-    return {"model": result.model, "before": before, "after": after, "gain": after - before, "n_labelled": int(len(train))}
+    p = update_and_score(base, user, train, test, **overrides)
+    return {"model": p.model, "before": p.accuracy_before, "after": p.accuracy_after, "gain": p.gain,
+            "n_labelled": p.n_train}
 
 
 def help_harm(before: dict[str, float], after: dict[str, float], tolerance: float = 1e-9) -> dict:

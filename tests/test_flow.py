@@ -3,7 +3,6 @@ SQLite store, real GX validation, the local store; and once against moto's S3 se
 
 from __future__ import annotations
 
-import io
 import os
 
 import pytest
