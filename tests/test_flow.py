@@ -75,6 +75,13 @@ def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tande
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 2
     assert str(client.get_model_version_by_alias(settings.model_name, "staging").version) == first["version"]
 
+    from prefect.artifacts import Artifact
+
+    report = Artifact.get("train-and-release-report")  # what a person reads in the Prefect UI
+    assert f"version {first['version']}" in report.data and "quarantined batch" in report.data
+    assert "jane.doe@example.com" not in report.data
+    assert first["mlflow_url"] in Artifact.get("mlflow-run").data
+
     second = run_flow()
     assert second["status"] == "up-to-date" and second["new_batches"] == 0
     assert [m["version"] for m in list_releases(store, settings.model_name)] == [first["version"]]
