@@ -32,17 +32,20 @@ class EvaluationParams(BaseModel):
     source: Literal["hapt", "synthetic"] = Field("hapt", description="hapt (30 real users) or synthetic (fast)")
     synthetic_users: int = Field(10, ge=4, le=200, description="users of the synthetic fleet")
     synthetic_windows_per_class: int = Field(16, ge=6, le=500, description="windows per activity per synthetic user")
-    holdout_every: int = Field(5, ge=2, description="every N-th user never shares: the evaluation users")
+    # Every 3rd user (10 of 30 HAPT users) never shares: with 6 evaluation users one user moves the
+    # "harmed" share by 17 points, too coarse to measure "no more than a fifth" (docs/evaluation.md).
+    holdout_every: int = Field(3, ge=2, description="every N-th user never shares: the evaluation users")
     rounds: int = Field(3, ge=1, le=20, description="simulation rounds; sharing users join in this many waves")
     fraction: float = Field(0.5, gt=0, le=1, description="fraction of its local pool a sharing user shares")
     test_fraction: float = Field(0.5, gt=0, lt=1, description="later share of each session/activity held out for scoring")
     batch_size: int = Field(256, ge=1, description="windows per shared batch")
-    train: model.TrainConfig = Field(default_factory=lambda: model.TrainConfig(epochs=40, patience=6),
-                                     description="server pretraining (also the central upper bound)")
+    train: model.TrainConfig = Field(default_factory=model.TrainConfig,
+                                     description="server pretraining, as the product ships it (also the central upper bound)")
     device: DeviceUpdateConfig = Field(default_factory=DeviceUpdateConfig,
                                        description="on-device update defaults written into the .mlmodel")
+    # Chosen on the sharing users' held-out windows (validation), never on the evaluation users.
     update_epochs: int | None = Field(50, ge=1, le=100, description="on-device update epochs the app chooses (None: model default)")
-    update_learning_rate: float | None = Field(0.03, gt=0, le=1, description="on-device learning rate the app chooses (None: model default)")
+    update_learning_rate: float | None = Field(0.003, gt=0, le=1, description="on-device learning rate the app chooses (None: model default)")
     per_class_budgets: list[int] = Field(default_factory=lambda: [5, 10, 20], description="labelled windows per activity")
     per_user_budget: int = Field(20, ge=1, le=1000, description="labelled windows per user (the headline budget)")
     fedavg_rounds_per_round: int = Field(10, ge=1, le=200, description="FedAvg communication rounds per simulation round")
