@@ -48,7 +48,7 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
         result = pretrain_model(snapshot, params.train, run_id)
         metrics = evaluate_model(result, run_id)
         mlmodel = convert_model(result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
-        outcome = publish_candidate(snapshot, result, metrics, mlmodel, params, run_id, summary)
+        outcome = publish_candidate(snapshot, result, metrics, mlmodel, params, run_id)
     except BaseException:
         fail_tracking(run_id)
         raise

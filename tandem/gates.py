@@ -19,8 +19,8 @@ from tandem.device.runtime import DeviceModel
 from tandem.evalset import EvalUser
 from tandem.params import GateThresholds, RunParams
 from tandem.personalization import personalize
-from tandem.release import read_channel, release_prefix
-from tandem.storage import Store, sha256_hex
+from tandem.release import fetch_release, read_channel
+from tandem.storage import Store
 
 
 @dataclass
@@ -83,14 +83,11 @@ def update_gate(device: DeviceModel, users: list[EvalUser], labelled_per_user: i
 
 
 def production_model(settings: Settings, store: Store) -> tuple[str, DeviceModel] | None:
-    pointer = read_channel(store, settings.model_name, "production")
-    if pointer is None:
+    """The current production release's model, verified like an app build pulls it."""
+    if read_channel(store, settings.model_name, "production") is None:
         return None
-    manifest = json.loads(store.get(pointer["manifest"]))
-    data = store.get(release_prefix(settings.model_name, pointer["version"]) + "model.mlmodel")
-    if manifest["files"]["model.mlmodel"]["sha256"] != sha256_hex(data):
-        raise RuntimeError(f"production release {pointer['version']} does not match its manifest")
-    return pointer["version"], DeviceModel.load(data)
+    manifest, _, files = fetch_release(store, settings.model_name, "production", names=["model.mlmodel"])
+    return manifest["version"], DeviceModel.load(files["model.mlmodel"])
 
 
 def scores(device: DeviceModel, users: list[EvalUser]) -> dict:

@@ -109,10 +109,11 @@ def set_channel(store: Store, model: str, channel: str, version: str | int, reas
     return pointer
 
 
-def pull(store: Store, model: str, out: str | os.PathLike, channel: str | None = "staging",
-         version: str | int | None = None) -> dict:
-    """Download a release into `out`, verifying every file against the manifest first. On any
-    mismatch raise IntegrityError and write nothing into `out`."""
+def fetch_release(store: Store, model: str, channel: str | None = "staging", version: str | int | None = None,
+                  names: list[str] | None = None) -> tuple[dict, bytes, dict[str, bytes]]:
+    """(manifest, manifest bytes, {file: bytes}) of a release, by channel or version, every file
+    verified against the manifest (and the manifest against the channel's checksum); on any
+    mismatch raise IntegrityError. `names` limits which files are read (default: all)."""
     if version is None:
         pointer = read_channel(store, model, channel)
         if pointer is None:
@@ -124,17 +125,32 @@ def pull(store: Store, model: str, out: str | os.PathLike, channel: str | None =
     else:
         manifest_bytes = store.get(release_prefix(model, version) + MANIFEST)
     manifest = json.loads(manifest_bytes)
+    files = {}
+    for name in names or list(manifest["files"]):
+        meta = manifest["files"][name]
+        data = store.get(release_prefix(model, version) + name)
+        if len(data) != meta["size"] or sha256_hex(data) != meta["sha256"]:
+            raise IntegrityError(
+                f"{name} of {model}/{version}: sha256 {sha256_hex(data)} ({len(data)} bytes) does not match "
+                f"the manifest's {meta['sha256']} ({meta['size']} bytes)"
+            )
+        files[name] = data
+    return manifest, manifest_bytes, files
+
+
+def pull(store: Store, model: str, out: str | os.PathLike, channel: str | None = "staging",
+         version: str | int | None = None) -> dict:
+    """Download a release into `out`, verifying every file against the manifest first. On any
+    mismatch raise IntegrityError and write nothing into `out`."""
+    try:
+        manifest, manifest_bytes, files = fetch_release(store, model, channel, version)
+    except IntegrityError as e:
+        raise IntegrityError(f"{e}; nothing was written") from None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".pull-", dir=out.parent))
     try:
-        for name, meta in manifest["files"].items():
-            data = store.get(release_prefix(model, version) + name)
-            if len(data) != meta["size"] or sha256_hex(data) != meta["sha256"]:
-                raise IntegrityError(
-                    f"{name} of {model}/{version}: sha256 {sha256_hex(data)} ({len(data)} bytes) does not match "
-                    f"the manifest's {meta['sha256']} ({meta['size']} bytes); nothing was written"
-                )
+        for name, data in files.items():
             (staging / name).write_bytes(data)
         (staging / MANIFEST).write_bytes(manifest_bytes)
         out.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def _publish_lock(model_name: str) -> str:
 
 
 @task(name="gate-and-publish")
-def publish_candidate(snapshot, result, metrics: dict, mlmodel: bytes, params, run_id: str, summary: dict) -> dict:
+def publish_candidate(snapshot, result, metrics: dict, mlmodel: bytes, params, run_id: str) -> dict:
     settings = Settings.from_env()
     with concurrency(_publish_lock(settings.model_name), strict=True, timeout_seconds=3600):
         return candidate.gate_and_publish(settings, store_from_settings(settings), snapshot, result, metrics,
