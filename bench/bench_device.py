@@ -9,11 +9,12 @@ import tracemalloc
 import numpy as np
 import torch
 
-from tandem import fleet, model, pretrain
+from tandem.contract.features import ACTIVITIES
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import update
-from tandem.features import ACTIVITIES
-from tandem.params import RunParams
+from tandem.fleet import users as fleet
+from tandem.release.params import RunParams
+from tandem.training import model, pretrain
 
 
 def best_of(fn, repeat: int = 5) -> float:

@@ -8,9 +8,9 @@ import time
 
 import pyarrow.parquet as pq
 
-from tandem import fleet
-from tandem.sharing import batch_table, table_bytes
-from tandem.validation import validate_batch
+from tandem.data.validation import validate_batch
+from tandem.fleet import users as fleet
+from tandem.fleet.sharing import batch_table, table_bytes
 
 
 def main() -> None:

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import os
-
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect_dask import DaskTaskRunner
+
+from tandem.settings import Settings
 
 
-def batch_task_runner():
-    address = os.environ.get("TANDEM_DASK_ADDRESS")
+def batch_task_runner(settings: Settings):
+    address = settings.dask_address
     if not address:
         return ThreadPoolTaskRunner(max_workers=4)
-    from prefect_dask import DaskTaskRunner
-
     if address == "local":
         return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
                                               "dashboard_address": None})

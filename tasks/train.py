@@ -4,34 +4,29 @@ from __future__ import annotations
 
 from prefect import task
 
-from tandem import candidate, dataset, ingest, pretrain
-from tandem.config import Settings
-from tandem.publish import log_metrics
-from tandem.storage import store_from_settings
+from tandem import pipeline
 
 
 @task(name="snapshot-dataset")
-def snapshot_dataset(data_window_days: int | None = None) -> dataset.Snapshot | None:
-    store = store_from_settings()
-    entries = pretrain.within_window(ingest.accepted_entries(store), data_window_days)
-    return dataset.build_snapshot(store, entries) if entries else None
+def snapshot_dataset(ctx: pipeline.Context, data_window_days: int | None = None):
+    return pipeline.snapshot_dataset(ctx, data_window_days)
+
+
+@task(name="already-trained")
+def already_trained(ctx: pipeline.Context, snapshot_id: str) -> dict | None:
+    return pipeline.already_trained(ctx, snapshot_id)
 
 
 @task(name="pretrain")
-def pretrain_model(snapshot: dataset.Snapshot, config, mlflow_run_id: str):
-    settings = Settings.from_env()
-
-    def on_epoch(epoch: int, metrics: dict) -> None:
-        log_metrics(settings, mlflow_run_id, metrics, step=epoch)
-
-    return pretrain.pretrain(snapshot.frame, config, on_epoch=on_epoch)
+def pretrain_model(ctx: pipeline.Context, snapshot, params, run_id: str):
+    return pipeline.pretrain_model(ctx, snapshot, params, run_id)
 
 
 @task(name="evaluate")
-def evaluate_model(result, mlflow_run_id: str) -> dict:
-    return candidate.evaluate_on_devices(Settings.from_env(), result, mlflow_run_id)
+def evaluate_model(ctx: pipeline.Context, result, run_id: str) -> dict:
+    return pipeline.evaluate_model(ctx, result, run_id)
 
 
 @task(name="convert-to-coreml")
-def convert_model(result, params, version_metadata: dict) -> bytes:
-    return pretrain.convert(result, params, version_metadata)
+def convert_model(result, params, metadata: dict) -> bytes:
+    return pipeline.convert_model(result, params, metadata)

@@ -7,8 +7,8 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tandem.fleet import UserData
-from tandem.sharing import batch_table, table_bytes
+from tandem.fleet.sharing import batch_table, table_bytes
+from tandem.fleet.users import UserData
 
 
 def good_table(user: UserData, n: int = 8, key: bytes = b"k") -> pa.Table:

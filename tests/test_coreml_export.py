@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tandem import coreml_export, features, model
-from tandem.model import TrainConfig
+from tandem.contract import features
+from tandem.training import export as coreml_export
+from tandem.training import model
+from tandem.training.model import TrainConfig
 
 LABELS = list(features.ACTIVITIES)
 
@@ -145,7 +147,7 @@ def test_numpy_forward_matches_torch(trained, tmp_path):
 
 
 def test_numpy_forward_matches_torch_on_hapt():
-    from tandem.hapt import load_recordings
+    from tandem.fleet.hapt import load_recordings
 
     recs = [r for r in load_recordings() if r.user in (1, 2, 3)]
     Xs, ys = [], []

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import shutil
 
-from tandem import fleet, sharing
-from tandem.ingest import discover, ledger_entries
-from tandem.storage import LocalStore
+from flows.runners import batch_task_runner
+from flows.train_release import validate_batches
+from tandem import pipeline
+from tandem.data.ingest import discover, ledger_entries
+from tandem.data.store import LocalStore
+from tandem.fleet import sharing
+from tandem.fleet import users as fleet
+from tandem.settings import Settings
 from tests.batches import bad_batches
 
 VERDICT = ("batch_id", "sha256", "rows", "outcome", "reason")
@@ -18,9 +23,6 @@ def _verdicts(store) -> list[tuple]:
 
 
 def test_dask_validation_matches_the_default_runner(tandem_home, monkeypatch):
-    from flows.runners import batch_task_runner
-    from flows.train_release import validate_batches
-
     users = fleet.synthetic_fleet(3, windows_per_class=6, seed=3)
     seed_store = LocalStore(tandem_home / "seed")
     sharing.share(seed_store, users, 0.9, b"key", batch_size=12)
@@ -36,9 +38,10 @@ def test_dask_validation_matches_the_default_runner(tandem_home, monkeypatch):
             monkeypatch.setenv("TANDEM_DASK_ADDRESS", "local")
         store = LocalStore(root)
         refs = discover(store)
-        flow = validate_batches.with_options(task_runner=batch_task_runner())
+        ctx = pipeline.Context(Settings())
+        flow = validate_batches.with_options(task_runner=batch_task_runner(ctx.settings))
         assert type(flow.task_runner).__name__ == {"threads": "ThreadPoolTaskRunner", "dask": "DaskTaskRunner"}[runner]
-        entries = flow(refs)
+        entries = flow(ctx, refs)
         assert len(entries) == len(refs) > 4
         results[runner] = _verdicts(store)
     assert results["threads"] == results["dask"]

@@ -10,13 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from tandem import evalset, fleet, model, pretrain
+from tandem.contract.features import ACTIVITIES
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import updatable_weights
-from tandem.features import ACTIVITIES
-from tandem.gates import golden_files
-from tandem.params import RunParams
-from tandem.personalization import local_split, pick_labelled
+from tandem.fleet import devices as evalset
+from tandem.fleet import users as fleet
+from tandem.release.gates import golden_files
+from tandem.release.params import RunParams
+from tandem.training import model, pretrain
+from tandem.training.personalization import local_split, pick_labelled
 
 TRAIN_USERS, EVAL_USERS = [1, 2, 3, 4, 6, 7, 8, 9], [5, 10]
 
@@ -95,7 +97,7 @@ def test_independent_reading_reproduces_the_golden_vectors(hapt):
     _, mlmodel, users, _ = hapt
     files = golden_files(DeviceModel.load(mlmodel), users[0])
     golden = json.loads(files["golden_vectors.json"])
-    from tandem.features import feature_spec
+    from tandem.contract.features import feature_spec
 
     spec = feature_spec()
     assert len(golden["windows"]) == 36
@@ -109,7 +111,7 @@ def test_independent_reading_reproduces_the_golden_vectors(hapt):
 
 
 def test_device_personalize_raises_a_users_accuracy_and_touches_only_updatable_layers(hapt, tmp_path):
-    from tandem.cli import app
+    from tandem.cli.main import app
 
     _, mlmodel, users, home = hapt
     base_path = tmp_path / "base.mlmodel"

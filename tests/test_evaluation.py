@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tandem import evaluation
+from tandem.training import metrics as evaluation
 
 LABELS = ["a", "b", "c"]
 

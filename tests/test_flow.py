@@ -3,38 +3,18 @@ SQLite store, real GX validation, the local store; and once against moto's S3 se
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tandem import evalset, fleet, sharing
-from tandem.config import Settings
-from tandem.ingest import ledger_entries
-from tandem.release import list_releases, pull, read_channel
-from tandem.storage import sha256_hex, store_from_settings
+from tandem.data.ingest import ledger_entries
+from tandem.data.store import sha256_hex, store_from_settings
+from tandem.release.layout import list_releases, pull, read_channel
+from tandem.settings import Settings
 from tests.batches import bad_batches
-
-FAST = {"train": {"epochs": 25, "hidden_sizes": [32, 32], "patience": 5}}
-
-
-def share_synthetic(settings: Settings, n_users: int = 8) -> tuple[list, list]:
-    users = fleet.synthetic_fleet(n_users, windows_per_class=10, seed=1)
-    sharers, evaluators = fleet.split_users(users, holdout_every=4)
-    key = os.environ["TANDEM_PSEUDONYM_KEY"].encode()
-    sharing.share(store_from_settings(settings), sharers, 0.8, key, batch_size=16)
-    evalset.write_evaluation_devices(settings.home, evaluators, key)
-    return sharers, evaluators
-
-
-def run_flow(**overrides):
-    from flows.train_release import train_and_release
-    from tandem.params import RunParams
-
-    return train_and_release(RunParams.model_validate({**FAST, **overrides}))
+from tests.fixtures import run_flow, share_synthetic
 
 
 def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tandem_home, tmp_path):
-    settings = Settings.from_env()
+    settings = Settings()
     sharers, _ = share_synthetic(settings)
     store = store_from_settings(settings)
     for name, data in bad_batches(sharers[0]).items():
@@ -91,16 +71,16 @@ def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tande
 
 def test_a_crashed_publish_is_completed_by_the_next_run(tandem_home, monkeypatch):
     """Fault injection: the channel write fails once (a store outage we cannot cause for real here)."""
-    settings = Settings.from_env()
+    settings = Settings()
     share_synthetic(settings)
     store = store_from_settings(settings)
-    import tandem.channels
+    import tandem.release.channels
 
     def outage(*args, **kwargs):
         raise OSError("store outage")
 
     with monkeypatch.context() as fault:
-        fault.setattr(tandem.channels, "set_channel", outage)
+        fault.setattr(tandem.release.channels, "set_channel", outage)
         with pytest.raises(OSError):
             run_flow()
     assert read_channel(store, settings.model_name, "staging") is None
@@ -117,7 +97,7 @@ def test_a_crashed_publish_is_completed_by_the_next_run(tandem_home, monkeypatch
 def test_flow_runs_against_s3(tandem_home, s3_endpoint, s3_bucket, monkeypatch):
     monkeypatch.setenv("TANDEM_STORE", f"s3://{s3_bucket}/tandem")
     monkeypatch.setenv("TANDEM_S3_ENDPOINT_URL", s3_endpoint)
-    settings = Settings.from_env()
+    settings = Settings()
     share_synthetic(settings)
     result = run_flow()
     assert result["status"] == "published"

@@ -7,8 +7,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from tandem import features, model
-from tandem.model import TrainConfig
+from tandem.contract import features
+from tandem.training import model
+from tandem.training.model import TrainConfig
 
 
 def blobs(n=600, n_features=features.N_FEATURES, n_classes=6, seed=0, spread=1.0, scale=None):
@@ -120,7 +121,7 @@ def test_export_weights():
 
 
 def hapt_user_split():
-    from tandem.hapt import load_recordings
+    from tandem.fleet.hapt import load_recordings
 
     Xs, ys, users = [], [], []
     for rec in load_recordings():
@@ -137,7 +138,7 @@ def hapt_user_split():
 @pytest.mark.slow
 def test_hapt_accuracy_on_unseen_users():
     """Train on users not divisible by 5, evaluate on users 5, 10, ..., 30 (measured, printed)."""
-    from tandem import evaluation
+    from tandem.training import metrics as evaluation
 
     X, y, u, held_out = hapt_user_split()
     r = model.train(X[~held_out], y[~held_out], TrainConfig(), groups=u[~held_out].astype(str))

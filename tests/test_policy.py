@@ -10,14 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tandem import envelope, policy
-from tandem.features import ACTIVITIES, FEATURE_NAMES
-from tandem.fleet import synthetic_fleet
-from tandem.policy import SharingPolicy, enforce_k, generalize, load_policy
-from tandem.privacy_ledger import PrivacyLedger, compose
-from tandem.schema import BATCH_COLUMNS, DEVICE_COLUMNS
-from tandem.sharing import batch_table
-from tandem.validation import feature_ranges
+from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.contract.schema import BATCH_COLUMNS, DEVICE_COLUMNS
+from tandem.data.validation import suites
+from tandem.data.validation.suites import feature_ranges
+from tandem.fleet.sharing import batch_table
+from tandem.fleet.users import synthetic_fleet
+from tandem.privacy import policy
+from tandem.privacy import sealing as envelope
+from tandem.privacy.anonymity import enforce_k
+from tandem.privacy.ledger import PrivacyLedger, compose
+from tandem.privacy.policy import SharingPolicy, generalize, load_policy
+from tandem.settings import Settings
 
 
 def test_generalization_hierarchy():
@@ -38,7 +42,7 @@ def test_policy_names_presets_and_public_dict(monkeypatch):
     assert load_policy("dp+anonymized/v1").name == "pseudonymized+anonymized+dp/v1"  # canonical order, pseudonymized always
     with pytest.raises(ValueError):
         load_policy("nope")
-    monkeypatch.setenv(envelope.KEY_ENV, "ab" * 32)
+    monkeypatch.setenv("TANDEM_ENCRYPTION_KEY", "ab" * 32)
     public = every.public_dict()
     assert public["name"] == every.name and public["k"] == 5 and "clip_bounds" in public and "hierarchy" in public
     assert "ab" * 32 not in json.dumps(public)
@@ -131,14 +135,16 @@ def test_envelope_roundtrip_tamper_and_unknown_key():
         envelope.open_sealed(sealed[:30], {"e7": key})
 
 
-def test_keyring_from_env(monkeypatch):
-    monkeypatch.setenv(envelope.KEY_ENV, "11" * 32)
-    monkeypatch.setenv(envelope.KEY_ID_ENV, "e2")
-    monkeypatch.setenv(envelope.OLD_KEYS_ENV, "e1:" + "22" * 32)
-    assert envelope.keyring_from_env() == {"e1": bytes([0x22]) * 32, "e2": bytes([0x11]) * 32}
-    monkeypatch.setenv(envelope.KEY_ENV, "abcd")
+def test_keyring_from_settings(monkeypatch):
+    monkeypatch.setenv("TANDEM_ENCRYPTION_KEY", "11" * 32)
+    monkeypatch.setenv("TANDEM_ENCRYPTION_KEY_ID", "e2")
+    monkeypatch.setenv("TANDEM_ENCRYPTION_OLD_KEYS", "e1:" + "22" * 32)
+    settings = Settings()
+    assert envelope.keyring(settings) == {"e1": bytes([0x22]) * 32, "e2": bytes([0x11]) * 32}
+    assert "11" * 32 not in repr(settings) and "22" * 32 not in settings.model_dump_json()  # secrets stay secret
+    monkeypatch.setenv("TANDEM_ENCRYPTION_KEY", "abcd")
     with pytest.raises(envelope.EnvelopeError, match="32 bytes"):
-        envelope.sealing_key_from_env()
+        envelope.sealing_key(Settings())
 
 
 def _frame(groups: dict[tuple, int]) -> pd.DataFrame:
@@ -166,17 +172,10 @@ def test_enforce_k_generalizes_then_suppresses():
     assert report["suppressed_rows"] == 3 and set(out["device_model"]) == {"iPhone15"}
 
 
-def test_modified_training_rows_and_local_view():
+def test_local_view():
     users = synthetic_fleet(6, windows_per_class=4)
-    plain = policy.modified_training_rows(users, 0.5, "pseudonymized", b"key")
+    plain = pd.concat([batch_table(u, np.arange(len(u)), b"key", "k1").to_pandas() for u in users], ignore_index=True)
     assert list(plain.columns) == list(BATCH_COLUMNS) and plain["pseudonym"].nunique() == 6
-    anon = policy.modified_training_rows(users, 0.5, SharingPolicy(forms=["anonymized"], k=3), b"key")
-    per_user = anon.drop_duplicates(["pseudonym", *DEVICE_COLUMNS])
-    assert per_user.groupby(list(DEVICE_COLUMNS)).size().min() >= 3
-    assert not anon["locale"].str.contains("_").any()
-    dp = policy.modified_training_rows(users, 1.0, SharingPolicy(forms=["dp"], user_budget_epsilon=30), b"key")
-    assert 0 < len(dp) < len(policy.modified_training_rows(users, 1.0, "pseudonymized", b"key"))
-    assert (dp.groupby("pseudonym").size() <= 3).all()  # 10 per window, budget 30
     local = policy.local_view(plain, load_policy("all"))
     assert (local["device_model"] != plain["device_model"]).all()
     bounds = np.array(list(policy.clip_bounds().values()))
@@ -185,9 +184,7 @@ def test_modified_training_rows_and_local_view():
 
 
 def test_committed_form_suites_match_their_generators():
-    from tandem import validation
-
-    for form in validation.FORM_SUITES:
-        path = validation.suite_path(form)
-        assert path.read_text() == validation.suite_json(validation.build_form_suite(form)), "run: python -m tandem.validation"
-        assert len(validation.load_suite(path).expectations) == len(json.loads(path.read_text())["expectations"])
+    for form in suites.FORM_SUITES:
+        path = suites.suite_path(form)
+        assert path.read_text() == suites.suite_json(suites.build_form_suite(form)), "run: tandem expectations"
+        assert len(suites.load_suite(path).expectations) == len(json.loads(path.read_text())["expectations"])

@@ -11,12 +11,15 @@ import secrets
 import pyarrow.parquet as pq
 import pytest
 
-from tandem import dataset, envelope, ingest, sharing
-from tandem.fleet import synthetic_fleet
-from tandem.policy import SharingPolicy, load_policy
-from tandem.privacy_ledger import PrivacyLedger
-from tandem.schema import DEVICE_COLUMNS
-from tandem.storage import LocalStore
+from tandem.contract.schema import DEVICE_COLUMNS
+from tandem.data import ingest
+from tandem.data import snapshot as dataset
+from tandem.data.store import LocalStore
+from tandem.fleet import sharing
+from tandem.fleet.users import synthetic_fleet
+from tandem.privacy import sealing as envelope
+from tandem.privacy.ledger import PrivacyLedger
+from tandem.privacy.policy import SharingPolicy, load_policy
 
 RAW_IDS = ("synthetic-user-", "hapt-user-")
 PLAIN_QI = ("iPhone14,5", "iPhone15,2", "iPhone15,4", "iPhone16,1", "de_DE", "en_US", "fr_FR", "es_ES", "1.4.0")
@@ -24,12 +27,9 @@ KEY = b"pseudonym-key"
 
 
 @pytest.fixture
-def sealing_key(monkeypatch):
-    key = secrets.token_hex(32)
-    monkeypatch.setenv(envelope.KEY_ENV, key)
-    monkeypatch.setenv(envelope.KEY_ID_ENV, "e1")
-    monkeypatch.delenv(envelope.OLD_KEYS_ENV, raising=False)
-    return key
+def sealing_key():
+    """(key id, key) the devices seal with; the server's keyring holds it."""
+    return "e1", secrets.token_bytes(32)
 
 
 @pytest.fixture(scope="module")
@@ -67,29 +67,31 @@ def assert_scan_clean(store: LocalStore, policy: SharingPolicy):
                     assert plain not in data, (key, plain)
 
 
-def run_server(store):
-    entries = [ingest.process_batch(store, ref, "test-run") for ref in ingest.discover(store)]
-    return entries
+def run_server(store, keyring=None):
+    return [ingest.process_batch(store, ref, keyring or {}, "test-run") for ref in ingest.discover(store)]
 
 
 @pytest.mark.parametrize("preset", ["pseudonymized", "anonymized", "dp", "encrypted", "all"])
 def test_each_form_passes_validation_and_never_stores_plain_data(preset, users, tmp_path, sealing_key):
     store = LocalStore(tmp_path / "store")
     policy = load_policy(preset).model_copy(update={"k": 2, "user_budget_epsilon": 60.0})
-    first = sharing.share(store, users, 0.8, KEY, batch_size=32, policy=policy, ledger_dir=tmp_path / "devices")
-    again = sharing.share(store, users, 0.8, KEY, batch_size=32, policy=policy, ledger_dir=tmp_path / "devices")
+    first = sharing.share(store, users, 0.8, KEY, batch_size=32, policy=policy, ledger_dir=tmp_path / "devices",
+                          seal_with=sealing_key)
+    again = sharing.share(store, users, 0.8, KEY, batch_size=32, policy=policy, ledger_dir=tmp_path / "devices",
+                          seal_with=sealing_key)
+    keyring = dict([sealing_key])
     assert first.written and not again.written  # re-sharing the same windows writes nothing new
     suffix = envelope.SEALED_SUFFIX if policy.has("encrypted") else ".parquet"
     assert all(k.endswith(suffix) for k in store.list("incoming/"))
 
-    entries = run_server(store)
+    entries = run_server(store, keyring)
     assert entries and all(e["outcome"] == "accepted" for e in entries), [e["reason"] for e in entries]
     assert all(e["policy"] == [policy.name] for e in entries)
     forms = [f for f in ("anonymized", "dp", "encrypted") if policy.has(f)]
     assert all(("+".join(["shared_batch", *forms]) in e["reason"]) if forms else True for e in entries)
     assert all(e["stored_format"] == ("tandem-sealed-v1" if policy.has("encrypted") else "parquet") for e in entries)
 
-    snap = dataset.build_snapshot(store, ingest.accepted_entries(store))
+    snap = dataset.build_snapshot(store, ingest.accepted_entries(store), keyring)
     assert set(snap.frame["policy"]) == {policy.name}
     assert policy.name in snap.manifest["policies"]
     if policy.has("anonymized"):
@@ -105,26 +107,23 @@ def test_each_form_passes_validation_and_never_stores_plain_data(preset, users, 
     assert_scan_clean(store, policy)
 
 
-def test_tampered_unknown_key_and_unsealed_encrypted_batches_are_quarantined(users, tmp_path, sealing_key, monkeypatch):
+def test_tampered_unknown_key_and_unsealed_encrypted_batches_are_quarantined(users, tmp_path, sealing_key):
     store = LocalStore(tmp_path / "store")
     policy = load_policy("encrypted")
-    report = sharing.share(store, users[:3], 0.5, KEY, batch_size=64, policy=policy)
+    report = sharing.share(store, users[:3], 0.5, KEY, batch_size=64, policy=policy, seal_with=sealing_key)
     keys = report.written
     # 1. a flipped byte in the ciphertext
     data = bytearray(store.get(keys[0]))
     data[-40] ^= 0xFF
     store.put(keys[0], bytes(data))
     # 2. sealed under a key the server does not have
-    monkeypatch.setenv(envelope.KEY_ENV, secrets.token_hex(32))
-    monkeypatch.setenv(envelope.KEY_ID_ENV, "e9")
-    sharing.share(store, users[3:4], 0.5, KEY, batch_size=64, policy=policy)
-    monkeypatch.setenv(envelope.KEY_ENV, sealing_key)
-    monkeypatch.setenv(envelope.KEY_ID_ENV, "e1")
+    sharing.share(store, users[3:4], 0.5, KEY, batch_size=64, policy=policy.model_copy(update={"encryption_key_id": None}),
+                  seal_with=("e9", secrets.token_bytes(32)))
     # 3. declares encrypted but was uploaded as plain parquet
     plain = sharing.table_bytes(sharing.batch_table(users[4], list(range(8)), KEY, "k1", policy))
     store.put("incoming/rogue/plainbatch.parquet", plain)
 
-    entries = {e["key"]: e for e in run_server(store)}
+    entries = {e["key"]: e for e in run_server(store, dict([sealing_key]))}
     assert entries[keys[0]]["outcome"] == "quarantined"
     assert "failed authentication" in entries[keys[0]]["reason"]
     assert entries[keys[1]]["outcome"] == "accepted"

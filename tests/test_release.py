@@ -6,9 +6,17 @@ import json
 
 import pytest
 
-from tandem.release import (IntegrityError, ReleaseError, list_releases, pull, read_channel, release_prefix,
-                            set_channel, write_release)
-from tandem.storage import LocalStore, open_store, sha256_hex
+from tandem.data.store import LocalStore, open_store, sha256_hex
+from tandem.release.layout import (
+    IntegrityError,
+    ReleaseError,
+    list_releases,
+    pull,
+    read_channel,
+    release_prefix,
+    set_channel,
+    write_release,
+)
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from tandem import channels
-from tandem.config import Settings
-from tandem.release import list_releases, read_channel
-from tandem.storage import store_from_settings
-from tests.test_flow import run_flow, share_synthetic
+from tandem.data.store import store_from_settings
+from tandem.release import channels
+from tandem.release.layout import list_releases, read_channel
+from tandem.release.tracker import Tracker
+from tandem.settings import Settings
+from tests.fixtures import run_flow, share_synthetic
 
 
 def agree(settings, store, channel) -> str | None:
     """Where `channel` points; asserts MLflow's alias and the store's pointer agree."""
-    state = channels.channel_state(settings, store, channel)
+    state = channels.channel_state(Tracker(settings), store, channel)
     assert state["store"] == state["mlflow"], state
     return state["store"]
 
 
 def test_worse_candidate_is_blocked_and_promote_rollback_move_alias_and_channel_together(tandem_home):
-    settings = Settings.from_env()
+    settings = Settings()
     share_synthetic(settings)
     store = store_from_settings(settings)
 
     v1 = run_flow()
     assert v1["status"] == "published"
-    channels.promote(settings, store)
+    channels.promote(Tracker(settings), store)
     assert agree(settings, store, "production") == v1["version"]
 
     worse = run_flow(train={"epochs": 1, "hidden_sizes": [8]}, force=True)
@@ -38,17 +39,17 @@ def test_worse_candidate_is_blocked_and_promote_rollback_move_alias_and_channel_
 
     v3 = run_flow(force=True)
     assert v3["status"] == "published" and v3["gates"]["comparison"]["production_version"] == v1["version"]
-    channels.promote(settings, store)
+    channels.promote(Tracker(settings), store)
     assert agree(settings, store, "production") == v3["version"]
     assert read_channel(store, settings.model_name, "production")["history"][0] == v1["version"]
 
-    channels.rollback(settings, store)
+    channels.rollback(Tracker(settings), store)
     assert agree(settings, store, "production") == v1["version"]
 
 
 def test_parity_failure_blocks_the_release_and_says_why(tandem_home):
     """A tolerance no float32 model can meet: the parity gate must stop the release."""
-    settings = Settings.from_env()
+    settings = Settings()
     share_synthetic(settings, n_users=4)
     outcome = run_flow(gates={"parity_tolerance": 1e-15})
     assert outcome["status"] == "blocked"
@@ -61,11 +62,11 @@ def test_a_failed_alias_write_leaves_the_channel_as_it_was(tandem_home, monkeypa
     """Fault injection: the MLflow registry refuses the alias (an outage we cannot cause for real)."""
     import pytest
 
-    settings = Settings.from_env()
+    settings = Settings()
     share_synthetic(settings)
     store = store_from_settings(settings)
     v1 = run_flow()
-    channels.promote(settings, store)
+    channels.promote(Tracker(settings), store)
     v2 = run_flow(force=True)
     assert v2["status"] == "published"
 
@@ -75,5 +76,5 @@ def test_a_failed_alias_write_leaves_the_channel_as_it_was(tandem_home, monkeypa
     with monkeypatch.context() as fault:
         fault.setattr(MlflowClient, "set_registered_model_alias", refuse)
         with pytest.raises(ConnectionError):
-            channels.promote(settings, store)
+            channels.promote(Tracker(settings), store)
     assert agree(settings, store, "production") == v1["version"]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import pyarrow.parquet as pq
 import io
 
-from tandem.fleet import split_users, synthetic_fleet
-from tandem.privacy import pseudonymize
-from tandem.schema import BATCH_SCHEMA
-from tandem.sharing import share, shared_mask
-from tandem.storage import LocalStore
+import pyarrow.parquet as pq
+
+from tandem.contract.schema import BATCH_SCHEMA
+from tandem.data.store import LocalStore
+from tandem.fleet.sharing import share, shared_mask
+from tandem.fleet.users import split_users, synthetic_fleet
+from tandem.privacy.pseudonyms import pseudonymize
 
 
 def test_sharing_twice_writes_nothing_new(tmp_path):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tandem.storage import LocalStore, NotFound, S3Store, open_store
+from tandem.data.store import LocalStore, NotFound, S3Store, open_store
 
 
 @pytest.fixture(params=["local", "s3"])

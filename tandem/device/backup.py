@@ -1,9 +1,8 @@
 """Encrypted backup of a personal model, and what to do with it after a base-model upgrade.
 
-Layout (all of it authenticated):  MAGIC | u16 header length | header JSON | 12-byte nonce |
-AES-256-GCM(ciphertext + tag). The header (format version, key id, algorithm) is the associated
-data, so it can be read before decrypting (to pick the key) but not altered. The plaintext is
-u32 metadata length | metadata JSON | personal .mlmodel bytes.
+The container is Tandem's one sealed format (``tandem.contract.sealing``, magic ``TNDB``): the header
+(format version, key id, algorithm) is authenticated but readable before decrypting. The plaintext
+is u32 metadata length | metadata JSON | personal .mlmodel bytes.
 
 A personal model only makes sense on top of the base it was trained from: restoring checks the
 base's sha256 and raises ``IncompatibleBase`` otherwise, so the app re-personalizes the new base
@@ -14,19 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from tandem.contract import sealing
 from tandem.device.runtime import DeviceModel
+from tandem.device.update import update
 
 MAGIC = b"TNDB"
-FORMAT_VERSION = 1
-ALGORITHM = "AES-256-GCM"
+FORMAT_VERSION = 2  # 2: the shared container (1 had no version byte)
+ALGORITHM = sealing.ALGORITHM
 
 
 class BackupError(Exception):
@@ -70,12 +67,6 @@ def _sha(model) -> str:
     return DeviceModel.load(model).sha256
 
 
-def _key(key: bytes) -> AESGCM:
-    if not isinstance(key, (bytes, bytearray)) or len(key) != 32:
-        raise ValueError("the backup key must be 32 bytes (AES-256)")
-    return AESGCM(bytes(key))
-
-
 def create_backup(personal, *, base, base_version: str, pseudonym: str, sample_count: int,
                   key: bytes, key_id: str, created_at: datetime | None = None) -> bytes:
     """Seal ``personal`` (DeviceModel or .mlmodel bytes) trained from ``base`` (DeviceModel or bytes)."""
@@ -86,23 +77,24 @@ def create_backup(personal, *, base, base_version: str, pseudonym: str, sample_c
         created_at=(created_at or datetime.now(timezone.utc)).isoformat(),
         personal_sha256=hashlib.sha256(body).hexdigest(),
     )
-    header = json.dumps({"format_version": FORMAT_VERSION, "key_id": key_id, "alg": ALGORITHM},
-                        sort_keys=True).encode()
-    aad = MAGIC + struct.pack(">H", len(header)) + header
     meta_bytes = json.dumps(asdict(meta), sort_keys=True).encode()
-    nonce = os.urandom(12)  # random 96-bit nonce: fine for the handful of backups a key seals
-    sealed = _key(key).encrypt(nonce, struct.pack(">I", len(meta_bytes)) + meta_bytes + body, aad)
-    return aad + nonce + sealed
+    return sealing.seal(struct.pack(">I", len(meta_bytes)) + meta_bytes + body, _check(key), MAGIC,
+                        {"format_version": FORMAT_VERSION, "key_id": key_id})
+
+
+def _check(key: bytes) -> bytes:
+    if not isinstance(key, (bytes, bytearray)) or len(key) != 32:
+        raise ValueError("the backup key must be 32 bytes (AES-256)")
+    return bytes(key)
 
 
 def read_header(blob: bytes) -> dict:
     """The unencrypted (but authenticated) header: format_version, key_id, alg."""
-    if len(blob) < 6 or blob[:4] != MAGIC:
-        raise BackupError("not a Tandem model backup")
-    (n,) = struct.unpack(">H", blob[4:6])
     try:
-        header = json.loads(blob[6:6 + n])
-    except ValueError:
+        header = sealing.read_header(blob, MAGIC)
+    except sealing.NotSealed:
+        raise BackupError("not a Tandem model backup") from None
+    except sealing.SealError:
         raise TamperedBackup("backup header is unreadable (tampered or truncated)") from None
     if header.get("format_version") != FORMAT_VERSION:
         raise BackupError(f"unsupported backup format version {header.get('format_version')!r}")
@@ -114,11 +106,9 @@ def open_backup(blob: bytes, *, key: bytes, key_id: str | None = None) -> Restor
     header = read_header(blob)
     if key_id is not None and header.get("key_id") != key_id:
         raise BackupError(f"backup was sealed with key {header.get('key_id')!r}, not {key_id!r}")
-    n = 6 + struct.unpack(">H", blob[4:6])[0]
-    aad, nonce, sealed = blob[:n], blob[n:n + 12], blob[n + 12:]
     try:
-        plain = _key(key).decrypt(nonce, sealed, aad)
-    except InvalidTag:
+        plain, _ = sealing.open_sealed(blob, _check(key), MAGIC)
+    except sealing.SealError:
         raise TamperedBackup("backup failed authentication: it was altered or the key is wrong") from None
     (m,) = struct.unpack(">I", plain[:4])
     meta = BackupMetadata(**json.loads(plain[4:4 + m]))
@@ -143,8 +133,6 @@ def reconcile(blob: bytes | None, *, key: bytes, new_base, X, y, key_id: str | N
               **update_overrides) -> Reconciled:
     """After installing ``new_base``: restore the backup if it fits, else re-personalize ``new_base``
     on the local (X, y). A tampered backup still raises: that is a security event, not an upgrade."""
-    from tandem.device.update import update  # local: backup/restore alone needs no trainer
-
     if blob is not None:
         try:
             r = restore_backup(blob, key=key, installed_base=new_base, key_id=key_id)

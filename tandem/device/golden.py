@@ -7,20 +7,18 @@ sample order cannot matter). ``swift_xctest`` writes the XCTest that checks the 
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 import numpy as np
 
+from tandem.contract.features import featurize_window
 from tandem.device.runtime import DeviceModel, ModelError
-from tandem.device.update import resolve_params, trainable, update, updatable_weights
+from tandem.device.update import resolve_params, trainable, updatable_weights, update
 
 FORMAT = "tandem-golden/v1"
 
 
 def _default_featurize():
-    from tandem.features import featurize_window  # numpy-only, like the app's own featurizer
-
     return featurize_window
 
 
@@ -52,7 +50,7 @@ def golden_vectors(model, raw_windows, featurize: Callable | None = None, labels
     """Golden record for ``model`` (DeviceModel/path/bytes, a classifier).
 
     raw_windows: (n, 128, 6) sensor windows; featurize: window -> feature vector (default
-    tandem.features.featurize_window); labels: true labels of the windows (optional). The update
+    tandem.contract.features.featurize_window); labels: true labels of the windows (optional). The update
     trace uses update_inputs (feature vectors (m, d), or raw windows (m, 128, 6)) with update_labels,
     or else the windows themselves with ``labels``; it is skipped when there are no labels.
     """
@@ -130,10 +128,6 @@ def _update_trace(model, feats, labels, update_inputs, update_labels, featurize,
     }
 
 
-def write_golden(golden: dict, path) -> None:
-    from pathlib import Path
-
-    Path(path).write_text(json.dumps(golden, indent=1))
 
 
 # ---- Swift -----------------------------------------------------------------------------------

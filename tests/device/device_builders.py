@@ -13,7 +13,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import coremltools as ct  # noqa: F401
     from coremltools.models import datatypes
-    from coremltools.models.neural_network import AdamParams, NeuralNetworkBuilder, SgdParams
+    from coremltools.models.neural_network import (
+        AdamParams,
+        NeuralNetworkBuilder,
+        SgdParams,
+    )
 
 LABELS = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
 D = 46

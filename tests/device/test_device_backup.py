@@ -40,7 +40,7 @@ def setup():
 
 def test_roundtrip(setup):
     base, personal, blob, X, y = setup
-    assert read_header(blob) == {"format_version": 1, "key_id": "device-key-1", "alg": "AES-256-GCM"}
+    assert read_header(blob) == {"format_version": 2, "key_id": "device-key-1", "alg": "AES-256-GCM"}
     r = restore_backup(blob, key=KEY, installed_base=base.to_bytes(), key_id="device-key-1")
     assert r.model.sha256 == personal.sha256
     np.testing.assert_array_equal(r.model.predict_proba(X), personal.predict_proba(X))

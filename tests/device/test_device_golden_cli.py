@@ -12,11 +12,11 @@ import pytest
 from device_builders import LABELS, classifier_spec, random_weights
 from typer.testing import CliRunner
 
-from tandem.device.cli import app
+from tandem.cli.device import app
+from tandem.contract.features import FEATURE_NAMES, featurize_window
 from tandem.device.golden import golden_vectors, swift_xctest
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import update
-from tandem.features import FEATURE_NAMES, featurize_window
 
 
 def windows(n, seed=0):

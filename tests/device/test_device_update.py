@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from device_builders import LABELS, classifier_spec, pipeline_spec, random_weights, regressor_spec
+from device_builders import (
+    LABELS,
+    classifier_spec,
+    pipeline_spec,
+    random_weights,
+    regressor_spec,
+)
 
 from tandem.device.rules import check
 from tandem.device.runtime import DeviceModel, inner_product_params
-from tandem.device.update import evaluate_loss, resolve_params, update, updatable_weights
+from tandem.device.update import (
+    evaluate_loss,
+    resolve_params,
+    updatable_weights,
+    update,
+)
 
 
 def task(seed=0, n=96):

@@ -1,0 +1,106 @@
+"""``tandem device``: run, personalize and check a published .mlmodel as the phone would.
+
+A developer tool, so it may read parquet (pyarrow); the runtime modules themselves do not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import typer
+
+from tandem.contract.features import FEATURE_NAMES
+from tandem.device.rules import RULES, check
+from tandem.device.runtime import DeviceModel
+from tandem.device.update import update
+
+app = typer.Typer(help="Device runtime: predict, personalize and check updatable Core ML models.",
+                  no_args_is_help=True)
+
+
+def _read(data: Path, model: DeviceModel) -> tuple[np.ndarray, np.ndarray | None]:
+    """Feature matrix (in FEATURE_NAMES order) and labels (None if the file has no label column)."""
+    table = pq.read_table(data)
+    missing = [n for n in FEATURE_NAMES if n not in table.column_names]
+    if missing:
+        raise typer.BadParameter(f"{data}: missing feature columns {missing[:5]}{'...' if len(missing) > 5 else ''}")
+    X = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in FEATURE_NAMES]).astype(np.float64)
+    if model.input_dim is not None and model.input_dim != X.shape[1]:
+        raise typer.BadParameter(f"model expects {model.input_dim} features, data has {X.shape[1]}")
+    y = np.asarray(table.column("label").to_pylist(), dtype=object) if "label" in table.column_names else None
+    return X, y
+
+
+def _accuracy(model: DeviceModel, X, y) -> float:
+    return float(np.mean(model.predict(X).astype(str) == y.astype(str)))
+
+
+@app.command()
+def predict(model: Path = typer.Argument(..., exists=True, help=".mlmodel file"),
+            data: Path = typer.Argument(..., exists=True, help="parquet in the shared-batch format"),
+            out: Path | None = typer.Option(None, "--out", help="write predictions as CSV"),
+            show: int = typer.Option(10, help="rows to print")):
+    """Predict every row; print accuracy when the data has labels."""
+    m = DeviceModel.load(model)
+    X, y = _read(data, m)
+    probs = m.predict_proba(X)
+    labels = np.asarray(m.class_labels, dtype=object)
+    pred = labels[probs.argmax(axis=1)]
+    typer.echo(f"{'row':>5}  {'predicted':<20} {'p':>6}  {'label' if y is not None else ''}")
+    for i in range(min(show, len(X))):
+        typer.echo(f"{i:>5}  {str(pred[i]):<20} {probs[i].max():6.3f}  {y[i] if y is not None else ''}")
+    if y is not None:
+        typer.echo(f"accuracy: {np.mean(pred.astype(str) == y.astype(str)):.4f} on {len(X)} rows")
+    if out is not None:
+        header = ["predicted", *[f"p_{c}" for c in labels]] + (["label"] if y is not None else [])
+        lines = [",".join(header)]
+        for i in range(len(X)):
+            row = [str(pred[i]), *[f"{p:.6g}" for p in probs[i]]] + ([str(y[i])] if y is not None else [])
+            lines.append(",".join(row))
+        out.write_text("\n".join(lines) + "\n")
+        typer.echo(f"wrote {out}")
+
+
+@app.command()
+def personalize(model: Path = typer.Argument(..., exists=True, help="base .mlmodel (updatable)"),
+                data: Path = typer.Argument(..., exists=True, help="labelled parquet in the shared-batch format"),
+                out: Path = typer.Option(..., "--out", help="where to write the personal .mlmodel"),
+                epochs: int | None = typer.Option(None, help="override (must be allowed by the model)"),
+                learning_rate: float | None = typer.Option(None, help="override (must be allowed by the model)"),
+                mini_batch_size: int | None = typer.Option(None, help="override (must be allowed by the model)")):
+    """Run the on-device update on DATA and write the personal model."""
+    base = DeviceModel.load(model)
+    X, y = _read(data, base)
+    if y is None:
+        raise typer.BadParameter(f"{data} has no label column")
+    try:
+        result = update(base, X, y, epochs=epochs, learning_rate=learning_rate, mini_batch_size=mini_batch_size)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    p = result.params
+    typer.echo(f"{p.optimizer} lr={p.learning_rate} batch={p.mini_batch_size} epochs={p.epochs}; "
+               f"updating {', '.join(result.updated_layers)}")
+    typer.echo(f"loss before: {result.loss_before:.4f}")
+    for i, loss in enumerate(result.history, 1):
+        typer.echo(f"epoch {i:>3}: loss {loss:.4f}")
+    typer.echo(f"loss after: {result.loss_after:.4f}")
+    if base.is_classifier:
+        typer.echo(f"accuracy before: {_accuracy(base, X, y):.4f}  after: {_accuracy(result.model, X, y):.4f}")
+    result.model.save(out)
+    typer.echo(f"wrote {out}")
+
+
+@app.command(name="check")
+def check_cmd(model: Path = typer.Argument(..., exists=True, help=".mlmodel file")):
+    """Check Core ML's rules for updatable models; exit 1 naming the broken rule(s)."""
+    violations = check(DeviceModel.load(model))
+    broken = {v.rule for v in violations}
+    for rule, text in RULES.items():
+        typer.echo(f"{'FAIL' if rule in broken else 'ok  '}  {rule:<20} {text}")
+    for v in violations:
+        typer.echo(f"broken rule {v.rule}: {v.message}", err=True)
+    if violations:
+        raise typer.Exit(1)

@@ -1,0 +1,173 @@
+"""The `tandem` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from tandem.cli import device as device_cli
+from tandem.cli import expectations as expectations_cli
+from tandem.cli import launch
+from tandem.cli import stack as stack_cli
+from tandem.cli.evaluate import evaluate_command
+from tandem.data.store import store_from_settings
+from tandem.fleet import devices, users
+from tandem.privacy.policy import load_policy
+from tandem.release import channels
+from tandem.release.layout import ReleaseError, list_channels, list_releases
+from tandem.release.layout import pull as pull_release
+from tandem.release.params import RunParams
+from tandem.release.tracker import Tracker
+from tandem.settings import Settings
+
+app = typer.Typer(help="Tandem: server/device training for iOS apps.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+@app.command()
+def share(
+    source: str = typer.Option("hapt", help="hapt (real phone data) or synthetic (fast, seeded)"),
+    fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="fraction of each sharing user's windows to share"),
+    holdout_every: int = typer.Option(5, min=2, help="every N-th user never shares: the evaluation users"),
+    batch_size: int = typer.Option(64, min=1, help="windows per uploaded batch"),
+    users_: int = typer.Option(8, "--users", help="number of users (synthetic source only)"),
+    seed: int = typer.Option(0, help="seed (synthetic source only)"),
+    policy: str = typer.Option("pseudonymized", help="sharing policy: a preset (pseudonymized, anonymized, dp, "
+                               "encrypted, all), a policy name (e.g. anonymized+dp/v1) or a path to a policy JSON"),
+):
+    """The devices' upload: share a fraction of each sharing user's windows as batches in the landing
+    zone (incoming/), in the modified form the sharing policy declares. Keys: TANDEM_PSEUDONYM_KEY (and
+    TANDEM_PSEUDONYM_KEY_ID); for encrypted, TANDEM_ENCRYPTION_KEY (hex, 32 bytes) and TANDEM_ENCRYPTION_KEY_ID."""
+    settings = Settings()
+    try:
+        sharing_policy = load_policy(policy)
+    except (ValueError, OSError) as e:
+        raise typer.BadParameter(str(e).splitlines()[0], param_hint="--policy")
+    kwargs = {"n_users": users_, "seed": seed} if source == "synthetic" else {}
+    everyone = users.load_fleet(source, **kwargs)
+    store = store_from_settings(settings)
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("sharing", total=len(everyone))
+        shared = devices.share_fleet(settings, store, everyone, fraction=fraction, holdout_every=holdout_every,
+                                     batch_size=batch_size, policy=sharing_policy,
+                                     on_user=lambda _: progress.advance(bar))
+    report = shared.report
+    console.print(f"{report.users} users shared {report.windows} windows in {len(report.written) + len(report.already_there)} "
+                  f"batches: [bold]{len(report.written)} new[/], {len(report.already_there)} already in {store.url}/incoming/")
+    console.print(f"policy {sharing_policy.name}" + (f"; {report.withheld} windows withheld: privacy budget spent"
+                                                      if report.withheld else ""))
+    console.print(f"{len(shared.evaluators)} evaluation users never share; their data stays in {settings.devices_dir}")
+
+
+@app.command()
+def run(
+    params_file: Optional[Path] = typer.Option(None, exists=True, help="JSON with the run parameters (RunParams)"),
+    epochs: Optional[int] = typer.Option(None, help="override the pretraining epochs"),
+    force: bool = typer.Option(False, help="train and release even with no new batches"),
+):
+    """Run the train-and-release flow locally (Prefect in ephemeral mode unless PREFECT_API_URL is set)."""
+    settings = Settings()
+    train_and_release = launch.flow("flows.train_release:train_and_release", settings)
+    params = RunParams.model_validate(json.loads(params_file.read_text())) if params_file else RunParams()
+    if epochs is not None:
+        params.train.epochs = epochs
+    params.force = force or params.force
+    result = train_and_release(params)
+    _print_outcome(result)
+    if result.get("status") == "blocked":
+        raise typer.Exit(3)
+
+
+def _print_outcome(result: dict) -> None:
+    console.print(f"batches: {result['new_batches']} new, {result['accepted']} accepted, {result['quarantined']} quarantined")
+    for batch, reason in result.get("quarantine_reasons", {}).items():
+        console.print(f"  [yellow]quarantined[/] {batch}: {reason}")
+    status = result.get("status")
+    if status == "published":
+        console.print(f"[green]published[/] {result['model']} version {result['version']} to channel "
+                      f"[bold]{result['channel']}[/] ({result['release']}); accuracy on evaluation users "
+                      f"{result['metrics']['accuracy']:.3f}, macro-F1 {result['metrics']['macro_f1']:.3f}")
+    elif status == "blocked":
+        console.print(f"[red]blocked[/] version {result.get('version')}: " + "; ".join(result.get("reasons", [])))
+    elif status == "up-to-date":
+        console.print(f"nothing new since snapshot {result['snapshot']} (already {result['previous'].get('outcome')} "
+                      f"as version {result['previous'].get('version')}): nothing trained, nothing published")
+    else:
+        console.print("no accepted data yet: nothing trained, nothing published")
+
+
+@app.command()
+def releases():
+    """List published versions and where each channel points."""
+    settings = Settings()
+    store = store_from_settings(settings)
+    channels = list_channels(store, settings.model_name)
+    table = Table(title=f"{settings.model_name} releases in {store.url}")
+    for col in ("version", "channels", "created", "accuracy", "macro-F1", "dataset", "mlflow run"):
+        table.add_column(col)
+    for m in list_releases(store, settings.model_name):
+        on = ", ".join(sorted(c for c, p in channels.items() if p.get("version") == m["version"]))
+        metrics = m.get("metrics", {})
+        table.add_row(m["version"], on, m.get("created_at", ""), f"{metrics.get('accuracy', float('nan')):.3f}",
+                      f"{metrics.get('macro_f1', float('nan')):.3f}", m.get("dataset", {}).get("snapshot_id", ""),
+                      m.get("mlflow", {}).get("run_id", "")[:12])
+    console.print(table)
+    if not channels:
+        console.print("no channel points to a release yet")
+
+
+@app.command()
+def pull(
+    out: Path = typer.Option(..., help="folder to write the release into"),
+    channel: str = typer.Option("staging", help="channel to pull"),
+    version: Optional[str] = typer.Option(None, help="a version instead of a channel"),
+):
+    """What an app build runs: download a release and verify every file's sha256 against its manifest.
+    On any mismatch it fails and writes nothing."""
+    settings = Settings()
+    try:
+        manifest = pull_release(store_from_settings(settings), settings.model_name, out, channel=channel, version=version)
+    except ReleaseError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
+    console.print(f"{settings.model_name} version {manifest['version']}: {len(manifest['files'])} files verified into {out}")
+    for name, meta in manifest["files"].items():
+        console.print(f"  {name}  sha256 {meta['sha256']}  {meta['size']} bytes")
+
+
+@app.command()
+def promote(version: Optional[str] = typer.Option(None, help="a version instead of staging's")):
+    """Move production to the staging version (MLflow alias and store channel together)."""
+    _move("promote", version)
+
+
+@app.command()
+def rollback():
+    """Move production back to the version it pointed to before."""
+    _move("rollback")
+
+
+def _move(action: str, version: str | None = None) -> None:
+    settings = Settings()
+    store, tracker = store_from_settings(settings), Tracker(settings)
+    try:
+        pointer = channels.promote(tracker, store, version) if action == "promote" else channels.rollback(tracker, store)
+    except ReleaseError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
+    console.print(f"production -> {settings.model_name} version {pointer['version']} ({pointer['reason']})")
+
+
+app.add_typer(device_cli.app, name="device")
+app.add_typer(stack_cli.app, name="stack")
+app.command("evaluate")(evaluate_command)
+app.command("expectations")(expectations_cli.expectations_command)
+
+if __name__ == "__main__":
+    app()

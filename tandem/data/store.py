@@ -1,0 +1,175 @@
+"""One store interface, two backends with the same key layout: a local folder and S3.
+
+Keys are '/'-separated paths such as ``incoming/<device>/<batch>.parquet`` or
+``channels/<model>/staging.json``. Writes are atomic: a reader sees a whole object or none.
+``if_absent`` writes are conditional (create-only), which is what makes releases immutable and the
+ledger count each batch exactly once, even with two runs racing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import boto3
+from botocore.exceptions import ClientError
+
+from tandem.settings import Settings
+
+
+class NotFound(KeyError):
+    """The key does not exist in the store."""
+
+
+class Store(Protocol):
+    url: str
+
+    def get(self, key: str) -> bytes: ...
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str = "") -> list[str]: ...
+    def delete(self, key: str) -> None: ...
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def get_json(store: Store, key: str) -> Any:
+    return json.loads(store.get(key))
+
+
+def put_json(store: Store, key: str, obj: Any, *, if_absent: bool = False) -> bool:
+    return store.put(key, json.dumps(obj, indent=2, sort_keys=True).encode(), if_absent=if_absent)
+
+
+def _check_key(key: str) -> str:
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        raise ValueError(f"invalid store key {key!r}")
+    return key
+
+
+class LocalStore:
+    """A folder laid out exactly like the bucket."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(key) from None
+
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if if_absent:
+                try:
+                    os.link(tmp, path)  # atomic create-only: fails if the key exists
+                except FileExistsError:
+                    return False
+            else:
+                os.replace(tmp, path)
+            return True
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self.root / prefix if prefix else self.root
+        search = base if base.is_dir() else base.parent
+        if not search.exists():
+            return []
+        keys = []
+        for p in search.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):
+                key = p.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+
+class S3Store:
+    """The same layout under ``s3://bucket/prefix``; any S3-compatible endpoint (MinIO, moto)."""
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.client = client or boto3.client("s3", endpoint_url=endpoint_url)
+
+    def _key(self, key: str) -> str:
+        _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise NotFound(key) from None
+            raise
+
+    def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+            return True
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if if_absent and code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return False
+            raise
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            keys += [obj["Key"][strip:] for obj in page.get("Contents", [])]
+        return sorted(keys)
+
+
+def open_store(url: str, endpoint_url: str | None = None) -> Store:
+    """``s3://bucket/prefix`` opens S3; anything else is a local folder."""
+    if url.startswith("s3://"):
+        bucket, _, prefix = url[len("s3://"):].partition("/")
+        return S3Store(bucket, prefix, endpoint_url=endpoint_url)
+    return LocalStore(url)
+
+
+def store_from_settings(settings: Settings) -> Store:
+    return open_store(settings.store_url, settings.s3_endpoint_url)

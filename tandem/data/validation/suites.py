@@ -1,0 +1,217 @@
+"""The shared-batch expectation suites: generated from the batch schema and the sharing forms, kept as
+JSON under ``expectations/`` (in git: the source of truth a reviewer reads), reloaded by the runner.
+``tandem expectations`` writes them; ``tandem expectations --check`` says whether they are current."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import pandas as pd
+import pyarrow as pa
+
+from tandem.contract.features import (
+    ACTIVITIES,
+    CORRELATIONS,
+    FEATURE_NAMES,
+    SERIES,
+    STATISTICS,
+)
+from tandem.contract.schema import (
+    BATCH_COLUMNS,
+    BATCH_SCHEMA,
+    DEVICE_COLUMNS,
+    LABEL_COLUMN,
+    POLICY_COLUMN,
+)
+from tandem.privacy import policy, sealing
+from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX, PSEUDONYM_REGEX
+
+SUITE_NAME = "shared_batch"
+SUITE_FILE = f"{SUITE_NAME}.json"
+# One more suite per modified form with invariants of its own, run when the batch's policy declares
+# that form (tandem.privacy.policy): expectations/shared_batch.<form>.json
+FORM_SUITES = ("anonymized", "dp", "encrypted")
+
+WINDOW_ID_REGEX = r"^[0-9a-f]{32}$"
+POLICY_REGEX = r"^[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pseudonymized/v1", "pseudonymized+dp/v1"
+MAX_TEXT_LENGTH = 64  # key_id, device metadata, policy: short labels, never free text
+
+# Physically plausible sensor ranges (a phone's IMU at its widest full-scale setting).
+ACC_RANGE_G = 16.0
+GYRO_RANGE_RAD_S = 35.0
+CORRELATION_SLACK = 1e-9  # Pearson in float64 can land an ulp outside [-1, 1]
+CAPTURED_AT_MIN = "2010-01-01T00:00:00+00:00"
+CAPTURED_AT_MAX_PARAMETER = "captured_at_max"  # supplied at run time: now + CLOCK_SKEW
+CLOCK_SKEW = timedelta(days=1)  # device clocks run ahead; further in the future is not plausible
+
+STRING_COLUMNS = tuple(f.name for f in BATCH_SCHEMA if str(f.type) in ("string", "large_string"))
+HEX_COLUMNS = ("pseudonym", "window_id")  # exact hex formats: checked by their own regex
+TEXT_COLUMNS = ("key_id", *DEVICE_COLUMNS, POLICY_COLUMN)
+
+
+def _ceil2(x: float) -> float:
+    return math.ceil(x * 100) / 100
+
+
+def feature_ranges() -> dict[str, tuple[float, float]]:
+    """Plausible [min, max] of every feature column, in FEATURE_NAMES order.
+
+    Axis series (acc in g, gyro in rad/s) live in [-B, B]: mean/min/max within it, std <= B,
+    mad_diff <= 2B. Magnitudes live in [0, sqrt(3) B]: std <= half of that, mad_diff <= all of it.
+    """
+    ranges: dict[str, tuple[float, float]] = {}
+    for series in SERIES:
+        bound = ACC_RANGE_G if series.startswith("acc") else GYRO_RANGE_RAD_S
+        if series.endswith("_mag"):
+            top = _ceil2(bound * math.sqrt(3))
+            per_stat = {"mean": (0.0, top), "std": (0.0, _ceil2(top / 2)), "min": (0.0, top),
+                        "max": (0.0, top), "mad_diff": (0.0, top)}
+        else:
+            per_stat = {"mean": (-bound, bound), "std": (0.0, bound), "min": (-bound, bound),
+                        "max": (-bound, bound), "mad_diff": (0.0, 2 * bound)}
+        for stat in STATISTICS:
+            ranges[f"{series}_{stat}"] = per_stat[stat]
+    for a, b in CORRELATIONS:
+        ranges[f"corr_{a}_{b}"] = (-1.0 - CORRELATION_SLACK, 1.0 + CORRELATION_SLACK)
+    assert tuple(ranges) == FEATURE_NAMES, "feature_ranges() out of step with FEATURE_NAMES"
+    return ranges
+
+
+def _pandas_type(pa_type) -> str:
+    """The `type_` a column of this arrow type has after ``pq.read_table(...).to_pandas()`` (pandas 3)."""
+    if pa.types.is_floating(pa_type):
+        return "float64"
+    if pa.types.is_string(pa_type) or pa.types.is_large_string(pa_type):
+        return "str"  # pandas 3 StringDtype: its scalar type is str
+    if pa.types.is_timestamp(pa_type) and pa_type.tz:
+        return "Timestamp"  # DatetimeTZDtype's scalar type is pd.Timestamp; naive datetimes are not it
+    raise ValueError(f"no pandas type mapping for {pa_type}")
+
+
+def build_suite():
+    """The shared-batch expectation suite (the generator of expectations/shared_batch.json)."""
+    ex: list = [
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(BATCH_COLUMNS)),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+    ]
+    ex += [gxe.ExpectColumnValuesToBeOfType(column=f.name, type_=_pandas_type(f.type)) for f in BATCH_SCHEMA]
+    ex += [gxe.ExpectColumnValuesToNotBeNull(column=name) for name in BATCH_COLUMNS]
+    # identity
+    ex += [
+        gxe.ExpectColumnValuesToMatchRegex(column="pseudonym", regex=PSEUDONYM_REGEX),
+        gxe.ExpectColumnValuesToMatchRegex(column="window_id", regex=WINDOW_ID_REGEX),
+        gxe.ExpectColumnValuesToBeUnique(column="window_id"),
+        gxe.ExpectColumnValuesToBeBetween(column="captured_at", min_value=CAPTURED_AT_MIN,
+                                          max_value={"$PARAMETER": CAPTURED_AT_MAX_PARAMETER}),
+    ]
+    # features
+    ex += [gxe.ExpectColumnValuesToBeBetween(column=name, min_value=lo, max_value=hi)
+           for name, (lo, hi) in feature_ranges().items()]
+    ex += [gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=f"{s}_max", column_B=f"{s}_min", or_equal=True)
+           for s in SERIES]
+    # label, policy, short text columns
+    ex += [
+        gxe.ExpectColumnValuesToBeInSet(column=LABEL_COLUMN, value_set=list(ACTIVITIES)),
+        gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=POLICY_REGEX),
+    ]
+    ex += [gxe.ExpectColumnValueLengthsToBeBetween(column=name, min_value=1, max_value=MAX_TEXT_LENGTH)
+           for name in TEXT_COLUMNS]
+    # no raw identifiers anywhere. The phone pattern is not run on the exact-hex columns: a hex
+    # digest often holds 9+ digits in a row (a quarter of all 64-hex pseudonyms), and their own
+    # regex already admits nothing but lowercase hex of a fixed length.
+    for name in STRING_COLUMNS:
+        ex.append(gxe.ExpectColumnValuesToNotMatchRegex(column=name, regex=EMAIL_REGEX))
+        if name not in HEX_COLUMNS:
+            ex.append(gxe.ExpectColumnValuesToNotMatchRegex(column=name, regex=PHONE_REGEX))
+
+    # Built without a data context: the constructor takes the expectations (add_expectation needs one).
+    return gx.ExpectationSuite(
+        name=SUITE_NAME,
+        expectations=ex,
+        meta={
+            "great_expectations_version": gx.__version__,
+            "generated_by": "tandem expectations (tandem.data.validation.suites.build_suite)",
+            "read_as": "pyarrow.parquet.read_table(...).to_pandas() under pandas 3",
+            "runtime_parameters": {CAPTURED_AT_MAX_PARAMETER: f"now (UTC) + {CLOCK_SKEW.total_seconds() / 3600:g} h"},
+        },
+    )
+
+
+def form_suite_name(form: str) -> str:
+    return f"{SUITE_NAME}.{form}"
+
+
+def build_form_suite(form: str):
+    """The invariants of one modified form (generator of expectations/shared_batch.<form>.json).
+
+    anonymized: every quasi-identifier is a generalized value (tandem.privacy.policy's hierarchy), never a
+    plain one. dp: every feature within the policy's clipping bounds. encrypted: run on the batch's
+    transport facts (one row: how the object was stored), it must have been sealed with AES-GCM."""
+    if form == "anonymized":
+        ex = [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=policy.GENERALIZED_REGEX[c]) for c in DEVICE_COLUMNS]
+        ex.append(gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=r"^[a-z+_-]*\banonymized\b[a-z+_-]*/v[0-9]+$"))
+        meta = {"checks": "quasi-identifiers generalized on the device (k itself is enforced by the server's snapshot)"}
+    elif form == "dp":
+        ex = [gxe.ExpectColumnValuesToBeBetween(column=name, min_value=lo, max_value=hi)
+              for name, (lo, hi) in policy.clip_bounds().items()]
+        ex.append(gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=r"^[a-z+_-]*\bdp\b[a-z+_-]*/v[0-9]+$"))
+        meta = {"checks": "features within the DP clipping bounds of policy v1"}
+    elif form == "encrypted":
+        ex = [
+            gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(TRANSPORT_COLUMNS)),
+            gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=1),
+            gxe.ExpectColumnValuesToBeInSet(column="stored_format", value_set=[sealing.STORED_FORMAT]),
+            gxe.ExpectColumnValuesToBeInSet(column="aead", value_set=[sealing.ALGORITHM]),
+            gxe.ExpectColumnValuesToMatchRegex(column="envelope_key_id", regex=r"^[A-Za-z0-9._-]{1,64}$"),
+        ]
+        meta = {"checks": "the stored object was sealed (not parquet plaintext); run on the transport facts",
+                "read_as": "one row: " + ", ".join(TRANSPORT_COLUMNS)}
+    else:
+        raise ValueError(f"no suite for form {form!r}")
+    return gx.ExpectationSuite(name=form_suite_name(form), expectations=ex,
+                               meta={"great_expectations_version": gx.__version__, "form": form,
+                                     "generated_by": "tandem expectations (tandem.data.validation.suites.build_form_suite)",
+                                     **meta})
+
+
+TRANSPORT_COLUMNS = ("stored_format", "aead", "envelope_key_id")
+
+
+def transport_frame(transport: dict | None):
+    """The encrypted suite's input: how the batch was stored, as one row."""
+    t = transport or {}
+    return pd.DataFrame({"stored_format": [t.get("stored_format", "parquet")], "aead": [t.get("aead", "none")],
+                         "envelope_key_id": [t.get("key_id", "none")]})
+
+
+def suite_json(suite=None) -> str:
+    d = (suite or build_suite()).to_json_dict()
+    d.pop("id", None)
+    for e in d["expectations"]:
+        e.pop("id", None)
+    return json.dumps(d, indent=2) + "\n"
+
+
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "expectations"  # the repository's expectations/
+
+
+def suite_path(form: str | None = None, folder: Path | None = None) -> Path:
+    """Where a suite lives: `folder` (the settings' TANDEM_EXPECTATIONS_DIR) or expectations/."""
+    return (folder or DEFAULT_DIR) / (SUITE_FILE if form is None else f"{form_suite_name(form)}.json")
+
+
+def load_suite(path: Path | None = None):
+    """The suite from its JSON; refuses a file in which GX drops any expectation as invalid."""
+    path = Path(path or suite_path())
+    d = json.loads(path.read_text())
+    suite = gx.ExpectationSuite(name=d["name"], expectations=d["expectations"],
+                                suite_parameters=d.get("suite_parameters") or {}, meta=d.get("meta"),
+                                notes=d.get("notes"))
+    if len(suite.expectations) != len(d["expectations"]):
+        raise ValueError(f"{path}: {len(d['expectations']) - len(suite.expectations)} expectation(s) are invalid")
+    return suite

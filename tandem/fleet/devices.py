@@ -1,0 +1,102 @@
+"""The evaluation users: users who never share. Their data stays on their (simulated) devices under
+``TANDEM_HOME/devices/<user>/``; the server-side flow reads it only to score candidates, and it never
+enters the store. ``local.parquet`` is in the shared-batch format (what `tandem device` commands
+take); ``raw.npz`` holds the same rows' raw sensor windows (for golden vectors)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.data.store import Store
+from tandem.fleet.sharing import ShareReport, share_user, write_local_data
+from tandem.fleet.users import UserData, split_users
+from tandem.privacy import sealing
+from tandem.privacy.policy import SharingPolicy
+from tandem.settings import Settings
+
+INDEX = "evaluation.json"
+
+
+@dataclass
+class EvalUser:
+    user_id: str
+    features: np.ndarray  # (n, N_FEATURES)
+    labels: np.ndarray  # (n,) activity names, capture order
+    windows: np.ndarray  # (n, WINDOW, 6) raw
+    window_keys: list[str]  # "<session>:<start>", as on the device
+    captured_at: np.ndarray  # (n,) datetime64[ms]
+
+    @property
+    def y(self) -> np.ndarray:
+        return np.array([ACTIVITIES.index(label) for label in self.labels])
+
+
+def devices_dir(home: Path) -> Path:
+    return Path(home) / "devices"
+
+
+def write_evaluation_devices(home: Path, users: list[UserData], key: bytes, key_id: str = "k1") -> Path:
+    root = devices_dir(home)
+    for user in users:
+        folder = root / user.user_id
+        folder.mkdir(parents=True, exist_ok=True)
+        order = np.argsort(user.captured_at, kind="stable")
+        write_local_data(_reordered(user, order), folder / "local.parquet", key, key_id)
+        np.savez_compressed(folder / "raw.npz", windows=user.windows[order],
+                            window_keys=np.array([user.window_keys[i] for i in order]))
+    (root / INDEX).write_text(json.dumps({"users": [u.user_id for u in users]}, indent=2))
+    return root
+
+
+def _reordered(user: UserData, order: np.ndarray) -> UserData:
+    return UserData(user.user_id, user.windows[order], user.labels[order], [user.window_keys[i] for i in order],
+                    user.captured_at[order], user.device)
+
+
+def load_evaluation(home: Path) -> list[EvalUser]:
+    root = devices_dir(home)
+    index = root / INDEX
+    if not index.exists():
+        raise FileNotFoundError(f"no evaluation users under {root}: run `tandem share` first")
+    users = []
+    for user_id in json.loads(index.read_text())["users"]:
+        frame = pq.read_table(root / user_id / "local.parquet").to_pandas()
+        raw = np.load(root / user_id / "raw.npz")
+        users.append(EvalUser(user_id, frame[list(FEATURE_NAMES)].to_numpy(np.float64), frame["label"].to_numpy(str),
+                              raw["windows"], raw["window_keys"].tolist(),
+                              frame["captured_at"].to_numpy().astype("datetime64[ms]")))
+    return users
+
+
+@dataclass
+class FleetShare:
+    report: ShareReport
+    sharers: list[UserData]
+    evaluators: list[UserData]
+
+
+def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, fraction: float, holdout_every: int,
+                batch_size: int, policy: SharingPolicy, on_user=None) -> FleetShare:
+    """The simulated fleet's upload, in one place (the CLI and the tests call it): every
+    `holdout_every`-th user never shares and keeps its data on its device; each other user shares
+    `fraction` of its windows into the landing zone under `policy`."""
+    key, key_id = settings.require_pseudonym_key(), settings.pseudonym_key_id
+    seal_with = sealing.sealing_key(settings) if policy.has("encrypted") else None
+    sharers, evaluators = split_users(everyone, holdout_every)
+    if not sharers or not evaluators:
+        raise ValueError(f"{len(everyone)} users with every {holdout_every}th held out leaves "
+                         f"{len(sharers)} sharing and {len(evaluators)} evaluation users: both must be at least 1")
+    report = ShareReport()
+    for user in sharers:
+        share_user(store, user, fraction, key, key_id, batch_size, policy=policy, report=report,
+                   ledger_dir=settings.devices_dir, seal_with=seal_with)
+        if on_user:
+            on_user(user)
+    write_evaluation_devices(settings.home, evaluators, key, key_id)
+    return FleetShare(report, sharers, evaluators)

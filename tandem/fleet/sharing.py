@@ -1,0 +1,154 @@
+"""The devices' upload: each sharing user shares a fraction of their windows as batches in
+``incoming/``, featurized, in the shared-batch format and in the modified form its sharing policy
+declares (`tandem.privacy.policy`: pseudonymized, and optionally anonymized, dp, encrypted).
+
+Deterministic: which windows a user shares, how they are cut into batches and the batch ids depend
+only on the data and the key, and every upload is a create-only write, so sharing the same windows
+again writes nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tandem.contract.features import FEATURE_NAMES
+from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
+from tandem.data.store import Store
+from tandem.fleet.users import UserData
+from tandem.privacy import sealing
+from tandem.privacy.ledger import PrivacyLedger
+from tandem.privacy.policy import SharingPolicy, apply_device_policy, load_policy
+from tandem.privacy.pseudonyms import pseudonymize
+
+DEFAULT_POLICY = "pseudonymized/v1"
+
+
+@dataclass
+class ShareReport:
+    written: list[str] = field(default_factory=list)
+    already_there: list[str] = field(default_factory=list)
+    windows: int = 0
+    users: int = 0
+    withheld: int = 0  # windows not shared because the user's privacy budget is spent (dp)
+
+
+def _unit_hash(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+
+
+def shared_mask(user: UserData, fraction: float) -> np.ndarray:
+    """Which of a user's windows are shared: a stable pseudo-random `fraction` of them."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"the shared fraction must be within [0, 1], got {fraction}")
+    return np.array([_unit_hash(f"{user.user_id}|{k}") < fraction for k in user.window_keys], dtype=bool)
+
+
+def window_ids(user: UserData, rows: np.ndarray, key: bytes) -> list[str]:
+    pseudonym = pseudonymize(user.user_id, key)
+    return [hashlib.sha256(f"{pseudonym}|{user.window_keys[i]}".encode()).hexdigest()[:32] for i in rows]
+
+
+def batch_table(user: UserData, rows: np.ndarray, key: bytes, key_id: str,
+                policy: "str | SharingPolicy" = DEFAULT_POLICY) -> pa.Table:
+    """The given rows of one user's windows in the shared-batch format, in the policy's modified
+    form (the policy's public JSON in the schema metadata)."""
+    policy = load_policy(policy)
+    pseudonym = pseudonymize(user.user_id, key)
+    n = len(rows)
+    columns = {
+        "pseudonym": [pseudonym] * n,
+        "key_id": [key_id] * n,
+        "window_id": window_ids(user, rows, key),
+        "captured_at": user.captured_at[rows],
+        **{name: user.features[rows, j] for j, name in enumerate(FEATURE_NAMES)},
+        "label": user.labels[rows].tolist(),
+        **{name: [user.device[name]] * n for name in DEVICE_COLUMNS},
+        "policy": [policy.name] * n,
+    }
+    return apply_device_policy(pa.Table.from_pydict(columns, schema=BATCH_SCHEMA), policy, key)
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def shared_rows(user: UserData, fraction: float, policy: SharingPolicy, key: bytes, ledger=None) -> np.ndarray:
+    """The rows a user shares, in capture order: the stable `fraction`, and under the dp form only
+    those the user's privacy ledger has charged already or can still afford."""
+    rows = np.flatnonzero(shared_mask(user, fraction))
+    rows = rows[np.argsort(user.captured_at[rows], kind="stable")]
+    if ledger is not None and policy.has("dp"):
+        ids = window_ids(user, rows, key)
+        allowed = set(ledger.affordable(policy, ids))
+        rows = rows[np.array([w in allowed for w in ids], dtype=bool)] if len(rows) else rows
+    return rows
+
+
+def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id: str = "k1",
+               batch_size: int = 64, policy: "str | SharingPolicy" = DEFAULT_POLICY, report: ShareReport | None = None,
+               ledger_dir: Path | None = None, seal_with: tuple[str, bytes] | None = None) -> ShareReport:
+    """Share one user's windows. Under dp, the user's privacy ledger (``<ledger_dir>/<user>/``,
+    the device's own files) is charged before anything is uploaded; under encrypted, each batch is
+    sealed with `seal_with` (key id, key) and uploaded as ``<batch>.sealed``."""
+    report = report or ShareReport()
+    policy = load_policy(policy)
+    if policy.has("dp") and ledger_dir is None:
+        raise ValueError("sharing under dp needs the device's ledger folder (ledger_dir)")
+    ledger = PrivacyLedger.load(ledger_dir, user.user_id) if policy.has("dp") else None
+    rows = shared_rows(user, fraction, policy, key, ledger)
+    if ledger is not None:
+        report.withheld += int(shared_mask(user, fraction).sum()) - len(rows)
+        ledger.charge(policy, window_ids(user, rows, key))
+        ledger.save()  # charged before the release: a failed upload never under-counts
+    seal_key = None
+    if policy.has("encrypted"):
+        if seal_with is None:
+            raise RuntimeError("the encrypted form needs a sealing key: set TANDEM_ENCRYPTION_KEY")
+        seal_id, seal_key = seal_with
+        if policy.encryption_key_id and policy.encryption_key_id != seal_id:
+            raise RuntimeError(f"the policy seals with key {policy.encryption_key_id!r}, but "
+                               f"TANDEM_ENCRYPTION_KEY_ID names {seal_id!r}")
+    for start in range(0, len(rows), batch_size):
+        table = batch_table(user, rows[start:start + batch_size], key, key_id, policy)
+        pseudonym = table.column("pseudonym")[0].as_py()
+        ids = "|".join(table.column("window_id").to_pylist())
+        batch_id = hashlib.sha256(f"{pseudonym}|{ids}".encode()).hexdigest()[:24]
+        data = table_bytes(table)
+        if seal_key is not None:
+            data = sealing.seal(data, seal_key, seal_id)
+            object_key = f"incoming/{pseudonym[:16]}/{batch_id}{sealing.SEALED_SUFFIX}"
+        else:
+            object_key = f"incoming/{pseudonym[:16]}/{batch_id}.parquet"
+        if store.put(object_key, data, if_absent=True):
+            report.written.append(object_key)
+        else:
+            report.already_there.append(object_key)
+        report.windows += table.num_rows
+    report.users += 1
+    return report
+
+
+def share(store: Store, users: list[UserData], fraction: float, key: bytes, key_id: str = "k1",
+          batch_size: int = 64, policy: "str | SharingPolicy" = DEFAULT_POLICY, on_user=None,
+          ledger_dir: Path | None = None, seal_with: tuple[str, bytes] | None = None) -> ShareReport:
+    report = ShareReport()
+    for user in users:
+        share_user(store, user, fraction, key, key_id, batch_size, policy, report, ledger_dir=ledger_dir,
+                   seal_with=seal_with)
+        if on_user:
+            on_user(user)
+    return report
+
+
+def write_local_data(user: UserData, path, key: bytes, key_id: str = "k1") -> None:
+    """All of a user's windows in the batch format: the data the device keeps locally."""
+    pq.write_table(batch_table(user, np.arange(len(user)), key, key_id), path)

@@ -1,0 +1,118 @@
+"""A candidate model from tracking to release: evaluate it on users who never shared, pass it
+through the release gates, publish it or mark it blocked."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from tandem.contract import features
+from tandem.data.snapshot import Snapshot
+from tandem.data.store import NotFound, Store, get_json, put_json
+from tandem.fleet import devices as evalset
+from tandem.release import gates
+from tandem.release.publish import mark_blocked, publish_release
+from tandem.release.tracker import Tracker
+from tandem.training import metrics as evaluation
+from tandem.training import model
+from tandem.training.export import describe_updatable, load_spec
+
+TRAINED = "ledger/trained/"
+
+
+def trained_record(store: Store, model_name: str, snapshot_id: str) -> dict | None:
+    """What became of a snapshot already trained on (published or blocked), if anything."""
+    try:
+        return get_json(store, f"{TRAINED}{model_name}/{snapshot_id}.json")
+    except NotFound:
+        return None
+
+
+def record_trained(store: Store, model_name: str, snapshot_id: str, outcome: dict) -> None:
+    record = {k: outcome.get(k) for k in ("status", "version", "channel", "mlflow_run_id", "reasons")}
+    record.update(outcome=outcome.get("status"), snapshot_id=snapshot_id,
+                  recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    put_json(store, f"{TRAINED}{model_name}/{snapshot_id}.json", record)
+
+
+def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) -> str:
+    run_id = tracker.start_run(
+        run_name=f"train-{snapshot.snapshot_id}",
+        params={"train": params.train.model_dump(), "device": params.device.model_dump(), "channel": params.channel,
+                "data_window_days": params.data_window_days, "snapshot_id": snapshot.snapshot_id,
+                "dataset_rows": snapshot.manifest["rows"], "dataset_users": snapshot.manifest["users"]},
+        tags={"tandem.snapshot": snapshot.snapshot_id, "tandem.model": tracker.model_name},
+    )
+    tracker.log_metrics(run_id, {"batches_new": summary["new_batches"], "batches_accepted": summary["accepted"],
+                                   "batches_quarantined": summary["quarantined"]})
+    return run_id
+
+
+def evaluate_on_devices(tracker: Tracker, result: model.TrainResult, run_id: str) -> dict:
+    """Accuracy, macro-F1 and a confusion matrix on the evaluation users (who never shared)."""
+    users = evalset.load_evaluation(tracker.settings.home)
+    X = np.concatenate([u.features for u in users])
+    y = np.concatenate([u.y for u in users])
+    predicted = model.predict_proba(result.model, X).argmax(axis=1)
+    metrics = evaluation.metrics(y, predicted, list(features.ACTIVITIES))
+    per_user = {}
+    offset = 0
+    for u in users:
+        per_user[u.user_id] = float((predicted[offset:offset + len(u.y)] == u.y).mean())
+        offset += len(u.y)
+    metrics["per_user_accuracy"] = per_user
+    metrics["n_users"] = len(users)
+    tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if k in ("accuracy", "macro_f1")}, prefix="eval_")
+    cm = evaluation.confusion_matrix(y, predicted, len(features.ACTIVITIES))
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "confusion_matrix.png"
+        evaluation.plot_confusion_matrix(cm, list(features.ACTIVITIES), png,
+                                         title=f"evaluation users (accuracy {metrics['accuracy']:.3f})")
+        tracker.log_files(run_id, {"confusion_matrix.png": png.read_bytes()}, "evaluation")
+    return metrics
+
+
+def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
+                     metrics: dict, mlmodel: bytes, params, run_id: str) -> dict:
+    users = evalset.load_evaluation(tracker.settings.home)
+    report = gates.run_gates(tracker.model_name, store, mlmodel, result, users, metrics, params)
+    tracker.log_metrics(run_id, report.metrics, prefix="gate_")
+    files = {
+        "model.mlmodel": mlmodel,
+        "feature_spec.json": json.dumps(features.feature_spec(), indent=2).encode(),
+        **report.files,
+    }
+    base = {"model": tracker.model_name, "mlflow_run_id": run_id, "mlflow_url": tracker.run_url(run_id),
+            "metrics": _headline(metrics)}
+    if not report.passed:
+        tracker.log_files(run_id, {"model.mlmodel": mlmodel}, "coreml")
+        version = mark_blocked(tracker, run_id, report.reasons)
+        tracker.end_run(run_id, "FINISHED")
+        return {**base, "status": "blocked", "version": version, "reasons": report.reasons, "gates": report.summary}
+    spec = load_spec(mlmodel)
+    manifest = publish_release(tracker, store, run_id, files, {
+        "summary": f"accuracy {metrics['accuracy']:.3f} on {metrics['n_users']} evaluation users",
+        "dataset": {"snapshot_id": snapshot.snapshot_id, "key": snapshot.key, "rows": snapshot.manifest["rows"],
+                    "users": snapshot.manifest["users"], "sha256": snapshot.manifest["data"]["sha256"],
+                    "batches": len(snapshot.manifest["batches"]),
+                    "sharing_policies": snapshot.manifest.get("policies", {}),
+                    "k_anonymity": snapshot.manifest.get("k_anonymity")},
+        "metrics": _headline(metrics),
+        "class_labels": list(features.ACTIVITIES),
+        "coreml": describe_updatable(spec),
+        "training": {"params": params.train.model_dump(), "best_epoch": result.best_epoch,
+                     "epochs_run": len(result.history), "stopped_early": result.stopped_early},
+        "gates": report.summary,
+    }, channel=params.channel)
+    tracker.end_run(run_id)
+    return {**base, "status": "published", "version": manifest["version"], "channel": params.channel,
+            "release": f"releases/{tracker.model_name}/{manifest['version']}/", "gates": report.summary,
+            "files": manifest["files"]}
+
+
+def _headline(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "n", "n_users", "per_class_f1", "per_user_accuracy") if k in metrics}

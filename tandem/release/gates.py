@@ -1,0 +1,167 @@
+"""Release gates: no release reaches a channel unless the published .mlmodel passes Core ML's rules
+for updatable models, computes what torch computed (parity), improves users when updated on the
+device, and is not worse than production on the same evaluation users.
+
+Everything here runs the candidate the way a phone would: through `tandem.device`, from its bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tandem.contract import features
+from tandem.data.store import Store
+from tandem.device import golden, rules
+from tandem.device.runtime import DeviceModel
+from tandem.fleet.devices import EvalUser
+from tandem.release.layout import fetch_release, read_channel
+from tandem.release.params import GateThresholds, RunParams
+from tandem.training import metrics as evaluation
+from tandem.training import model
+from tandem.training.personalization import personalize
+
+
+@dataclass
+class GateReport:
+    summary: dict = field(default_factory=dict)  # per gate: passed + numbers; goes into the manifest
+    reasons: list[str] = field(default_factory=list)  # why a gate failed, one line each
+    files: dict[str, bytes] = field(default_factory=dict)  # extra release files (golden vectors, Swift test)
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    @property
+    def metrics(self) -> dict:
+        out = {}
+        for gate, values in self.summary.items():
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    out[f"{gate}_{key}"] = float(value)
+        return out
+
+
+def rules_gate(device: DeviceModel) -> dict:
+    violations = rules.check(device)
+    return {"passed": not violations, "violations": [str(v) for v in violations]}
+
+
+def parity_gate(device: DeviceModel, torch_model, X: np.ndarray, tolerance: float) -> dict:
+    """The runtime's probabilities against torch's on the evaluation rows."""
+    ours = device.predict_proba(X)
+    theirs = model.predict_proba(torch_model, X)
+    diff = float(np.abs(ours - theirs).max())
+    same_labels = bool((ours.argmax(1) == theirs.argmax(1)).all())
+    return {"passed": diff <= tolerance and same_labels, "max_abs_diff": diff, "tolerance": tolerance,
+            "labels_identical": same_labels, "rows": len(X)}
+
+
+def personalization_summary(device: DeviceModel, users: list[EvalUser], labelled_per_user: int) -> dict:
+    """Personalize a copy per user on a few labelled earlier windows, score on their later windows."""
+    results = {u.user_id: personalize(device, u, labelled_per_user) for u in users}
+    before = float(np.mean([r.accuracy_before for r in results.values()]))
+    after = float(np.mean([r.accuracy_after for r in results.values()]))
+    return {
+        "users": len(results),
+        "accuracy_before": before,
+        "accuracy_after": after,
+        "gain": after - before,
+        "loss_fell_for": int(sum(r.loss_after < r.loss_before for r in results.values())),
+        "helped": int(sum(r.gain > 0 for r in results.values())),
+        "harmed": int(sum(r.gain < 0 for r in results.values())),
+        "per_user": {uid: {"before": r.accuracy_before, "after": r.accuracy_after, "loss_before": r.loss_before,
+                           "loss_after": r.loss_after} for uid, r in results.items()},
+    }
+
+
+def update_gate(device: DeviceModel, users: list[EvalUser], labelled_per_user: int) -> dict:
+    summary = personalization_summary(device, users, labelled_per_user)
+    summary["passed"] = summary["loss_fell_for"] == summary["users"] and summary["gain"] >= 0
+    return summary
+
+
+def production_model(model_name: str, store: Store) -> tuple[str, DeviceModel] | None:
+    """The current production release's model, verified like an app build pulls it."""
+    if read_channel(store, model_name, "production") is None:
+        return None
+    manifest, _, files = fetch_release(store, model_name, "production", names=["model.mlmodel"])
+    return manifest["version"], DeviceModel.load(files["model.mlmodel"])
+
+
+def scores(device: DeviceModel, users: list[EvalUser]) -> dict:
+    X = np.concatenate([u.features for u in users])
+    labels = np.concatenate([u.labels for u in users])
+    m = evaluation.metrics(labels, device.predict(X), list(features.ACTIVITIES))
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
+def comparison_gate(candidate: dict, production: dict | None, version: str | None, t: GateThresholds) -> dict:
+    """Candidate against the absolute floor and against production on the same users."""
+    failures = []
+    if candidate["accuracy"] < t.min_accuracy:
+        failures.append(f"accuracy {candidate['accuracy']:.3f} is below the floor {t.min_accuracy:.3f}")
+    if production is not None:
+        for key, allowed in (("accuracy", t.max_accuracy_drop), ("macro_f1", t.max_macro_f1_drop),
+                             ("gain", t.max_personalization_gain_drop)):
+            if candidate[key] < production[key] - allowed:
+                failures.append(f"{key} {candidate[key]:.3f} is more than {allowed:.3f} below production "
+                                f"v{version}'s {production[key]:.3f}")
+    return {"passed": not failures, "failures": failures, "production_version": version,
+            **{f"candidate_{k}": v for k, v in candidate.items()},
+            **{f"production_{k}": v for k, v in (production or {}).items()}}
+
+
+GOLDEN_WINDOWS = 36
+GOLDEN_TOLERANCE = 1e-4  # float32 Core ML on a phone against Tandem's float64 runtime
+
+
+def golden_files(device: DeviceModel, user: EvalUser) -> dict[str, bytes]:
+    """Golden vectors (raw windows through featurization, model outputs, one update step) and the
+    Swift XCTest that checks the app against them."""
+    rows = np.linspace(0, len(user.labels) - 1, min(GOLDEN_WINDOWS, len(user.labels))).astype(int)
+    vectors = golden.golden_vectors(device, user.windows[rows], features.featurize_window, user.labels[rows],
+                                    feature_names=list(features.FEATURE_NAMES))
+    vectors["tolerance"] = GOLDEN_TOLERANCE
+    return {
+        "golden_vectors.json": json.dumps(vectors, indent=1).encode(),
+        "TandemGoldenTests.swift": golden.swift_xctest("golden_vectors", GOLDEN_TOLERANCE, model_resource="TandemModel").encode(),
+    }
+
+
+def run_gates(model_name: str, store: Store, mlmodel: bytes, result: model.TrainResult, users: list[EvalUser],
+              metrics: dict, params: RunParams) -> GateReport:
+    t = params.gates
+    device = DeviceModel.load(mlmodel)
+    gated_users = users[: t.personalization_users]
+    report = GateReport()
+    report.summary["rules"] = rules_gate(device)
+    X = np.concatenate([u.features for u in users])
+    report.summary["parity"] = parity_gate(device, result.model, X, t.parity_tolerance)
+    report.summary["update"] = update_gate(device, gated_users, t.personalization_labels)
+
+    candidate = {**scores(device, users), "gain": report.summary["update"]["gain"]}
+    production = production_model(model_name, store)
+    prod_scores = None
+    if production is not None:
+        prod_scores = {**scores(production[1], users),
+                       "gain": personalization_summary(production[1], gated_users, t.personalization_labels)["gain"]}
+    report.summary["comparison"] = comparison_gate(candidate, prod_scores, production[0] if production else None, t)
+
+    if not report.summary["rules"]["passed"]:
+        report.reasons.append("rules: " + "; ".join(report.summary["rules"]["violations"]))
+    p = report.summary["parity"]
+    if not p["passed"]:
+        report.reasons.append(f"parity: max |runtime - torch| = {p['max_abs_diff']:.2e} (tolerance {p['tolerance']:.0e}), "
+                              f"labels identical: {p['labels_identical']}")
+    u = report.summary["update"]
+    if not u["passed"]:
+        report.reasons.append(f"update: loss fell for {u['loss_fell_for']} of {u['users']} users, mean accuracy "
+                              f"{u['accuracy_before']:.3f} -> {u['accuracy_after']:.3f}")
+    report.reasons += [f"comparison: {f}" for f in report.summary["comparison"]["failures"]]
+
+    if report.passed:
+        report.files = golden_files(device, gated_users[0])
+    return report

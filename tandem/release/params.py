@@ -1,0 +1,49 @@
+"""The parameters of a train-and-release run: typed, described and validated, so the Prefect UI
+renders a form for them and a bad value fails before any work starts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from tandem.training.model import TrainConfig
+
+
+class DeviceUpdateConfig(BaseModel):
+    """How the app may update the model on the device (written into the .mlmodel)."""
+
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="Core ML optimizer for on-device updates")
+    # Defaults measured on the 6 HAPT evaluation users, 20 labelled windows each (tandem.training.personalization):
+    # SGD without momentum at 1e-3 for 20 epochs gave +2.5 points and harmed none; momentum 0.9 overfit
+    # the few windows and hurt.
+    learning_rate: float = Field(0.001, gt=0, le=1, description="default on-device learning rate")
+    momentum: float = Field(0.0, ge=0, lt=1, description="default SGD momentum on the device")
+    mini_batch_size: int = Field(8, ge=1, le=1024, description="default on-device mini-batch size")
+    epochs: int = Field(20, ge=1, le=100, description="default on-device epochs (the app may choose 1..100)")
+
+
+class GateThresholds(BaseModel):
+    """What a candidate must show before it may reach a channel."""
+
+    parity_tolerance: float = Field(1e-5, gt=0, description="max |Core ML runtime - torch| probability difference")
+    min_accuracy: float = Field(0.7, ge=0, le=1, description="absolute floor of accuracy on the evaluation users")
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="max accuracy drop against production")
+    max_macro_f1_drop: float = Field(0.02, ge=0, le=1, description="max macro-F1 drop against production")
+    max_personalization_gain_drop: float = Field(
+        0.03, ge=0, le=1, description="max drop of the on-device personalization gain against production")
+    personalization_labels: int = Field(
+        20, ge=1, le=1000, description="labelled windows each evaluation user personalizes on (spread over activities and time)")
+    personalization_users: int = Field(6, ge=1, le=1000, description="evaluation users personalized in the update gate")
+
+
+class RunParams(BaseModel):
+    """One train-and-release run."""
+
+    train: TrainConfig = Field(default_factory=TrainConfig, description="pretraining hyperparameters")
+    device: DeviceUpdateConfig = Field(default_factory=DeviceUpdateConfig, description="on-device update settings")
+    gates: GateThresholds = Field(default_factory=GateThresholds, description="release gates")
+    channel: Literal["staging", "production"] = Field("staging", description="channel the release is published to")
+    data_window_days: int | None = Field(
+        None, ge=1, description="train only on batches captured in the last N days (None: all accepted batches)")
+    force: bool = Field(False, description="train and release even when no new batch arrived since the last release")

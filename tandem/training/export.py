@@ -1,0 +1,315 @@
+"""From the trained classifier to an updatable Core ML model (NeuralNetwork classifier).
+
+Built layer by layer with coremltools' NeuralNetworkBuilder from the torch weights (not ct.convert:
+that emits softmaxND and batchedMatMul, which cannot be updated; see shared/STACK.md):
+
+    features (46,) DOUBLE -> batchnorm "standardize" (gamma = 1/std, beta = -mean/std)
+      -> innerProduct "body.0" -> ReLU "body.0.relu" -> ... -> innerProduct "head"
+      -> softmax "softmax" (blob "labelProbability") -> outputs "labelProbability" (dict), "label"
+
+The chosen innerProduct layers are updatable; the loss is categorical cross-entropy on the softmax
+output with the string "label" as training target. coremltools cannot run the model on Linux; the
+device runtime's numpy interpreter checks parity instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.training.model import export_weights
+
+INPUT_NAME = "features"
+PROBABILITIES = "labelProbability"
+LABEL = "label"
+LOSS_LAYER = "lossLayer"
+SOFTMAX_LAYER = "softmax"
+STANDARDIZE_LAYER = "standardize"
+DEFAULT_EPOCHS_ALLOWED = tuple(range(1, 101))
+DEFAULT_BATCH_ALLOWED = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def _coremltools():
+    """Import coremltools with its Linux import warnings (no libcoremlpython, torch version) quieted."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        level = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            import coremltools
+            from coremltools.models import datatypes
+            from coremltools.models.neural_network import (
+                AdamParams,
+                NeuralNetworkBuilder,
+                SgdParams,
+            )
+        finally:
+            logging.disable(level)
+    return coremltools, datatypes, NeuralNetworkBuilder, AdamParams, SgdParams
+
+
+def _weights(model_or_weights) -> dict:
+    if isinstance(model_or_weights, dict):
+        return model_or_weights
+    return export_weights(model_or_weights)
+
+
+def to_updatable_mlmodel(
+    model_or_weights,
+    class_labels: Sequence[str] = ACTIVITIES,
+    updatable_layers: Iterable[str] = ("head",),
+    optimizer: str = "sgd",
+    learning_rate: float = 0.01,
+    mini_batch_size: int = 8,
+    epochs: int = 10,
+    *,
+    epochs_allowed: Iterable[int] = DEFAULT_EPOCHS_ALLOWED,
+    mini_batch_allowed: Iterable[int] = DEFAULT_BATCH_ALLOWED,
+    learning_rate_range: tuple[float, float] = (1e-6, 1.0),
+    momentum: float = 0.9,
+    momentum_range: tuple[float, float] = (0.0, 1.0),
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    shuffle_seed: int | None = None,
+    feature_names: Sequence[str] | None = FEATURE_NAMES,
+    metadata: dict | None = None,
+    version: str | None = None,
+    short_description: str | None = None,
+    author: str = "Tandem",
+    license: str | None = None,
+):
+    """An updatable Core ML NeuralNetworkClassifier spec (coremltools.proto.Model_pb2.Model).
+
+    model_or_weights: a `tandem.training.model.Classifier` or the dict of `tandem.training.model.export_weights`.
+    updatable_layers: dense layer names ("head", "body.0", ...) the app may update on the device.
+    optimizer: "sgd" (with momentum) or "adam"; learning_rate, mini_batch_size and epochs are the
+    defaults written into the model; the app may choose within learning_rate_range,
+    mini_batch_allowed (the default is always added) and epochs_allowed (likewise).
+    metadata: user-defined string metadata (e.g. model version, run id, dataset snapshot).
+    """
+    _, datatypes, NeuralNetworkBuilder, AdamParams, SgdParams = _coremltools()
+    w = _weights(model_or_weights)
+    class_labels = [str(c) for c in class_labels]
+    layers = w["layers"]
+    n_features = int(len(w["mean"]))
+    n_classes = int(np.asarray(layers[-1]["W"]).shape[0])
+    if len(class_labels) != n_classes:
+        raise ValueError(f"{len(class_labels)} class labels for a model with {n_classes} outputs")
+    if len(set(class_labels)) != len(class_labels):
+        raise ValueError("class labels must be unique")
+    names = [layer["name"] for layer in layers]
+    updatable_layers = list(updatable_layers)
+    if not updatable_layers:
+        raise ValueError("at least one layer must be updatable")
+    for name in updatable_layers:
+        if name not in names:
+            raise ValueError(f"unknown updatable layer {name!r}: the dense layers are {names}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    lr_min, lr_max = learning_rate_range
+    if not lr_min <= learning_rate <= lr_max:
+        raise ValueError(f"learning_rate {learning_rate} outside its allowed range {learning_rate_range}")
+    if mini_batch_size < 1 or epochs < 1:
+        raise ValueError("mini_batch_size and epochs must be >= 1")
+    epochs_set = sorted({int(e) for e in epochs_allowed} | {int(epochs)})
+    batch_set = sorted({int(b) for b in mini_batch_allowed} | {int(mini_batch_size)})
+    if min(epochs_set) < 1 or min(batch_set) < 1:
+        raise ValueError("allowed epochs and mini-batch sizes must be >= 1")
+
+    builder = NeuralNetworkBuilder(
+        input_features=[(INPUT_NAME, datatypes.Array(n_features))],
+        output_features=[(PROBABILITIES, datatypes.Array(n_classes))],
+        mode="classifier",
+    )
+    mean = np.asarray(w["mean"], dtype=np.float64)
+    std = np.asarray(w["std"], dtype=np.float64)
+    builder.add_batchnorm(
+        name=STANDARDIZE_LAYER, channels=n_features,
+        gamma=(1.0 / std).astype(np.float32), beta=(-mean / std).astype(np.float32),
+        mean=np.zeros(n_features, np.float32), variance=np.ones(n_features, np.float32),
+        input_name=INPUT_NAME, output_name="standardized", epsilon=0.0,
+    )
+    blob = "standardized"
+    for layer in layers:
+        W = np.asarray(layer["W"], dtype=np.float32)
+        b = np.asarray(layer["b"], dtype=np.float32)
+        out = layer["name"] if layer["activation"] else "logits"
+        builder.add_inner_product(name=layer["name"], W=W, b=b, input_channels=W.shape[1],
+                                  output_channels=W.shape[0], has_bias=True, input_name=blob, output_name=out)
+        blob = out
+        if layer["activation"] == "relu":
+            builder.add_activation(name=f"{layer['name']}.relu", non_linearity="RELU", input_name=blob,
+                                   output_name=f"{layer['name']}.relu")
+            blob = f"{layer['name']}.relu"
+        elif layer["activation"] is not None:
+            raise ValueError(f"unsupported activation {layer['activation']!r}")
+    builder.add_softmax(name=SOFTMAX_LAYER, input_name=blob, output_name=PROBABILITIES)
+    builder.set_class_labels(class_labels, predicted_feature_name=LABEL, prediction_blob=PROBABILITIES)
+
+    builder.make_updatable(updatable_layers)
+    with contextlib.redirect_stdout(io.StringIO()):  # coremltools prints a note about the target input
+        builder.set_categorical_cross_entropy_loss(name=LOSS_LAYER, input=PROBABILITIES)
+    if optimizer == "sgd":
+        params = SgdParams(lr=learning_rate, batch=mini_batch_size, momentum=momentum)
+        params.set_lr(learning_rate, lr_min, lr_max)
+        params.set_batch(mini_batch_size, batch_set)
+        params.set_momentum(momentum, *momentum_range)
+        builder.set_sgd_optimizer(params)
+    else:
+        params = AdamParams(lr=learning_rate, batch=mini_batch_size, beta1=beta1, beta2=beta2, eps=eps)
+        params.set_lr(learning_rate, lr_min, lr_max)
+        params.set_batch(mini_batch_size, batch_set)
+        params.set_beta1(beta1, 0.0, 1.0)
+        params.set_beta2(beta2, 0.0, 1.0)
+        params.set_eps(eps, 0.0, 1.0)
+        builder.set_adam_optimizer(params)
+    builder.set_epochs(int(epochs), allowed_set=epochs_set)
+    builder.set_shuffle(seed=shuffle_seed)
+
+    spec = builder.spec
+    desc = spec.description
+    desc.metadata.author = author
+    desc.metadata.shortDescription = short_description or (
+        f"Activity classifier ({', '.join(class_labels)}) over {n_features} window features; "
+        f"updatable on device: {', '.join(updatable_layers)}")
+    if version is not None:
+        desc.metadata.versionString = str(version)
+    if license:
+        desc.metadata.license = license
+    for key, value in (metadata or {}).items():
+        desc.metadata.userDefined[str(key)] = str(value)
+    desc.metadata.userDefined["tandem.updatable_layers"] = ",".join(updatable_layers)
+    if feature_names is not None and len(feature_names) == n_features:
+        desc.metadata.userDefined["tandem.feature_names"] = ",".join(feature_names)
+    input_doc = (f"{n_features} raw (unstandardized) window features in tandem.contract.features order; "
+                 "the model standardizes them")
+    target_doc = f"true activity of the window, one of: {', '.join(class_labels)}"
+    for feature in desc.input:
+        if feature.name == INPUT_NAME:
+            feature.shortDescription = input_doc
+    for feature in desc.output:
+        if feature.name == PROBABILITIES:
+            feature.shortDescription = "probability of each activity"
+        elif feature.name == LABEL:
+            feature.shortDescription = "most likely activity"
+    for feature in desc.trainingInput:
+        if feature.name == INPUT_NAME:
+            feature.shortDescription = input_doc
+        elif feature.name == LABEL:
+            feature.shortDescription = target_doc
+    return spec
+
+
+
+
+def save_mlmodel(spec, path: str | Path | None = None) -> bytes:
+    """The serialized .mlmodel; written to `path` too when given."""
+    data = spec.SerializeToString()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    return data
+
+
+def load_spec(data: bytes | str | Path):
+    """A spec from .mlmodel bytes or a path to a .mlmodel file."""
+    from coremltools.proto import Model_pb2
+
+    if isinstance(data, (str, Path)):
+        data = Path(data).read_bytes()
+    spec = Model_pb2.Model()
+    spec.ParseFromString(bytes(data))
+    return spec
+
+
+def _array_shape(feature_type) -> list[int] | None:
+    if feature_type.WhichOneof("Type") != "multiArrayType":
+        return None
+    return [int(s) for s in feature_type.multiArrayType.shape]
+
+
+def _feature(feature) -> dict:
+    kind = feature.type.WhichOneof("Type")
+    out = {"name": feature.name, "type": kind}
+    if kind == "multiArrayType":
+        from coremltools.proto import FeatureTypes_pb2
+
+        out["shape"] = _array_shape(feature.type)
+        out["data_type"] = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(
+            feature.type.multiArrayType.dataType)
+    elif kind == "dictionaryType":
+        out["key_type"] = feature.type.dictionaryType.WhichOneof("KeyType")
+    if feature.shortDescription:
+        out["description"] = feature.shortDescription
+    return out
+
+
+def _range(param) -> dict:
+    return {"default": param.defaultValue, "min": param.range.minValue, "max": param.range.maxValue}
+
+
+def _int_set(param) -> dict:
+    return {"default": int(param.defaultValue), "allowed": [int(v) for v in param.set.values]}
+
+
+def _network(spec):
+    kind = spec.WhichOneof("Type")
+    if kind not in ("neuralNetworkClassifier", "neuralNetwork", "neuralNetworkRegressor"):
+        raise ValueError(f"not a neural network spec: {kind}")
+    return getattr(spec, kind)
+
+
+def describe_updatable(spec) -> dict:
+    """The updatable model's interface and update settings, JSON-ready, for the release manifest."""
+    nn_spec = _network(spec)
+    update = nn_spec.updateParams
+    opt_kind = update.optimizer.WhichOneof("OptimizerType")
+    optimizer: dict = {"type": {"sgdOptimizer": "sgd", "adamOptimizer": "adam"}.get(opt_kind, opt_kind)}
+    if opt_kind == "sgdOptimizer":
+        o = update.optimizer.sgdOptimizer
+        optimizer.update(learning_rate=_range(o.learningRate), mini_batch_size=_int_set(o.miniBatchSize),
+                         momentum=_range(o.momentum))
+    elif opt_kind == "adamOptimizer":
+        o = update.optimizer.adamOptimizer
+        optimizer.update(learning_rate=_range(o.learningRate), mini_batch_size=_int_set(o.miniBatchSize),
+                         beta1=_range(o.beta1), beta2=_range(o.beta2), eps=_range(o.eps))
+    losses = []
+    for loss in update.lossLayers:
+        kind = loss.WhichOneof("LossLayerType")
+        params = getattr(loss, kind)
+        losses.append({"name": loss.name, "type": kind, "input": params.input, "target": params.target})
+    labels_kind = nn_spec.WhichOneof("ClassLabels") if spec.HasField("neuralNetworkClassifier") else None
+    class_labels = list(getattr(nn_spec, labels_kind).vector) if labels_kind else []
+    desc = spec.description
+    return {
+        "specification_version": int(spec.specificationVersion),
+        "is_updatable": bool(spec.isUpdatable),
+        "model_type": spec.WhichOneof("Type"),
+        "layers": [{"name": layer.name, "type": layer.WhichOneof("layer"), "updatable": bool(layer.isUpdatable)}
+                   for layer in nn_spec.layers],
+        "updatable_layers": [layer.name for layer in nn_spec.layers if layer.isUpdatable],
+        "loss": losses[0] if len(losses) == 1 else losses,
+        "optimizer": optimizer,
+        "epochs": _int_set(update.epochs),
+        "shuffle": bool(update.shuffle.defaultValue),
+        "inputs": [_feature(f) for f in desc.input],
+        "outputs": [_feature(f) for f in desc.output],
+        "training_inputs": [_feature(f) for f in desc.trainingInput],
+        "predicted_feature_name": desc.predictedFeatureName,
+        "predicted_probabilities_name": desc.predictedProbabilitiesName,
+        "class_labels": class_labels,
+        "metadata": {
+            "author": desc.metadata.author,
+            "short_description": desc.metadata.shortDescription,
+            "version": desc.metadata.versionString,
+            "user_defined": dict(desc.metadata.userDefined),
+        },
+    }

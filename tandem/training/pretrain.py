@@ -1,0 +1,49 @@
+"""Pretrain: from a dataset snapshot (the shared, modified form) to a trained classifier, and on to
+an updatable Core ML model."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+
+from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.training import export as coreml_export
+from tandem.training import model
+
+
+def within_window(entries: list[dict], days: int | None, now: datetime | None = None) -> list[dict]:
+    """Accepted batches whose newest window falls within the last `days` days (all when None)."""
+    if days is None:
+        return entries
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
+    return [e for e in entries if datetime.fromisoformat(e["captured_to"]) >= cutoff]
+
+
+def frame_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, class indices and pseudonyms (for a user-wise validation split)."""
+    X = frame[list(FEATURE_NAMES)].to_numpy(np.float64)
+    y = frame["label"].map({name: i for i, name in enumerate(ACTIVITIES)}).to_numpy()
+    return X, y, frame["pseudonym"].to_numpy(str)
+
+
+def pretrain(frame: pd.DataFrame, config: model.TrainConfig, on_epoch=None) -> model.TrainResult:
+    X, y, groups = frame_xy(frame)
+    return model.train(X, y, config, on_epoch=on_epoch, groups=groups)
+
+
+def convert(result: model.TrainResult, params, metadata: dict) -> bytes:
+    """The updatable Core ML model, serialized."""
+    spec = coreml_export.to_updatable_mlmodel(
+        result.model,
+        class_labels=list(ACTIVITIES),
+        updatable_layers=params.train.updatable_layers,
+        optimizer=params.device.optimizer,
+        learning_rate=params.device.learning_rate,
+        mini_batch_size=params.device.mini_batch_size,
+        epochs=params.device.epochs,
+        momentum=params.device.momentum,
+        metadata={k: str(v) for k, v in metadata.items()},
+    )
+    return spec.SerializeToString()
