@@ -27,6 +27,7 @@ demo: install $(KEYCHAIN)
 	$(TANDEM) share && $(TANDEM) run && $(TANDEM) releases
 
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 clean-demo:

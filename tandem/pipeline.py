@@ -2,7 +2,7 @@
 
 Each step takes what it needs explicitly (the settings, the store, the tracker) and returns plain
 values. `tasks/` wraps each step one to one as a Prefect task, `flows/` composes them; the CLI, the
-simulation and the tests call these same steps (``run_pipeline`` is the whole thing in-process).
+simulation and the tests call these same steps.
 """
 
 from __future__ import annotations
@@ -109,25 +109,3 @@ def record_trained(ctx: Context, snapshot_id: str, outcome: dict) -> None:
 def report(outcome: dict) -> str:
     return run_report(outcome)
 
-
-def run_pipeline(ctx: Context, params: RunParams) -> dict:
-    """The whole train-and-release, in-process and in order (the flow does the same with Prefect)."""
-    entries = [judge_batch(ctx, ref) for ref in discover_batches(ctx)]
-    summary = summarize(entries)
-    snapshot = snapshot_dataset(ctx, params.data_window_days)
-    if snapshot is None:
-        return {**summary, "status": "no-data"}
-    done = already_trained(ctx, snapshot.snapshot_id)
-    if done and not params.force:
-        return {**summary, "status": "up-to-date", "snapshot": snapshot.snapshot_id, "previous": done}
-    run_id = start_tracking(ctx, snapshot, params, summary)
-    try:
-        result = pretrain_model(ctx, snapshot, params, run_id)
-        metrics = evaluate_model(ctx, result, run_id)
-        mlmodel = convert_model(result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
-        outcome = gate_and_publish(ctx, snapshot, result, metrics, mlmodel, params, run_id)
-    except BaseException:
-        fail_tracking(ctx, run_id)
-        raise
-    record_trained(ctx, snapshot.snapshot_id, outcome)
-    return {**summary, **outcome}

@@ -11,6 +11,7 @@ import pytest
 from tandem.contract import features
 from tandem.training import export as coreml_export
 from tandem.training import model
+from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.model import TrainConfig
 
 LABELS = list(features.ACTIVITIES)
@@ -62,8 +63,9 @@ def test_spec_structure_and_update_settings(trained):
     import coremltools as ct
 
     spec = coreml_export.to_updatable_mlmodel(
-        trained, LABELS, updatable_layers=["head"], optimizer="sgd", learning_rate=0.02, mini_batch_size=12,
-        epochs=7, metadata={"model_version": "2026.01.05-1", "mlflow_run_id": "abc"}, version="2026.01.05-1")
+        trained, LABELS, updatable_layers=["head"],
+        update=DeviceUpdateConfig(optimizer="sgd", learning_rate=0.02, mini_batch_size=12, epochs=7, momentum=0.9),
+        metadata={"model_version": "2026.01.05-1", "mlflow_run_id": "abc"}, version="2026.01.05-1")
     assert spec.specificationVersion >= 4 and spec.isUpdatable
     mlmodel = ct.models.MLModel(spec)  # coremltools' own loading and checks
     assert mlmodel.get_spec().isUpdatable
@@ -106,8 +108,9 @@ def test_spec_structure_and_update_settings(trained):
 
 def test_adam_and_several_updatable_layers(trained):
     spec = coreml_export.to_updatable_mlmodel(trained, LABELS, updatable_layers=["body.1", "head"],
-                                              optimizer="adam", learning_rate=1e-3, mini_batch_size=4, epochs=3,
-                                              epochs_allowed=[1, 3, 5])
+                                              update=DeviceUpdateConfig(optimizer="adam", learning_rate=1e-3,
+                                                                        mini_batch_size=4, epochs=3,
+                                                                        epochs_allowed=[1, 3, 5]))
     d = coreml_export.describe_updatable(spec)
     assert d["updatable_layers"] == ["body.1", "head"]
     assert d["optimizer"]["type"] == "adam" and d["optimizer"]["beta2"]["default"] == pytest.approx(0.999)
@@ -125,9 +128,9 @@ def test_rejects_bad_arguments(trained):
     with pytest.raises(ValueError, match="class labels"):
         coreml_export.to_updatable_mlmodel(trained, LABELS[:5])
     with pytest.raises(ValueError, match="optimizer"):
-        coreml_export.to_updatable_mlmodel(trained, LABELS, optimizer="rmsprop")
+        DeviceUpdateConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="learning_rate"):
-        coreml_export.to_updatable_mlmodel(trained, LABELS, learning_rate=5.0)
+        DeviceUpdateConfig(learning_rate=0.5, learning_rate_range=(1e-6, 0.1))
 
 
 def test_numpy_forward_matches_torch(trained, tmp_path):

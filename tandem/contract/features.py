@@ -26,6 +26,15 @@ FEATURE_NAMES = tuple(f"{s}_{stat}" for s in SERIES for stat in STATISTICS) + tu
 N_FEATURES = len(FEATURE_NAMES)
 
 
+def label_indices(labels, classes=ACTIVITIES) -> np.ndarray:
+    """Class names -> their indices in `classes` (the model's class order); a name outside it raises."""
+    index = {name: i for i, name in enumerate(classes)}
+    try:
+        return np.array([index[str(label)] for label in labels], dtype=np.int64)
+    except KeyError as e:
+        raise ValueError(f"label {e.args[0]!r} is not one of {list(classes)}") from None
+
+
 def cut_windows(signals: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windows of WINDOW samples every STEP samples, each inside one run of a basic activity.
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tandem.device.runtime import NN_KINDS, PIPELINE_KINDS, DeviceModel, load_spec
+from tandem.device.runtime import NN_KINDS, PIPELINE_KINDS, DeviceModel, load_spec, pipeline_models
+from tandem.device.update import outside_allowed
 
 RULES = {
     "updatable-flag": "the model is marked isUpdatable",
@@ -59,7 +60,7 @@ def check(model) -> list[Violation]:
     kind = spec.WhichOneof("Type")
     net_model = spec
     if kind in PIPELINE_KINDS:
-        models = (getattr(spec, kind) if kind == "pipeline" else getattr(spec, kind).pipeline).models
+        models = pipeline_models(spec)
         if not models:
             bad("updatable-network", "the pipeline has no models")
             return out
@@ -109,18 +110,9 @@ def _check_network(spec, net_model, bad):
         names = ["learningRate", "miniBatchSize"] + (["momentum"] if opt == "sgdOptimizer" else ["beta1", "beta2", "eps"])
         params = [(n, getattr(o, n)) for n in names] + ([("epochs", up.epochs)] if up.HasField("epochs") else [])
         for name, p in params:
-            msg = _outside(p)
+            msg = outside_allowed(p.defaultValue, p)
             if msg:
                 bad("defaults-allowed", f"default {name} {msg}")
-
-
-def _outside(p) -> str | None:
-    which, v = p.WhichOneof("AllowedValues"), p.defaultValue
-    if which == "range" and not (p.range.minValue <= v <= p.range.maxValue):
-        return f"{v} is outside [{p.range.minValue}, {p.range.maxValue}]"
-    if which == "set" and v not in set(p.set.values):
-        return f"{v} is not in {sorted(p.set.values)}"
-    return None
 
 
 def _check_loss(spec, net_model, layers, loss, bad):

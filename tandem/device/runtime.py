@@ -185,14 +185,21 @@ def class_labels_of(nn) -> list:
     raise ModelError("classifier has no class labels")
 
 
+def pipeline_models(spec) -> list:
+    """The stages of a pipeline spec (plain, classifier or regressor pipeline), in order."""
+    kind = spec.WhichOneof("Type")
+    if kind not in PIPELINE_KINDS:
+        raise ModelError(f"model type {kind!r} is not a pipeline")
+    return list((getattr(spec, kind) if kind == "pipeline" else getattr(spec, kind).pipeline).models)
+
+
 def run_model(spec, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run one Model (any supported kind) on batched features; returns features plus its outputs.
     Classifier probabilities are returned as (n, k) arrays in class-label order, not dicts."""
     kind = spec.WhichOneof("Type")
     out = dict(features)
     if kind in PIPELINE_KINDS:
-        pipe = getattr(spec, kind) if kind == "pipeline" else getattr(spec, kind).pipeline
-        for stage in pipe.models:
+        for stage in pipeline_models(spec):
             out.update(run_model(stage, out))
         return out
     if kind == "scaler":
@@ -224,8 +231,7 @@ def _classifier_network(spec):
     if kind == "neuralNetworkClassifier":
         return spec.neuralNetworkClassifier
     if kind in PIPELINE_KINDS:
-        pipe = getattr(spec, kind) if kind == "pipeline" else getattr(spec, kind).pipeline
-        for stage in reversed(pipe.models):
+        for stage in reversed(pipeline_models(spec)):
             found = _classifier_network(stage)
             if found is not None:
                 return found

@@ -22,6 +22,7 @@ from tandem.device.runtime import (
     class_labels_of,
     inner_product_params,
     load_spec,
+    pipeline_models,
     run_model,
     run_network,
     weight_values,
@@ -63,7 +64,7 @@ def trainable(spec):
     if kind in NN_KINDS:
         return spec, getattr(spec, kind), []
     if kind in PIPELINE_KINDS:
-        models = (getattr(spec, kind) if kind == "pipeline" else getattr(spec, kind).pipeline).models
+        models = pipeline_models(spec)
         last = models[-1]
         if last.WhichOneof("Type") in NN_KINDS:
             return last, getattr(last, last.WhichOneof("Type")), list(models[:-1])
@@ -72,14 +73,21 @@ def trainable(spec):
 
 # ---- parameters ------------------------------------------------------------------------------
 
-def _allowed(name: str, value, param):
-    """Raise ValueError naming the parameter when ``value`` lies outside the spec's range/set."""
+def outside_allowed(value, param) -> str | None:
+    """Why ``value`` lies outside an update parameter's allowed range or set (None when inside)."""
     which = param.WhichOneof("AllowedValues")
     if which == "range" and not (param.range.minValue <= value <= param.range.maxValue):
-        raise ValueError(f"{name}={value} is outside the allowed range "
-                         f"[{param.range.minValue}, {param.range.maxValue}]")
+        return f"{value} is outside the allowed range [{param.range.minValue}, {param.range.maxValue}]"
     if which == "set" and value not in set(param.set.values):
-        raise ValueError(f"{name}={value} is not in the allowed set {sorted(param.set.values)}")
+        return f"{value} is not in the allowed set {sorted(param.set.values)}"
+    return None
+
+
+def _allowed(name: str, value, param):
+    """Raise ValueError naming the parameter when ``value`` lies outside the spec's range/set."""
+    why = outside_allowed(value, param)
+    if why:
+        raise ValueError(f"{name}={why}")
     return value
 
 

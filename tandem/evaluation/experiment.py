@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tandem.contract.features import ACTIVITIES
+from tandem.contract.features import ACTIVITIES, label_indices
 from tandem.device.runtime import DeviceModel
 from tandem.evaluation.simulation import (
     accuracy,
@@ -90,10 +90,6 @@ def load_users(params: EvaluationParams):
     else:
         users = fleet.hapt_fleet()
     return fleet.split_users(users, params.holdout_every)
-
-
-def _y(labels) -> np.ndarray:
-    return np.array([ACTIVITIES.index(label) for label in labels], dtype=np.int64)
 
 
 def _method(description: str, per_user: dict[str, float], **extra) -> dict:
@@ -182,7 +178,7 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
         for uid, u in eval_users.items():
             pool, test = splits[uid]
             lab = pick_labelled(u.labels, pool, **kw)
-            net = model.train(u.features[lab], _y(u.labels[lab]), local_cfg).model
+            net = model.train(u.features[lab], label_indices(u.labels[lab]), local_cfg).model
             per_user[uid] = accuracy(_TorchPredictor(net), u.features[test], u.labels[test])
         methods[name] = _method("a Classifier trained only on the user's own labelled windows "
                                 f"({next(iter(kw.values()))} {'per user' if 'per_user' in kw else 'per activity'}; "
@@ -200,7 +196,7 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
         for d in sharer_devices:
             if d.wave <= r:
                 rows = d.available(r, params.rounds)
-                clients.append(Client(d.user.features[rows], _y(d.user.labels[rows])))
+                clients.append(Client(d.user.features[rows], label_indices(d.user.labels[rows])))
         fed_net = fedavg(clients, fcfg, init=fed_net).model
         pred = _TorchPredictor(fed_net)
         per_user = {uid: accuracy(pred, u.features[splits[uid][1]], u.labels[splits[uid][1]]) for uid, u in eval_users.items()}
@@ -217,7 +213,7 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
     # ---- central upper bound: all raw pool data of the sharing users
     t = time.perf_counter()
     X = np.concatenate([d.user.features[d.pool] for d in sharer_devices])
-    y = np.concatenate([_y(d.user.labels[d.pool]) for d in sharer_devices])
+    y = np.concatenate([label_indices(d.user.labels[d.pool]) for d in sharer_devices])
     groups = np.concatenate([[d.user.user_id] * len(d.pool) for d in sharer_devices])
     central = model.train(X, y, params.train, groups=groups)
     central_base = DeviceModel.load(sim_convert(central.model, run_params, {"method": "central"}))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.contract.features import FEATURE_NAMES, label_indices
 from tandem.data.store import Store
 from tandem.fleet.sharing import ShareReport, share_user, write_local_data
 from tandem.fleet.users import UserData, split_users
@@ -34,7 +34,7 @@ class EvalUser:
 
     @property
     def y(self) -> np.ndarray:
-        return np.array([ACTIVITIES.index(label) for label in self.labels])
+        return label_indices(self.labels)
 
 
 def devices_dir(home: Path) -> Path:

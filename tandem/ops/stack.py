@@ -27,7 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import boto3
 import psutil  # a dependency of dask.distributed
+import yaml
+from prefect.workers.process import ProcessWorker
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
@@ -391,8 +394,6 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
 
 
 def _create_bucket(info: StackInfo) -> None:
-    import boto3
-
     s3 = boto3.client("s3", endpoint_url=info.s3_url, aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                       region_name=MOTO_CREDENTIALS["AWS_DEFAULT_REGION"])
@@ -417,8 +418,6 @@ def _ensure_work_pool(info: StackInfo) -> None:
     """The process work pool (with the process worker's default job template) and its limited queues."""
     status, _ = _api(info, "GET", f"/work_pools/{WORK_POOL}")
     if status == 404:
-        from prefect.workers.process import ProcessWorker
-
         status, body = _api(info, "POST", "/work_pools/", {
             "name": WORK_POOL, "type": "process", "description": "Tandem flows as local processes",
             "base_job_template": ProcessWorker.get_default_base_job_template()})
@@ -435,8 +434,6 @@ def _ensure_work_pool(info: StackInfo) -> None:
 
 
 def deployment_names(prefect_file: Path = PREFECT_FILE) -> list[str]:
-    import yaml
-
     return [d["name"] for d in (yaml.safe_load(prefect_file.read_text()).get("deployments") or [])]
 
 

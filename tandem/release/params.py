@@ -7,20 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.model import TrainConfig
 
-
-class DeviceUpdateConfig(BaseModel):
-    """How the app may update the model on the device (written into the .mlmodel)."""
-
-    optimizer: Literal["sgd", "adam"] = Field("sgd", description="Core ML optimizer for on-device updates")
-    # Defaults measured on the 6 HAPT evaluation users, 20 labelled windows each (tandem.training.personalization):
-    # SGD without momentum at 1e-3 for 20 epochs gave +2.5 points and harmed none; momentum 0.9 overfit
-    # the few windows and hurt.
-    learning_rate: float = Field(0.001, gt=0, le=1, description="default on-device learning rate")
-    momentum: float = Field(0.0, ge=0, lt=1, description="default SGD momentum on the device")
-    mini_batch_size: int = Field(8, ge=1, le=1024, description="default on-device mini-batch size")
-    epochs: int = Field(20, ge=1, le=100, description="default on-device epochs (the app may choose 1..100)")
+__all__ = ["DeviceUpdateConfig", "GateThresholds", "RunParams", "TrainConfig"]
 
 
 class GateThresholds(BaseModel):

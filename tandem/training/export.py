@@ -1,7 +1,7 @@
 """From the trained classifier to an updatable Core ML model (NeuralNetwork classifier).
 
 Built layer by layer with coremltools' NeuralNetworkBuilder from the torch weights (not ct.convert:
-that emits softmaxND and batchedMatMul, which cannot be updated; see shared/STACK.md):
+that emits softmaxND and batchedMatMul, which cannot be updated; see docs/stack.md):
 
     features (46,) DOUBLE -> batchnorm "standardize" (gamma = 1/std, beta = -mean/std)
       -> innerProduct "body.0" -> ReLU "body.0.relu" -> ... -> innerProduct "head"
@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.model import export_weights
 
 INPUT_NAME = "features"
@@ -32,8 +33,6 @@ LABEL = "label"
 LOSS_LAYER = "lossLayer"
 SOFTMAX_LAYER = "softmax"
 STANDARDIZE_LAYER = "standardize"
-DEFAULT_EPOCHS_ALLOWED = tuple(range(1, 101))
-DEFAULT_BATCH_ALLOWED = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def _coremltools():
@@ -65,36 +64,20 @@ def to_updatable_mlmodel(
     model_or_weights,
     class_labels: Sequence[str] = ACTIVITIES,
     updatable_layers: Iterable[str] = ("head",),
-    optimizer: str = "sgd",
-    learning_rate: float = 0.01,
-    mini_batch_size: int = 8,
-    epochs: int = 10,
+    update: DeviceUpdateConfig | None = None,
     *,
-    epochs_allowed: Iterable[int] = DEFAULT_EPOCHS_ALLOWED,
-    mini_batch_allowed: Iterable[int] = DEFAULT_BATCH_ALLOWED,
-    learning_rate_range: tuple[float, float] = (1e-6, 1.0),
-    momentum: float = 0.9,
-    momentum_range: tuple[float, float] = (0.0, 1.0),
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    shuffle_seed: int | None = None,
     feature_names: Sequence[str] | None = FEATURE_NAMES,
     metadata: dict | None = None,
     version: str | None = None,
-    short_description: str | None = None,
-    author: str = "Tandem",
-    license: str | None = None,
 ):
     """An updatable Core ML NeuralNetworkClassifier spec (coremltools.proto.Model_pb2.Model).
 
     model_or_weights: a `tandem.training.model.Classifier` or the dict of `tandem.training.model.export_weights`.
     updatable_layers: dense layer names ("head", "body.0", ...) the app may update on the device.
-    optimizer: "sgd" (with momentum) or "adam"; learning_rate, mini_batch_size and epochs are the
-    defaults written into the model; the app may choose within learning_rate_range,
-    mini_batch_allowed (the default is always added) and epochs_allowed (likewise).
+    update: the on-device update settings (defaults and allowed ranges; `DeviceUpdateConfig()` when None).
     metadata: user-defined string metadata (e.g. model version, run id, dataset snapshot).
     """
+    update = update or DeviceUpdateConfig()
     _, datatypes, NeuralNetworkBuilder, AdamParams, SgdParams = _coremltools()
     w = _weights(model_or_weights)
     class_labels = [str(c) for c in class_labels]
@@ -112,17 +95,8 @@ def to_updatable_mlmodel(
     for name in updatable_layers:
         if name not in names:
             raise ValueError(f"unknown updatable layer {name!r}: the dense layers are {names}")
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    lr_min, lr_max = learning_rate_range
-    if not lr_min <= learning_rate <= lr_max:
-        raise ValueError(f"learning_rate {learning_rate} outside its allowed range {learning_rate_range}")
-    if mini_batch_size < 1 or epochs < 1:
-        raise ValueError("mini_batch_size and epochs must be >= 1")
-    epochs_set = sorted({int(e) for e in epochs_allowed} | {int(epochs)})
-    batch_set = sorted({int(b) for b in mini_batch_allowed} | {int(mini_batch_size)})
-    if min(epochs_set) < 1 or min(batch_set) < 1:
-        raise ValueError("allowed epochs and mini-batch sizes must be >= 1")
+    u = update
+    lr_min, lr_max = u.learning_rate_range
 
     builder = NeuralNetworkBuilder(
         input_features=[(INPUT_NAME, datatypes.Array(n_features))],
@@ -157,33 +131,31 @@ def to_updatable_mlmodel(
     builder.make_updatable(updatable_layers)
     with contextlib.redirect_stdout(io.StringIO()):  # coremltools prints a note about the target input
         builder.set_categorical_cross_entropy_loss(name=LOSS_LAYER, input=PROBABILITIES)
-    if optimizer == "sgd":
-        params = SgdParams(lr=learning_rate, batch=mini_batch_size, momentum=momentum)
-        params.set_lr(learning_rate, lr_min, lr_max)
-        params.set_batch(mini_batch_size, batch_set)
-        params.set_momentum(momentum, *momentum_range)
+    if u.optimizer == "sgd":
+        params = SgdParams(lr=u.learning_rate, batch=u.mini_batch_size, momentum=u.momentum)
+        params.set_lr(u.learning_rate, lr_min, lr_max)
+        params.set_batch(u.mini_batch_size, u.batch_set)
+        params.set_momentum(u.momentum, *u.momentum_range)
         builder.set_sgd_optimizer(params)
     else:
-        params = AdamParams(lr=learning_rate, batch=mini_batch_size, beta1=beta1, beta2=beta2, eps=eps)
-        params.set_lr(learning_rate, lr_min, lr_max)
-        params.set_batch(mini_batch_size, batch_set)
-        params.set_beta1(beta1, 0.0, 1.0)
-        params.set_beta2(beta2, 0.0, 1.0)
-        params.set_eps(eps, 0.0, 1.0)
+        params = AdamParams(lr=u.learning_rate, batch=u.mini_batch_size, beta1=u.beta1, beta2=u.beta2, eps=u.eps)
+        params.set_lr(u.learning_rate, lr_min, lr_max)
+        params.set_batch(u.mini_batch_size, u.batch_set)
+        params.set_beta1(u.beta1, 0.0, 1.0)
+        params.set_beta2(u.beta2, 0.0, 1.0)
+        params.set_eps(u.eps, 0.0, 1.0)
         builder.set_adam_optimizer(params)
-    builder.set_epochs(int(epochs), allowed_set=epochs_set)
-    builder.set_shuffle(seed=shuffle_seed)
+    builder.set_epochs(int(u.epochs), allowed_set=u.epochs_set)
+    builder.set_shuffle(seed=u.shuffle_seed)
 
     spec = builder.spec
     desc = spec.description
-    desc.metadata.author = author
-    desc.metadata.shortDescription = short_description or (
+    desc.metadata.author = "Tandem"
+    desc.metadata.shortDescription = (
         f"Activity classifier ({', '.join(class_labels)}) over {n_features} window features; "
         f"updatable on device: {', '.join(updatable_layers)}")
     if version is not None:
         desc.metadata.versionString = str(version)
-    if license:
-        desc.metadata.license = license
     for key, value in (metadata or {}).items():
         desc.metadata.userDefined[str(key)] = str(value)
     desc.metadata.userDefined["tandem.updatable_layers"] = ",".join(updatable_layers)

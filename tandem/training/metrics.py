@@ -74,6 +74,7 @@ def metrics(y_true, y_pred, labels: Sequence[str]) -> dict:
 def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: str | Path,
                           title: str = "confusion matrix") -> Path:
     """A PNG of the matrix: counts in the cells, colors by row-normalized share (recall per class)."""
+    # matplotlib is heavy (about 0.5 s): imported only when a plot is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.contract.features import ACTIVITIES, FEATURE_NAMES, label_indices
 from tandem.training import export as coreml_export
 from tandem.training import model
 
@@ -24,7 +24,7 @@ def within_window(entries: list[dict], days: int | None, now: datetime | None = 
 def frame_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, class indices and pseudonyms (for a user-wise validation split)."""
     X = frame[list(FEATURE_NAMES)].to_numpy(np.float64)
-    y = frame["label"].map({name: i for i, name in enumerate(ACTIVITIES)}).to_numpy()
+    y = label_indices(frame["label"])
     return X, y, frame["pseudonym"].to_numpy(str)
 
 
@@ -39,11 +39,7 @@ def convert(result: model.TrainResult, params, metadata: dict) -> bytes:
         result.model,
         class_labels=list(ACTIVITIES),
         updatable_layers=params.train.updatable_layers,
-        optimizer=params.device.optimizer,
-        learning_rate=params.device.learning_rate,
-        mini_batch_size=params.device.mini_batch_size,
-        epochs=params.device.epochs,
-        momentum=params.device.momentum,
+        update=params.device,
         metadata={k: str(v) for k, v in metadata.items()},
     )
     return spec.SerializeToString()
