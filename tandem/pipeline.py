@@ -51,11 +51,6 @@ def discover_batches(ctx: Context) -> list[BatchRef]:
     return ingest.discover(ctx.store)
 
 
-def judge_batch(ctx: Context, ref: BatchRef, run_id: str | None = None) -> dict:
-    """Validate one batch and record it in the ledger once (accepted, or quarantined with a reason)."""
-    return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir)
-
-
 def plan_chunks(ctx: Context, refs: list[BatchRef]) -> list[list[BatchRef]]:
     return bulk_ingest.plan_chunks(refs, bulk_ingest.default_workers())
 

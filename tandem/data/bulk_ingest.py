@@ -35,6 +35,7 @@ from tandem.privacy import sealing
 from tandem.settings import Settings
 
 MAX_CHUNK = 250  # batches per chunk: one GX pass and one table commit each
+MIN_CHUNK = 32  # below this a chunk costs more in GX and commit overhead than it saves
 FETCH_THREADS = 16  # object GETs are latency-bound (S3)
 PARQUET_TRANSPORT = {"stored_format": "parquet", "aead": "none", "key_id": "none"}
 
@@ -43,7 +44,7 @@ def plan_chunks(refs: list[BatchRef], workers: int = 2) -> list[list[BatchRef]]:
     """Cut the new batches into chunks: a few per worker (for balance), never more than MAX_CHUNK."""
     if not refs:
         return []
-    size = max(1, min(MAX_CHUNK, math.ceil(len(refs) / (workers * 4))))
+    size = max(MIN_CHUNK, min(MAX_CHUNK, math.ceil(len(refs) / (workers * 4))))
     return [refs[i:i + size] for i in range(0, len(refs), size)]
 
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from tandem.contract.features import FEATURE_NAMES
 from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
-from tandem.data import table
+from tandem.data import table as accepted
 from tandem.data.ingest import open_batch
 from tandem.data.store import Store, get_json, put_json, sha256_hex
 from tandem.privacy.anonymity import enforce_k
@@ -118,7 +118,7 @@ def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes])
 # A snapshot as a version of the accepted-rows table (tandem.data.table): nothing is copied, the
 # version is the dataset, and training reads only the columns it needs from it.
 
-TRAIN_COLUMNS = ["pseudonym", "window_id", "captured_at", *FEATURE_NAMES, "label", "policy", table.BATCH_ID]
+TRAIN_COLUMNS = ["pseudonym", "window_id", "captured_at", *FEATURE_NAMES, "label", "policy", accepted.BATCH_ID]
 POLICIES = "table/policies/"
 
 
@@ -155,16 +155,16 @@ def _within_window(rows: pa.Table, days: int | None, now: datetime | None) -> pa
     if days is None:
         return rows
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
-    newest = rows.group_by(table.BATCH_ID).aggregate([("captured_at", "max")])
+    newest = rows.group_by(accepted.BATCH_ID).aggregate([("captured_at", "max")])
     keep = newest.filter(pc.greater_equal(newest["captured_at_max"], pa.scalar(cutoff, rows.schema.field("captured_at").type)))
-    return rows.filter(pc.is_in(rows[table.BATCH_ID], value_set=keep[table.BATCH_ID]))
+    return rows.filter(pc.is_in(rows[accepted.BATCH_ID], value_set=keep[accepted.BATCH_ID]))
 
 
 def table_snapshot(store: Store, data_window_days: int | None = None, version: int | None = None,
                    now: datetime | None = None) -> Snapshot | None:
     """The training dataset as a table version (the latest unless `version`); None while the table
     is empty. Same rows, same order as `build_snapshot` gives for the same accepted batches."""
-    dt = table.open_table(store, version)
+    dt = accepted.open_table(store, version)
     if dt is None:
         return None
     version = dt.version()
@@ -177,10 +177,10 @@ def table_snapshot(store: Store, data_window_days: int | None = None, version: i
     policies = _table_policies(store, set(pc.unique(rows["policy"]).to_pylist()))
     anonymized = [p for p in policies.values() if "anonymized" in p["forms"]]
     if anonymized:  # k needs the quasi-identifiers: read them too, and only then
-        extra = dt.to_pyarrow_table(columns=[table.BATCH_ID, "window_id", *DEVICE_COLUMNS])
-        rows = rows.join(extra, [table.BATCH_ID, "window_id"])
+        extra = dt.to_pyarrow_table(columns=[accepted.BATCH_ID, "window_id", *DEVICE_COLUMNS])
+        rows = rows.join(extra, [accepted.BATCH_ID, "window_id"])
     # a window shared twice counts once (the first by batch id, as the batch-by-batch snapshot did)
-    frame = rows.sort_by([(table.BATCH_ID, "ascending")]).to_pandas()
+    frame = rows.sort_by([(accepted.BATCH_ID, "ascending")]).to_pandas()
     frame = frame.drop_duplicates("window_id").sort_values(["captured_at", "window_id"]).reset_index(drop=True)
     k_report = None
     if anonymized:
@@ -188,7 +188,7 @@ def table_snapshot(store: Store, data_window_days: int | None = None, version: i
         frame, k_report = enforce_k(frame, k, min(p["max_suppression"] for p in anonymized))
         if not len(frame):
             raise ValueError(f"k-anonymity: fewer than k={k} users in the accepted data; everything would be suppressed")
-    batches = sorted(pc.unique(rows[table.BATCH_ID]).to_pylist())
+    batches = sorted(pc.unique(rows[accepted.BATCH_ID]).to_pylist())
     table_id = dt.metadata().id
     files = "\n".join(sorted(dt.file_uris()))
     sid = f"v{version}-" + hashlib.sha256(f"{table_id}\n{version}\n".encode() + "\n".join(batches).encode()).hexdigest()[:10]
@@ -198,12 +198,12 @@ def table_snapshot(store: Store, data_window_days: int | None = None, version: i
         "rows": len(frame),
         "users": int(frame["pseudonym"].nunique()),
         "label_counts": {k: int(v) for k, v in frame["label"].value_counts().sort_index().items()},
-        "table": {"key": table.TABLE, "version": version, "table_id": table_id, "data_window_days": data_window_days},
-        "data": {"key": table.TABLE, "sha256": hashlib.sha256(files.encode()).hexdigest(), "files": files.count("\n") + 1},
+        "table": {"key": accepted.TABLE, "version": version, "table_id": table_id, "data_window_days": data_window_days},
+        "data": {"key": accepted.TABLE, "sha256": hashlib.sha256(files.encode()).hexdigest(), "files": files.count("\n") + 1},
         "batches": batches,
         "policies": policies,
     }
     if k_report is not None:
         manifest["k_anonymity"] = k_report
     put_json(store, f"{DATASETS}{sid}/manifest.json", manifest, if_absent=True)  # what a release points back to
-    return Snapshot(sid, frame, manifest, location=f"{table.TABLE}@v{version}")
+    return Snapshot(sid, frame, manifest, location=f"{accepted.TABLE}@v{version}")
