@@ -78,6 +78,8 @@ def ingest_chunk(store: Store, refs: list[BatchRef], keyring: dict[str, bytes], 
                  run_id: str | None = None) -> list[dict]:
     """Judge, append and ledger one chunk. Returns the ledger entries, each with ``"new"``: whether this
     call recorded it (False: another run had, e.g. before a crash or while racing)."""
+    if not refs:
+        return []
     datas = _fetch(store, refs)
     by_id = {r.batch_id: (r, d) for r, d in zip(refs, datas)}
     candidates: list[Candidate] = []
