@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from tandem.data import bulk_ingest, ingest, landing
 from tandem.data import table as accepted
@@ -140,20 +143,27 @@ def test_a_crash_between_the_table_commit_and_the_ledger_counts_nothing_twice(us
     assert not ingest.discover(store)
 
 
-def test_a_stale_writer_loses_the_race_for_a_batch_and_appends_nothing_twice(users, tmp_path):
-    """Two writers that both saw the batch as uncommitted: Delta refuses the second commit of the same
-    batch (its application transaction), and the retry drops it."""
+def test_append_leaves_out_committed_batches_and_delta_refuses_a_stale_commit_of_one(users, tmp_path):
     store = LocalStore(tmp_path / "store")
     sharing.share(store, users[:2], 0.9, b"key", batch_size=8)
     refs = ingest.discover(store)
     rows = pa.concat_tables([bulk_ingest._rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs])
     ids = [r.batch_id for r in refs]
-    stale = accepted.open_table(store)
-    accepted.append(store, rows, ids[:2])
-    assert stale is None or not accepted.committed(stale, ids[:2])
-    _, committed_now = accepted.append(store, rows, ids)
-    assert committed_now == set(ids[2:])
-    assert table_rows_by_batch(store).to_dict() == {b: 8 for b in ids}
+    accepted.append(store, rows, ids[:1])
+    stale = accepted.open_table(store)  # a writer that checked before the others committed
+    assert accepted.committed(stale, ids) == {ids[0]}
+    _, committed_now = accepted.append(store, rows, ids[:3])
+    assert committed_now == set(ids[1:3])  # the committed batch left out
+    # the race itself: the stale writer commits batch 1 too, carrying its transaction -> Delta refuses
+    where = accepted.locate(store)
+    with pytest.raises(CommitFailedError, match="Concurrent transaction"):
+        write_deltalake(stale, rows.filter(pc.equal(rows[accepted.BATCH_ID], ids[1])).cast(accepted.TABLE_SCHEMA),
+                        mode="append", storage_options=where.storage_options,
+                        commit_properties=CommitProperties(app_transactions=[Transaction(accepted.app_id(ids[1]), 1)]))
+    _, committed_now = accepted.append(store, rows, ids)  # what append does after such a refusal: look again
+    assert committed_now == set(ids[3:])
+    file_rows = {r.batch_id: pq.read_metadata(store.root / r.key).num_rows for r in refs}
+    assert table_rows_by_batch(store).to_dict() == file_rows
 
 
 def test_discovery_lists_only_open_days_and_still_reads_the_flat_layout(users, tmp_path):
