@@ -34,29 +34,27 @@ from tandem.data.validation.bulk import Candidate, structural, validate_many
 from tandem.privacy import sealing
 from tandem.settings import Settings
 
-MAX_CHUNK = 250  # batches per chunk: one GX pass and one table commit each
+MAX_CHUNK = 1000  # batches per chunk (a task: one GX pass and one table commit per ROWS_PER_PASS rows)
 MIN_CHUNK = 32  # below this a chunk costs more in GX and commit overhead than it saves
-FETCH_THREADS = 16  # object GETs are latency-bound (S3)
+ROWS_PER_PASS = 500_000  # rows in one GX pass: GX's cost is mostly per pass, memory is per row
+IO_THREADS = 16  # object GETs and PUTs are latency-bound (S3)
 PARQUET_TRANSPORT = {"stored_format": "parquet", "aead": "none", "key_id": "none"}
 
 
 def plan_chunks(refs: list[BatchRef], workers: int = 2) -> list[list[BatchRef]]:
-    """Cut the new batches into chunks: a few per worker (for balance), never more than MAX_CHUNK."""
+    """Cut the new batches into chunks: one per worker when they fit (GX's cost is mostly per pass), never
+    more than MAX_CHUNK batches, never fewer than MIN_CHUNK."""
     if not refs:
         return []
-    size = max(MIN_CHUNK, min(MAX_CHUNK, math.ceil(len(refs) / (workers * 4))))
+    size = max(MIN_CHUNK, min(MAX_CHUNK, math.ceil(len(refs) / workers)))
     return [refs[i:i + size] for i in range(0, len(refs), size)]
 
 
-def _fetch(store: Store, refs: list[BatchRef]) -> list[bytes]:
-    def get(ref: BatchRef) -> bytes:
-        try:
-            return store.get(ref.key)
-        except NotFound:
-            raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
-
-    with ThreadPoolExecutor(min(FETCH_THREADS, len(refs))) as pool:
-        return list(pool.map(get, refs))
+def _get(store: Store, ref: BatchRef) -> bytes:
+    try:
+        return store.get(ref.key)
+    except NotFound:
+        raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
 
 
 def _facts(table: pa.Table) -> dict:
@@ -80,15 +78,42 @@ def ingest_chunk(store: Store, refs: list[BatchRef], keyring: dict[str, bytes], 
     call recorded it (False: another run had, e.g. before a crash or while racing)."""
     if not refs:
         return []
-    datas = _fetch(store, refs)
-    by_id = {r.batch_id: (r, d) for r, d in zip(refs, datas)}
-    candidates: list[Candidate] = []
-    alone: list[str] = []
-    for ref, data in zip(refs, datas):
-        found = None if sealing.is_sealed(data) else structural(data, ref.batch_id)
-        (candidates.append(found) if found else alone.append(ref.batch_id))
+    with ThreadPoolExecutor(min(IO_THREADS, len(refs))) as pool:  # GETs wait on the network, parquet decoding frees the GIL
+        datas = list(pool.map(lambda ref: _get(store, ref), refs))
+        found = list(pool.map(lambda rd: None if sealing.is_sealed(rd[1]) else structural(rd[1], rd[0].batch_id),
+                              zip(refs, datas)))
+        results: dict[str, tuple[dict, bool]] = {}
+        for group in _passes(refs, found):
+            results.update(_judge_and_commit(store, pool, [(refs[i], datas[i], found[i]) for i in group], keyring,
+                                             suites_dir, run_id))
+    by_partition: dict[str, list[str]] = {}
+    for ref in refs:
+        by_partition.setdefault(landing.partition_of(ref.key), []).append(ref.batch_id)
+    for partition, ids in by_partition.items():
+        landing.write_cursor(store, partition, ids)
+    return [{**results[r.batch_id][0], "new": results[r.batch_id][1]} for r in refs]
+
+
+def _passes(refs: list[BatchRef], found: list[Candidate | None]) -> list[list[int]]:
+    """Consecutive groups of the chunk with at most ROWS_PER_PASS rows: one GX pass and one commit each
+    (bounds memory when batches are large; small batches make one group)."""
+    groups, current, rows = [], [], 0
+    for i, candidate in enumerate(found):
+        n = candidate.table.num_rows if candidate else 0
+        if current and rows + n > ROWS_PER_PASS:
+            groups.append(current)
+            current, rows = [], 0
+        current.append(i)
+        rows += n
+    return groups + [current]
+
+
+def _judge_and_commit(store: Store, pool: ThreadPoolExecutor, group: list[tuple[BatchRef, bytes, Candidate | None]],
+                      keyring: dict[str, bytes], suites_dir: Path | None, run_id: str | None) -> dict:
+    by_id = {ref.batch_id: (ref, data) for ref, data, _ in group}
+    candidates = [c for _, _, c in group if c is not None]
     outcome = validate_many(candidates, suites_dir)
-    alone += outcome.failed
+    alone = [ref.batch_id for ref, _, c in group if c is None] + outcome.failed
     tables = {c.batch_id: c.table for c in candidates if c.batch_id in outcome.passed}
     good = {b: (reason, PARQUET_TRANSPORT) for b, reason in outcome.passed.items()}
 
@@ -102,25 +127,21 @@ def ingest_chunk(store: Store, refs: list[BatchRef], keyring: dict[str, bytes], 
             good[batch_id] = (verdict.reason, transport)
         else:
             results[batch_id] = ingest.record(store, ref, data, verdict, transport, run_id)
+    if not good:
+        return results
 
-    if good:
-        ids = [r.batch_id for r in refs if r.batch_id in good]
-        record_policies(store, [tables[b] for b in ids])
-        rows = pa.concat_tables([_rows(b, tables[b]) for b in ids])
-        version, _ = accepted_table.append(store, rows, ids, run_id)
-        for batch_id in ids:
-            ref, data = by_id[batch_id]
-            reason, transport = good[batch_id]
-            verdict = BatchVerdict(True, reason, {}, tables[batch_id].num_rows)
-            facts = {**_facts(tables[batch_id]), "table_version": version}
-            results[batch_id] = ingest.record(store, ref, data, verdict, transport, run_id, facts)
+    ids = [ref.batch_id for ref, _, _ in group if ref.batch_id in good]
+    record_policies(store, [tables[b] for b in ids])
+    version, _ = accepted_table.append(store, pa.concat_tables([_rows(b, tables[b]) for b in ids]), ids, run_id)
 
-    by_partition: dict[str, list[str]] = {}
-    for ref in refs:
-        by_partition.setdefault(landing.partition_of(ref.key), []).append(ref.batch_id)
-    for partition, ids in by_partition.items():
-        landing.write_cursor(store, partition, ids)
-    return [{**results[r.batch_id][0], "new": results[r.batch_id][1]} for r in refs]
+    def ledger(batch_id: str) -> tuple[dict, bool]:  # only after the commit: see the module's docstring
+        ref, data = by_id[batch_id]
+        reason, transport = good[batch_id]
+        verdict = BatchVerdict(True, reason, {}, tables[batch_id].num_rows)
+        return ingest.record(store, ref, data, verdict, transport, run_id, {**_facts(tables[batch_id]), "table_version": version})
+
+    results.update(zip(ids, pool.map(ledger, ids)))
+    return results
 
 
 def run_chunk(settings: Settings, refs: list[BatchRef], run_id: str | None = None) -> list[dict]:
