@@ -156,7 +156,8 @@ def default_workers() -> int:
 def run_chunks(settings: Settings, chunks: list[list[BatchRef]], run_id: str | None = None,
                workers: int | None = None) -> list[dict]:
     """Every chunk, in parallel processes (one chunk runs in this process). A forkserver starts the
-    workers: forking a process that runs threads (Prefect's, boto3's) can deadlock the child."""
+    workers (once per process, with the heavy imports preloaded): a plain fork would copy locks held
+    by other threads (Prefect's) and delta-rs's async runtime, which refuses to run in a forked child."""
     workers = min(workers or default_workers(), len(chunks))
     if workers <= 1:
         return [e for chunk in chunks for e in run_chunk(settings, chunk, run_id)]
