@@ -221,8 +221,8 @@ def test_sigkill_at_any_point_then_a_rerun_counts_every_batch_and_row_once(users
     store = _fleet_store(tmp_path, users, 6)
     env = _env(tmp_path / "home", str(store.root))
     file_rows = {ingest.batch_ref(k).batch_id: pq.read_metadata(store.root / k).num_rows for k in store.list("incoming/")}
-    kills = 0
-    for delay in (3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 16.0):
+    kills, states = 0, []  # after each kill: (batches in the table, in the ledger, in the table but not the ledger)
+    for delay in (3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 22.0, 26.0, 30.0, 35.0):
         proc = _start_ingest(env)
         time.sleep(delay)
         if proc.poll() is not None:
@@ -232,12 +232,15 @@ def test_sigkill_at_any_point_then_a_rerun_counts_every_batch_and_row_once(users
         kills += 1
         in_table = table_rows_by_batch(store)  # even mid-way: no batch twice, no partial batch
         assert all(file_rows[b] == n for b, n in in_table.items())
+        ledgered = {e["batch_id"] for e in ingest.ledger_entries(store)}
+        states.append((len(in_table), len(ledgered), len(set(in_table.index) - ledgered)))
     final = subprocess.run([sys.executable, "-m", "tandem.cli", "ingest", "--direct"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-2000:]
     entries = assert_exactly_once(store)
     assert kills >= 1 and all(e["outcome"] == "accepted" for e in entries)
-    print(f"killed {kills} times; {len(entries)} batches, {int(table_rows_by_batch(store).sum())} rows, once each")
+    print(f"killed {kills} times, states (in table, in ledger, committed but not ledgered): {states}; "
+          f"then {len(entries)} batches, {int(table_rows_by_batch(store).sum())} rows, once each")
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"])
