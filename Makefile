@@ -8,7 +8,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # the demo's keychain file (mode 600, outside the store; never in git, logs or MLflow).
 KEYCHAIN := $(TANDEM_HOME)/device-keychain.env
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test install clean-demo bench
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo: install $(KEYCHAIN)
 test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
+
+# Ingest at fleet scale, local store and moto S3 (minutes): writes bench/results.json, prints the table.
+bench: install
+	nice $(PY) bench/bench_ingest.py
 
 clean-demo:
 	rm -rf $(TANDEM_HOME)

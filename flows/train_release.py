@@ -4,13 +4,11 @@ Composition only: every step is a task from `tasks/`, which wraps a step of `tan
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
-from flows.runners import batch_task_runner
+from flows.ingest import ingest
 from tandem import pipeline
 from tandem.release.params import RunParams
 from tandem.settings import Settings
-from tasks.ingest import discover_batches, validate_batch
 from tasks.release import (
     fail_tracking,
     publish_candidate,
@@ -27,24 +25,13 @@ from tasks.train import (
 )
 
 
-@flow(name="validate-batches", task_runner=batch_task_runner(Settings()))
-def validate_batches(ctx: pipeline.Context, refs: list, run_id: str | None = None) -> list[dict]:
-    """Validate each new batch once (in parallel; on a Dask cluster when TANDEM_DASK_ADDRESS is set)."""
-    return [f.result() for f in validate_batch.map(ctx, refs, run_id=run_id)]
-
-
 @flow(name="train-and-release", log_prints=True)
 def train_and_release(params: RunParams = RunParams()) -> dict:
-    """Ingest new batches, validate each (quarantining bad ones), snapshot the accepted data, pretrain,
+    """Ingest new batches (validate, quarantine bad ones, append to the table), train on the table's latest version, pretrain,
     evaluate on users who never shared, convert to an updatable Core ML model and publish it."""
     log = get_run_logger()
     ctx = pipeline.Context(Settings())
-    refs = discover_batches(ctx)
-    log.info("%d new batch(es) in the landing zone", len(refs))
-    entries = validate_batches(ctx, refs, flow_run.get_id()) if refs else []
-    summary = pipeline.summarize(entries)
-    for batch_id, reason in summary["quarantine_reasons"].items():
-        log.warning("quarantined batch %s: %s", batch_id, reason)
+    summary = ingest()  # the ingest flow, as a subflow: new batches into the table first
 
     snapshot = snapshot_dataset(ctx, params.data_window_days)
     if snapshot is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from tandem.data import ingest
+from tandem.data import bulk_ingest, ingest, table
 from tandem.data.ingest import BatchRef
-from tandem.data.snapshot import Snapshot, build_snapshot
+from tandem.data.snapshot import Snapshot, table_snapshot
 from tandem.data.store import Store, store_from_settings
 from tandem.privacy import sealing
 from tandem.release import candidate
@@ -51,21 +51,45 @@ def discover_batches(ctx: Context) -> list[BatchRef]:
     return ingest.discover(ctx.store)
 
 
-def judge_batch(ctx: Context, ref: BatchRef, run_id: str | None = None) -> dict:
-    """Validate one batch and record it in the ledger once (accepted, or quarantined with a reason)."""
-    return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir)
+def plan_chunks(ctx: Context, refs: list[BatchRef]) -> list[list[BatchRef]]:
+    return bulk_ingest.plan_chunks(refs, bulk_ingest.default_workers())
+
+
+def ingest_chunk(ctx: Context, refs: list[BatchRef], run_id: str | None = None) -> list[dict]:
+    """Validate a chunk of batches in one pass, append the good rows to the table in one commit,
+    quarantine the bad ones, ledger all of them once."""
+    return bulk_ingest.ingest_chunk(ctx.store, refs, ctx.keyring, ctx.settings.expectations_dir, run_id)
+
+
+def ingest_chunks(ctx: Context, chunks: list[list[BatchRef]], run_id: str | None = None) -> list[dict]:
+    """Every chunk, in parallel processes on this machine."""
+    return bulk_ingest.run_chunks(ctx.settings, chunks, run_id)
+
+
+def settle_landing(ctx: Context) -> dict:
+    """Compact the landing zone's cursors, close the finished days; the table's version now."""
+    return {"closed_partitions": bulk_ingest.settle(ctx.store), "table_version": table.table_version(ctx.store)}
 
 
 def summarize(entries: list[dict]) -> dict:
+    """What this run recorded (entries another run had recorded first are not counted)."""
+    entries = [e for e in entries if e.get("new", True)]
     quarantined = [e for e in entries if e["outcome"] == "quarantined"]
     return {"new_batches": len(entries), "accepted": len(entries) - len(quarantined), "quarantined": len(quarantined),
             "quarantine_reasons": {e["batch_id"]: e["reason"] for e in quarantined}}
 
 
+def ingest_new(ctx: Context, run_id: str | None = None) -> dict:
+    """`tandem ingest` in-process: discover, validate, ledger and append the new batches."""
+    refs = discover_batches(ctx)
+    entries = ingest_chunks(ctx, plan_chunks(ctx, refs), run_id)
+    return {**summarize(entries), **settle_landing(ctx)}
+
+
 # train
 def snapshot_dataset(ctx: Context, data_window_days: int | None = None) -> Snapshot | None:
-    entries = training.within_window(ingest.accepted_entries(ctx.store), data_window_days)
-    return build_snapshot(ctx.store, entries, ctx.keyring) if entries else None
+    """The training data: the table's latest version (rows of batches within the window)."""
+    return table_snapshot(ctx.store, data_window_days)
 
 
 def already_trained(ctx: Context, snapshot_id: str) -> dict | None:
@@ -108,4 +132,3 @@ def record_trained(ctx: Context, snapshot_id: str, outcome: dict) -> None:
 
 def report(outcome: dict) -> str:
     return run_report(outcome)
-

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from tandem import pipeline
 from tandem.cli import device as device_cli
 from tandem.cli import expectations as expectations_cli
 from tandem.cli import launch
@@ -66,12 +67,29 @@ def share(
 
 
 @app.command()
+def ingest(direct: bool = typer.Option(False, help="run in this process without Prefect (what cron or a benchmark calls)")):
+    """Ingest the new batches, without training: validate them in chunks (Great Expectations), append the
+    good rows to the table of accepted rows (one commit per chunk), quarantine the bad ones with a
+    reason, ledger every batch once. Runs the `ingest` flow (Prefect ephemeral unless PREFECT_API_URL)."""
+    settings = Settings()
+    if direct:
+        summary = pipeline.ingest_new(pipeline.Context(settings))
+    else:
+        summary = launch.flow("flows.ingest:ingest", settings)()
+    console.print(f"batches: {summary['new_batches']} new, {summary['accepted']} accepted, {summary['quarantined']} quarantined")
+    for batch, reason in summary.get("quarantine_reasons", {}).items():
+        console.print(f"  [yellow]quarantined[/] {batch}: {reason}")
+    console.print(f"table of accepted rows: version {summary['table_version']}")
+
+
+@app.command()
 def run(
     params_file: Optional[Path] = typer.Option(None, exists=True, help="JSON with the run parameters (RunParams)"),
     epochs: Optional[int] = typer.Option(None, help="override the pretraining epochs"),
     force: bool = typer.Option(False, help="train and release even with no new batches"),
 ):
-    """Run the train-and-release flow locally (Prefect in ephemeral mode unless PREFECT_API_URL is set)."""
+    """Run the train-and-release flow locally (Prefect in ephemeral mode unless PREFECT_API_URL is set):
+    ingest first, then train on the table's latest version."""
     settings = Settings()
     train_and_release = launch.flow("flows.train_release:train_and_release", settings)
     params = RunParams.model_validate(json.loads(params_file.read_text())) if params_file else RunParams()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+from tandem.data import landing
 from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
 from tandem.data.validation import BatchVerdict, validate_batch
 from tandem.privacy import sealing
@@ -46,9 +47,15 @@ def ledger_key(batch_id: str) -> str:
 
 
 def discover(store: Store) -> list[BatchRef]:
-    """Batches in the landing zone without a ledger entry, in key order."""
-    seen = {PurePosixPath(k).stem for k in store.list(LEDGER)}
-    return [batch_ref(k) for k in store.list(INCOMING) if k.endswith(BATCH_SUFFIXES) and batch_ref(k).batch_id not in seen]
+    """Batches in the landing zone's open partitions that their cursor does not name yet, in key order,
+    one per batch id: O(new), not O(all) (`tandem.data.landing`). A batch that has a ledger entry but
+    is missing from the cursor (a killed run) comes back, and its create-only ledger write keeps it
+    counted once."""
+    refs: dict[str, BatchRef] = {}
+    for keys in landing.new_keys(store, lambda k: batch_ref(k).batch_id).values():
+        for key in keys:
+            refs.setdefault(batch_ref(key).batch_id, batch_ref(key))
+    return sorted(refs.values(), key=lambda r: r.key)
 
 
 def ledger_entries(store: Store) -> list[dict]:
@@ -72,6 +79,19 @@ def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id
     except NotFound:
         raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
     verdict, transport = _judge(data, ref.batch_id, keyring, suites_dir)
+    facts = None
+    if verdict.ok:
+        captured = verdict.frame["captured_at"]
+        facts = {"policy": sorted(verdict.frame["policy"].unique().tolist()),
+                 "captured_from": captured.min().isoformat(), "captured_to": captured.max().isoformat()}
+    return record(store, ref, data, verdict, transport, run_id, facts)[0]
+
+
+def record(store: Store, ref: BatchRef, data: bytes, verdict: BatchVerdict, transport: dict, run_id: str | None,
+           facts: dict | None = None) -> tuple[dict, bool]:
+    """Write a judged batch's outcome once: quarantine a bad one, then its ledger entry (create-only).
+    `facts`: what an accepted batch's entry adds (policy, captured_from/to, table_version). Returns
+    (the ledger entry, whether this call wrote it; else another run's entry)."""
     entry = {
         "batch_id": ref.batch_id,
         "key": ref.key,
@@ -85,9 +105,7 @@ def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id
         "stored_format": transport["stored_format"],
     }
     if verdict.ok:
-        entry["policy"] = sorted(verdict.frame["policy"].unique().tolist())
-        captured = verdict.frame["captured_at"]
-        entry["captured_from"], entry["captured_to"] = captured.min().isoformat(), captured.max().isoformat()
+        entry.update(facts or {})
     else:
         # Quarantine first, ledger second: a crash in between leaves a batch that is simply judged again.
         base = f"{QUARANTINE}{ref.batch_id}/"
@@ -96,8 +114,8 @@ def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id
         store.put(base + "reason.txt", (verdict.reason + "\n").encode())
         entry["quarantine"] = base
     if put_json(store, ledger_key(ref.batch_id), entry, if_absent=True):
-        return entry
-    return get_json(store, ledger_key(ref.batch_id))
+        return entry, True
+    return get_json(store, ledger_key(ref.batch_id)), False
 
 
 def open_batch(data: bytes, keyring: dict[str, bytes]) -> tuple[bytes, dict]:

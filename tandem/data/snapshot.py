@@ -13,12 +13,16 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tandem.contract.features import FEATURE_NAMES
+from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
+from tandem.data import table as accepted
 from tandem.data.ingest import open_batch
 from tandem.data.store import Store, get_json, put_json, sha256_hex
 from tandem.privacy.anonymity import enforce_k
@@ -32,10 +36,11 @@ class Snapshot:
     snapshot_id: str
     frame: pd.DataFrame
     manifest: dict
+    location: str | None = None  # a table version's data: the table's key (the manifest says which version)
 
     @property
     def key(self) -> str:
-        return f"{DATASETS}{self.snapshot_id}/data.parquet"
+        return self.location or f"{DATASETS}{self.snapshot_id}/data.parquet"
 
 
 def snapshot_id(entries: list[dict]) -> str:
@@ -107,3 +112,98 @@ def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes])
     store.put(f"{DATASETS}{sid}/data.parquet", data, if_absent=True)
     put_json(store, manifest_key, manifest, if_absent=True)  # the manifest last: it marks the snapshot complete
     return Snapshot(sid, frame, manifest)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A snapshot as a version of the accepted-rows table (tandem.data.table): nothing is copied, the
+# version is the dataset, and training reads only the columns it needs from it.
+
+TRAIN_COLUMNS = ["pseudonym", "window_id", "captured_at", *FEATURE_NAMES, "label", "policy", accepted.BATCH_ID]
+POLICIES = "table/policies/"
+
+
+def record_policies(store: Store, tables: list[pa.Table]) -> None:
+    """Keep the public JSON of each policy the batches recorded (a handful ever), for the snapshot's
+    manifest and its k: the table's rows carry only the policy's name."""
+    seen = set()
+    for t in tables:
+        raw = (t.schema.metadata or {}).get(b"tandem.policy")
+        if raw and raw not in seen:
+            seen.add(raw)
+            policy = policy_from_metadata(t.schema.metadata)
+            slug = "".join(c if c.isalnum() else "_" for c in policy.name)
+            put_json(store, f"{POLICIES}{slug}-{sha256_hex(raw)[:12]}.json", policy.public_dict(), if_absent=True)
+
+
+def _table_policies(store: Store, names: set[str]) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for key in store.list(POLICIES):
+        policy = get_json(store, key)
+        if policy.get("name") in names:
+            found.setdefault(policy["name"], policy)
+    for name in names - set(found):
+        try:
+            found[name] = load_policy(name).public_dict()
+        except ValueError:
+            pass
+    return found
+
+
+def _within_window(rows: pa.Table, days: int | None, now: datetime | None) -> pa.Table:
+    """The rows of batches whose newest window falls within the last `days` days (as the ledger's
+    ``captured_to`` decided before)."""
+    if days is None:
+        return rows
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
+    newest = rows.group_by(accepted.BATCH_ID).aggregate([("captured_at", "max")])
+    keep = newest.filter(pc.greater_equal(newest["captured_at_max"], pa.scalar(cutoff, rows.schema.field("captured_at").type)))
+    return rows.filter(pc.is_in(rows[accepted.BATCH_ID], value_set=keep[accepted.BATCH_ID]))
+
+
+def table_snapshot(store: Store, data_window_days: int | None = None, version: int | None = None,
+                   now: datetime | None = None) -> Snapshot | None:
+    """The training dataset as a table version (the latest unless `version`); None while the table
+    is empty. Same rows, same order as `build_snapshot` gives for the same accepted batches."""
+    dt = accepted.open_table(store, version)
+    if dt is None:
+        return None
+    version = dt.version()
+    rows = dt.to_pyarrow_table(columns=TRAIN_COLUMNS)
+    i = rows.schema.get_field_index("captured_at")  # Delta keeps microseconds; the batches' unit is ms
+    rows = rows.set_column(i, "captured_at", rows["captured_at"].cast(BATCH_SCHEMA.field("captured_at").type))
+    rows = _within_window(rows, data_window_days, now)
+    if not rows.num_rows:
+        return None
+    policies = _table_policies(store, set(pc.unique(rows["policy"]).to_pylist()))
+    anonymized = [p for p in policies.values() if "anonymized" in p["forms"]]
+    if anonymized:  # k needs the quasi-identifiers: read them too, and only then
+        extra = dt.to_pyarrow_table(columns=[accepted.BATCH_ID, "window_id", *DEVICE_COLUMNS])
+        rows = rows.join(extra, [accepted.BATCH_ID, "window_id"])
+    # a window shared twice counts once (the first by batch id, as the batch-by-batch snapshot did)
+    frame = rows.sort_by([(accepted.BATCH_ID, "ascending")]).to_pandas()
+    frame = frame.drop_duplicates("window_id").sort_values(["captured_at", "window_id"]).reset_index(drop=True)
+    k_report = None
+    if anonymized:
+        k = max(p["k"] for p in anonymized)
+        frame, k_report = enforce_k(frame, k, min(p["max_suppression"] for p in anonymized))
+        if not len(frame):
+            raise ValueError(f"k-anonymity: fewer than k={k} users in the accepted data; everything would be suppressed")
+    batches = sorted(pc.unique(rows[accepted.BATCH_ID]).to_pylist())
+    table_id = dt.metadata().id
+    files = "\n".join(sorted(dt.file_uris()))
+    sid = f"v{version}-" + hashlib.sha256(f"{table_id}\n{version}\n".encode() + "\n".join(batches).encode()).hexdigest()[:10]
+    manifest = {
+        "snapshot_id": sid,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rows": len(frame),
+        "users": int(frame["pseudonym"].nunique()),
+        "label_counts": {k: int(v) for k, v in frame["label"].value_counts().sort_index().items()},
+        "table": {"key": accepted.TABLE, "version": version, "table_id": table_id, "data_window_days": data_window_days},
+        "data": {"key": accepted.TABLE, "sha256": hashlib.sha256(files.encode()).hexdigest(), "files": files.count("\n") + 1},
+        "batches": batches,
+        "policies": policies,
+    }
+    if k_report is not None:
+        manifest["k_anonymity"] = k_report
+    put_json(store, f"{DATASETS}{sid}/manifest.json", manifest, if_absent=True)  # what a release points back to
+    return Snapshot(sid, frame, manifest, location=f"{accepted.TABLE}@v{version}")

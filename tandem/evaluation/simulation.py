@@ -5,8 +5,8 @@ Round r (0-based), with the sharing users split into waves that join one per rou
 1. every device's local data grows: the r-th chunk of its local pool (capture order) arrives;
 2. the sharing users of waves 0..r share the part of their available, not yet shared pool windows
    that `sharing.shared_mask` selects (the real `sharing.share_user`, into a LocalStore);
-3. the server runs what the train-and-release flow runs: `ingest.discover` + `ingest.process_batch`
-   (Great Expectations validation, ledger, quarantine), `dataset.build_snapshot`, `pretrain.pretrain`
+3. the server runs what the train-and-release flow runs: `ingest.discover` + the bulk ingest
+   (Great Expectations validation, ledger, quarantine, table append), `snapshot.table_snapshot`, `pretrain.pretrain`
    and `pretrain.convert` -> the round's base .mlmodel;
 4. every device first restores its encrypted backup against the base it has installed (an app
    reinstall), then installs the new base: `backup.reconcile` finds the backup incompatible and
@@ -98,7 +98,8 @@ def simulated_server(root: Path) -> pipeline.Context:
 def server_round(ctx: pipeline.Context, run_params: RunParams, metadata: dict | None = None) -> ServerRound:
     """Ingest the new batches, snapshot all accepted data, pretrain and convert: the pipeline's steps."""
     t0 = time.perf_counter()
-    entries = [pipeline.judge_batch(ctx, ref) for ref in pipeline.discover_batches(ctx)]
+    refs = pipeline.discover_batches(ctx)
+    entries = pipeline.ingest_chunk(ctx, refs) if refs else []  # one chunk, in this process: rounds are small
     snapshot = pipeline.snapshot_dataset(ctx)
     result = pipeline.pretrain_model(ctx, snapshot, run_params, run_id=None)
     mlmodel = pipeline.convert_model(result, run_params, {"snapshot": snapshot.snapshot_id, **(metadata or {})})

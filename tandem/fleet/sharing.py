@@ -1,5 +1,5 @@
 """The devices' upload: each sharing user shares a fraction of their windows as batches in
-``incoming/``, featurized, in the shared-batch format and in the modified form its sharing policy
+``incoming/dt=<upload day>/<device>/``, featurized, in the shared-batch format and in the modified form its sharing policy
 declares (`tandem.privacy.policy`: pseudonymized, and optionally anonymized, dp, encrypted).
 
 Deterministic: which windows a user shares, how they are cut into batches and the batch ids depend
@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from tandem.contract.features import FEATURE_NAMES
 from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
+from tandem.data.landing import upload_key
 from tandem.data.store import Store
 from tandem.fleet.users import UserData
 from tandem.privacy import sealing
@@ -125,9 +126,8 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
         data = table_bytes(table)
         if seal_key is not None:
             data = sealing.seal(data, seal_key, seal_id)
-            object_key = f"incoming/{pseudonym[:16]}/{batch_id}{sealing.SEALED_SUFFIX}"
-        else:
-            object_key = f"incoming/{pseudonym[:16]}/{batch_id}.parquet"
+        # the upload day's folder: the server lists only the days it has not finished (tandem.data.landing)
+        object_key = upload_key(pseudonym[:16], batch_id, sealing.SEALED_SUFFIX if seal_key is not None else ".parquet")
         if store.put(object_key, data, if_absent=True):
             report.written.append(object_key)
         else:

@@ -100,7 +100,8 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
                     "users": snapshot.manifest["users"], "sha256": snapshot.manifest["data"]["sha256"],
                     "batches": len(snapshot.manifest["batches"]),
                     "sharing_policies": snapshot.manifest.get("policies", {}),
-                    "k_anonymity": snapshot.manifest.get("k_anonymity")},
+                    "k_anonymity": snapshot.manifest.get("k_anonymity"),
+                    "table": snapshot.manifest.get("table")},  # the table version trained on (time travel)
         "metrics": _headline(metrics),
         "class_labels": list(features.ACTIVITIES),
         "coreml": describe_updatable(spec),

@@ -1,0 +1,173 @@
+"""Ingest in chunks: each chunk of new batches is fetched, validated in one columnar pass
+(`tandem.data.validation.bulk`), its bad batches judged alone and quarantined as before, its good
+rows appended to the table in one commit (`tandem.data.table`), and only then ledgered. Chunks are
+independent: they run in parallel processes (or Dask workers) with no lock between them.
+
+Order of writes, and why it is crash-safe at every point:
+  quarantine copy -> ledger entry          (bad batch: a crash in between just judges it again)
+  table commit -> ledger entries -> cursor (good batches: a crash after the commit leaves batches the
+                                            rerun finds committed by their Delta transaction, so
+                                            it writes their ledger entries without appending again)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tandem.contract.schema import BATCH_SCHEMA
+from tandem.data import ingest, landing
+from tandem.data import table as accepted_table
+from tandem.data.ingest import BatchRef
+from tandem.data.snapshot import record_policies
+from tandem.data.store import NotFound, Store, store_from_settings
+from tandem.data.validation import BatchVerdict
+from tandem.data.validation.bulk import Candidate, structural, validate_many
+from tandem.privacy import sealing
+from tandem.settings import Settings
+
+MAX_CHUNK = 1000  # batches per chunk (a task: one GX pass and one table commit per ROWS_PER_PASS rows)
+MIN_CHUNK = 32  # below this a chunk costs more in GX and commit overhead than it saves
+ROWS_PER_PASS = 500_000  # rows in one GX pass: GX's cost is mostly per pass, memory is per row
+IO_THREADS = 16  # object GETs and PUTs are latency-bound (S3)
+PARQUET_TRANSPORT = {"stored_format": "parquet", "aead": "none", "key_id": "none"}
+
+
+def plan_chunks(refs: list[BatchRef], workers: int = 2) -> list[list[BatchRef]]:
+    """Cut the new batches into chunks: one per worker when they fit (GX's cost is mostly per pass), never
+    more than MAX_CHUNK batches, never fewer than MIN_CHUNK."""
+    if not refs:
+        return []
+    size = max(MIN_CHUNK, min(MAX_CHUNK, math.ceil(len(refs) / workers)))
+    return [refs[i:i + size] for i in range(0, len(refs), size)]
+
+
+def _get(store: Store, ref: BatchRef) -> bytes:
+    try:
+        return store.get(ref.key)
+    except NotFound:
+        raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
+
+
+def _facts(table: pa.Table) -> dict:
+    low, high = pc.min_max(table.column("captured_at")).values()
+    return {"policy": sorted(pc.unique(table.column("policy")).to_pylist()),
+            "captured_from": low.as_py().isoformat(), "captured_to": high.as_py().isoformat()}
+
+
+def _rows(batch_id: str, table: pa.Table) -> pa.Table:
+    table = table.select(list(BATCH_SCHEMA.names)).replace_schema_metadata(None)
+    try:
+        table = table.cast(BATCH_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        table = table.cast(BATCH_SCHEMA, safe=False)  # a type GX accepts (e.g. us timestamps) that the schema narrows
+    return table.append_column(accepted_table.BATCH_ID, pa.array([batch_id] * table.num_rows, pa.string()))
+
+
+def ingest_chunk(store: Store, refs: list[BatchRef], keyring: dict[str, bytes], suites_dir: Path | None = None,
+                 run_id: str | None = None) -> list[dict]:
+    """Judge, append and ledger one chunk. Returns the ledger entries, each with ``"new"``: whether this
+    call recorded it (False: another run had, e.g. before a crash or while racing)."""
+    if not refs:
+        return []
+    with ThreadPoolExecutor(min(IO_THREADS, len(refs))) as pool:  # GETs wait on the network, parquet decoding frees the GIL
+        datas = list(pool.map(lambda ref: _get(store, ref), refs))
+        found = list(pool.map(lambda rd: None if sealing.is_sealed(rd[1]) else structural(rd[1], rd[0].batch_id),
+                              zip(refs, datas)))
+        results: dict[str, tuple[dict, bool]] = {}
+        for group in _passes(refs, found):
+            results.update(_judge_and_commit(store, pool, [(refs[i], datas[i], found[i]) for i in group], keyring,
+                                             suites_dir, run_id))
+    by_partition: dict[str, list[str]] = {}
+    for ref in refs:
+        by_partition.setdefault(landing.partition_of(ref.key), []).append(ref.batch_id)
+    for partition, ids in by_partition.items():
+        landing.write_cursor(store, partition, ids)
+    return [{**results[r.batch_id][0], "new": results[r.batch_id][1]} for r in refs]
+
+
+def _passes(refs: list[BatchRef], found: list[Candidate | None]) -> list[list[int]]:
+    """Consecutive groups of the chunk with at most ROWS_PER_PASS rows: one GX pass and one commit each
+    (bounds memory when batches are large; small batches make one group)."""
+    groups, current, rows = [], [], 0
+    for i, candidate in enumerate(found):
+        n = candidate.table.num_rows if candidate else 0
+        if current and rows + n > ROWS_PER_PASS:
+            groups.append(current)
+            current, rows = [], 0
+        current.append(i)
+        rows += n
+    return groups + [current]
+
+
+def _judge_and_commit(store: Store, pool: ThreadPoolExecutor, group: list[tuple[BatchRef, bytes, Candidate | None]],
+                      keyring: dict[str, bytes], suites_dir: Path | None, run_id: str | None) -> dict:
+    by_id = {ref.batch_id: (ref, data) for ref, data, _ in group}
+    candidates = [c for _, _, c in group if c is not None]
+    outcome = validate_many(candidates, suites_dir)
+    alone = [ref.batch_id for ref, _, c in group if c is None] + outcome.failed
+    tables = {c.batch_id: c.table for c in candidates if c.batch_id in outcome.passed}
+    good = {b: (reason, PARQUET_TRANSPORT) for b, reason in outcome.passed.items()}
+
+    results: dict[str, tuple[dict, bool]] = {}
+    for batch_id in alone:  # the per-batch judge, exactly as before, for its reason and GX result
+        ref, data = by_id[batch_id]
+        verdict, transport = ingest._judge(data, batch_id, keyring, suites_dir)
+        if verdict.ok:
+            plain, _ = ingest.open_batch(data, keyring)
+            tables[batch_id] = pq.read_table(io.BytesIO(plain))
+            good[batch_id] = (verdict.reason, transport)
+        else:
+            results[batch_id] = ingest.record(store, ref, data, verdict, transport, run_id)
+    if not good:
+        return results
+
+    ids = [ref.batch_id for ref, _, _ in group if ref.batch_id in good]
+    record_policies(store, [tables[b] for b in ids])
+    version, _ = accepted_table.append(store, pa.concat_tables([_rows(b, tables[b]) for b in ids]), ids, run_id)
+
+    def ledger(batch_id: str) -> tuple[dict, bool]:  # only after the commit: see the module's docstring
+        ref, data = by_id[batch_id]
+        reason, transport = good[batch_id]
+        verdict = BatchVerdict(True, reason, {}, tables[batch_id].num_rows)
+        return ingest.record(store, ref, data, verdict, transport, run_id, {**_facts(tables[batch_id]), "table_version": version})
+
+    results.update(zip(ids, pool.map(ledger, ids)))
+    return results
+
+
+def run_chunk(settings: Settings, refs: list[BatchRef], run_id: str | None = None) -> list[dict]:
+    """One chunk in any process: the store and keys are rebuilt from the settings there."""
+    return ingest_chunk(store_from_settings(settings), refs, sealing.keyring(settings), settings.expectations_dir, run_id)
+
+
+def default_workers() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def run_chunks(settings: Settings, chunks: list[list[BatchRef]], run_id: str | None = None,
+               workers: int | None = None) -> list[dict]:
+    """Every chunk, in parallel processes (one chunk runs in this process). A forkserver starts the
+    workers (once per process, with the heavy imports preloaded): a plain fork would copy locks held
+    by other threads (Prefect's) and delta-rs's async runtime, which refuses to run in a forked child."""
+    workers = min(workers or default_workers(), len(chunks))
+    if workers <= 1:
+        return [e for chunk in chunks for e in run_chunk(settings, chunk, run_id)]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tandem.data.bulk_ingest"])
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(run_chunk, settings, chunk, run_id) for chunk in chunks]
+        return [e for f in futures for e in f.result()]
+
+
+def settle(store: Store) -> list[str]:
+    """After the chunks: compact the cursors and close the open days old enough that are done."""
+    return landing.settle(store, landing.open_partitions(store), lambda k: ingest.batch_ref(k).batch_id)

@@ -1,0 +1,123 @@
+"""The accepted rows as one versioned table (Delta Lake, via delta-rs) inside the store, at
+``table/accepted/``: on the local folder and on S3 alike.
+
+Why Delta: every append is one atomic commit (readers see a whole version or the one before), a
+dataset snapshot is simply a table version (time travel), and concurrent writers need no lock
+(optimistic commits; on S3 through conditional puts).
+
+Exactly once: each append carries one Delta *application transaction* per batch (app id
+``tandem.batch/<batch id>``). Before appending, a writer drops the batches whose transaction is already
+in the table (a run that crashed after its commit but before its ledger write); two writers that
+commit the same batch at once conflict in Delta's commit check (``Concurrent transaction``), and the
+loser reloads and drops what the winner committed. So a batch's rows enter the table once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import boto3
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from tandem.contract.schema import BATCH_SCHEMA
+from tandem.data.store import LocalStore, S3Store, Store
+
+TABLE = "table/accepted"
+BATCH_ID = "batch_id"  # the column that says which batch a row came from
+TABLE_SCHEMA = pa.schema([*BATCH_SCHEMA, pa.field(BATCH_ID, pa.string(), nullable=False)])
+APP_PREFIX = "tandem.batch/"
+_WRITER = WriterProperties(compression="ZSTD")
+
+
+def app_id(batch_id: str) -> str:
+    return APP_PREFIX + batch_id
+
+
+@dataclass(frozen=True)
+class TableLocation:
+    uri: str
+    storage_options: dict | None
+
+
+def locate(store: Store) -> TableLocation:
+    """Where the table of `store` lives, and how delta-rs reaches it (the store's own S3 endpoint and
+    credentials; ``conditional_put=etag`` makes commits create-only on S3 without a lock service)."""
+    if isinstance(store, LocalStore):
+        return TableLocation(str(store.root / TABLE), None)
+    if isinstance(store, S3Store):
+        prefix = f"{store.prefix}/{TABLE}" if store.prefix else TABLE
+        options = {"conditional_put": "etag", "AWS_REGION": store.client.meta.region_name or "us-east-1"}
+        endpoint = store.client.meta.endpoint_url
+        if endpoint and not endpoint.startswith("https://s3."):
+            options["AWS_ENDPOINT_URL"] = endpoint
+            options["AWS_ALLOW_HTTP"] = "true" if endpoint.startswith("http://") else "false"
+        credentials = boto3.Session().get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            options.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
+            if frozen.token:
+                options["AWS_SESSION_TOKEN"] = frozen.token
+        return TableLocation(f"s3://{store.bucket}/{prefix}", options)
+    raise TypeError(f"no table location for a {type(store).__name__}")
+
+
+def open_table(store: Store, version: int | None = None) -> DeltaTable | None:
+    """The table (at `version`, else the latest), or None before the first append."""
+    where = locate(store)
+    try:
+        return DeltaTable(where.uri, version=version, storage_options=where.storage_options)
+    except TableNotFoundError:
+        return None
+
+
+def committed(table: DeltaTable | None, batch_ids) -> set[str]:
+    """The batches whose rows are already in `table` (their transaction is in its log)."""
+    if table is None:
+        return set()
+    return {b for b in batch_ids if table.transaction_version(app_id(b)) is not None}
+
+
+class AppendConflict(RuntimeError):
+    """Delta kept refusing the commit; the caller's batches stay unledgered and the next run retries."""
+
+
+def append(store: Store, rows: pa.Table, batch_ids: list[str], run_id: str | None = None,
+           attempts: int = 8) -> tuple[int | None, set[str]]:
+    """Append the rows of `batch_ids` (column ``batch_id`` says which row is whose) in one commit,
+    leaving out batches already in the table. Returns (the version holding them, or None when all
+    were in already; the batch ids this call committed)."""
+    where = locate(store)
+    todo = list(dict.fromkeys(batch_ids))
+    for attempt in range(attempts):
+        table = open_table(store)
+        todo = [b for b in todo if b not in committed(table, todo)]
+        if not todo:
+            return (table.version() if table is not None else None), set()
+        part = rows.filter(pc.is_in(rows[BATCH_ID], value_set=pa.array(todo, pa.string())))
+        properties = CommitProperties(
+            app_transactions=[Transaction(app_id(b), 1, int(time.time() * 1000)) for b in todo],
+            custom_metadata={"tandem.batches": str(len(todo)), "tandem.run_id": str(run_id or "")},
+            max_commit_retries=20)
+        try:
+            write_deltalake(table if table is not None else where.uri, part.cast(TABLE_SCHEMA), mode="append",
+                            storage_options=where.storage_options, commit_properties=properties,
+                            writer_properties=_WRITER, name="tandem accepted rows" if table is None else None)
+        except CommitFailedError:
+            time.sleep(0.05 * (attempt + 1))  # another writer committed some of the same batches: look again
+            continue
+        except Exception as exc:  # creating the table: the other writer created it first
+            if table is None and "already exists" in str(exc).lower():
+                continue
+            raise
+        after = open_table(store)
+        return after.version(), set(todo)
+    raise AppendConflict(f"table append still conflicting after {attempts} attempts ({len(todo)} batches)")
+
+
+def table_version(store: Store) -> int | None:
+    table = open_table(store)
+    return None if table is None else table.version()

@@ -1,0 +1,188 @@
+"""Validating many batches in one columnar pass.
+
+1. Per file, with pyarrow only (cheap): readable, the schema's names and types in order, at least one
+   row, a policy name the suites know, the recorded policy (parquet metadata) equal to the column,
+   and a form whose suite runs on rows (anonymized, dp). A batch that fails any of these, or is sealed
+   or declares ``encrypted``, is not bulk material: it goes to the per-batch judge as before.
+2. One GX validation of the shared-batch suite over the rows of all the others at once, with a
+   ``__batch`` column; then each form's suite over the rows of the batches declaring it. Table-level
+   expectations are what step 1 checked; the per-batch uniqueness of ``window_id`` becomes uniqueness
+   of (``__batch``, ``window_id``). Every expectation left is row-wise, so a batch passes the bulk pass
+   exactly when it would pass alone.
+3. Only when something failed: the failed expectations again in COMPLETE format, whose
+   ``unexpected_index_list`` names the rows, and so the batches, that failed.
+
+The caller re-judges just the failing batches one by one (`validate_batch`) for their exact
+reason and GX result; the good batches of the chunk are not held back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from tandem.contract.schema import BATCH_SCHEMA, POLICY_COLUMN
+from tandem.data.validation.suites import (
+    CAPTURED_AT_MAX_PARAMETER,
+    CLOCK_SKEW,
+    POLICY_REGEX,
+    SUITE_NAME,
+    load_suite,
+    suite_path,
+)
+
+BATCH = "__batch"
+ROW_FORMS = ("anonymized", "dp")  # forms whose suites are row-wise; "encrypted" looks at the envelope
+_TABLE_LEVEL = {"expect_table_columns_to_match_ordered_list", "expect_table_row_count_to_be_between",
+                "expect_column_values_to_be_of_type"}  # step 1 checks these exactly, per file
+_TYPES = [f.type for f in BATCH_SCHEMA]
+_NULLABLE = pa.schema([f.with_nullable(True) for f in BATCH_SCHEMA])  # files differ only in that; nulls are GX's to find
+
+
+@dataclass
+class Candidate:
+    """One batch for the bulk pass: its rows, and what the ledger entry will need if it passes."""
+
+    batch_id: str
+    table: pa.Table
+    forms: tuple[str, ...]
+
+
+def structural(plain: bytes, batch_id: str) -> Candidate | None:
+    """The batch read with pyarrow, when it is bulk material (see step 1); None sends it to the
+    per-batch judge."""
+    try:
+        table = pq.read_table(io.BytesIO(plain))
+    except Exception:
+        return None
+    if table.schema.names != BATCH_SCHEMA.names or [f.type for f in table.schema] != _TYPES or table.num_rows < 1:
+        return None
+    names = pc.unique(table.column(POLICY_COLUMN)).to_pylist()
+    if len(names) != 1 or not isinstance(names[0], str) or not re.fullmatch(POLICY_REGEX, names[0]):
+        return None
+    forms = tuple(f for f in names[0].split("/")[0].split("+") if f != "pseudonymized")
+    if any(f not in ROW_FORMS for f in forms):
+        return None
+    recorded = (table.schema.metadata or {}).get(b"tandem.policy")
+    if recorded is not None:
+        try:
+            if json.loads(recorded).get("name") != names[0]:
+                return None
+        except (ValueError, AttributeError):
+            return None
+    return Candidate(batch_id, table, tuple(f for f in ROW_FORMS if f in forms))
+
+
+class _BulkRuntime:
+    """The bulk version of a suite file, with its own GX context (one per thread, like the runner's)."""
+
+    def __init__(self, path: Path, form: str | None):
+        self.mtime = path.stat().st_mtime_ns
+        suite = load_suite(path)
+        self.count = len(suite.expectations)  # what the per-batch reason reports as evaluated
+        configs = []
+        for e in suite.expectations:
+            config = e.configuration
+            if config.type in _TABLE_LEVEL:
+                continue
+            if config.type == "expect_column_values_to_be_unique":
+                configs.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=[BATCH, config.kwargs["column"]]).configuration)
+            else:
+                configs.append(config)
+        self.suite = gx.ExpectationSuite(name=f"{suite.name}.bulk", expectations=configs)
+        for i, expectation in enumerate(self.suite.expectations):
+            expectation.id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tandem/bulk/{form}/{i}"))
+        self.by_id = {e.id: e.configuration for e in self.suite.expectations}
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        asset = self.context.data_sources.add_pandas("tandem-bulk").add_dataframe_asset("batches")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("rows")
+
+
+_local = threading.local()
+
+
+def _runtime(form: str | None, folder: Path | None) -> _BulkRuntime:
+    path = suite_path(form, folder)
+    cache = _local.__dict__.setdefault("runtimes", {})
+    runtime = cache.get(path)
+    if runtime is None or runtime.mtime != path.stat().st_mtime_ns:
+        runtime = cache[path] = _BulkRuntime(path, form)
+    return runtime
+
+
+def _failing_rows(runtime: _BulkRuntime, frame, params: dict) -> np.ndarray | None:
+    """Row positions that failed any expectation (empty: all passed); None when GX cannot say which
+    (an expectation raised), so every batch in the frame must be judged alone."""
+    batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    first = batch.validate(runtime.suite, result_format="BOOLEAN_ONLY", expectation_parameters=params)
+    failed = [r.expectation_config.id for r in first.results if not r.success]
+    if not failed:
+        return np.empty(0, dtype=np.int64)
+    again = gx.ExpectationSuite(name=runtime.suite.name, expectations=[runtime.by_id[i] for i in failed])
+    detailed = batch.validate(again, result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False},
+                              expectation_parameters=params)
+    rows: list[int] = []
+    for r in detailed.results:
+        if r.success:
+            continue
+        index = (r.result or {}).get("unexpected_index_list")
+        if index is None or (r.exception_info or {}).get("raised_exception"):
+            return None
+        rows += [int(i) for i in index]
+    return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+@dataclass
+class BulkOutcome:
+    passed: dict[str, str]  # batch id -> the same "ok: ..." reason the per-batch judge gives
+    failed: list[str]  # batch ids to judge alone
+
+
+def validate_many(candidates: list[Candidate], suites_dir: Path | None = None, now: datetime | None = None) -> BulkOutcome:
+    """The bulk pass over structurally sound batches (see the module's steps 2 and 3)."""
+    if not candidates:
+        return BulkOutcome({}, [])
+    now = now or datetime.now(timezone.utc)
+    params = {CAPTURED_AT_MAX_PARAMETER: (now + CLOCK_SKEW).isoformat(timespec="seconds")}
+    rows = np.array([c.table.num_rows for c in candidates])
+    owner = np.repeat(np.arange(len(candidates)), rows)
+    frame = pa.concat_tables([c.table.cast(_NULLABLE) for c in candidates]).to_pandas()
+    frame[BATCH] = owner
+    bad: set[int] = set()
+    main = _runtime(None, suites_dir)
+    failing = _failing_rows(main, frame, params)
+    bad |= set(range(len(candidates))) if failing is None else set(owner[failing].tolist())
+    counts = {None: main.count}
+    for form in ROW_FORMS:
+        members = [i for i, c in enumerate(candidates) if form in c.forms and i not in bad]
+        if not members:
+            continue
+        runtime = _runtime(form, suites_dir)
+        counts[form] = runtime.count
+        mask = np.isin(owner, members)
+        sub = frame.loc[mask].reset_index(drop=True)
+        failing = _failing_rows(runtime, sub, params)
+        bad |= set(members) if failing is None else set(owner[mask][failing].tolist())
+    passed = {}
+    for i, c in enumerate(candidates):
+        if i in bad:
+            continue
+        evaluated = counts[None] + sum(counts[f] for f in c.forms)
+        suites = f" ({'+'.join([SUITE_NAME, *c.forms])})" if c.forms else ""
+        passed[c.batch_id] = f"ok: {c.table.num_rows} rows passed {evaluated} expectations{suites}"
+    return BulkOutcome(passed, [candidates[i].batch_id for i in sorted(bad)])

@@ -1,0 +1,263 @@
+"""Bulk ingest on real parts: GX over many batches at once, the Delta table of accepted rows (local
+folder and moto's S3 server over HTTP), O(new) discovery, exactly-once across a crash and across two
+runs at once (real subprocesses, killed with SIGKILL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from tandem.data import bulk_ingest, ingest, landing
+from tandem.data import table as accepted
+from tandem.data.snapshot import build_snapshot, table_snapshot
+from tandem.data.store import LocalStore, S3Store
+from tandem.fleet import sharing
+from tandem.fleet import users as fleet
+from tandem.privacy.policy import load_policy
+from tandem.training import model
+from tandem.training.pretrain import frame_xy
+from tests.batches import bad_batches, good_table, replace_column
+
+REPO = Path(__file__).resolve().parents[1]
+VERDICT = ("batch_id", "sha256", "rows", "outcome", "reason")
+
+
+@pytest.fixture(scope="module")
+def users():
+    return fleet.synthetic_fleet(6, windows_per_class=8, seed=4)
+
+
+def seed_landing(store, users, policy="pseudonymized") -> None:
+    """Good batches from the real device upload, plus one of each way a batch can be bad."""
+    sharing.share(store, users, 0.9, b"key", batch_size=8, policy=load_policy(policy).model_copy(update={"k": 2}))
+    for name, data in bad_batches(users[0]).items():
+        store.put(f"incoming/bad/{name}.parquet", data)
+    table = good_table(users[1], 8, b"key")
+    ids = table.column("window_id").to_pylist()
+    store.put("incoming/bad/dup_window.parquet", sharing.table_bytes(replace_column(table, "window_id", [ids[0]] * 8)))
+    high = table.column("acc_z_max").to_pylist()
+    store.put("incoming/bad/range.parquet", sharing.table_bytes(replace_column(table, "acc_z_max", [99.0] + high[1:])))
+
+
+def table_rows_by_batch(store) -> pd.Series:
+    dt = accepted.open_table(store)
+    if dt is None:
+        return pd.Series(dtype=int)
+    return dt.to_pyarrow_table(columns=[accepted.BATCH_ID]).to_pandas()[accepted.BATCH_ID].value_counts()
+
+
+def assert_exactly_once(store) -> list[dict]:
+    """Every batch of the landing zone in the ledger once; every accepted row in the table once."""
+    keys = [k for k in store.list("incoming/") if k.endswith((".parquet", ".sealed"))]
+    entries = ingest.ledger_entries(store)
+    assert sorted(e["batch_id"] for e in entries) == sorted({ingest.batch_ref(k).batch_id for k in keys})
+    in_table = table_rows_by_batch(store)
+    accepted_rows = {e["batch_id"]: e["rows"] for e in entries if e["outcome"] == "accepted"}
+    assert in_table.to_dict() == accepted_rows  # per batch: its rows, once; quarantined batches: none
+    return entries
+
+
+def test_bulk_verdicts_are_the_per_batch_verdicts(users, tmp_path):
+    bulk, alone = LocalStore(tmp_path / "bulk"), LocalStore(tmp_path / "alone")
+    seed_landing(bulk, users)
+    seed_landing(alone, users)
+    entries = bulk_ingest.ingest_chunk(bulk, ingest.discover(bulk), {})
+    per_batch = [ingest.process_batch(alone, ref, {}) for ref in ingest.discover(alone)]
+    verdicts = sorted(tuple(e[k] for k in VERDICT) for e in entries)
+    assert verdicts == sorted(tuple(e[k] for k in VERDICT) for e in per_batch)
+    quarantined = {e["batch_id"]: e["reason"] for e in entries if e["outcome"] == "quarantined"}
+    assert set(quarantined) == {"truncated", "wrong_type", "raw_email", "bad_label", "dup_window", "range"}
+    assert "window_id: 8 of 8 values are duplicated" in quarantined["dup_window"]
+    assert "acc_z_max: 1 of 8 values outside [-16, 16]" in quarantined["range"]
+    for name in quarantined:  # each bad batch alone in quarantine, with its own GX result and reason
+        result = json.loads(bulk.get(f"quarantine/{name}/validation.json"))
+        assert (result.get("meta") or {}).get("tandem_batch_id", result.get("batch_id")) == name
+        assert bulk.get(f"quarantine/{name}/reason.txt").decode().strip() == quarantined[name]
+    assert all(e["new"] for e in entries)
+    assert_exactly_once(bulk)
+
+
+@pytest.mark.parametrize("policy", ["pseudonymized", "anonymized"])
+def test_table_version_trains_on_the_same_rows_as_the_batch_snapshot(users, tmp_path, policy):
+    store = LocalStore(tmp_path / "store")
+    seed_landing(store, users, policy)
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    old = build_snapshot(store, ingest.accepted_entries(store), {})
+    new = table_snapshot(store)
+    columns = [c for c in new.frame.columns if c != accepted.BATCH_ID]
+    pd.testing.assert_frame_equal(new.frame[columns], old.frame[columns])
+    assert (new.manifest["rows"], new.manifest["users"], new.manifest["label_counts"]) == \
+           (old.manifest["rows"], old.manifest["users"], old.manifest["label_counts"])
+    assert new.manifest.get("k_anonymity") == old.manifest.get("k_anonymity")
+    assert new.manifest["policies"] == old.manifest["policies"]
+    # the same seeded training on both gives the same model, so the same evaluation and gate numbers
+    config = model.TrainConfig(epochs=3, hidden_sizes=[16])
+    a, b = (model.train(*frame_xy(s.frame)[:2], config, groups=frame_xy(s.frame)[2]) for s in (old, new))
+    X = frame_xy(old.frame)[0]
+    assert np.array_equal(model.predict_proba(a.model, X), model.predict_proba(b.model, X))
+
+
+def test_a_snapshot_is_a_table_version(users, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    sharing.share(store, users[:3], 0.9, b"key", batch_size=8)
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    first = table_snapshot(store)
+    sharing.share(store, users[3:], 0.9, b"key", batch_size=8)
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    latest = table_snapshot(store)
+    assert latest.manifest["table"]["version"] > first.manifest["table"]["version"]
+    assert latest.manifest["rows"] > first.manifest["rows"]
+    again = table_snapshot(store, version=first.manifest["table"]["version"])  # time travel
+    pd.testing.assert_frame_equal(again.frame, first.frame)
+    assert again.snapshot_id == first.snapshot_id
+
+
+def test_a_crash_between_the_table_commit_and_the_ledger_counts_nothing_twice(users, tmp_path):
+    """The state a crash leaves, made for real: the chunk's rows committed, no ledger entry, no cursor."""
+    store = LocalStore(tmp_path / "store")
+    sharing.share(store, users, 0.9, b"key", batch_size=8)
+    refs = ingest.discover(store)
+    rows = pa.concat_tables([bulk_ingest._rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs[:5]])
+    version, done = accepted.append(store, rows, [r.batch_id for r in refs[:5]])
+    assert done == {r.batch_id for r in refs[:5]} and not ingest.ledger_entries(store)
+
+    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    assert len(entries) == len(refs)
+    assert accepted.open_table(store).version() == version + 1  # one commit, for the other batches only
+    assert_exactly_once(store)
+    assert not ingest.discover(store)
+
+
+def test_append_leaves_out_committed_batches_and_delta_refuses_a_stale_commit_of_one(users, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    sharing.share(store, users[:2], 0.9, b"key", batch_size=8)
+    refs = ingest.discover(store)
+    rows = pa.concat_tables([bulk_ingest._rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs])
+    ids = [r.batch_id for r in refs]
+    accepted.append(store, rows, ids[:1])
+    stale = accepted.open_table(store)  # a writer that checked before the others committed
+    assert accepted.committed(stale, ids) == {ids[0]}
+    _, committed_now = accepted.append(store, rows, ids[:3])
+    assert committed_now == set(ids[1:3])  # the committed batch left out
+    # the race itself: the stale writer commits batch 1 too, carrying its transaction -> Delta refuses
+    where = accepted.locate(store)
+    with pytest.raises(CommitFailedError, match="Concurrent transaction"):
+        write_deltalake(stale, rows.filter(pc.equal(rows[accepted.BATCH_ID], ids[1])).cast(accepted.TABLE_SCHEMA),
+                        mode="append", storage_options=where.storage_options,
+                        commit_properties=CommitProperties(app_transactions=[Transaction(accepted.app_id(ids[1]), 1)]))
+    _, committed_now = accepted.append(store, rows, ids)  # what append does after such a refusal: look again
+    assert committed_now == set(ids[3:])
+    file_rows = {r.batch_id: pq.read_metadata(store.root / r.key).num_rows for r in refs}
+    assert table_rows_by_batch(store).to_dict() == file_rows
+
+
+def test_discovery_lists_only_open_days_and_still_reads_the_flat_layout(users, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    today = datetime.now(timezone.utc)
+    old_day = landing.upload_day(today - timedelta(days=5))
+    table = good_table(users[0], 8, b"key")
+    store.put(landing.upload_key("dev", "old1", ".parquet", old_day), sharing.table_bytes(table))
+    store.put("incoming/legacydevice/flat1.parquet", sharing.table_bytes(good_table(users[1], 8, b"key")))
+    assert {r.batch_id for r in ingest.discover(store)} == {"old1", "flat1"}
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    assert bulk_ingest.settle(store) == [f"dt={old_day}"]  # done and old: closed
+    assert landing.open_partitions(store) == [landing.FLAT]
+    store.put(landing.upload_key("dev", "new1", ".parquet"), sharing.table_bytes(good_table(users[2], 8, b"key")))
+    assert [r.batch_id for r in ingest.discover(store)] == ["new1"]
+    # the layout's rule: a closed day is not listed again, so a late upload into it is not seen
+    store.put(landing.upload_key("dev", "late1", ".parquet", old_day), sharing.table_bytes(good_table(users[3], 8, b"key")))
+    assert [r.batch_id for r in ingest.discover(store)] == ["new1"]
+
+
+def test_ingest_on_s3_through_moto(users, s3_endpoint, s3_bucket):
+    store = S3Store(s3_bucket, "tandem", endpoint_url=s3_endpoint)
+    seed_landing(store, users)
+    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    assert sum(e["outcome"] == "quarantined" for e in entries) == 6
+    assert accepted.locate(store).uri == f"s3://{s3_bucket}/tandem/table/accepted"
+    snap = table_snapshot(store)
+    assert snap.manifest["rows"] == sum(e["rows"] for e in entries if e["outcome"] == "accepted")
+    assert_exactly_once(store)
+    assert not ingest.discover(store)
+
+
+# --- real processes: SIGKILL at many points, and two runs at once --------------------------------
+
+def _env(home: Path, store: str, extra: dict | None = None) -> dict:
+    env = {**os.environ, "TANDEM_HOME": str(home), "TANDEM_STORE": store, "PYTHONPATH": str(REPO),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(extra or {})}
+    return env
+
+
+def _start_ingest(env: dict) -> subprocess.Popen:
+    # its own process group: a kill takes the worker processes down with it, as a machine failure would
+    return subprocess.Popen([sys.executable, "-m", "tandem.cli", "ingest", "--direct"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _fleet_store(tmp_path, users, copies: int) -> LocalStore:
+    store = LocalStore(tmp_path / "store")
+    for i in range(copies):  # many batches: each user's windows under several keys
+        sharing.share(store, users, 0.9, f"key-{i}".encode(), batch_size=8)
+    return store
+
+
+def test_sigkill_at_any_point_then_a_rerun_counts_every_batch_and_row_once(users, tmp_path):
+    store = _fleet_store(tmp_path, users, 6)
+    env = _env(tmp_path / "home", str(store.root))
+    file_rows = {ingest.batch_ref(k).batch_id: pq.read_metadata(store.root / k).num_rows for k in store.list("incoming/")}
+    kills, states = 0, []  # after each kill: (batches in the table, in the ledger, in the table but not the ledger)
+    for delay in (3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 22.0, 26.0, 30.0, 35.0):
+        proc = _start_ingest(env)
+        time.sleep(delay)
+        if proc.poll() is not None:
+            break
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        in_table = table_rows_by_batch(store)  # even mid-way: no batch twice, no partial batch
+        assert all(file_rows[b] == n for b, n in in_table.items())
+        ledgered = {e["batch_id"] for e in ingest.ledger_entries(store)}
+        states.append((len(in_table), len(ledgered), len(set(in_table.index) - ledgered)))
+    final = subprocess.run([sys.executable, "-m", "tandem.cli", "ingest", "--direct"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-2000:]
+    entries = assert_exactly_once(store)
+    assert kills >= 1 and all(e["outcome"] == "accepted" for e in entries)
+    print(f"killed {kills} times, states (in table, in ledger, committed but not ledgered): {states}; "
+          f"then {len(entries)} batches, {int(table_rows_by_batch(store).sum())} rows, once each")
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_two_ingests_at_once_count_each_batch_once(users, tmp_path, backend, request):
+    if backend == "s3":
+        endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
+        store = S3Store(bucket, "tandem", endpoint_url=endpoint)
+        for i in range(4):
+            sharing.share(store, users, 0.9, f"key-{i}".encode(), batch_size=8)
+        env = _env(tmp_path / "home", f"s3://{bucket}/tandem", {"TANDEM_S3_ENDPOINT_URL": endpoint})
+    else:
+        store = _fleet_store(tmp_path, users, 4)
+        env = _env(tmp_path / "home", str(store.root))
+    runs = [_start_ingest(env) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    entries = assert_exactly_once(store)
+    new = [int(out.split("batches: ")[1].split(" new")[0]) for out, _ in outputs]
+    assert sum(new) == len(entries)  # what each run says it recorded adds up: nothing counted twice
+    assert accepted.open_table(store).history()  # and the table's commits are all there: rows add up above
