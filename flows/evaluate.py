@@ -68,3 +68,27 @@ def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True) 
     run_id = log_to_mlflow(settings, result, files) if track else None
     return {"report": files["evaluation.md"], "json": files["evaluation.json"], "mlflow_run_id": run_id,
             "claims": result["claims"], "methods": {n: m["mean"] for n, m in result["methods"].items()}}
+
+
+@task(name="run-protocol")
+def run_protocol_task(folds: int, seeds: int) -> dict:
+    from tandem.robust_eval import evaluate as run
+
+    log = get_run_logger()
+    return run(folds, seeds, log=log.info)
+
+
+@flow(name="evaluate-protocol", log_prints=True)
+def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True) -> dict:
+    """Leave-group-out folds x seeds: generic, personalized by budget, local only, FedAvg / FedProx /
+    FedPer; report under TANDEM_HOME/reports, one MLflow run with the table and plots."""
+    from tandem.config import Settings
+    from tandem.robust_eval import log_to_mlflow as log_protocol
+    from tandem.robust_eval import write
+
+    settings = Settings.from_env()
+    result = run_protocol_task(folds, seeds)
+    files = write(result, settings.home / "reports", f"tandem evaluate --folds {folds} --seeds {seeds}")
+    run_id = log_protocol(settings, result, files) if track else None
+    return {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "mlflow_run_id": run_id,
+            "claims": result["claims"], "seconds": result["seconds_total"]}

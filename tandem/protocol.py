@@ -47,6 +47,7 @@ class ProtocolConfig:
     fedprox_mu: float = 0.01
     policy: UpdatePolicy = UpdatePolicy()
     fl_budgets: tuple[str, ...] = ("u20", "pc20")  # FL bases are personalized at these budgets
+    update_all_layers: bool = True  # every dense layer updatable on the device (else the head only)
 
 
 def _acc(predict, side: Side) -> float:
@@ -57,8 +58,8 @@ def _convert(net: model.Classifier, train: model.TrainConfig, device) -> DeviceM
     from tandem.params import RunParams
     from tandem.pretrain import convert
 
-    layers = [name for name in train.updatable_layers if name == "head" or int(name.split(".")[1]) < len(net.body)]
-    cfg = train.model_copy(update={"hidden_sizes": net.hidden_sizes, "updatable_layers": layers or ["head"]})
+    layers = model.dense_layer_names(len(net.body)) if len(train.updatable_layers) > 1 else ["head"]
+    cfg = train.model_copy(update={"hidden_sizes": net.hidden_sizes, "updatable_layers": layers})
     return DeviceModel.load(convert(model.TrainResult(model=net), RunParams(train=cfg, device=device), {}))
 
 
@@ -77,7 +78,8 @@ def run_one(users, fold: int, seed: int, cfg: ProtocolConfig, train: model.Train
     t0 = time.perf_counter()
 
     X, y, groups = server_data(S)
-    train = train.model_copy(update={"seed": seed})
+    layers = model.dense_layer_names(len(train.hidden_sizes)) if cfg.update_all_layers else ["head"]
+    train = train.model_copy(update={"seed": seed, "updatable_layers": layers})
     bases = {"tandem": _convert(model.train(X, y, train, groups=groups).model, train, device)}
     fl = FLConfig(rounds=cfg.fl_rounds, local_epochs=cfg.fl_local_epochs, hidden_sizes=list(train.hidden_sizes),
                   seed=seed)

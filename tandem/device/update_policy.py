@@ -29,9 +29,9 @@ from tandem.device.update import update
 
 @dataclass(frozen=True)
 class UpdatePolicy:
-    learning_rate: float = 0.003
+    learning_rate: float = 0.01
     mini_batch_size: int = 8
-    max_epochs: int = 60
+    max_epochs: int = 80
     patience: int = 10
     holdout_every: int = 3
     min_per_activity: int = 3
