@@ -26,22 +26,24 @@ _LAYER_NAME = re.compile(r"^(head|body\.(\d+))$")
 class TrainConfig(BaseModel):
     """Pretraining hyperparameters of the classifier."""
 
-    epochs: int = Field(60, ge=1, le=1000, description="maximum number of training epochs")
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam learning rate")
-    batch_size: int = Field(64, ge=1, le=65536, description="mini-batch size")
+    # Defaults: the Optuna study on the release split's sharing users (tandem/tuning.py,
+    # tandem/tuned_models.json "3:0"), rounded to 3 digits.
+    epochs: int = Field(150, ge=1, le=1000, description="maximum number of training epochs")
+    learning_rate: float = Field(2.72e-3, gt=0, le=1, description="Adam learning rate")
+    batch_size: int = Field(128, ge=1, le=65536, description="mini-batch size")
     hidden_sizes: list[int] = Field(
-        default_factory=lambda: [64, 64], min_length=1, max_length=6,
+        default_factory=lambda: [128], min_length=1, max_length=6,
         description="width of each hidden dense layer (body.0, body.1, ...); 1..6 layers of 1..4096 units")
-    weight_decay: float = Field(1e-3, ge=0, le=1, description="Adam weight decay (L2 penalty)")
-    patience: int = Field(15, ge=1, le=1000,
+    weight_decay: float = Field(4.74e-5, ge=0, le=1, description="Adam weight decay (L2 penalty)")
+    patience: int = Field(30, ge=1, le=1000,
                           description="stop after this many epochs without a lower validation loss")
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="share of training data (of users, when grouped) held out for validation")
     seed: int = Field(0, ge=0, description="seed of initialization, split and shuffling")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout after each hidden layer while training (none at inference)")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing while training")
+    dropout: float = Field(0.187, ge=0, lt=1, description="dropout after each hidden layer while training (none at inference)")
+    label_smoothing: float = Field(0.178, ge=0, lt=1, description="cross-entropy label smoothing while training")
     updatable_layers: list[str] = Field(
-        default_factory=lambda: ["head"], min_length=1,
+        default_factory=lambda: ["body.0", "head"], min_length=1,
         description='dense layers the app may update on the device: "head" and/or "body.<i>"')
 
     @field_validator("hidden_sizes")

@@ -122,9 +122,10 @@ def main(argv=None) -> int:
     p.add_argument("--fold", type=int, required=True)
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--seeds", type=int, default=2, help="seeds per trial")
     p.add_argument("--no-mlflow", action="store_true")
     a = p.parse_args(argv)
-    result = study(a.fold, a.folds, a.trials, track=not a.no_mlflow)
+    result = study(a.fold, a.folds, a.trials, seeds=tuple(range(a.seeds)), track=not a.no_mlflow)
     data = json.loads(TUNED_FILE.read_text()) if TUNED_FILE.exists() else {}
     data[f"{a.folds}:{a.fold}"] = result
     TUNED_FILE.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")

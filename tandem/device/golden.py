@@ -130,6 +130,30 @@ def _update_trace(model, feats, labels, update_inputs, update_labels, featurize,
     }
 
 
+def policy_trace(model, X, y, policy=None) -> dict:
+    """The app's update policy (tandem.device.update_policy) on labelled feature vectors: the row
+    order it feeds, the held-out rows, the held-out loss after each epoch of task A (index 0: the
+    base), the epochs of task B and the personal model's probabilities on the inputs."""
+    from tandem.device.update_policy import UpdatePolicy, interleave, personalize
+
+    policy = policy or UpdatePolicy()
+    model = DeviceModel.load(model)
+    X = np.asarray(X, dtype=np.float64)
+    y = [str(v) for v in y]
+    result = personalize(model, X, y, policy)
+    return {
+        "policy": policy.as_dict(),
+        "inputs": _floats(X),
+        "labels": y,
+        "order": interleave(y).tolist(),
+        "holdout": result.holdout,
+        "holdout_losses": result.holdout_losses,
+        "epochs": result.epochs,
+        "probabilities_after": _floats(result.model.predict_proba(X)),
+        "personal_sha256": result.model.sha256,
+    }
+
+
 def write_golden(golden: dict, path) -> None:
     from pathlib import Path
 
