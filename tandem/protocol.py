@@ -19,6 +19,7 @@ averaging the seeds (users are the independent units).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -161,14 +162,22 @@ def harmed_share(runs: list[dict], a: str, b: str) -> float:
     return float(np.mean(np.array(d) < -1e-9))
 
 
-def run_protocol(cfg: ProtocolConfig, train_for_fold, device, users=None, log=print) -> dict:
+def run_protocol(cfg: ProtocolConfig, train_for_fold, device, users=None, log=print, partial=None) -> dict:
+    """All (fold, seed) runs, their summary and the paired comparisons. `partial`: a JSON-lines file
+    that gets each run as it finishes (a long run interrupted keeps what it measured)."""
     from tandem.fleet import hapt_fleet
 
     users = users if users is not None else hapt_fleet()
     for u in users:
         u.features  # featurize once  # noqa: B018
     t = time.perf_counter()
-    runs = [run_one(users, f, s, cfg, train_for_fold(f), device, log) for f in range(cfg.folds) for s in range(cfg.seeds)]
+    runs = []
+    for f in range(cfg.folds):
+        for s in range(cfg.seeds):
+            runs.append(run_one(users, f, s, cfg, train_for_fold(f), device, log))
+            if partial is not None:
+                with open(partial, "a") as fh:
+                    fh.write(json.dumps(runs[-1]) + "\n")
     summary = summarize(runs)
     comparisons = {}
     for b in cfg.budgets:

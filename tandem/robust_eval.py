@@ -33,7 +33,14 @@ def evaluate(folds: int = 3, seeds: int = 1, policy: UpdatePolicy | None = None,
     cfg = ProtocolConfig(folds=folds, seeds=seeds, policy=policy or UpdatePolicy(), **config)
     t = time.perf_counter()
     pick = train_for_fold(folds)
-    result = run_protocol(cfg, pick, DeviceUpdateConfig(), users=users, log=log)
+    partial = None
+    if users is None:
+        from tandem.config import Settings
+
+        partial = Settings.from_env().home / "reports" / f"protocol_runs.{folds}x{seeds}.jsonl"
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.unlink(missing_ok=True)
+    result = run_protocol(cfg, pick, DeviceUpdateConfig(), users=users, log=log, partial=partial)
     result["claims"] = claims(result, cfg)
     result["config"] = {"folds": folds, "seeds": seeds, "fraction": cfg.fraction, "budgets": list(cfg.budgets),
                         "fl_budgets": list(cfg.fl_budgets), "fl_rounds": cfg.fl_rounds,

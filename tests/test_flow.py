@@ -45,7 +45,7 @@ def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tande
     assert first["quarantined"] == 4 and first["accepted"] == first["new_batches"] - 4
     reasons = first["quarantine_reasons"]
     assert "parquet" in reasons["truncated"].lower()
-    assert "acc_x_mean" in reasons["wrong_type"]
+    assert "gravity_x_mean" in reasons["wrong_type"]
     assert "pseudonym" in reasons["raw_email"] and "jane.doe@example.com" not in reasons["raw_email"]
     assert "label" in reasons["bad_label"]
     for name in reasons:  # nothing lost: the batch stays in incoming/ and a copy with its report sits in quarantine/
