@@ -43,7 +43,7 @@ class ProtocolConfig:
     seeds: int = 1
     fraction: float = 0.5
     budgets: tuple[str, ...] = ("u20", "pc5", "pc10", "pc20")
-    fl_rounds: int = 40
+    fl_rounds: int = 30
     fl_local_epochs: int = 2
     fedprox_mu: float = 0.01
     policy: UpdatePolicy = UpdatePolicy()
@@ -103,7 +103,7 @@ def run_one(users, fold: int, seed: int, cfg: ProtocolConfig, train: model.Train
                 per_user[s.user.user_id], epochs[s.user.user_id] = _acc(p.model.predict, s), p.epochs
             out[f"{name}_personalized_{b}"] = per_user
             info["epochs"][f"{name}_{b}"] = epochs
-    local_cfg = train.model_copy(update={"epochs": 200, "patience": 30})
+    local_cfg = train.model_copy(update={"epochs": 150, "patience": 20})
     for b in cfg.budgets:
         per_user = {}
         for s in E:
@@ -172,12 +172,17 @@ def run_protocol(cfg: ProtocolConfig, train_for_fold, device, users=None, log=pr
         u.features  # featurize once  # noqa: B018
     t = time.perf_counter()
     runs = []
-    for f in range(cfg.folds):
-        for s in range(cfg.seeds):
+    for s in range(cfg.seeds):  # seed-major: every finished seed covers every user once
+        for f in range(cfg.folds):
             runs.append(run_one(users, f, s, cfg, train_for_fold(f), device, log))
             if partial is not None:
                 with open(partial, "a") as fh:
                     fh.write(json.dumps(runs[-1]) + "\n")
+    return analyse(runs, cfg) | {"seconds": time.perf_counter() - t}
+
+
+def analyse(runs: list[dict], cfg: ProtocolConfig) -> dict:
+    """Summary and paired comparisons of finished runs."""
     summary = summarize(runs)
     comparisons = {}
     for b in cfg.budgets:
@@ -188,4 +193,4 @@ def run_protocol(cfg: ProtocolConfig, train_for_fold, device, users=None, log=pr
         for b in cfg.fl_budgets:
             comparisons[f"personalized_{b}_vs_{fl}"] = paired(summary, f"tandem_personalized_{b}", f"{fl}_personalized_{b}")
         comparisons[f"generic_vs_{fl}"] = paired(summary, "tandem_generic", f"{fl}_generic")
-    return {"runs": runs, "summary": summary, "comparisons": comparisons, "seconds": time.perf_counter() - t}
+    return {"runs": runs, "summary": summary, "comparisons": comparisons}

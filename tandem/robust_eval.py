@@ -42,14 +42,36 @@ def evaluate(folds: int = 3, seeds: int = 1, policy: UpdatePolicy | None = None,
         partial.unlink(missing_ok=True)
     result = run_protocol(cfg, pick, DeviceUpdateConfig(), users=users, log=log, partial=partial)
     result["claims"] = claims(result, cfg)
-    result["config"] = {"folds": folds, "seeds": seeds, "fraction": cfg.fraction, "budgets": list(cfg.budgets),
-                        "fl_budgets": list(cfg.fl_budgets), "fl_rounds": cfg.fl_rounds,
-                        "fl_local_epochs": cfg.fl_local_epochs, "fedprox_mu": cfg.fedprox_mu,
-                        "update_all_layers": cfg.update_all_layers, "policy": cfg.policy.as_dict(),
-                        "train_per_fold": {f: pick(f).model_dump(mode="json") for f in range(folds)}}
+    result["config"] = _config(cfg, pick)
     result["schema"] = "tandem/evaluation/v2"
     result["seconds_total"] = time.perf_counter() - t
     return result
+
+
+def from_partial(path, folds: int, policy: UpdatePolicy | None = None, **config) -> dict:
+    """The result of the complete seeds in a protocol_runs JSON-lines file (an interrupted run)."""
+    from tandem.protocol import analyse
+
+    runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    complete = [s for s in sorted({r["seed"] for r in runs}) if sum(r["seed"] == s for r in runs) == folds]
+    runs = [r for r in runs if r["seed"] in complete]
+    cfg = ProtocolConfig(folds=folds, seeds=len(complete), policy=policy or UpdatePolicy(), **config)
+    result = analyse(runs, cfg)
+    result["claims"] = claims(result, cfg)
+    pick = train_for_fold(folds)
+    result["config"] = _config(cfg, pick)
+    result["schema"] = "tandem/evaluation/v2"
+    result["seconds_total"] = sum(r["info"]["seconds"] for r in runs)
+    result["interrupted"] = {"file": str(path), "complete_seeds": complete}
+    return result
+
+
+def _config(cfg: ProtocolConfig, pick) -> dict:
+    return {"folds": cfg.folds, "seeds": cfg.seeds, "fraction": cfg.fraction, "budgets": list(cfg.budgets),
+            "fl_budgets": list(cfg.fl_budgets), "fl_rounds": cfg.fl_rounds,
+            "fl_local_epochs": cfg.fl_local_epochs, "fedprox_mu": cfg.fedprox_mu,
+            "update_all_layers": cfg.update_all_layers, "policy": cfg.policy.as_dict(),
+            "train_per_fold": {f: pick(f).model_dump(mode="json") for f in range(cfg.folds)}}
 
 
 def claims(result: dict, cfg: ProtocolConfig) -> dict:
