@@ -113,9 +113,9 @@ def test_export_weights():
     m = model.train(X, y, TrainConfig(epochs=1, hidden_sizes=[16, 8, 4])).model
     w = model.export_weights(m)
     assert [layer["name"] for layer in w["layers"]] == ["body.0", "body.1", "body.2", "head"]
-    assert [layer["W"].shape for layer in w["layers"]] == [(16, 46), (8, 16), (4, 8), (6, 4)]
+    assert [layer["W"].shape for layer in w["layers"]] == [(16, features.N_FEATURES), (8, 16), (4, 8), (6, 4)]
     assert [layer["activation"] for layer in w["layers"]] == ["relu", "relu", "relu", None]
-    assert w["mean"].dtype == np.float32 and w["n_features"] == 46 and w["n_classes"] == 6
+    assert w["mean"].dtype == np.float32 and w["n_features"] == features.N_FEATURES and w["n_classes"] == 6
     assert [n for n, _ in m.named_parameters()] == [f"{layer['name']}.{p}" for layer in w["layers"]
                                                     for p in ("weight", "bias")]
 
