@@ -37,7 +37,7 @@ def torch_proba(w, X):
 def data():
     rng = np.random.default_rng(5)
     w = random_weights(3)
-    X = w["mean"] + w["std"] * rng.normal(size=(200, 46))
+    X = w["mean"] + w["std"] * rng.normal(size=(200, D))
     return w, X
 
 
