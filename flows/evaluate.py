@@ -9,6 +9,7 @@ import tempfile
 
 from prefect import flow, get_run_logger, task
 
+from tandem.evaluation import robust_eval
 from tandem.evaluation.experiment import EvaluationParams, run_evaluation
 from tandem.evaluation.report import write_report
 from tandem.evaluation.tracking import log_evaluation
@@ -44,3 +45,31 @@ def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True) 
     run_id = log_to_mlflow_task(settings, result, files) if track else None
     return {"report": files["evaluation.md"], "json": files["evaluation.json"], "mlflow_run_id": run_id,
             "claims": result["claims"], "methods": {n: m["mean"] for n, m in result["methods"].items()}}
+
+
+@task(name="run-protocol")
+def run_protocol_task(folds: int, seeds: int) -> dict:
+    return robust_eval.evaluate(folds, seeds, log=get_run_logger().info)
+
+
+@task(name="write-protocol-report")
+def write_protocol_report_task(result: dict, out_dir: str, command: str) -> dict:
+    return {name: str(path) for name, path in robust_eval.write(result, out_dir, command).items()}
+
+
+@task(name="log-protocol-to-mlflow")
+def log_protocol_task(settings: Settings, result: dict, files: dict) -> str:
+    return robust_eval.log_to_mlflow(settings, result, files)
+
+
+@flow(name="evaluate-protocol", log_prints=True)
+def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True) -> dict:
+    """Leave-group-out folds x seeds: generic, personalized by budget, local only, FedAvg / FedProx /
+    FedPer; report under TANDEM_HOME/reports, one MLflow run with the table and plots."""
+    settings = Settings()
+    result = run_protocol_task(folds, seeds)
+    files = write_protocol_report_task(result, str(settings.home / "reports"),
+                                       f"tandem evaluate --folds {folds} --seeds {seeds}")
+    run_id = log_protocol_task(settings, result, files) if track else None
+    return {"report": files["evaluation.md"], "json": files["evaluation.json"], "mlflow_run_id": run_id,
+            "claims": result["claims"], "seconds": result["seconds_total"]}

@@ -28,7 +28,7 @@ def bad_batches(user: UserData) -> dict[str, bytes]:
     n = table.num_rows
     full = table_bytes(table)
     sink = io.BytesIO()
-    pq.write_table(replace_column(table, "acc_x_mean", [str(v) for v in table.column("acc_x_mean").to_pylist()]), sink)
+    pq.write_table(replace_column(table, "gravity_x_mean", [str(v) for v in table.column("gravity_x_mean").to_pylist()]), sink)
     return {
         "truncated": full[: len(full) // 2],
         "wrong_type": sink.getvalue(),

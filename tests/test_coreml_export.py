@@ -82,7 +82,7 @@ def test_spec_structure_and_update_settings(trained):
 
     desc = spec.description
     assert [(f.name, f.type.multiArrayType.shape, f.type.multiArrayType.dataType) for f in desc.input] == [
-        ("features", [46], ct.proto.FeatureTypes_pb2.ArrayFeatureType.DOUBLE)]
+        ("features", [features.N_FEATURES], ct.proto.FeatureTypes_pb2.ArrayFeatureType.DOUBLE)]
     assert {f.name for f in desc.output} == {"label", "labelProbability"}
     assert [f.name for f in desc.trainingInput] == ["features", "label"]
     assert desc.metadata.author == "Tandem" and desc.metadata.shortDescription
@@ -100,7 +100,7 @@ def test_spec_structure_and_update_settings(trained):
     assert d["optimizer"]["momentum"]["default"] == pytest.approx(0.9)
     assert d["epochs"]["default"] == 7 and d["epochs"]["allowed"] == list(range(1, 101))
     assert d["shuffle"] is True
-    assert d["inputs"][0]["shape"] == [46] and d["inputs"][0]["data_type"] == "DOUBLE"
+    assert d["inputs"][0]["shape"] == [features.N_FEATURES] and d["inputs"][0]["data_type"] == "DOUBLE"
     assert d["class_labels"] == LABELS and d["metadata"]["version"] == "2026.01.05-1"
     import json
     json.dumps(d)

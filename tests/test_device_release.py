@@ -47,21 +47,9 @@ def test_runtime_matches_torch_on_real_windows(hapt):
 
 def _featurize_from_spec(window: np.ndarray, spec: dict) -> np.ndarray:
     """The feature spec, implemented again from its text (as the Swift side would)."""
-    series = {c: window[:, i] for i, c in enumerate(spec["input"]["channels"])}
-    series["acc_mag"] = np.sqrt(series["acc_x"] ** 2 + series["acc_y"] ** 2 + series["acc_z"] ** 2)
-    series["gyro_mag"] = np.sqrt(series["gyro_x"] ** 2 + series["gyro_y"] ** 2 + series["gyro_z"] ** 2)
-    steps = {s["step"]: s for s in spec["steps"]}
-    out = []
-    for name in steps["statistics"]["series"]:
-        x = series[name]
-        n = len(x)
-        mean = x.sum() / n
-        out += [mean, np.sqrt(((x - mean) ** 2).sum() / n), x.min(), x.max(), np.abs(x[1:] - x[:-1]).sum() / (n - 1)]
-    for a, b in steps["correlation"]["pairs"]:
-        da, db = series[a] - series[a].mean(), series[b] - series[b].mean()
-        denom = np.sqrt((da * da).sum() * (db * db).sum())
-        out.append((da * db).sum() / denom if denom > 0 else 0.0)
-    return np.array(out)
+    from tests.test_feature_spec_only import featurize  # the spec-only implementation
+
+    return np.array(featurize(spec, window.tolist()))
 
 
 def _forward_from_protobuf(mlmodel: bytes, x: np.ndarray) -> np.ndarray:

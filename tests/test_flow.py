@@ -10,7 +10,7 @@ from tandem.data.store import sha256_hex, store_from_settings
 from tandem.release.layout import list_releases, pull, read_channel
 from tandem.settings import Settings
 from tests.batches import bad_batches
-from tests.fixtures import run_flow, share_synthetic
+from tests.flow_helpers import run_flow, share_synthetic
 
 
 def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tandem_home, tmp_path):
@@ -25,7 +25,7 @@ def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tande
     assert first["quarantined"] == 4 and first["accepted"] == first["new_batches"] - 4
     reasons = first["quarantine_reasons"]
     assert "parquet" in reasons["truncated"].lower()
-    assert "acc_x_mean" in reasons["wrong_type"]
+    assert "gravity_x_mean" in reasons["wrong_type"]
     assert "pseudonym" in reasons["raw_email"] and "jane.doe@example.com" not in reasons["raw_email"]
     assert "label" in reasons["bad_label"]
     for name in reasons:  # nothing lost: the batch stays in incoming/ and a copy with its report sits in quarantine/

@@ -25,7 +25,8 @@ def blobs(n=600, n_features=features.N_FEATURES, n_classes=6, seed=0, spread=1.0
 def test_config_defaults_and_validation():
     c = TrainConfig()
     assert (c.epochs, c.learning_rate, c.batch_size, c.hidden_sizes, c.patience, c.validation_fraction, c.seed,
-            c.updatable_layers) == (60, 1e-3, 64, [64, 64], 15, 0.2, 0, ["head"])
+            c.updatable_layers) == (150, 2.72e-3, 128, [128], 30, 0.2, 0, ["body.0", "head"])
+    assert (c.dropout, c.label_smoothing) == (0.187, 0.178)
     assert TrainConfig(hidden_sizes=[8], updatable_layers=["body.0", "head"]).updatable_layers == ["body.0", "head"]
     for bad in ({"epochs": 0}, {"epochs": 1001}, {"learning_rate": 0}, {"hidden_sizes": []},
                 {"hidden_sizes": [0]}, {"hidden_sizes": [5000]}, {"hidden_sizes": [8] * 7},
@@ -113,9 +114,9 @@ def test_export_weights():
     m = model.train(X, y, TrainConfig(epochs=1, hidden_sizes=[16, 8, 4])).model
     w = model.export_weights(m)
     assert [layer["name"] for layer in w["layers"]] == ["body.0", "body.1", "body.2", "head"]
-    assert [layer["W"].shape for layer in w["layers"]] == [(16, 46), (8, 16), (4, 8), (6, 4)]
+    assert [layer["W"].shape for layer in w["layers"]] == [(16, features.N_FEATURES), (8, 16), (4, 8), (6, 4)]
     assert [layer["activation"] for layer in w["layers"]] == ["relu", "relu", "relu", None]
-    assert w["mean"].dtype == np.float32 and w["n_features"] == 46 and w["n_classes"] == 6
+    assert w["mean"].dtype == np.float32 and w["n_features"] == features.N_FEATURES and w["n_classes"] == 6
     assert [n for n, _ in m.named_parameters()] == [f"{layer['name']}.{p}" for layer in w["layers"]
                                                     for p in ("weight", "bias")]
 

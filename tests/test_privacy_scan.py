@@ -63,7 +63,7 @@ def assert_scan_clean(store: LocalStore, policy: SharingPolicy):
         for key, data in everything.items():
             if key.startswith(("incoming/", "quarantine/")) and not key.endswith((".json", ".txt")):
                 assert envelope.is_sealed(data), key
-                for plain in (b"PAR1", b"acc_x_mean", b"walking", b"pseudonym"):
+                for plain in (b"PAR1", b"gravity_x_mean", b"walking", b"pseudonym"):
                     assert plain not in data, (key, plain)
 
 

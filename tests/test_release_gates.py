@@ -9,7 +9,7 @@ from tandem.release import channels
 from tandem.release.layout import list_releases, read_channel
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
-from tests.fixtures import run_flow, share_synthetic
+from tests.flow_helpers import run_flow, share_synthetic
 
 
 def agree(settings, store, channel) -> str | None:

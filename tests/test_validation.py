@@ -96,8 +96,9 @@ def test_committed_suite_matches_build_suite():
               for e in suite["expectations"]
               if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] in FEATURE_NAMES}
     assert set(ranges) == set(FEATURE_NAMES)  # explicit numbers for every feature
-    assert ranges["acc_x_mean"] == (-16.0, 16.0) and ranges["gyro_z_max"] == (-35.0, 35.0)
-    assert ranges["acc_x_std"][0] == 0.0 and ranges["acc_mag_min"][0] == 0.0
+    # derived step by step from the sensor ranges: gravity = low-pass of acc (x1.5 headroom), body = acc - gravity
+    assert ranges["gravity_x_mean"] == (-24.0, 24.0) and ranges["gyro_z_max"] == (-35.0, 35.0)
+    assert ranges["body_x_std"] == (0.0, 40.0) and ranges["gravity_angle_x"] == (0.0, pytest.approx(3.141592653589793))
 
 
 def test_hex_digests_with_digit_runs_are_not_phone_numbers(good):
@@ -116,8 +117,8 @@ def test_truncated_and_garbage_parquet(good):
 
 
 def test_feature_as_string(good):
-    table = replaced(good, "acc_x_mean", [str(v) for v in good.column("acc_x_mean").to_pylist()], pa.string())
-    v = assert_failed(validate_batch(to_bytes(table), "b-type"), "acc_x_mean: type is str, expected float64")
+    table = replaced(good, "gravity_x_mean", [str(v) for v in good.column("gravity_x_mean").to_pylist()], pa.string())
+    v = assert_failed(validate_batch(to_bytes(table), "b-type"), "gravity_x_mean: type is str, expected float64")
     assert "could not run" not in v.reason  # consequences of the type failure are not listed
 
 
@@ -195,27 +196,27 @@ def test_null_values(good):
 
 
 def test_nan_feature_counts_as_null(good):
-    values = good.column("acc_y_min").to_pylist()
+    values = good.column("body_y_min").to_pylist()
     values[7] = float("nan")
-    assert_failed(validate_batch(to_bytes(replaced(good, "acc_y_min", values)), "b-nan"), "acc_y_min: 1 of 64 values are null")
+    assert_failed(validate_batch(to_bytes(replaced(good, "body_y_min", values)), "b-nan"), "body_y_min: 1 of 64 values are null")
 
 
 def test_out_of_range_features(good):
-    acc = good.column("acc_z_max").to_pylist()
+    acc = good.column("gravity_z_max").to_pylist()
     acc[0], acc[1] = 99.0, float("inf")
-    corr = good.column("corr_acc_x_acc_y").to_pylist()
+    corr = good.column("corr_body_x_body_y").to_pylist()
     corr[2] = 1.5
     std = good.column("gyro_x_std").to_pylist()
     std[3] = -0.1
-    table = replaced(replaced(replaced(good, "acc_z_max", acc), "corr_acc_x_acc_y", corr), "gyro_x_std", std)
+    table = replaced(replaced(replaced(good, "gravity_z_max", acc), "corr_body_x_body_y", corr), "gyro_x_std", std)
     assert_failed(validate_batch(to_bytes(table), "b-range"),
-                  "acc_z_max: 2 of 64 values outside [-16, 16] (e.g. 99.0, inf)",
-                  "corr_acc_x_acc_y: 1 of 64 values outside", "gyro_x_std: 1 of 64 values outside [0, 35]")
+                  "gravity_z_max: 2 of 64 values outside [-24, 24] (e.g. 99.0, inf)",
+                  "corr_body_x_body_y: 1 of 64 values outside", "gyro_x_std: 1 of 64 values outside [0, 35]")
 
 
 def test_min_above_max(good):
-    table = replaced(good, "acc_x_min", (np.asarray(good.column("acc_x_max")) + 0.5).tolist())
-    assert_failed(validate_batch(to_bytes(table), "b-minmax"), "acc_x_max/acc_x_min: 64 of 64 rows have acc_x_max < acc_x_min")
+    table = replaced(good, "body_x_min", (np.asarray(good.column("body_x_max")) + 0.5).tolist())
+    assert_failed(validate_batch(to_bytes(table), "b-minmax"), "body_x_max/body_x_min: 64 of 64 rows have body_x_max < body_x_min")
 
 
 def test_captured_at_bounds(good):

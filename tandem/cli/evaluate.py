@@ -14,6 +14,7 @@ from rich.table import Table
 from tandem.cli import launch
 from tandem.evaluation.experiment import EvaluationParams, run_evaluation
 from tandem.evaluation.report import write_report
+from tandem.evaluation.robust_eval import evaluate, log_to_mlflow, write
 from tandem.evaluation.tracking import log_evaluation
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
@@ -27,10 +28,15 @@ def evaluate_command(
     rounds: Optional[int] = typer.Option(None, min=1, help="override the number of rounds"),
     no_flow: bool = typer.Option(False, "--no-flow", help="run the library directly, without Prefect"),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the run to MLflow"),
+    folds: int = typer.Option(3, min=2, help="leave-group-out folds: every user never shares in one of them"),
+    seeds: int = typer.Option(1, min=1, help="seeds per fold (model init, split, shuffling, FL)"),
+    simulate: bool = typer.Option(False, "--simulate", help="the rounds simulation and privacy curves instead (tandem.evaluation.experiment)"),
 ):
     """Simulate the fleet over rounds and compare generic / personalized / local-only / FedAvg / central
     on the users who never share. Writes TANDEM_HOME/reports/evaluation.{json,md} and plots; logs to MLflow."""
     settings = Settings()
+    if not (quick or simulate or params_file or rounds):
+        return _protocol(settings, folds, seeds, no_flow, no_mlflow)
     if params_file:
         params = EvaluationParams.model_validate(json.loads(params_file.read_text()))
     else:
@@ -59,3 +65,27 @@ def evaluate_command(
                   f"{c['personalization_gain_points']:+.1f} points, harms {100 * c['personalization_harmed_fraction']:.0f} % of users; "
                   f"generic across rounds {100 * c['generic_first_round']:.1f} -> {100 * c['generic_last_round']:.1f}")
     console.print(f"report: {out['report']}\njson:   {out['json']}" + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
+
+
+def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool) -> None:
+    """The folds x seeds protocol (tandem.evaluation.robust_eval), through its Prefect flow unless --no-flow."""
+    if no_flow:
+        result = evaluate(folds, seeds, log=console.print)
+        files = write(result, settings.home / "reports", f"tandem evaluate --folds {folds} --seeds {seeds}")
+        out = {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "claims": result["claims"],
+               "mlflow_run_id": None if no_mlflow else log_to_mlflow(settings, result, files),
+               "seconds": result["seconds_total"]}
+    else:
+        evaluate_protocol = launch.flow("flows.evaluate:evaluate_protocol", settings)
+        out = evaluate_protocol(folds, seeds, track=not no_mlflow)
+    c = out["claims"]
+    console.print(f"generic {100 * c['generic_mean']:.1f} % ± {100 * c['generic_sd_over_seeds']:.2f} over seeds "
+                  f"({c['folds']} folds x {c['seeds']} seeds, {c['users']} users)")
+    for b, v in c["personalization"].items():
+        console.print(f"personalized {b}: {100 * v['personalized_mean']:.1f} % ({v['gain_points']:+.2f} points, "
+                      f"{100 * v['harmed_share']:.0f} % of users harmed; local only {100 * v['local_only_mean']:.1f} %)")
+    console.print(f"best FL rival {c['best_fl_baseline']}: {100 * c['best_fl_personalized_u20_mean']:.1f} % personalized (20/user) "
+                  f"vs Tandem {100 * c['tandem_personalized_u20_mean']:.1f} %")
+    console.print("targets: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in c["targets"].items()))
+    console.print(f"report: {out['report']}\njson:   {out['json']}  ({out['seconds']:.0f} s)"
+                  + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))

@@ -1,13 +1,18 @@
 """Windowing and featurization: the one definition both sides use.
 
 The server featurizes shared windows with this module and the device runtime does the same before
-Core ML sees a window; `feature_spec()` writes down every step and constant so the Swift side can
-implement it, and the release's golden vectors prove it matches. numpy only, float64 throughout.
+Core ML sees a window. The featurization is `PIPELINE`, a list of named steps from the feature
+operation library (`tandem.contract.feature_ops`): gravity/body separation, jerk, magnitudes, moments, robust
+statistics, spectra, posture angles and correlations, after the literature's HAR features (Anguita
+et al. 2013) but compact enough for a phone. `feature_spec()` writes down every step and constant so
+the Swift side can implement it; the release's golden vectors prove it matches. numpy only, float64.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from tandem.contract import feature_ops
 
 CHANNELS = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")  # g and rad/s
 SAMPLE_RATE_HZ = 50
@@ -15,15 +20,47 @@ WINDOW = 128  # 2.56 s at 50 Hz
 STEP = 64  # 50% overlap
 ACTIVITIES = ("walking", "walking_upstairs", "walking_downstairs", "sitting", "standing", "laying")
 HAPT_LABELS = {i + 1: name for i, name in enumerate(ACTIVITIES)}  # HAPT codes 1..6
+CHANNEL_BOUNDS = {"acc_x": 16.0, "acc_y": 16.0, "acc_z": 16.0,  # max |value| a phone reports: g, rad/s
+                  "gyro_x": 35.0, "gyro_y": 35.0, "gyro_z": 35.0}
 
-SERIES = CHANNELS + ("acc_mag", "gyro_mag")
-STATISTICS = ("mean", "std", "min", "max", "mad_diff")
-CORRELATIONS = (("acc_x", "acc_y"), ("acc_x", "acc_z"), ("acc_y", "acc_z"),
-                ("gyro_x", "gyro_y"), ("gyro_x", "gyro_z"), ("gyro_y", "gyro_z"))
-FEATURE_NAMES = tuple(f"{s}_{stat}" for s in SERIES for stat in STATISTICS) + tuple(
-    f"corr_{a}_{b}" for a, b in CORRELATIONS
-)
+
+def _xyz(prefix: str) -> list[str]:
+    return [f"{prefix}_{a}" for a in "xyz"]
+
+
+ACC, GYRO, GRAVITY, BODY = _xyz("acc"), _xyz("gyro"), _xyz("gravity"), _xyz("body")
+MAGNITUDES = ["body_mag", "gyro_mag", "body_jerk_mag", "gyro_jerk_mag"]
+# Spectrum bands as bin indices of the 128-point DFT (bin k = k * 50/128 Hz): ~0.4-1.2 Hz (sway),
+# 1.6-2.3 Hz (steps), 2.7-4.7 Hz (step harmonics, stairs), 5.1-9.4 Hz, 9.8-25 Hz (impacts, noise).
+BANDS = [[1, 3], [4, 6], [7, 12], [13, 24], [25, 64]]
+
+PIPELINE: list[dict] = [
+    {"op": "lowpass", "inputs": ACC, "outputs": GRAVITY, "params": {"cutoff_hz": 0.3}},
+    {"op": "difference", "inputs": ACC + GRAVITY, "outputs": BODY},
+    {"op": "jerk", "inputs": BODY + GYRO, "outputs": _xyz("body_jerk") + _xyz("gyro_jerk")},
+    {"op": "magnitude", "inputs": BODY, "outputs": ["body_mag"]},
+    {"op": "magnitude", "inputs": GYRO, "outputs": ["gyro_mag"]},
+    {"op": "magnitude", "inputs": _xyz("body_jerk"), "outputs": ["body_jerk_mag"]},
+    {"op": "magnitude", "inputs": _xyz("gyro_jerk"), "outputs": ["gyro_jerk_mag"]},
+    {"op": "stats", "inputs": GRAVITY + BODY + GYRO + MAGNITUDES,
+     "params": {"statistics": ["mean", "std", "min", "max"]}},
+    {"op": "robust", "inputs": BODY + GYRO + MAGNITUDES,
+     "params": {"statistics": ["iqr", "mad", "skewness", "kurtosis"]}},
+    {"op": "spectrum", "inputs": BODY + GYRO + ["body_mag", "gyro_mag"], "params": {"bands": BANDS}},
+    {"op": "angle", "inputs": GRAVITY, "params": {"name": "gravity"}},
+    {"op": "correlation", "inputs": BODY + GYRO,
+     "params": {"pairs": [["body_x", "body_y"], ["body_x", "body_z"], ["body_y", "body_z"],
+                          ["gyro_x", "gyro_y"], ["gyro_x", "gyro_z"], ["gyro_y", "gyro_z"]]}},
+]
+feature_ops.check(PIPELINE, CHANNELS)
+
+FEATURE_NAMES = feature_ops.feature_names(PIPELINE)
 N_FEATURES = len(FEATURE_NAMES)
+# What validation and the privacy policy iterate over: the series with min/max statistics, those
+# statistics, and the correlation pairs.
+SERIES = tuple(next(s for s in PIPELINE if s["op"] == "stats")["inputs"])
+STATISTICS = tuple(next(s for s in PIPELINE if s["op"] == "stats")["params"]["statistics"])
+CORRELATIONS = tuple(tuple(p) for p in next(s for s in PIPELINE if s["op"] == "correlation")["params"]["pairs"])
 
 
 def label_indices(labels, classes=ACTIVITIES) -> np.ndarray:
@@ -55,18 +92,16 @@ def cut_windows(signals: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     return np.stack(windows), np.asarray(codes), np.asarray(starts)
 
 
-def _series(window: np.ndarray) -> dict[str, np.ndarray]:
-    """The 8 series of one window (WINDOW, 6): the 6 channels and the two vector magnitudes."""
-    out = {name: window[:, i] for i, name in enumerate(CHANNELS)}
-    out["acc_mag"] = np.sqrt(window[:, 0] ** 2 + window[:, 1] ** 2 + window[:, 2] ** 2)
-    out["gyro_mag"] = np.sqrt(window[:, 3] ** 2 + window[:, 4] ** 2 + window[:, 5] ** 2)
-    return out
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    da, db = a - a.mean(), b - b.mean()
-    denom = np.sqrt((da * da).sum() * (db * db).sum())
-    return float((da * db).sum() / denom) if denom > 0 else 0.0
+def featurize(windows: np.ndarray, pipeline: list[dict] | None = None) -> np.ndarray:
+    """Windows (n, WINDOW, 6) -> features (n, N_FEATURES), all windows at once."""
+    windows = np.asarray(windows, dtype=np.float64)
+    pipeline = PIPELINE if pipeline is None else pipeline
+    if len(windows) == 0:
+        return np.empty((0, len(feature_ops.feature_names(pipeline))))
+    if windows.shape[1:] != (WINDOW, len(CHANNELS)):
+        raise ValueError(f"a window is ({WINDOW}, {len(CHANNELS)}) samples x channels, got {windows.shape[1:]}")
+    channels = {name: windows[:, :, i] for i, name in enumerate(CHANNELS)}
+    return feature_ops.run(pipeline, channels, SAMPLE_RATE_HZ)
 
 
 def featurize_window(window: np.ndarray) -> np.ndarray:
@@ -74,49 +109,35 @@ def featurize_window(window: np.ndarray) -> np.ndarray:
     window = np.asarray(window, dtype=np.float64)
     if window.shape != (WINDOW, len(CHANNELS)):
         raise ValueError(f"a window is ({WINDOW}, {len(CHANNELS)}) samples x channels, got {window.shape}")
-    series = _series(window)
-    values = []
-    for name in SERIES:
-        x = series[name]
-        values += [x.mean(), x.std(), x.min(), x.max(), np.abs(np.diff(x)).mean()]
-    values += [_correlation(series[a], series[b]) for a, b in CORRELATIONS]
-    return np.asarray(values, dtype=np.float64)
+    return featurize(window[None])[0]
 
 
-def featurize(windows: np.ndarray) -> np.ndarray:
-    """Windows (n, WINDOW, 6) -> features (n, N_FEATURES)."""
-    if len(windows) == 0:
-        return np.empty((0, N_FEATURES))
-    return np.stack([featurize_window(w) for w in windows])
+def feature_bounds() -> dict[str, tuple[float, float]]:
+    """Plausible [lo, hi] of every feature (FEATURE_NAMES order), derived from CHANNEL_BOUNDS step by step."""
+    return feature_ops.bounds(PIPELINE, CHANNEL_BOUNDS, WINDOW, SAMPLE_RATE_HZ)
 
 
 def feature_spec() -> dict:
     """Every step and constant of the featurization, for the device side to implement."""
     return {
-        "version": 1,
+        "version": 2,
         "input": {
             "sample_rate_hz": SAMPLE_RATE_HZ,
             "window_samples": WINDOW,
             "step_samples": STEP,
             "channels": list(CHANNELS),
-            "units": {"acc": "g (standard gravity)", "gyro": "rad/s"},
+            "units": {"acc": "g (standard gravity), gravity included (not user acceleration)", "gyro": "rad/s"},
+            "layout": "window[t][c]: sample t = 0..window_samples-1 in time order, channel c in `channels` order",
             "windowing": "a window lies inside one run of a single basic activity; starts every step_samples",
         },
-        "steps": [
-            {"step": "cast", "detail": "all arithmetic in IEEE-754 double precision"},
-            {"step": "magnitude", "outputs": ["acc_mag", "gyro_mag"],
-             "detail": "sqrt(x*x + y*y + z*z) per sample, of acc_x..acc_z and of gyro_x..gyro_z"},
-            {"step": "statistics", "series": list(SERIES), "statistics": {
-                "mean": "sum(x) / n",
-                "std": "sqrt(sum((x - mean)^2) / n)  (population: divide by n, not n-1)",
-                "min": "min(x)",
-                "max": "max(x)",
-                "mad_diff": "sum(|x[t+1] - x[t]|, t=0..n-2) / (n - 1)",
-            }, "order": "for each series in order, each statistic in order"},
-            {"step": "correlation", "pairs": [list(p) for p in CORRELATIONS],
-             "detail": "Pearson: sum(da*db) / sqrt(sum(da^2) * sum(db^2)) with da = a - mean(a); 0 when the denominator is 0"},
-            {"step": "standardize", "detail": "inside the Core ML model: (x - mean) / std with the release's constants; the app feeds raw features"},
-        ],
+        "arithmetic": "IEEE-754 double precision throughout; every series is a 1-D array over the window's samples",
+        "pipeline": ("run `steps` in order. The window's channels are the first named series. A step of kind 'series' "
+                     "adds its `outputs` as new series; a step of kind 'features' appends its `outputs` (scalars) to "
+                     "the feature vector, in the order listed. n in a definition is the length of the series it reads "
+                     "(window_samples, or window_samples - 1 after jerk)."),
+        "steps": feature_ops.spec(PIPELINE, WINDOW, SAMPLE_RATE_HZ),
+        "model_input": "the feature vector in feature_names order; standardization ((x - mean) / std) is inside the "
+                       "Core ML model: the app feeds raw features",
         "feature_names": list(FEATURE_NAMES),
         "n_features": N_FEATURES,
         "labels": list(ACTIVITIES),

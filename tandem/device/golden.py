@@ -15,6 +15,7 @@ import numpy as np
 from tandem.contract.features import featurize_window
 from tandem.device.runtime import DeviceModel, ModelError
 from tandem.device.update import resolve_params, trainable, updatable_weights, update
+from tandem.device.update_policy import UpdatePolicy, interleave, personalize
 
 FORMAT = "tandem-golden/v1"
 
@@ -128,6 +129,27 @@ def _update_trace(model, feats, labels, update_inputs, update_labels, featurize,
         "personal_sha256": after.sha256,
     }
 
+
+def policy_trace(model, X, y, policy=None) -> dict:
+    """The app's update policy (tandem.device.update_policy) on labelled feature vectors: the row
+    order it feeds, the held-out rows, the held-out loss after each epoch of task A (index 0: the
+    base), the epochs of task B and the personal model's probabilities on the inputs."""
+    policy = policy or UpdatePolicy()
+    model = DeviceModel.load(model)
+    X = np.asarray(X, dtype=np.float64)
+    y = [str(v) for v in y]
+    result = personalize(model, X, y, policy)
+    return {
+        "policy": policy.as_dict(),
+        "inputs": _floats(X),
+        "labels": y,
+        "order": interleave(y).tolist(),
+        "holdout": result.holdout,
+        "holdout_losses": result.holdout_losses,
+        "epochs": result.epochs,
+        "probabilities_after": _floats(result.model.predict_proba(X)),
+        "personal_sha256": result.model.sha256,
+    }
 
 
 

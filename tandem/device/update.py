@@ -295,9 +295,11 @@ def evaluate_loss(model, X, y) -> float:
     return tr.loss(tr.forward(inputs), t)
 
 
-def update(model, X, y, **overrides) -> UpdateResult:
+def update(model, X, y, on_epoch=None, **overrides) -> UpdateResult:
     """Personalize ``model`` on (X, y) like MLUpdateTask; overrides: epochs, learning_rate,
-    mini_batch_size, momentum, beta1, beta2, eps, shuffle, seed."""
+    mini_batch_size, momentum, beta1, beta2, eps, shuffle, seed. ``on_epoch(epoch, predict_proba)``
+    is the progress handler at each epoch's end (1-based; predict_proba: the current model on
+    feature rows); returning True cancels the task, as ``context.task.cancel()`` does."""
     spec, net_model, nn, inputs, t = _prepare(model, X, y)
     params = resolve_params(spec, **overrides)
     tr = _Trainer(net_model, nn)
@@ -315,10 +317,20 @@ def update(model, X, y, **overrides) -> UpdateResult:
             total += tr.loss(blobs, t[idx]) * len(idx)
             opt.step(tr.params, tr.gradients(blobs, t[idx]), tr.trainable)
         history.append(total / n)
+        if on_epoch is not None and on_epoch(len(history), _current_proba(spec, net_model, trainable(spec)[2], nn, tr)):
+            break
     _write_back(nn, tr)
     stored = _Trainer(net_model, nn)  # the float32 weights as saved, not the float64 working copy
     loss_after = stored.loss(stored.forward(inputs), t)
     return UpdateResult(DeviceModel(spec), history, params, loss_before, loss_after, sorted(tr.trainable))
+
+
+def _current_proba(spec, net_model, stages, nn, tr: _Trainer):
+    """The model as it stands mid-task: class probabilities of feature rows (classifier order)."""
+    def predict_proba(X):
+        blobs = tr.forward(_network_inputs(spec, net_model, stages, X))
+        return blobs[tr.loss_input].reshape(len(np.atleast_2d(X)), -1)
+    return predict_proba
 
 
 def _write_back(nn, tr: _Trainer):

@@ -36,13 +36,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tandem.contract.features import (
-    ACTIVITIES,
-    CORRELATIONS,
-    FEATURE_NAMES,
-    SERIES,
-    STATISTICS,
-)
+from tandem.contract.features import ACTIVITIES, FEATURE_NAMES, SERIES, feature_bounds
 from tandem.contract.schema import DEVICE_COLUMNS, LABEL_COLUMN, POLICY_COLUMN
 
 Form = Literal["pseudonymized", "anonymized", "dp", "encrypted"]
@@ -134,16 +128,17 @@ _MAG_CLIP = {
 
 
 def clip_bounds() -> dict[str, tuple[float, float]]:
-    """[lo, hi] of every feature under the DP form, in FEATURE_NAMES order (fixed by policy version v1)."""
+    """[lo, hi] of every feature under the DP form, in FEATURE_NAMES order (fixed by policy version v1).
+
+    The v1 table for the series statistics it names; every other feature (feature library v2:
+    robust statistics, spectra, angles) clips to its plausible range from tandem.contract.feature_ops."""
+    plausible = feature_bounds()
     bounds: dict[str, tuple[float, float]] = {}
-    for series in SERIES:
-        kind = "acc" if series.startswith("acc") else "gyro"
+    for name in FEATURE_NAMES:
+        series, _, stat = name.rpartition("_")
+        kind = "acc" if series.startswith(("acc", "body", "gravity")) else "gyro"
         table = _MAG_CLIP[kind] if series.endswith("_mag") else _AXIS_CLIP[kind]
-        for stat in STATISTICS:
-            bounds[f"{series}_{stat}"] = table[stat]
-    for a, b in CORRELATIONS:
-        bounds[f"corr_{a}_{b}"] = (-1.0, 1.0)
-    assert tuple(bounds) == FEATURE_NAMES
+        bounds[name] = table[stat] if series in SERIES and stat in table else plausible[name]
     return bounds
 
 

@@ -24,20 +24,24 @@ STD_FLOOR = 1e-6
 class TrainConfig(BaseModel):
     """Pretraining hyperparameters of the classifier."""
 
-    epochs: int = Field(60, ge=1, le=1000, description="maximum number of training epochs")
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="Adam learning rate")
-    batch_size: int = Field(64, ge=1, le=65536, description="mini-batch size")
+    # Defaults: the Optuna study on the release split's sharing users (tandem/tuning.py,
+    # tandem/evaluation/tuned_models.json "3:0"), rounded to 3 digits.
+    epochs: int = Field(150, ge=1, le=1000, description="maximum number of training epochs")
+    learning_rate: float = Field(2.72e-3, gt=0, le=1, description="Adam learning rate")
+    batch_size: int = Field(128, ge=1, le=65536, description="mini-batch size")
     hidden_sizes: list[int] = Field(
-        default_factory=lambda: [64, 64], min_length=1, max_length=6,
+        default_factory=lambda: [128], min_length=1, max_length=6,
         description="width of each hidden dense layer (body.0, body.1, ...); 1..6 layers of 1..4096 units")
-    weight_decay: float = Field(1e-3, ge=0, le=1, description="Adam weight decay (L2 penalty)")
-    patience: int = Field(15, ge=1, le=1000,
+    weight_decay: float = Field(4.74e-5, ge=0, le=1, description="Adam weight decay (L2 penalty)")
+    patience: int = Field(30, ge=1, le=1000,
                           description="stop after this many epochs without a lower validation loss")
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="share of training data (of users, when grouped) held out for validation")
     seed: int = Field(0, ge=0, description="seed of initialization, split and shuffling")
+    dropout: float = Field(0.187, ge=0, lt=1, description="dropout after each hidden layer while training (none at inference)")
+    label_smoothing: float = Field(0.178, ge=0, lt=1, description="cross-entropy label smoothing while training")
     updatable_layers: list[str] = Field(
-        default_factory=lambda: ["head"], min_length=1,
+        default_factory=lambda: ["body.0", "head"], min_length=1,
         description='dense layers the app may update on the device: "head" and/or "body.<i>"')
 
     @field_validator("hidden_sizes")
@@ -66,8 +70,9 @@ class Classifier(nn.Module):
     """(x - mean) / std -> [Linear -> ReLU] * len(hidden_sizes) -> Linear -> logits."""
 
     def __init__(self, n_features: int, n_classes: int, hidden_sizes: list[int] | tuple[int, ...] = (64, 64),
-                 mean: np.ndarray | None = None, std: np.ndarray | None = None):
+                 mean: np.ndarray | None = None, std: np.ndarray | None = None, dropout: float = 0.0):
         super().__init__()
+        self.dropout = nn.Dropout(dropout)  # identity in eval mode: nothing of it reaches Core ML
         mean = np.zeros(n_features) if mean is None else np.asarray(mean, dtype=np.float64)
         std = np.ones(n_features) if std is None else np.maximum(np.asarray(std, dtype=np.float64), STD_FLOOR)
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
@@ -91,7 +96,7 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (x - self.mean) / self.std
         for layer in self.body:
-            z = torch.relu(layer(z))
+            z = self.dropout(torch.relu(layer(z)))
         return self.head(z)
 
 
@@ -180,7 +185,7 @@ def train(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
     std = np.maximum(X[train_idx].std(axis=0), STD_FLOOR)
 
     torch.manual_seed(config.seed)
-    model = Classifier(X.shape[1], n_classes, config.hidden_sizes, mean, std)
+    model = Classifier(X.shape[1], n_classes, config.hidden_sizes, mean, std, config.dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -198,7 +203,7 @@ def train(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
         for start in range(0, len(order), config.batch_size):
             batch = order[start:start + config.batch_size]
             logits = model(Xt[batch])
-            loss = nn.functional.cross_entropy(logits, yt[batch])
+            loss = nn.functional.cross_entropy(logits, yt[batch], label_smoothing=config.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

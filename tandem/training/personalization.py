@@ -12,6 +12,8 @@ import numpy as np
 
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import update
+from tandem.device.update_policy import UpdatePolicy
+from tandem.device.update_policy import personalize as policy_update
 
 
 @dataclass
@@ -74,21 +76,29 @@ def pick_labelled(labels: np.ndarray, candidates: np.ndarray, per_class: int | N
     return np.array(sorted(set(int(i) for i in out)), dtype=np.int64)
 
 
-def personalize(base: DeviceModel, user, labelled_per_user: int, **overrides) -> Personalized:
+def personalize(base: DeviceModel, user, labelled_per_user: int, policy: UpdatePolicy | None = None,
+                **overrides) -> Personalized:
     """Update a copy of `base` on `labelled_per_user` labelled pool windows of `user` (anything with
-    features, labels, window_keys, captured_at); score before and after on the held-out windows."""
+    features, labels, window_keys, captured_at); score before and after on the held-out windows.
+    With `policy`: the app's update policy (held-out early stopping, then a refit) instead of one task."""
     pool, test = local_split(user)
     train = pick_labelled(user.labels, pool, per_user=labelled_per_user)
     if len(test) == 0 or len(train) == 0:
         raise ValueError(f"user {user.user_id}: nothing to label or to score")
-    return update_and_score(base, user, train, test, **overrides)
+    return update_and_score(base, user, train, test, policy=policy, **overrides)
 
 
-def update_and_score(base: DeviceModel, user, train: np.ndarray, test: np.ndarray, **overrides) -> Personalized:
+def update_and_score(base: DeviceModel, user, train: np.ndarray, test: np.ndarray, policy: UpdatePolicy | None = None,
+                     **overrides) -> Personalized:
     """The device runtime's update of a copy of `base` on the `train` windows, scored before and
     after on the `test` windows."""
     X, labels = user.features, np.asarray(user.labels)
     before = float((base.predict(X[test]) == labels[test]).mean())
+    if policy is not None:
+        p = policy_update(base, X[train], labels[train], policy)
+        after = float((p.model.predict(X[test]) == labels[test]).mean())
+        loss_before = p.loss_before if p.epochs else float("nan")
+        return Personalized(p.model, before, after, loss_before, p.loss_after, p.holdout_losses, len(train), len(test))
     result = update(DeviceModel.load(base.to_bytes()), X[train], labels[train], **overrides)
     after = float((result.model.predict(X[test]) == labels[test]).mean())
     return Personalized(result.model, before, after, result.loss_before, result.loss_after, result.history,

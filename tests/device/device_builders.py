@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 
+from tandem.contract.features import FEATURE_NAMES
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import coremltools as ct  # noqa: F401
@@ -20,7 +22,7 @@ with warnings.catch_warnings():
     )
 
 LABELS = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
-D = 46
+D = len(FEATURE_NAMES)  # the feature vector the app computes
 
 
 def random_weights(seed=0, d=D, hidden=(32, 16), k=6):

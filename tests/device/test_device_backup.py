@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from device_builders import LABELS, classifier_spec, random_weights
+from device_builders import LABELS, D, classifier_spec, random_weights
 
 from tandem.device.backup import (
     BackupError,
@@ -29,7 +29,7 @@ PSEUDONYM = "a" * 64
 def setup():
     w = random_weights(0)
     rng = np.random.default_rng(0)
-    X = w["mean"] + w["std"] * rng.normal(size=(48, 46))
+    X = w["mean"] + w["std"] * rng.normal(size=(48, D))
     y = np.asarray(LABELS)[rng.integers(0, 6, 48)]
     base = DeviceModel.load(classifier_spec(w=w).SerializeToString())
     personal = update(base, X, y, epochs=3).model

@@ -40,7 +40,7 @@ def test_golden_vectors(model_and_data):
     g = json.loads(json.dumps(g))  # JSON-clean
     assert len(g["windows"]) == 5
     w0 = g["windows"][0]
-    assert np.asarray(w0["raw"]).shape == (128, 6) and len(w0["features"]) == 46
+    assert np.asarray(w0["raw"]).shape == (128, 6) and len(w0["features"]) == len(FEATURE_NAMES)
     np.testing.assert_allclose(w0["probability_vector"], model.predict_proba(X[:1])[0])
     assert w0["label"] == model.predict(X[:1])[0] and w0["true_label"] == y[0]
     up = g["update"]

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from device_builders import LABELS, classifier_spec, pipeline_spec, random_weights
+from device_builders import LABELS, D, classifier_spec, pipeline_spec, random_weights
 
 from tandem.device.runtime import DeviceModel, UnsupportedLayer
 
@@ -37,7 +37,7 @@ def torch_proba(w, X):
 def data():
     rng = np.random.default_rng(5)
     w = random_weights(3)
-    X = w["mean"] + w["std"] * rng.normal(size=(200, 46))
+    X = w["mean"] + w["std"] * rng.normal(size=(200, D))
     return w, X
 
 
@@ -50,7 +50,7 @@ def test_parity_with_torch(data):
     assert list(m.predict(X)) == [LABELS[i] for i in torch_proba(w, X).argmax(1)]
     one = m.predict_one(X[0])
     assert one["label"] in LABELS and abs(sum(one["probabilities"].values()) - 1) < 1e-9
-    assert m.class_labels == LABELS and m.input_name == "features" and m.input_dim == 46
+    assert m.class_labels == LABELS and m.input_name == "features" and m.input_dim == D
 
 
 def test_pipeline_with_scaler_stage(data):

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from device_builders import (
-    LABELS,
-    classifier_spec,
-    pipeline_spec,
-    random_weights,
-    regressor_spec,
-)
+from device_builders import LABELS, D, classifier_spec, pipeline_spec, random_weights, regressor_spec
 
 from tandem.device.rules import check
 from tandem.device.runtime import DeviceModel, inner_product_params
@@ -26,7 +20,7 @@ def task(seed=0, n=96):
     """Labels a fixed random rule assigns, so a personal model can learn them."""
     rng = np.random.default_rng(seed)
     w = random_weights(seed)
-    X = w["mean"] + w["std"] * rng.normal(size=(n, 46))
+    X = w["mean"] + w["std"] * rng.normal(size=(n, D))
     z = (X - w["mean"]) / w["std"]
     y = np.asarray(LABELS)[(z[:, :6] * np.arange(1, 7)).argmax(1)]
     return w, X, y

@@ -14,13 +14,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow as pa
 
-from tandem.contract.features import (
-    ACTIVITIES,
-    CORRELATIONS,
-    FEATURE_NAMES,
-    SERIES,
-    STATISTICS,
-)
+from tandem.contract.features import ACTIVITIES, FEATURE_NAMES, SERIES, feature_bounds
 from tandem.contract.schema import (
     BATCH_COLUMNS,
     BATCH_SCHEMA,
@@ -59,27 +53,12 @@ def _ceil2(x: float) -> float:
 
 
 def feature_ranges() -> dict[str, tuple[float, float]]:
-    """Plausible [min, max] of every feature column, in FEATURE_NAMES order.
-
-    Axis series (acc in g, gyro in rad/s) live in [-B, B]: mean/min/max within it, std <= B,
-    mad_diff <= 2B. Magnitudes live in [0, sqrt(3) B]: std <= half of that, mad_diff <= all of it.
-    """
-    ranges: dict[str, tuple[float, float]] = {}
-    for series in SERIES:
-        bound = ACC_RANGE_G if series.startswith("acc") else GYRO_RANGE_RAD_S
-        if series.endswith("_mag"):
-            top = _ceil2(bound * math.sqrt(3))
-            per_stat = {"mean": (0.0, top), "std": (0.0, _ceil2(top / 2)), "min": (0.0, top),
-                        "max": (0.0, top), "mad_diff": (0.0, top)}
-        else:
-            per_stat = {"mean": (-bound, bound), "std": (0.0, bound), "min": (-bound, bound),
-                        "max": (-bound, bound), "mad_diff": (0.0, 2 * bound)}
-        for stat in STATISTICS:
-            ranges[f"{series}_{stat}"] = per_stat[stat]
-    for a, b in CORRELATIONS:
-        ranges[f"corr_{a}_{b}"] = (-1.0 - CORRELATION_SLACK, 1.0 + CORRELATION_SLACK)
+    """Plausible [min, max] of every feature column, in FEATURE_NAMES order: each feature operation
+    derives its outputs' ranges from its inputs' (tandem.contract.feature_ops), starting from the
+    sensor ranges (acc within +-ACC_RANGE_G g, gyro within +-GYRO_RANGE_RAD_S rad/s)."""
+    ranges = feature_bounds()
     assert tuple(ranges) == FEATURE_NAMES, "feature_ranges() out of step with FEATURE_NAMES"
-    return ranges
+    return {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}
 
 
 def _pandas_type(pa_type) -> str:

@@ -1,0 +1,113 @@
+"""The personalization policy the app runs around MLUpdateTask, simulated with the device runtime.
+
+With a user's labelled windows (X, y), in capture order:
+
+1. hold out the latest 1/`holdout_every` (at least one) of each activity's labelled windows (when every labelled activity
+   has at least `min_per_activity` windows; otherwise skip to 3 with `fallback_epochs`);
+2. task A: update the base on the rest, at most `max_epochs`; the progress handler computes the
+   held-out cross-entropy at each epoch's end (and once on the base before starting, "epoch 0") and
+   cancels the task `patience` epochs after the best; the best epoch E is remembered;
+3. task B: update the base on all labelled windows for E epochs (E = 0: keep the base: no epoch
+   beat it on the user's own held-out windows, so updating would likely harm).
+
+Both tasks use shuffle = false, so a phone reproduces every step exactly (Core ML's shuffling RNG
+is not ours); instead the app feeds the windows interleaved over activities (`interleave`), so no
+mini-batch holds one activity only (batches of one activity each drag the head to that class in turn:
+more labels then hurt). numpy + protobuf only, like the rest of `tandem.device`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tandem.device.runtime import DeviceModel
+from tandem.device.update import update
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    learning_rate: float = 0.01
+    mini_batch_size: int = 8
+    max_epochs: int = 80
+    patience: int = 10
+    holdout_every: int = 3
+    min_per_activity: int = 3
+    fallback_epochs: int = 30
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UpdatePolicy":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class PolicyResult:
+    model: DeviceModel
+    epochs: int  # of task B (0: the base is kept)
+    holdout: list[int] = field(default_factory=list)  # rows of (X, y) held out in task A
+    holdout_losses: list[float] = field(default_factory=list)  # index e: after e epochs of task A (0: base)
+    loss_before: float = float("nan")  # task B's loss on all labelled windows, before / after
+    loss_after: float = float("nan")
+
+
+def holdout_rows(y, policy: UpdatePolicy) -> np.ndarray:
+    """The last ceil(count / holdout_every) windows of each activity in the given (capture) order. The
+    latest, not every k-th: windows overlap by half, so a neighbour of a training window would make a
+    held-out loss that never sees overfitting."""
+    y = np.asarray(y).astype(str)
+    classes, counts = np.unique(y, return_counts=True)
+    if policy.holdout_every < 2 or counts.min() < policy.min_per_activity:
+        return np.empty(0, np.int64)
+    rows = [np.flatnonzero(y == c)[-math.ceil(n / policy.holdout_every):] for c, n in zip(classes, counts)]
+    return np.sort(np.concatenate(rows)).astype(np.int64)
+
+
+def interleave(y) -> np.ndarray:
+    """Row order: round-robin over the activities (sorted by name), each in its given (capture) order."""
+    y = np.asarray(y).astype(str)
+    queues = [list(np.flatnonzero(y == c)) for c in np.unique(y)]
+    order = []
+    while any(queues):
+        order += [q.pop(0) for q in queues if q]
+    return np.asarray(order, dtype=np.int64)
+
+
+def cross_entropy(proba: np.ndarray, y, class_labels) -> float:
+    index = {str(c): i for i, c in enumerate(class_labels)}
+    t = np.array([index[str(v)] for v in y])
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(t)), t], 1e-300, None))))
+
+
+def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
+    policy = policy or UpdatePolicy()
+    base = DeviceModel.load(base)
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(str)
+    order = interleave(y)
+    X, y = X[order], y[order]  # rows are renumbered: holdout indices refer to this order
+    common = dict(learning_rate=policy.learning_rate, mini_batch_size=policy.mini_batch_size, shuffle=False)
+    hold = holdout_rows(y, policy)
+    losses: list[float] = []
+    if len(hold):
+        keep = np.setdiff1d(np.arange(len(y)), hold)
+        Xv, yv = X[hold], y[hold]
+        labels = base.class_labels
+        losses.append(cross_entropy(base.predict_proba(Xv), yv, labels))
+
+        def progress(epoch: int, predict_proba) -> bool:  # the app's progress handler at .epochEnd
+            losses.append(cross_entropy(predict_proba(Xv), yv, labels))
+            return epoch - int(np.argmin(losses)) >= policy.patience
+
+        keep = keep[interleave(y[keep])]
+        update(base, X[keep], y[keep], on_epoch=progress, epochs=policy.max_epochs, **common)
+        epochs = int(np.argmin(losses))  # first minimum
+    else:
+        epochs = policy.fallback_epochs
+    if epochs == 0:
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses)
+    result = update(base, X, y, epochs=epochs, **common)
+    return PolicyResult(result.model, epochs, hold.tolist(), losses, result.loss_before, result.loss_after)

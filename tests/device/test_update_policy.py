@@ -1,0 +1,91 @@
+"""The app's update policy around MLUpdateTask: held-out rows, interleaving, early stopping by the
+progress handler, the refit, keeping the base, and its golden trace replaying exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tandem.device import golden
+from tandem.device.runtime import DeviceModel
+from tandem.device.update import update
+from tandem.device.update_policy import UpdatePolicy, cross_entropy, holdout_rows, interleave, personalize
+
+LABELS = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def base():
+    from tandem.training import export as coreml_export
+    from tandem.training import model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(90, 5)) + np.repeat(np.eye(3, 5) * 2, 30, axis=0)
+    y = np.repeat(np.arange(3), 30)
+    net = model.train(X, y, model.TrainConfig(hidden_sizes=[6], epochs=5, dropout=0.0, label_smoothing=0.0),
+                      n_classes=3).model
+    spec = coreml_export.to_updatable_mlmodel(net, LABELS, updatable_layers=["body.0", "head"],
+                                              feature_names=[f"f{i}" for i in range(5)])
+    return DeviceModel.load(spec.SerializeToString())
+
+
+def data(n_per=6, shift=1.5, seed=1):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(size=(n_per, 5)) + np.eye(3, 5)[c] * 2 + shift for c in range(3)])
+    return X, np.repeat(LABELS, n_per)
+
+
+def test_holdout_is_the_latest_windows_of_each_activity_and_order_interleaves():
+    y = np.array(["a"] * 6 + ["b"] * 3 + ["c"] * 4)
+    assert holdout_rows(y, UpdatePolicy(holdout_every=3)).tolist() == [4, 5, 8, 11, 12]
+    assert holdout_rows(y[:8], UpdatePolicy(min_per_activity=3)).size == 0  # "b" has 2: no early stopping
+    assert interleave(np.array(["b", "a", "a", "b", "c"])).tolist() == [1, 0, 4, 2, 3]
+
+
+def test_progress_handler_can_cancel_the_task(base):
+    X, y = data()
+    seen = []
+    result = update(base, X, y, on_epoch=lambda e, proba: seen.append((e, proba(X).shape)) or e == 3,
+                    epochs=20, learning_rate=0.01, mini_batch_size=8)
+    assert seen == [(1, (18, 3)), (2, (18, 3)), (3, (18, 3))] and len(result.history) == 3
+
+
+def test_policy_stops_at_the_best_held_out_epoch_then_refits_on_everything(base):
+    X, y = data()
+    policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, fallback_epochs=7)
+    p = personalize(base, X, y, policy)
+    losses = p.holdout_losses
+    assert p.epochs == int(np.argmin(losses)) and p.epochs > 0
+    assert len(losses) - 1 <= min(policy.max_epochs, p.epochs + policy.patience)  # cancelled `patience` after the best
+    order = interleave(y)
+    refit = update(base, X[order], y[order], epochs=p.epochs, learning_rate=0.05, mini_batch_size=8, shuffle=False)
+    assert np.allclose(refit.model.predict_proba(X), p.model.predict_proba(X))
+    assert p.loss_after < p.loss_before
+    # too few labels per activity: no held-out split, the fallback epochs
+    few = personalize(base, X[[0, 1, 6, 7, 12, 13]], y[[0, 1, 6, 7, 12, 13]], policy)
+    assert few.epochs == 7 and few.holdout == []
+
+
+def test_policy_keeps_the_base_when_no_epoch_beats_it(base):
+    # each activity's latest windows look like the next activity: training on the earlier ones only
+    # makes the held-out loss worse, so task B must not run
+    rng = np.random.default_rng(2)
+    centers = [np.eye(3, 5)[c] * 2 for c in range(3)]
+    X = np.concatenate([np.stack([centers[c] if i < 4 else centers[(c + 1) % 3] for i in range(6)])
+                        + rng.normal(0, 0.2, size=(6, 5)) for c in range(3)])
+    y = np.repeat(LABELS, 6)
+    p = personalize(base, X, y, UpdatePolicy(learning_rate=0.05, max_epochs=20, patience=3))
+    assert p.epochs == 0 and min(p.holdout_losses[1:]) > p.holdout_losses[0]
+    assert np.array_equal(p.model.predict_proba(X), base.predict_proba(X))
+    order = interleave(y)
+    assert p.holdout_losses[0] == pytest.approx(cross_entropy(base.predict_proba(X[order][p.holdout]),
+                                                              y[order][p.holdout], base.class_labels))
+
+
+def test_golden_policy_trace_replays(base):
+    X, y = data(n_per=7)
+    trace = golden.policy_trace(base, X, y, UpdatePolicy(learning_rate=0.05, max_epochs=30, patience=4))
+    again = personalize(base, np.array(trace["inputs"]), trace["labels"], UpdatePolicy.from_dict(trace["policy"]))
+    assert again.epochs == trace["epochs"] and again.holdout == trace["holdout"]
+    assert np.allclose(again.model.predict_proba(np.array(trace["inputs"])), trace["probabilities_after"], atol=1e-12)
+    assert trace["holdout_losses"][trace["epochs"]] == min(trace["holdout_losses"])

@@ -1,0 +1,71 @@
+"""The robust protocol: folds cover every user once, the statistics on hand-made numbers, and a
+small real run (HAPT users 1-6, 2 folds x 2 seeds) through the Prefect flow into a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tandem.evaluation import protocol
+from tandem.evaluation.protocol_data import fold_split
+
+
+def test_every_user_never_shares_in_exactly_one_fold():
+    users = list(range(30))
+    seen = []
+    for f in range(3):
+        sharing, evaluation = fold_split(users, f, 3)
+        assert len(evaluation) == 10 and not set(sharing) & set(evaluation)
+        seen += evaluation
+    assert sorted(seen) == users
+    assert fold_split(users, 0, 3)[1] == [2, 5, 8, 11, 14, 17, 20, 23, 26, 29]  # the release split: users 03, 06, ...
+
+
+def _runs():
+    # two seeds, one fold, three users; method b = a + 0.02 for two users, - 0.01 for the third
+    a = {0: {"u1": 0.90, "u2": 0.80, "u3": 0.70}, 1: {"u1": 0.92, "u2": 0.82, "u3": 0.72}}
+    return [{"fold": 0, "seed": s, "methods": {"a": a[s], "b": {u: v + (0.02 if u != "u3" else -0.01) for u, v in a[s].items()}}}
+            for s in (0, 1)]
+
+
+def test_summary_and_paired_comparison_by_hand():
+    s = protocol.summarize(_runs())
+    assert s["a"]["mean"] == pytest.approx(0.81) and s["a"]["per_seed"] == pytest.approx([0.80, 0.82])
+    assert s["a"]["sd_over_seeds"] == pytest.approx(np.std([0.80, 0.82], ddof=1))
+    d = protocol.paired(s, "b", "a")
+    assert d["mean_points"] == pytest.approx(1.0)  # (2 + 2 - 1) / 3
+    half = 4.303 * np.std([2, 2, -1], ddof=1) / np.sqrt(3)
+    assert d["ci95_points"] == pytest.approx([1.0 - half, 1.0 + half])
+    assert (d["a_better"], d["a_worse"], d["worse_share"]) == (2, 1, pytest.approx(1 / 3))
+    assert protocol.harmed_share(_runs(), "b", "a") == pytest.approx(2 / 6)
+
+
+def test_small_real_protocol_through_the_flow(tmp_path, monkeypatch):
+    monkeypatch.setenv("TANDEM_HOME", str(tmp_path))
+    from tandem.evaluation import robust_eval
+    from tandem.fleet.users import hapt_fleet
+
+    users = hapt_fleet(users=list(range(1, 7)))
+    small = dict(users=users, fl_rounds=2, budgets=("u20", "pc5", "pc20"))
+    monkeypatch.setattr(robust_eval, "evaluate", lambda f, s, log=print, _e=robust_eval.evaluate: _e(f, s, log=log, **small))
+    from flows.evaluate import evaluate_protocol
+
+    out = evaluate_protocol(folds=2, seeds=2)
+    result = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
+    c = result["claims"]
+    assert (c["folds"], c["seeds"], c["users"]) == (2, 2, 6)
+    assert {r["fold"] for r in result["runs"]} == {0, 1} and len(result["runs"]) == 4
+    assert set(c["personalization"]) == {"u20", "pc5", "pc20"}
+    assert c["best_fl_baseline"] in ("fedavg", "fedprox", "fedper")
+    assert 0.0 <= c["generic_mean"] <= 1.0 and c["generic_sd_over_seeds"] >= 0.0
+    assert set(c["targets"]) >= {"generic_mean_at_least_0.93", "u20_harmed_at_most_10_percent"}
+    # the MLflow run holds the table and plots
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(out["mlflow_run_id"])
+    assert run.data.metrics["generic_mean"] == pytest.approx(c["generic_mean"])
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/evaluation.md", "report/evaluation.json", "report/budgets.png"} <= names
