@@ -53,7 +53,7 @@ def spec(step: dict, window: int, sample_rate_hz: float) -> dict:
         "version": VERSION,
         "definition": (
             "Each output is its input (same index) filtered by a 2nd-order Butterworth low-pass with cutoff "
-            f"cutoff_hz at sample_rate_hz, run over the window's samples t = 0..n-1 in time order in direct form II "
+            "cutoff_hz at sample_rate_hz, run over the window's samples t = 0..n-1 in time order in direct form II "
             "transposed: y[t] = b0*x[t] + z1; z1 = b1*x[t] - a1*y[t] + z2; z2 = b2*x[t] - a2*y[t] (z1, z2 updated "
             "with the old z2 and the new y[t], in that order). Coefficients: K = tan(pi*cutoff_hz/sample_rate_hz), "
             "N = 1/(1 + sqrt(2)*K + K^2), b0 = K^2*N, b1 = 2*b0, b2 = b0, a1 = 2*(K^2 - 1)*N, "
