@@ -140,7 +140,7 @@ def test_numpy_forward_matches_torch(trained, tmp_path):
     spec = coreml_export.load_spec(path)
     X, _ = synthetic(n=300, seed=7)
     rng = np.random.default_rng(1)
-    X = np.concatenate([X, rng.normal(size=(100, 46)) * np.logspace(-2, 2, 46)])
+    X = np.concatenate([X, rng.normal(size=(100, features.N_FEATURES)) * np.logspace(-2, 2, features.N_FEATURES)])
     expected = model.predict_proba(trained, X)
     got = numpy_forward(spec, X)
     assert np.abs(got - expected).max() < 1e-5
@@ -159,7 +159,7 @@ def test_numpy_forward_matches_torch_on_hapt():
         Xs.append(features.featurize(windows))
         ys.append(codes - 1)
     X, y = np.concatenate(Xs), np.concatenate(ys)
-    m = model.train(X, y, TrainConfig(epochs=5)).model
+    m = model.train(X, y, TrainConfig(epochs=5, hidden_sizes=[64, 64])).model
     spec = coreml_export.to_updatable_mlmodel(m, LABELS, updatable_layers=["body.1", "head"])
     expected = model.predict_proba(m, X)
     got = numpy_forward(spec, X)

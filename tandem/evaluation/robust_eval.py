@@ -190,7 +190,7 @@ TABLE = [("tandem_generic", "Tandem generic (server model on shared windows)"),
 
 
 def markdown(result: dict, command: str) -> str:
-    s, c, cmp_ = result["summary"], result["claims"], result["comparisons"]
+    s, c = result["summary"], result["claims"]
     rows = ["| method | mean accuracy (%) | sd over seeds (points) |", "|---|---:|---:|"]
     rows += [f"| {label} | {_pct(s[k]['mean'])} | {100 * s[k]['sd_over_seeds']:.2f} |" for k, label in TABLE if k in s]
     gains = ["| budget | personalized (%) | gain (points) | 95 % CI | harmed users | harmed (fold, seed, user) cases | vs local only (points) | 95 % CI |",

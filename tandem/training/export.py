@@ -3,7 +3,7 @@
 Built layer by layer with coremltools' NeuralNetworkBuilder from the torch weights (not ct.convert:
 that emits softmaxND and batchedMatMul, which cannot be updated; see docs/stack.md):
 
-    features (46,) DOUBLE -> batchnorm "standardize" (gamma = 1/std, beta = -mean/std)
+    features (N_FEATURES,) DOUBLE -> batchnorm "standardize" (gamma = 1/std, beta = -mean/std)
       -> innerProduct "body.0" -> ReLU "body.0.relu" -> ... -> innerProduct "head"
       -> softmax "softmax" (blob "labelProbability") -> outputs "labelProbability" (dict), "label"
 
