@@ -126,5 +126,6 @@ def test_device_personalize_raises_a_users_accuracy_and_touches_only_updatable_l
                 assert a.SerializeToString() != b.SerializeToString()
             else:
                 assert a.SerializeToString() == b.SerializeToString(), a.name
-        assert set(updatable_weights(personal.read_bytes())) == {"head"}
+        updatable = {layer.name for layer in base_spec.neuralNetworkClassifier.layers if layer.isUpdatable}
+        assert set(updatable_weights(personal.read_bytes())) == updatable  # exactly the spec's updatable layers
     assert np.mean(gains) > 0, gains
