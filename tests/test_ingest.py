@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,6 +37,36 @@ from tests.batches import bad_batches, good_table, replace_column
 
 REPO = Path(__file__).resolve().parents[1]
 VERDICT = ("batch_id", "sha256", "rows", "outcome", "reason")
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    """moto's S3 server in a process of its own: delta-rs blocks in native code while it talks to S3, and
+    a server thread inside this process could then wait for the interpreter forever."""
+    from tests.conftest import free_port
+
+    for var, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(var, value)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(150):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait()
+
+
+def new_bucket(endpoint: str) -> str:
+    import boto3
+
+    name = f"tandem-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +216,9 @@ def test_discovery_lists_only_open_days_and_still_reads_the_flat_layout(users, t
     assert [r.batch_id for r in ingest.discover(store)] == ["new1"]
 
 
-def test_ingest_on_s3_through_moto(users, s3_endpoint, s3_bucket):
-    store = S3Store(s3_bucket, "tandem", endpoint_url=s3_endpoint)
+def test_ingest_on_s3_through_moto(users, moto_endpoint):
+    s3_bucket = new_bucket(moto_endpoint)
+    store = S3Store(s3_bucket, "tandem", endpoint_url=moto_endpoint)
     seed_landing(store, users)
     entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
     assert sum(e["outcome"] == "quarantined" for e in entries) == 6
@@ -246,7 +279,8 @@ def test_sigkill_at_any_point_then_a_rerun_counts_every_batch_and_row_once(users
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_two_ingests_at_once_count_each_batch_once(users, tmp_path, backend, request):
     if backend == "s3":
-        endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
+        endpoint = request.getfixturevalue("moto_endpoint")
+        bucket = new_bucket(endpoint)
         store = S3Store(bucket, "tandem", endpoint_url=endpoint)
         for i in range(4):
             sharing.share(store, users, 0.9, f"key-{i}".encode(), batch_size=8)
