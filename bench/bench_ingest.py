@@ -235,8 +235,10 @@ def main() -> None:
             try:
                 print(f"[{kind}] {big[0] * big[1]:,} rows ...", flush=True)
                 run[f"{kind}_million"] = million_rows(backend, *big)
+                print(json.dumps(run[f"{kind}_million"], default=str), flush=True)  # in the log as soon as measured
                 print(f"[{kind}] {many} batches ...", flush=True)
                 run[f"{kind}_fleet"] = fleet_scale(backend, many, days, today_variant="--no-today" not in args)
+                print(json.dumps(run[f"{kind}_fleet"], default=str), flush=True)
             finally:
                 backend.cleanup()
             run["load_avg_at_end"] = os.getloadavg()
