@@ -38,8 +38,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tandem import pipeline
-from tandem.data import bulk_ingest, ingest, landing
-from tandem.data.store import LocalStore, S3Store, store_from_settings
+from tandem.data import bulk_ingest, landing
+from tandem.data.store import LocalStore
 from tandem.data.validation import validate_batch
 from tandem.fleet import users as fleet
 from tandem.fleet.sharing import batch_table, table_bytes
@@ -179,7 +179,7 @@ def one_batch(ctx: pipeline.Context, base: pa.Table, i: int) -> float:
     return t
 
 
-def fleet_scale(backend: Backend, batches: int, days: int, repeat: int = 3) -> dict:
+def fleet_scale(backend: Backend, batches: int, days: int, repeat: int = 3, today_variant: bool = True) -> dict:
     base = _base(64)
     # one new batch into an empty store (the denominator), warm: GX runtime and the table code loaded
     one_batch(backend.fresh(), base, 999)
@@ -195,12 +195,13 @@ def fleet_scale(backend: Backend, batches: int, days: int, repeat: int = 3) -> d
     assert summary["accepted"] == batches, summary
     after = [one_batch(ctx, base, 100 + k) for k in range(repeat)]
 
-    # the same, but every one of the 10,000 uploaded today (one open partition to list)
-    ctx_today = backend.fresh()
-    upload(ctx_today.store, [(landing.upload_key(f"dev{i % 500:03d}", f"t{i:06d}", ".parquet"), d)
-                             for i, (_, d) in enumerate(items)])
-    pipeline.ingest_new(ctx_today)
-    after_today = [one_batch(ctx_today, base, 200 + k) for k in range(repeat)]
+    after_today = [float("nan")]
+    if today_variant:  # the same, but every one of them uploaded today (one open partition to list)
+        ctx_today = backend.fresh()
+        upload(ctx_today.store, [(landing.upload_key(f"dev{i % 500:03d}", f"t{i:06d}", ".parquet"), d)
+                                 for i, (_, d) in enumerate(items)])
+        pipeline.ingest_new(ctx_today)
+        after_today = [one_batch(ctx_today, base, 200 + k) for k in range(repeat)]
     return {"batches": batches, "rows_per_batch": 64, "ingest_s": ingest_s, "target_s": 60.0,
             "closed_partitions": len(summary["closed_partitions"]), "table_version": summary["table_version"],
             "one_into_empty_s": statistics.median(empty), "one_after_s": statistics.median(after),
@@ -211,54 +212,74 @@ def fleet_scale(backend: Backend, batches: int, days: int, repeat: int = 3) -> d
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
+    """Options: --quick (smaller), --only local|s3 (one backend; results merge into results.json, so the
+    two can run as separate processes), --no-today (skip the all-uploaded-today variant)."""
+    args = sys.argv[1:]
+    quick = "--quick" in args
+    kinds = [args[args.index("--only") + 1]] if "--only" in args else ["local", "s3"]
     big = (40, 5_000) if quick else (200, 5_000)
     many, days = (1_000, 5) if quick else (10_000, 20)
-    results = {"machine": {"cpus": len(os.sched_getaffinity(0)), "load_avg_at_start": os.getloadavg(),
-                           "note": "shared machine: other engineers' jobs ran at the same time"},
-               "workers": bulk_ingest.default_workers(), "quick": quick}
+    results = {}
+    run = {"machine": {"cpus": len(os.sched_getaffinity(0)), "load_avg_at_start": os.getloadavg(),
+                       "note": "shared machine: other engineers' jobs ran at the same time"},
+           "workers": bulk_ingest.default_workers(), "quick": quick}
     t_cold, _ = timed(lambda: bulk_ingest.run_chunks(Settings(home=Path(tempfile.gettempdir())), [[], []]))
-    results["process_pool_cold_start_s"] = t_cold
+    run["process_pool_cold_start_s"] = t_cold
     old = per_batch_path()
-    results["before_per_batch_s"] = old
-    results["before_10000_batches_extrapolated_s"] = old * 10_000
-    moto = Moto()
+    run["before_per_batch_s"] = old
+    run["before_10000_batches_extrapolated_s"] = old * 10_000
+    moto = Moto() if "s3" in kinds else None
     try:
-        for kind in ("local", "s3"):
+        for kind in kinds:
             backend = Backend(kind, moto)
             try:
-                print(f"[{kind}] 1M rows ...", flush=True)
-                results[f"{kind}_million"] = million_rows(backend, *big)
+                print(f"[{kind}] {big[0] * big[1]:,} rows ...", flush=True)
+                run[f"{kind}_million"] = million_rows(backend, *big)
+                print(json.dumps(run[f"{kind}_million"], default=str), flush=True)  # in the log as soon as measured
                 print(f"[{kind}] {many} batches ...", flush=True)
-                results[f"{kind}_fleet"] = fleet_scale(backend, many, days)
+                run[f"{kind}_fleet"] = fleet_scale(backend, many, days, today_variant="--no-today" not in args)
+                print(json.dumps(run[f"{kind}_fleet"], default=str), flush=True)
             finally:
                 backend.cleanup()
+            run["load_avg_at_end"] = os.getloadavg()
+            if "--only" in args and OUT.exists():  # the other backend's process may have written meanwhile
+                results = json.loads(OUT.read_text())
+            results.setdefault("runs", {})[kind] = run
             OUT.write_text(json.dumps(results, indent=2, default=str))
     finally:
-        moto.stop()
-    results["load_avg_at_end"] = os.getloadavg()
-    OUT.write_text(json.dumps(results, indent=2, default=str))
-    print_table(results)
+        if moto:
+            moto.stop()
+    if all(k in results.get("runs", {}) for k in ("local", "s3")):
+        print_table(results)
 
 
-def print_table(r: dict) -> None:
-    def row(name, local, s3, target):
-        print(f"| {name:<58} | {local:>16} | {s3:>16} | {target:>10} |")
+def print_table(results: dict) -> None:
+    local, s3 = results["runs"]["local"], results["runs"]["s3"]
 
-    print(f"\nshared machine, {r['machine']['cpus']} cores, {r['workers']} worker processes; load average at start "
-          f"{r['machine']['load_avg_at_start'][0]:.1f}, at end {r['load_avg_at_end'][0]:.1f}")
+    def row(name, a, b, target):
+        print(f"| {name:<58} | {a:>16} | {b:>16} | {target:>10} |")
+
+    def fmt(x, spec):
+        return format(x, spec) if x == x else "-"  # NaN: not measured
+
+    for kind, r in (("local", local), ("S3", s3)):
+        print(f"{kind}: {r['machine']['cpus']} cores shared with other jobs, {r['workers']} worker processes, "
+              f"load average {r['machine']['load_avg_at_start'][0]:.1f} at start, {r['load_avg_at_end'][0]:.1f} at end; "
+              f"process pool cold start {r['process_pool_cold_start_s']:.1f} s (not in the figures)")
     row("figure", "local", "S3 (moto, HTTP)", "target")
     print("|" + "-" * 60 + "|" + "-" * 18 + "|" + "-" * 18 + "|" + "-" * 12 + "|")
-    lm, sm = r["local_million"], r["s3_million"]
+    lm, sm = local["local_million"], s3["s3_million"]
     row(f"{lm['rows']:,} rows / {lm['batches']} batches: ingest / pyarrow read", f"{lm['ratio']:.2f}x", f"{sm['ratio']:.2f}x", "<= 3x")
     row("   ingest s (read s)", f"{lm['ingest_s']:.1f} ({lm['read_s']:.1f})", f"{sm['ingest_s']:.1f} ({sm['read_s']:.1f})", "")
-    lf, sf = r["local_fleet"], r["s3_fleet"]
+    lf, sf = local["local_fleet"], s3["s3_fleet"]
     row(f"{lf['batches']:,} batches x 64 rows: ingest s", f"{lf['ingest_s']:.1f}", f"{sf['ingest_s']:.1f}", "<= 60 s")
-    row("   batch-by-batch before (measured on 20, extrapolated) s", f"{r['before_10000_batches_extrapolated_s'] * lf['batches'] / 10_000:.0f}", "", "")
+    row("   batch-by-batch before (20 measured, extrapolated) s",
+        f"{local['before_per_batch_s'] * lf['batches']:.0f}", f"{s3['before_per_batch_s'] * sf['batches']:.0f}", "")
     row("one new batch after them / one into an empty store", f"{lf['one_after_ratio']:.2f}x", f"{sf['one_after_ratio']:.2f}x", "<= 1.5x")
-    row("   s (into empty s)", f"{lf['one_after_s']:.2f} ({lf['one_into_empty_s']:.2f})", f"{sf['one_after_s']:.2f} ({sf['one_into_empty_s']:.2f})", "")
-    row("   same, all of them uploaded today (open day)", f"{lf['one_after_today_ratio']:.2f}x", f"{sf['one_after_today_ratio']:.2f}x", "")
-    print(f"\nprocess pool cold start (once per `tandem ingest` process, not in the figures): {r['process_pool_cold_start_s']:.1f} s")
+    row("   s (into empty s)", f"{lf['one_after_s']:.2f} ({lf['one_into_empty_s']:.2f})",
+        f"{sf['one_after_s']:.2f} ({sf['one_into_empty_s']:.2f})", "")
+    row("   same, all of them uploaded today (open day)", fmt(lf["one_after_today_ratio"], ".2f") + "x",
+        fmt(sf["one_after_today_ratio"], ".2f") + "x", "")
 
 
 if __name__ == "__main__":

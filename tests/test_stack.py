@@ -125,8 +125,10 @@ def test_deployments_are_registered(up):
     flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {})}
     names = {f"{flows[d['flow_id']]}/{n}" for n, d in deployments.items()}
     expected = {"train-and-release/nightly", "train-and-release/manual-retrain", "promote/promote-production",
-                "rollback/rollback-production", "evaluate/on-demand"}
+                "rollback/rollback-production", "evaluate/on-demand", "ingest/hourly"}
     assert expected <= names, (names, up["info"].deploy_errors)
+    (hourly,) = deployments["hourly"]["schedules"]
+    assert hourly["schedule"]["cron"] == "15 * * * *" and hourly["active"]
 
     nightly, manual = deployments["nightly"], deployments["manual-retrain"]
     (schedule,) = nightly["schedules"]

@@ -94,7 +94,8 @@ def append(store: Store, rows: pa.Table, batch_ids: list[str], run_id: str | Non
     todo = list(dict.fromkeys(batch_ids))
     for attempt in range(attempts):
         table = open_table(store)
-        todo = [b for b in todo if b not in committed(table, todo)]
+        done = committed(table, todo)
+        todo = [b for b in todo if b not in done]
         if not todo:
             return (table.version() if table is not None else None), set()
         part = rows.filter(pc.is_in(rows[BATCH_ID], value_set=pa.array(todo, pa.string())))
