@@ -71,7 +71,7 @@ def make_batch(base: pa.Table, i: int) -> bytes:
 
 def make_bad(base: pa.Table, i: int, what: str) -> bytes:
     t = pq.read_table(io.BytesIO(make_batch(base, i)))
-    column = "label" if what == "label" else "acc_z_max"
+    column = "label" if what == "label" else "gravity_z_max"
     values = t.column(column).to_pylist()
     values[3] = "flying" if what == "label" else 99.0
     return table_bytes(t.set_column(t.schema.get_field_index(column), t.schema.field(column), pa.array(values, t.schema.field(column).type)))

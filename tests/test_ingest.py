@@ -82,8 +82,8 @@ def seed_landing(store, users, policy="pseudonymized") -> None:
     table = good_table(users[1], 8, b"key")
     ids = table.column("window_id").to_pylist()
     store.put("incoming/bad/dup_window.parquet", sharing.table_bytes(replace_column(table, "window_id", [ids[0]] * 8)))
-    high = table.column("acc_z_max").to_pylist()
-    store.put("incoming/bad/range.parquet", sharing.table_bytes(replace_column(table, "acc_z_max", [99.0] + high[1:])))
+    high = table.column("gravity_z_max").to_pylist()
+    store.put("incoming/bad/range.parquet", sharing.table_bytes(replace_column(table, "gravity_z_max", [99.0] + high[1:])))
 
 
 def table_rows_by_batch(store) -> pd.Series:
@@ -115,7 +115,7 @@ def test_bulk_verdicts_are_the_per_batch_verdicts(users, tmp_path):
     quarantined = {e["batch_id"]: e["reason"] for e in entries if e["outcome"] == "quarantined"}
     assert set(quarantined) == {"truncated", "wrong_type", "raw_email", "bad_label", "dup_window", "range"}
     assert "window_id: 8 of 8 values are duplicated" in quarantined["dup_window"]
-    assert "acc_z_max: 1 of 8 values outside [-16, 16]" in quarantined["range"]
+    assert "gravity_z_max: 1 of 8 values outside [-24, 24]" in quarantined["range"]
     for name in quarantined:  # each bad batch alone in quarantine, with its own GX result and reason
         result = json.loads(bulk.get(f"quarantine/{name}/validation.json"))
         assert (result.get("meta") or {}).get("tandem_batch_id", result.get("batch_id")) == name
