@@ -32,7 +32,7 @@ import psutil  # a dependency of dask.distributed
 import yaml
 from prefect.workers.process import ProcessWorker
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # tandem/ops/stack.py -> the repository
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
 WORK_POOL = "tandem-process"
 # Work queues in the pool, with their concurrency limits. Both train deployments use "train": a limit
