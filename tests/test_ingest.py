@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from threading import Barrier
 
 import numpy as np
 import pandas as pd
@@ -196,6 +198,28 @@ def test_append_leaves_out_committed_batches_and_delta_refuses_a_stale_commit_of
     assert committed_now == set(ids[3:])
     file_rows = {r.batch_id: pq.read_metadata(store.root / r.key).num_rows for r in refs}
     assert table_rows_by_batch(store).to_dict() == file_rows
+
+
+def test_writers_racing_to_create_the_table_commit_each_batch_once(users, tmp_path):
+    """The race CI once lost: every writer sees no table yet, and all append the same batches at once."""
+    source = LocalStore(tmp_path / "source")
+    sharing.share(source, users[:2], 0.9, b"key", batch_size=8)
+    refs = ingest.discover(source)
+    rows = pa.concat_tables([bulk_ingest._rows(r.batch_id, pq.read_table(source.root / r.key)) for r in refs])
+    ids = [r.batch_id for r in refs]
+    file_rows = {r.batch_id: pq.read_metadata(source.root / r.key).num_rows for r in refs}
+    for round_ in range(5):
+        store = LocalStore(tmp_path / f"store-{round_}")
+        start = Barrier(4)
+
+        def writer(_):
+            start.wait()
+            return accepted.append(store, rows, ids)[1]
+
+        with ThreadPoolExecutor(4) as pool:
+            won = list(pool.map(writer, range(4)))
+        assert sorted(b for w in won for b in w) == sorted(ids)  # each batch committed by exactly one writer
+        assert table_rows_by_batch(store).to_dict() == file_rows
 
 
 def test_discovery_lists_only_open_days_and_still_reads_the_flat_layout(users, tmp_path):

@@ -67,11 +67,7 @@ def locate(store: Store) -> TableLocation:
 
 def open_table(store: Store, version: int | None = None) -> DeltaTable | None:
     """The table (at `version`, else the latest), or None before the first append."""
-    where = locate(store)
-    try:
-        return DeltaTable(where.uri, version=version, storage_options=where.storage_options)
-    except TableNotFoundError:
-        return None
+    return _open(locate(store), version)
 
 
 def committed(table: DeltaTable | None, batch_ids) -> set[str]:
@@ -88,35 +84,49 @@ class AppendConflict(RuntimeError):
 def append(store: Store, rows: pa.Table, batch_ids: list[str], run_id: str | None = None,
            attempts: int = 8) -> tuple[int | None, set[str]]:
     """Append the rows of `batch_ids` (column ``batch_id`` says which row is whose) in one commit,
-    leaving out batches already in the table. Returns (the version holding them, or None when all
-    were in already; the batch ids this call committed)."""
+    leaving out batches already in the table. Returns (the version holding them, or the current one
+    when all were in already; the batch ids this call committed)."""
     where = locate(store)
     todo = list(dict.fromkeys(batch_ids))
     for attempt in range(attempts):
         table = open_table(store)
+        if table is None:  # create it empty first: an append must read a version to see rivals' transactions
+            _create(where)
+            continue
         done = committed(table, todo)
         todo = [b for b in todo if b not in done]
         if not todo:
-            return (table.version() if table is not None else None), set()
+            return table.version(), set()
         part = rows.filter(pc.is_in(rows[BATCH_ID], value_set=pa.array(todo, pa.string())))
         properties = CommitProperties(
             app_transactions=[Transaction(app_id(b), 1, int(time.time() * 1000)) for b in todo],
             custom_metadata={"tandem.batches": str(len(todo)), "tandem.run_id": str(run_id or "")},
             max_commit_retries=20)
         try:
-            write_deltalake(table if table is not None else where.uri, part.cast(TABLE_SCHEMA), mode="append",
-                            storage_options=where.storage_options, commit_properties=properties,
-                            writer_properties=_WRITER, name="tandem accepted rows" if table is None else None)
+            write_deltalake(table, part.cast(TABLE_SCHEMA), mode="append", storage_options=where.storage_options,
+                            commit_properties=properties, writer_properties=_WRITER)
         except CommitFailedError:
             time.sleep(0.05 * (attempt + 1))  # another writer committed some of the same batches: look again
             continue
-        except Exception as exc:  # creating the table: the other writer created it first
-            if table is None and "already exists" in str(exc).lower():
-                continue
-            raise
-        after = open_table(store)
-        return after.version(), set(todo)
+        return open_table(store).version(), set(todo)
     raise AppendConflict(f"table append still conflicting after {attempts} attempts ({len(todo)} batches)")
+
+
+def _create(where: TableLocation) -> None:
+    """The empty table, unless it exists; a rival creating it at the same moment wins harmlessly."""
+    try:
+        DeltaTable.create(where.uri, TABLE_SCHEMA, mode="ignore", name="tandem accepted rows",
+                          storage_options=where.storage_options)
+    except Exception:  # delta-rs raises a generic error when version 0 appeared meanwhile
+        if _open(where) is None:
+            raise
+
+
+def _open(where: TableLocation, version: int | None = None) -> DeltaTable | None:
+    try:
+        return DeltaTable(where.uri, version=version, storage_options=where.storage_options)
+    except TableNotFoundError:
+        return None
 
 
 def table_version(store: Store) -> int | None:
