@@ -39,6 +39,7 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
     evaluate on users who never shared, convert to an updatable Core ML model and publish it."""
     log = get_run_logger()
     ctx = pipeline.Context(Settings())
+    pipeline.preflight(ctx)
     refs = discover_batches(ctx)
     log.info("%d new batch(es) in the landing zone", len(refs))
     entries = validate_batches(ctx, refs, flow_run.get_id()) if refs else []

@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from tandem.data import ingest
+from tandem.data import ingest, revocations
 from tandem.data.ingest import BatchRef
+from tandem.data.limits import Limits, Usage, feature_digests, features_frame
 from tandem.data.snapshot import Snapshot, build_snapshot
 from tandem.data.store import Store, store_from_settings
+from tandem.fleet import devices
 from tandem.privacy import sealing
-from tandem.release import candidate
+from tandem.release import candidate, signing
+from tandem.release.lease import lease
 from tandem.release.params import RunParams
 from tandem.release.run_report import run_report
 from tandem.release.tracker import Tracker
@@ -45,6 +48,29 @@ class Context:
     def keyring(self) -> dict[str, bytes]:
         return sealing.keyring(self.settings)
 
+    @cached_property
+    def usage(self) -> Usage:
+        """Accepted rows and batches per pseudonym and day, as the ledger stood when the run began."""
+        return Usage.from_entries(ingest.accepted_entries(self.store))
+
+    @cached_property
+    def holdout(self) -> frozenset[str]:
+        """Digests of the evaluation users' windows: a batch holding any is quarantined."""
+        try:
+            users = devices.load_evaluation(self.settings.home)
+        except FileNotFoundError:
+            return frozenset()
+        return frozenset(d for u in users for d in feature_digests(features_frame(u.features)))
+
+    @cached_property
+    def signer(self) -> signing.Signer:
+        return signing.require_signer(self.settings)
+
+
+def preflight(ctx: Context) -> None:
+    """Fail before any work on what would fail a run late: a missing or bad signing key."""
+    ctx.signer
+
 
 # ingest
 def discover_batches(ctx: Context) -> list[BatchRef]:
@@ -53,19 +79,23 @@ def discover_batches(ctx: Context) -> list[BatchRef]:
 
 def judge_batch(ctx: Context, ref: BatchRef, run_id: str | None = None) -> dict:
     """Validate one batch and record it in the ledger once (accepted, or quarantined with a reason)."""
-    return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir)
+    return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir,
+                                Limits.from_settings(ctx.settings), ctx.usage, ctx.holdout)
 
 
 def summarize(entries: list[dict]) -> dict:
     quarantined = [e for e in entries if e["outcome"] == "quarantined"]
     return {"new_batches": len(entries), "accepted": len(entries) - len(quarantined), "quarantined": len(quarantined),
-            "quarantine_reasons": {e["batch_id"]: e["reason"] for e in quarantined}}
+            "quarantine_reasons": {e["key"]: e["reason"] for e in quarantined}}
 
 
 # train
 def snapshot_dataset(ctx: Context, data_window_days: int | None = None) -> Snapshot | None:
-    entries = training.within_window(ingest.accepted_entries(ctx.store), data_window_days)
-    return build_snapshot(ctx.store, entries, ctx.keyring) if entries else None
+    """The accepted batches (less what was withdrawn) as one dataset."""
+    withdrawn = revocations.load(ctx.store)
+    entries = [e for e in ingest.accepted_entries(ctx.store) if e["batch_id"] not in withdrawn.batches]
+    entries = training.within_window(entries, data_window_days)
+    return build_snapshot(ctx.store, entries, ctx.keyring, withdrawn) if entries else None
 
 
 def already_trained(ctx: Context, snapshot_id: str) -> dict | None:
@@ -93,9 +123,24 @@ def convert_model(result: TrainResult, params: RunParams, metadata: dict) -> byt
 
 
 # release
+PUBLISH_WAIT_SECONDS = 3600
+
+
 def gate_and_publish(ctx: Context, snapshot: Snapshot, result: TrainResult, metrics: dict, mlmodel: bytes,
                      params: RunParams, run_id: str) -> dict:
-    return candidate.gate_and_publish(ctx.tracker, ctx.store, snapshot, result, metrics, mlmodel, params, run_id)
+    """Under the publish lease (one publisher per model; a crashed holder's lease expires): a snapshot
+    another run already published while this one trained is not published twice."""
+    name = f"publish-{ctx.settings.model_name}"
+    with lease(ctx.store, name, ctx.settings.publish_lease_seconds, PUBLISH_WAIT_SECONDS):
+        done = already_trained(ctx, snapshot.snapshot_id)
+        if done and not params.force:
+            ctx.tracker.end_run(run_id, "FINISHED")
+            return {"status": "up-to-date", "snapshot": snapshot.snapshot_id, "previous": done,
+                    "model": ctx.settings.model_name, "mlflow_run_id": run_id}
+        outcome = candidate.gate_and_publish(ctx.tracker, ctx.store, snapshot, result, metrics, mlmodel, params,
+                                             run_id, ctx.signer)
+        record_trained(ctx, snapshot.snapshot_id, outcome)
+        return outcome
 
 
 def fail_tracking(ctx: Context, run_id: str) -> None:
@@ -112,6 +157,7 @@ def report(outcome: dict) -> str:
 
 def run_pipeline(ctx: Context, params: RunParams) -> dict:
     """The whole train-and-release, in-process and in order (the flow does the same with Prefect)."""
+    preflight(ctx)
     entries = [judge_batch(ctx, ref) for ref in discover_batches(ctx)]
     summary = summarize(entries)
     snapshot = snapshot_dataset(ctx, params.data_window_days)

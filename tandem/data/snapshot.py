@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tandem.data.ingest import open_batch
+from tandem.data.limits import dedup_rows
+from tandem.data.revocations import Revocations
 from tandem.data.store import Store, get_json, put_json, sha256_hex
 from tandem.privacy.anonymity import enforce_k
 from tandem.privacy.policy import load_policy, policy_from_metadata
@@ -38,8 +40,9 @@ class Snapshot:
         return f"{DATASETS}{self.snapshot_id}/data.parquet"
 
 
-def snapshot_id(entries: list[dict]) -> str:
+def snapshot_id(entries: list[dict], withdrawn: Revocations | None = None) -> str:
     lines = sorted(f"{e['batch_id']}:{e['sha256']}" for e in entries)
+    lines += [f"revoked:{rid}" for rid in (withdrawn.ids if withdrawn else [])]  # a withdrawal makes a new snapshot
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
@@ -67,12 +70,13 @@ def _policies(tables: list[pa.Table]) -> dict[str, dict]:
     return found
 
 
-def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes]) -> Snapshot:
+def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes],
+                   withdrawn: Revocations | None = None) -> Snapshot:
     """Read, verify and concatenate the accepted batches (sealed ones opened with `keyring`); a window
-    shared twice counts once."""
+    shared twice counts once (by id or by content); withdrawn pseudonyms' rows are left out."""
     if not entries:
         raise ValueError("no accepted batches: nothing to snapshot")
-    sid = snapshot_id(entries)
+    sid = snapshot_id(entries, withdrawn)
     manifest_key = f"{DATASETS}{sid}/manifest.json"
     if store.exists(manifest_key):
         frame = pq.read_table(io.BytesIO(store.get(f"{DATASETS}{sid}/data.parquet"))).to_pandas()
@@ -81,7 +85,8 @@ def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes])
     tables = [_read_verified(store, e, keyring) for e in entries]
     policies = _policies(tables)
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
-    frame = table.to_pandas().drop_duplicates("window_id").sort_values(["captured_at", "window_id"]).reset_index(drop=True)
+    frame, removed = (withdrawn or Revocations()).filter(dedup_rows(table.to_pandas()))
+    frame = frame.sort_values(["captured_at", "window_id"]).reset_index(drop=True)
     k_report = None
     anonymized = [p for p in policies.values() if "anonymized" in p["forms"]]
     if anonymized:
@@ -104,6 +109,8 @@ def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes])
     }
     if k_report is not None:
         manifest["k_anonymity"] = k_report
+    if withdrawn and withdrawn.records:
+        manifest["withdrawn"] = {"revocations": withdrawn.summary(), "rows_removed": removed}
     store.put(f"{DATASETS}{sid}/data.parquet", data, if_absent=True)
     put_json(store, manifest_key, manifest, if_absent=True)  # the manifest last: it marks the snapshot complete
     return Snapshot(sid, frame, manifest)
