@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.ephemeral import guard_ephemeral_server
 from flows.runners import batch_task_runner
 from tandem import pipeline
 from tandem.release.params import RunParams
@@ -37,6 +38,7 @@ def validate_batches(ctx: pipeline.Context, refs: list, run_id: str | None = Non
 def train_and_release(params: RunParams = RunParams()) -> dict:
     """Ingest new batches, validate each (quarantining bad ones), snapshot the accepted data, pretrain,
     evaluate on users who never shared, convert to an updatable Core ML model and publish it."""
+    guard_ephemeral_server()  # a killed run must not leave its ephemeral Prefect server behind
     log = get_run_logger()
     ctx = pipeline.Context(Settings())
     pipeline.preflight(ctx)

@@ -68,8 +68,10 @@ class Context:
 
 
 def preflight(ctx: Context) -> None:
-    """Fail before any work on what would fail a run late: a missing or bad signing key."""
+    """Fail before any work on what would fail a run late: a missing or bad signing key, a store that
+    cannot be reached (no bucket, no credentials, endpoint down)."""
     ctx.signer
+    ctx.store.list(ingest.LEDGER)
 
 
 # ingest
