@@ -28,6 +28,7 @@ from tandem.contract.schema import (
     LABEL_COLUMN,
     POLICY_COLUMN,
 )
+from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
 from tandem.privacy import policy, sealing
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX, PSEUDONYM_REGEX
 
@@ -41,14 +42,6 @@ WINDOW_ID_REGEX = r"^[0-9a-f]{32}$"
 POLICY_REGEX = r"^[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pseudonymized/v1", "pseudonymized+dp/v1"
 # Only the forms Tandem knows: a made-up policy name would drop out of the snapshot's policy list.
 KNOWN_POLICY_REGEX = "^(?:{f})(?:\\+(?:{f}))*/v[0-9]+$".format(f="|".join(policy.FORMS))
-# What each quasi-identifier may look like, plain or generalized (tandem.privacy.policy's hierarchy):
-# an allow-list of shapes, so an advertising id (UUID) or a serial number is never a device model or locale.
-QUASI_IDENTIFIER_REGEX = {
-    "device_model": r"^(?:[A-Za-z]{1,16}[0-9]{0,3}(?:,[0-9]{1,3})?|\*)$",
-    "os_version": r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){0,2}|\*)$",
-    "app_version": r"^(?:[0-9]{1,4}(?:\.[0-9]{1,4}){0,2}|\*)$",
-    "locale": r"^(?:[a-z]{2,3}(?:_[A-Z]{2})?|\*)$",
-}
 MAX_TEXT_LENGTH = 64  # key_id, device metadata, policy: short labels, never free text
 
 # Physically plausible sensor ranges (a phone's IMU at its widest full-scale setting).
