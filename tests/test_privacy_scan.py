@@ -155,7 +155,7 @@ def test_anonymized_batch_with_plain_metadata_is_quarantined_without_echoing_it(
     store.put("incoming/x/plainqi.parquet", sharing.table_bytes(table))  # ...but declares anonymized
     [entry] = run_server(store)
     assert entry["outcome"] == "quarantined" and "anonymized form: device_model" in entry["reason"]
-    for text in (entry["reason"], store.get("quarantine/plainqi/validation.json").decode()):
+    for text in (entry["reason"], store.get(entry["quarantine"] + "validation.json").decode()):
         for plain in PLAIN_QI:
             assert plain not in text
 
