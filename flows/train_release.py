@@ -8,6 +8,7 @@ from prefect.runtime import flow_run
 
 from flows.ephemeral import guard_ephemeral_server
 from flows.runners import batch_task_runner
+from flows.secrets import with_signing_key
 from tandem import pipeline
 from tandem.release.params import RunParams
 from tandem.settings import Settings
@@ -40,7 +41,7 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
     evaluate on users who never shared, convert to an updatable Core ML model and publish it."""
     guard_ephemeral_server()  # a killed run must not leave its ephemeral Prefect server behind
     log = get_run_logger()
-    ctx = pipeline.Context(Settings())
+    ctx = pipeline.Context(with_signing_key(Settings()))
     pipeline.preflight(ctx)
     refs = discover_batches(ctx)
     log.info("%d new batch(es) in the landing zone", len(refs))

@@ -70,7 +70,8 @@ class Context:
 def preflight(ctx: Context) -> None:
     """Fail before any work on what would fail a run late: a missing or bad signing key, a store that
     cannot be reached (no bucket, no credentials, endpoint down)."""
-    ctx.signer
+    if ctx.settings.signing_key is not None or not ctx.settings.signing_key_block:
+        ctx.signer  # (a key in a Prefect block is read by the flow, which alone may talk to Prefect)
     ctx.store.list(ingest.LEDGER)
 
 

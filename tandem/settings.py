@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     expectations_dir: Path | None = Field(None, description="where the GX suites live (default: expectations/)")
     # releases
     signing_key: SecretStr | None = Field(None, description="Ed25519 private key (64 hex or PEM) that signs release manifests")
+    signing_key_block: str | None = Field(None, description="name of a Prefect Secret block holding the signing key (when TANDEM_SIGNING_KEY is unset)")
     release_public_keys: str | None = Field(None, description="comma-separated pinned public keys (hex, PEM file paths) pull verifies with")
-    publish_lease_seconds: int = Field(900, ge=30, description="the publish lock expires this long after its last renewal")
+    publish_lease_seconds: int = Field(120, ge=10, description="the publish lock expires this long after its last renewal")
     # limits on what one batch and one pseudonym may bring (breaches are quarantined)
     max_batch_bytes: int = Field(64 * 2**20, ge=1, description="largest batch file accepted (bytes)")
     max_row_groups: int = Field(64, ge=1, description="most parquet row groups in one batch")
