@@ -311,3 +311,12 @@ def test_signing_key_never_serializes(monkeypatch):
     settings = Settings()
     assert PRIVATE not in repr(settings) and PRIVATE not in settings.model_dump_json()
     assert signing.signer_from_settings(settings).key_id == SIGNER.key_id
+
+
+def test_batches_ledgered_under_their_old_stem_ids_are_not_judged_again(tmp_path, users):
+    store = LocalStore(tmp_path / "store")
+    store.put("incoming/dev/old.parquet", batch(users[0]))
+    store.put("ledger/batches/old.json", json.dumps({"batch_id": "old", "key": "incoming/dev/old.parquet",
+                                                     "outcome": "accepted"}).encode())
+    store.put("incoming/other/old.parquet", batch(users[1]))  # same stem, another object: new
+    assert [r.key for r in ingest.discover(store)] == ["incoming/other/old.parquet"]

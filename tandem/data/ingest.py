@@ -15,6 +15,7 @@ batch cannot both record it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -45,6 +46,9 @@ def batch_ref(key: str) -> BatchRef:
     return BatchRef(sha256_hex(key.encode())[:24], key)
 
 
+_DIGEST_ID = re.compile(r"[0-9a-f]{24}")
+
+
 def ledger_key(batch_id: str) -> str:
     return f"{LEDGER}{batch_id}.json"
 
@@ -52,6 +56,8 @@ def ledger_key(batch_id: str) -> str:
 def discover(store: Store) -> list[BatchRef]:
     """Batches in the landing zone without a ledger entry, in key order."""
     seen = {PurePosixPath(k).name[:-len(".json")] for k in store.list(LEDGER) if k.endswith(".json")}
+    # entries from before ids were digests of the key (named by the file stem): seen by their key
+    seen |= {batch_ref(get_json(store, ledger_key(i))["key"]).batch_id for i in list(seen) if not _DIGEST_ID.fullmatch(i)}
     return [batch_ref(k) for k in store.list(INCOMING) if k.endswith(BATCH_SUFFIXES) and batch_ref(k).batch_id not in seen]
 
 
