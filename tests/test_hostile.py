@@ -320,3 +320,15 @@ def test_batches_ledgered_under_their_old_stem_ids_are_not_judged_again(tmp_path
                                                      "outcome": "accepted"}).encode())
     store.put("incoming/other/old.parquet", batch(users[1]))  # same stem, another object: new
     assert [r.key for r in ingest.discover(store)] == ["incoming/other/old.parquet"]
+
+
+def test_an_evaluation_users_own_local_windows_uploaded_are_quarantined_by_the_pipeline(tandem_home):
+    from tests.fixtures import share_synthetic
+
+    settings = Settings()
+    _, evaluators = share_synthetic(settings)
+    ctx = pipeline.Context(settings)
+    own = (settings.devices_dir / evaluators[0].user_id / "local.parquet").read_bytes()
+    ctx.store.put("incoming/intruder/eval.parquet", own)
+    entry = pipeline.judge_batch(ctx, ingest.batch_ref("incoming/intruder/eval.parquet"))
+    assert entry["outcome"] == "quarantined" and "evaluation users" in entry["reason"], entry["reason"]
