@@ -82,8 +82,11 @@ def discover_batches(ctx: Context) -> list[BatchRef]:
 
 def judge_batch(ctx: Context, ref: BatchRef, run_id: str | None = None) -> dict:
     """Validate one batch and record it in the ledger once (accepted, or quarantined with a reason)."""
-    return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir,
-                                Limits.from_settings(ctx.settings), ctx.usage, ctx.holdout)
+    entry = ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir,
+                                 Limits.from_settings(ctx.settings), ctx.usage, ctx.holdout)
+    if entry["outcome"] == "accepted":
+        ctx.usage.add(entry)  # batches judged later in this run (in this process) count it
+    return entry
 
 
 def summarize(entries: list[dict]) -> dict:

@@ -44,10 +44,14 @@ class Usage:
     def from_entries(cls, entries: list[dict]) -> "Usage":
         usage = cls()
         for entry in entries:
-            for pday, rows in (entry.get("pseudonym_days") or {}).items():
-                usage.rows[pday] += rows
-                usage.batches[pday] += 1
+            usage.add(entry)
         return usage
+
+    def add(self, entry: dict) -> None:
+        """Count an accepted batch (so later batches of the same run see it)."""
+        for pday, rows in (entry.get("pseudonym_days") or {}).items():
+            self.rows[pday] += rows
+            self.batches[pday] += 1
 
 
 def check_file(data: bytes, limits: Limits) -> str | None:
