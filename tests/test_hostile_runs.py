@@ -68,14 +68,25 @@ def wait_for(condition, what: str, proc: subprocess.Popen | None = None) -> None
             pytest.fail(f"the run ended before {what}: {proc.stdout.read()[-3000:]}")
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.2)
+
+
+def _running_mlflow_runs(store) -> int:
+    db = Path(store.url).parent / "mlflow.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("select count(*) from runs where status = 'RUNNING'").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or busy
+        return 0
 
 
 POINTS = {
     # while validating: the first ledger entry is there
     "validate": lambda store, model: bool(store.list("ledger/batches/")),
-    # while training: the snapshot is written
-    "train": lambda store, model: bool(store.list("datasets/")),
+    # while training: its MLflow run is open
+    "train": lambda store, model: _running_mlflow_runs(store) > 0,
     # inside gate-and-publish: it holds the publish lease
     "publish": lambda store, model: any(k.endswith(".json") for k in store.list(f"locks/publish-{model}/")),
 }
