@@ -332,3 +332,16 @@ def test_an_evaluation_users_own_local_windows_uploaded_are_quarantined_by_the_p
     ctx.store.put("incoming/intruder/eval.parquet", own)
     entry = pipeline.judge_batch(ctx, ingest.batch_ref("incoming/intruder/eval.parquet"))
     assert entry["outcome"] == "quarantined" and "evaluation users" in entry["reason"], entry["reason"]
+
+
+def test_an_accepted_batch_changed_afterwards_is_left_out_not_fatal(tandem_home, users):
+    ctx = pipeline.Context(Settings())
+    store = ctx.store
+    for i, user in enumerate(users[:2]):
+        store.put(f"incoming/u{i}/b.parquet", batch(user, 8))
+    for ref in ingest.discover(store):
+        assert ingest.process_batch(store, ref, {})["outcome"] == "accepted"
+    store.put("incoming/u0/b.parquet", batch(users[0], 8, label="sitting"))  # overwritten after acceptance
+    snapshot = pipeline.snapshot_dataset(ctx)
+    assert snapshot.manifest["rows"] == 8
+    assert [s["batch_id"] for s in snapshot.manifest["skipped_batches"]] == [ingest.batch_ref("incoming/u0/b.parquet").batch_id]

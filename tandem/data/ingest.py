@@ -93,10 +93,11 @@ def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id
         try:
             verdict, transport = _judge(data, ref.batch_id, keyring, suites_dir, limits or Limits(), usage or Usage(), holdout)
         except Exception as exc:  # a bug or a hostile file the judges did not foresee: this batch only
-            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            sealed = sealing.is_sealed(data)  # a sealed batch's error text might quote its plaintext
+            why = type(exc).__name__ + ("" if sealed or not str(exc) else f": {str(exc).splitlines()[0][:200]}")
             verdict = BatchVerdict(False, f"could not be judged: {why}", {"success": False, "error": "could not be judged",
                                                                           "exception": why}, 0)
-            transport = {"stored_format": sealing.STORED_FORMAT if sealing.is_sealed(data) else "parquet"}
+            transport = {"stored_format": sealing.STORED_FORMAT if sealed else "parquet"}
     data = data or b""
     entry = {
         "batch_id": ref.batch_id,

@@ -82,7 +82,21 @@ def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes],
         frame = pq.read_table(io.BytesIO(store.get(f"{DATASETS}{sid}/data.parquet"))).to_pandas()
         return Snapshot(sid, frame, get_json(store, manifest_key))
     entries = sorted(entries, key=lambda e: e["batch_id"])
-    tables = [_read_verified(store, e, keyring) for e in entries]
+    tables, kept, skipped = [], [], []
+    for e in entries:  # one accepted batch changed or gone since must not stop every later snapshot
+        try:
+            tables.append(_read_verified(store, e, keyring))
+            kept.append(e)
+        except Exception as exc:
+            skipped.append({"batch_id": e["batch_id"], "why": f"{type(exc).__name__}: {str(exc)[:200]}"})
+    if skipped:
+        if not kept:
+            raise ValueError(f"no accepted batch can be read any more ({len(skipped)} changed or gone)")
+        entries, sid = kept, snapshot_id(kept, withdrawn)
+        manifest_key = f"{DATASETS}{sid}/manifest.json"
+        if store.exists(manifest_key):
+            frame = pq.read_table(io.BytesIO(store.get(f"{DATASETS}{sid}/data.parquet"))).to_pandas()
+            return Snapshot(sid, frame, get_json(store, manifest_key))
     policies = _policies(tables)
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
     frame, removed = (withdrawn or Revocations()).filter(dedup_rows(table.to_pandas()))
@@ -109,6 +123,8 @@ def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes],
     }
     if k_report is not None:
         manifest["k_anonymity"] = k_report
+    if skipped:
+        manifest["skipped_batches"] = skipped
     if withdrawn and withdrawn.records:
         manifest["withdrawn"] = {"revocations": withdrawn.summary(), "rows_removed": removed}
     store.put(f"{DATASETS}{sid}/data.parquet", data, if_absent=True)
