@@ -136,3 +136,13 @@ def test_the_console_script_exits_non_zero_with_one_line_and_debug_shows_the_tra
     debug = subprocess.run([sys.executable, "-m", "tandem.cli", "--debug", "releases"], capture_output=True, text=True,
                            env=env, cwd=ROOT)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_revoke_records_once_and_refuses_what_it_cannot_withdraw(tandem_home, capsys):
+    one_error_line(*tandem(capsys, "revoke", "--batch", "0123456789abcdef01234567", "--reason", "poisoned"),
+                   "no accepted batch")
+    one_error_line(*tandem(capsys, "revoke", "--pseudonym", "hapt-user-05", "--reason", "erasure request"),
+                   "not a pseudonym")
+    code, text = tandem(capsys, "revoke", "--pseudonym", "ab" * 32, "--reason", "erasure request")
+    assert code == 0 and "revoked pseudonym" in text, text
+    assert len(list((tandem_home / "store" / "ledger" / "revocations").glob("*.json"))) == 1
