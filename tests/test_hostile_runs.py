@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from tandem.data.store import store_from_settings
 from tandem.release.layout import list_releases, pull, read_channel
 from tandem.release.signing import trusted_from
+from tandem.release.tracker import Tracker
 from tandem.settings import Settings
 from tests.fixtures import FAST, share_synthetic
 
@@ -128,7 +129,7 @@ def test_two_runs_at_once_publish_one_release_and_nothing_leaks(home, tmp_path):
     first = start_run({**env, "PREFECT_HOME": str(tmp_path / "prefect-a")}, params)
     second = start_run({**env, "PREFECT_HOME": str(tmp_path / "prefect-b")}, params)
     outs = [p.communicate(timeout=GIVE_UP)[0] for p in (first, second)]
-    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    assert [p.returncode for p in (first, second)] == [0, 0], "\n=====\n".join(o[-6000:] for o in outs)
     assert sum("published" in o for o in outs) == 1, outs
     assert len(list_releases(store, settings.model_name)) == 1
     pull(store, settings.model_name, tmp_path / "app", trusted_from(settings))

@@ -71,7 +71,12 @@ class Tracker:
         found = self.client.get_experiment_by_name(name)
         if found:
             return found.experiment_id
-        return self.client.create_experiment(name, artifact_location=self.settings.artifact_root if self.is_local else None)
+        try:
+            return self.client.create_experiment(name, artifact_location=self.settings.artifact_root if self.is_local else None)
+        except MlflowException as e:  # another run created it a moment ago
+            if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code) and "already exists" not in str(e):
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     # runs
     def start_run(self, run_name: str, params: dict, tags: dict, experiment: str | None = None) -> str:
