@@ -126,6 +126,8 @@ def test_two_runs_at_once_publish_one_release_and_nothing_leaks(home, tmp_path):
     store = store_from_settings(settings)
     # each its own Prefect home (a fresh Prefect database migrating twice at once is Prefect's race, not
     # ours); one store and one MLflow, as two workers share them
+    # MLflow's SQLite schema is created on first use, which is not safe twice at once: create it first
+    Tracker(settings).experiment_id()
     first = start_run({**env, "PREFECT_HOME": str(tmp_path / "prefect-a")}, params)
     second = start_run({**env, "PREFECT_HOME": str(tmp_path / "prefect-b")}, params)
     outs = [p.communicate(timeout=GIVE_UP)[0] for p in (first, second)]
