@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from tandem import pipeline
 from tandem.cli import device as device_cli
 from tandem.cli import expectations as expectations_cli
 from tandem.cli import launch
 from tandem.cli import stack as stack_cli
 from tandem.cli.evaluate import evaluate_command
-from tandem import pipeline
 from tandem.data import revocations
 from tandem.data.ingest import accepted_entries, batch_ref
 from tandem.data.store import store_from_settings
