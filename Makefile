@@ -7,6 +7,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # The simulated devices' secret (pseudonymization key): from the environment, else created once in
 # the demo's keychain file (mode 600, outside the store; never in git, logs or MLflow).
 KEYCHAIN := $(TANDEM_HOME)/device-keychain.env
+# The server's release signing key (secret, mode 600) and the public key an app build pins: a demo
+# pair created once beside it (in production the private key lives in a secret manager).
+SIGNING := $(TANDEM_HOME)/release-signing.env
+PUBLIC_KEY := $(TANDEM_HOME)/release-public-key.txt
 
 .PHONY: demo test install clean-demo bench
 
@@ -22,9 +26,13 @@ $(KEYCHAIN):
 	@mkdir -p $(TANDEM_HOME)
 	@umask 077; $(PY) -c 'import secrets; print("TANDEM_PSEUDONYM_KEY=" + secrets.token_hex(32))' > $@
 
-demo: install $(KEYCHAIN)
-	@set -a; [ -n "$$TANDEM_PSEUDONYM_KEY" ] || . $(KEYCHAIN); set +a; \
-	$(TANDEM) share && $(TANDEM) run && $(TANDEM) releases
+$(SIGNING): $(VENV)/.installed
+	@$(TANDEM) keys create --out-dir $(TANDEM_HOME)
+
+demo: install $(KEYCHAIN) $(SIGNING)
+	@set -a; [ -n "$$TANDEM_PSEUDONYM_KEY" ] || . $(KEYCHAIN); [ -n "$$TANDEM_SIGNING_KEY" ] || . $(SIGNING); set +a; \
+	$(TANDEM) share && $(TANDEM) run && $(TANDEM) releases && \
+	$(TANDEM) pull --channel staging --out $(TANDEM_HOME)/app-build/model --public-key $(PUBLIC_KEY)
 
 test: install
 	$(VENV)/bin/lint-imports

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.ephemeral import guard_ephemeral_server
 from flows.ingest import ingest
+from flows.secrets import with_signing_key
 from tandem import pipeline
 from tandem.release.params import RunParams
 from tandem.settings import Settings
@@ -29,8 +31,10 @@ from tasks.train import (
 def train_and_release(params: RunParams = RunParams()) -> dict:
     """Ingest new batches (validate, quarantine bad ones, append to the table), train on the table's latest version, pretrain,
     evaluate on users who never shared, convert to an updatable Core ML model and publish it."""
+    guard_ephemeral_server()  # a killed run must not leave its ephemeral Prefect server behind
     log = get_run_logger()
-    ctx = pipeline.Context(Settings())
+    ctx = pipeline.Context(with_signing_key(Settings()))
+    pipeline.preflight(ctx)
     summary = ingest()  # the ingest flow, as a subflow: new batches into the table first
 
     snapshot = snapshot_dataset(ctx, params.data_window_days)

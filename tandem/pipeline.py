@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from tandem.data import bulk_ingest, ingest, table
+from tandem.data import bulk_ingest, ingest, revocations, table
 from tandem.data.ingest import BatchRef
+from tandem.data.limits import Limits, feature_digests, features_frame
 from tandem.data.snapshot import Snapshot, table_snapshot
 from tandem.data.store import Store, store_from_settings
+from tandem.fleet import devices
 from tandem.privacy import sealing
-from tandem.release import candidate
+from tandem.release import candidate, signing
+from tandem.release.lease import lease
 from tandem.release.params import RunParams
 from tandem.release.run_report import run_report
 from tandem.release.tracker import Tracker
@@ -45,10 +48,38 @@ class Context:
     def keyring(self) -> dict[str, bytes]:
         return sealing.keyring(self.settings)
 
+    @cached_property
+    def holdout(self) -> frozenset[str]:
+        """Digests of the evaluation users' windows: a batch holding any is quarantined."""
+        try:
+            users = devices.load_evaluation(self.settings.home)
+        except FileNotFoundError:
+            return frozenset()
+        return frozenset(d for u in users for d in feature_digests(features_frame(u.features)))
+
+    @cached_property
+    def signer(self) -> signing.Signer:
+        return signing.require_signer(self.settings)
+
+
+def preflight(ctx: Context) -> None:
+    """Fail before any work on what would fail a run late: a missing or bad signing key, a store that
+    cannot be reached (no bucket, no credentials, endpoint down)."""
+    if ctx.settings.signing_key is not None or not ctx.settings.signing_key_block:
+        ctx.signer  # (a key in a Prefect block is read by the flow, which alone may talk to Prefect)
+    ctx.store.list(ingest.LEDGER)
+
 
 # ingest
 def discover_batches(ctx: Context) -> list[BatchRef]:
     return ingest.discover(ctx.store)
+
+
+def judge_batch(ctx: Context, ref: BatchRef, run_id: str | None = None) -> dict:
+    """Validate one batch on its own and record it in the ledger once (accepted, or quarantined with a
+    reason); the chunks below do the same for many batches at once."""
+    return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir,
+                                Limits.from_settings(ctx.settings), None, ctx.holdout)
 
 
 def plan_chunks(ctx: Context, refs: list[BatchRef]) -> list[list[BatchRef]]:
@@ -58,12 +89,14 @@ def plan_chunks(ctx: Context, refs: list[BatchRef]) -> list[list[BatchRef]]:
 def ingest_chunk(ctx: Context, refs: list[BatchRef], run_id: str | None = None) -> list[dict]:
     """Validate a chunk of batches in one pass, append the good rows to the table in one commit,
     quarantine the bad ones, ledger all of them once."""
-    return bulk_ingest.ingest_chunk(ctx.store, refs, ctx.keyring, ctx.settings.expectations_dir, run_id)
+    judges = bulk_ingest.Judges(ctx.keyring, ctx.settings.expectations_dir, Limits.from_settings(ctx.settings),
+                                holdout=ctx.holdout)
+    return bulk_ingest.ingest_chunk(ctx.store, refs, judges, run_id)
 
 
 def ingest_chunks(ctx: Context, chunks: list[list[BatchRef]], run_id: str | None = None) -> list[dict]:
     """Every chunk, in parallel processes on this machine."""
-    return bulk_ingest.run_chunks(ctx.settings, chunks, run_id)
+    return bulk_ingest.run_chunks(ctx.settings, chunks, run_id, holdout=ctx.holdout)
 
 
 def settle_landing(ctx: Context) -> dict:
@@ -76,7 +109,7 @@ def summarize(entries: list[dict]) -> dict:
     entries = [e for e in entries if e.get("new", True)]
     quarantined = [e for e in entries if e["outcome"] == "quarantined"]
     return {"new_batches": len(entries), "accepted": len(entries) - len(quarantined), "quarantined": len(quarantined),
-            "quarantine_reasons": {e["batch_id"]: e["reason"] for e in quarantined}}
+            "quarantine_reasons": {e["key"]: e["reason"] for e in quarantined}}
 
 
 def ingest_new(ctx: Context, run_id: str | None = None) -> dict:
@@ -88,8 +121,9 @@ def ingest_new(ctx: Context, run_id: str | None = None) -> dict:
 
 # train
 def snapshot_dataset(ctx: Context, data_window_days: int | None = None) -> Snapshot | None:
-    """The training data: the table's latest version (rows of batches within the window)."""
-    return table_snapshot(ctx.store, data_window_days)
+    """The training data: the table's latest version (rows of batches within the window), less what
+    was withdrawn (`tandem revoke`)."""
+    return table_snapshot(ctx.store, data_window_days, revocations.load(ctx.store))
 
 
 def already_trained(ctx: Context, snapshot_id: str) -> dict | None:
@@ -117,9 +151,24 @@ def convert_model(result: TrainResult, params: RunParams, metadata: dict) -> byt
 
 
 # release
+PUBLISH_WAIT_SECONDS = 3600
+
+
 def gate_and_publish(ctx: Context, snapshot: Snapshot, result: TrainResult, metrics: dict, mlmodel: bytes,
                      params: RunParams, run_id: str) -> dict:
-    return candidate.gate_and_publish(ctx.tracker, ctx.store, snapshot, result, metrics, mlmodel, params, run_id)
+    """Under the publish lease (one publisher per model; a crashed holder's lease expires): a snapshot
+    another run already published while this one trained is not published twice."""
+    name = f"publish-{ctx.settings.model_name}"
+    with lease(ctx.store, name, ctx.settings.publish_lease_seconds, PUBLISH_WAIT_SECONDS):
+        done = already_trained(ctx, snapshot.snapshot_id)
+        if done and not params.force:
+            ctx.tracker.end_run(run_id, "FINISHED")
+            return {"status": "up-to-date", "snapshot": snapshot.snapshot_id, "previous": done,
+                    "model": ctx.settings.model_name, "mlflow_run_id": run_id}
+        outcome = candidate.gate_and_publish(ctx.tracker, ctx.store, snapshot, result, metrics, mlmodel, params,
+                                             run_id, ctx.signer)
+        record_trained(ctx, snapshot.snapshot_id, outcome)
+        return outcome
 
 
 def fail_tracking(ctx: Context, run_id: str) -> None:

@@ -5,6 +5,7 @@ Secrets are `SecretStr`: they never print, log or serialize in the clear."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -28,6 +29,33 @@ class Settings(BaseSettings):
     encryption_old_keys: SecretStr | None = Field(None, description="id:hex,... rotated-out keys the server may still open with")
     dask_address: str | None = Field(None, description="fan validation out over Dask: tcp://host:8786 or 'local'")
     expectations_dir: Path | None = Field(None, description="where the GX suites live (default: expectations/)")
+    # releases
+    signing_key: SecretStr | None = Field(None, description="Ed25519 private key (64 hex or PEM) that signs release manifests")
+    signing_key_block: str | None = Field(None, description="name of a Prefect Secret block holding the signing key (when TANDEM_SIGNING_KEY is unset)")
+    release_public_keys: str | None = Field(None, description="comma-separated pinned public keys (hex, PEM file paths) pull verifies with")
+    publish_lease_seconds: int = Field(120, ge=10, description="the publish lock expires this long after its last renewal")
+    # limits on what one batch and one pseudonym may bring (breaches are quarantined)
+    max_batch_bytes: int = Field(64 * 2**20, ge=1, description="largest batch file accepted (bytes)")
+    max_row_groups: int = Field(64, ge=1, description="most parquet row groups in one batch")
+    max_batch_rows: int = Field(10_000, ge=1, description="most rows in one batch")
+    max_pseudonym_rows_per_day: int = Field(5_000, ge=1, description="most accepted rows per pseudonym per capture day")
+    max_pseudonym_batches_per_day: int = Field(50, ge=1, description="most accepted batches per pseudonym per capture day")
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, store: str | None) -> str | None:
+        """``s3://bucket[/prefix]`` or a local folder; anything that looks like another URL is refused
+        (``s3:/bucket`` or ``https://...`` would otherwise become a relative folder)."""
+        if store is None:
+            return None
+        if store.startswith("s3://"):
+            bucket = store[5:].split("/", 1)[0]
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+                raise ValueError(f"TANDEM_STORE {store!r}: {bucket!r} is not a valid S3 bucket name")
+            return store
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", store):
+            raise ValueError(f"TANDEM_STORE {store!r} is not a folder nor s3://bucket/prefix")
+        return store
 
     @field_validator("home")
     @classmethod

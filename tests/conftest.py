@@ -56,4 +56,9 @@ def tandem_home(tmp_path, monkeypatch):
     for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "TANDEM_MODEL_NAME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TANDEM_PSEUDONYM_KEY", "test-key-" + uuid.uuid4().hex)
+    from tandem.release.signing import generate
+
+    private, public = generate()  # the server signs with one, app builds pin the other
+    monkeypatch.setenv("TANDEM_SIGNING_KEY", private)
+    monkeypatch.setenv("TANDEM_RELEASE_PUBLIC_KEYS", public)
     return home

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tandem.data.ingest import ledger_entries
+from tandem.data.ingest import batch_ref, ledger_entries
 from tandem.data.store import sha256_hex, store_from_settings
 from tandem.release.layout import list_releases, pull, read_channel
+from tandem.release.signing import trusted_from
 from tandem.settings import Settings
 from tests.batches import bad_batches
 from tests.flow_helpers import run_flow, share_synthetic
@@ -23,16 +24,17 @@ def test_flow_publishes_a_verified_updatable_release_and_then_does_nothing(tande
     first = run_flow()
     assert first["status"] == "published", first
     assert first["quarantined"] == 4 and first["accepted"] == first["new_batches"] - 4
-    reasons = first["quarantine_reasons"]
+    reasons = {k.split("/")[-1].removesuffix(".parquet"): r for k, r in first["quarantine_reasons"].items()}
     assert "parquet" in reasons["truncated"].lower()
     assert "gravity_x_mean" in reasons["wrong_type"]
     assert "pseudonym" in reasons["raw_email"] and "jane.doe@example.com" not in reasons["raw_email"]
     assert "label" in reasons["bad_label"]
     for name in reasons:  # nothing lost: the batch stays in incoming/ and a copy with its report sits in quarantine/
         assert store.exists(f"incoming/bad/{name}.parquet")
-        assert store.exists(f"quarantine/{name}/validation.json") and store.exists(f"quarantine/{name}/reason.txt")
+        batch_id = batch_ref(f"incoming/bad/{name}.parquet").batch_id
+        assert store.exists(f"quarantine/{batch_id}/validation.json") and store.exists(f"quarantine/{batch_id}/reason.txt")
 
-    manifest = pull(store, settings.model_name, tmp_path / "app", channel="staging")
+    manifest = pull(store, settings.model_name, tmp_path / "app", trusted_from(settings), channel="staging")
     model_bytes = (tmp_path / "app" / "model.mlmodel").read_bytes()
     assert sha256_hex(model_bytes) == manifest["files"]["model.mlmodel"]["sha256"]
     assert manifest["metrics"]["accuracy"] > 0.8

@@ -110,7 +110,7 @@ def test_bulk_verdicts_are_the_per_batch_verdicts(users, tmp_path):
     bulk, alone = LocalStore(tmp_path / "bulk"), LocalStore(tmp_path / "alone")
     seed_landing(bulk, users)
     seed_landing(alone, users)
-    entries = bulk_ingest.ingest_chunk(bulk, ingest.discover(bulk), {})
+    entries = bulk_ingest.ingest_chunk(bulk, ingest.discover(bulk), bulk_ingest.Judges({}))
     per_batch = [ingest.process_batch(alone, ref, {}) for ref in ingest.discover(alone)]
     verdicts = sorted(tuple(e[k] for k in VERDICT) for e in entries)
     assert verdicts == sorted(tuple(e[k] for k in VERDICT) for e in per_batch)
@@ -130,7 +130,7 @@ def test_bulk_verdicts_are_the_per_batch_verdicts(users, tmp_path):
 def test_table_version_trains_on_the_same_rows_as_the_batch_snapshot(users, tmp_path, policy):
     store = LocalStore(tmp_path / "store")
     seed_landing(store, users, policy)
-    bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
     old = build_snapshot(store, ingest.accepted_entries(store), {})
     new = table_snapshot(store)
     columns = [c for c in new.frame.columns if c != accepted.BATCH_ID]
@@ -149,10 +149,10 @@ def test_table_version_trains_on_the_same_rows_as_the_batch_snapshot(users, tmp_
 def test_a_snapshot_is_a_table_version(users, tmp_path):
     store = LocalStore(tmp_path / "store")
     sharing.share(store, users[:3], 0.9, b"key", batch_size=8)
-    bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
     first = table_snapshot(store)
     sharing.share(store, users[3:], 0.9, b"key", batch_size=8)
-    bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
     latest = table_snapshot(store)
     assert latest.manifest["table"]["version"] > first.manifest["table"]["version"]
     assert latest.manifest["rows"] > first.manifest["rows"]
@@ -166,11 +166,11 @@ def test_a_crash_between_the_table_commit_and_the_ledger_counts_nothing_twice(us
     store = LocalStore(tmp_path / "store")
     sharing.share(store, users, 0.9, b"key", batch_size=8)
     refs = ingest.discover(store)
-    rows = pa.concat_tables([bulk_ingest._rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs[:5]])
+    rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs[:5]])
     version, done = accepted.append(store, rows, [r.batch_id for r in refs[:5]])
     assert done == {r.batch_id for r in refs[:5]} and not ingest.ledger_entries(store)
 
-    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
     assert len(entries) == len(refs)
     assert accepted.open_table(store).version() == version + 1  # one commit, for the other batches only
     assert_exactly_once(store)
@@ -181,7 +181,7 @@ def test_append_leaves_out_committed_batches_and_delta_refuses_a_stale_commit_of
     store = LocalStore(tmp_path / "store")
     sharing.share(store, users[:2], 0.9, b"key", batch_size=8)
     refs = ingest.discover(store)
-    rows = pa.concat_tables([bulk_ingest._rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs])
+    rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs])
     ids = [r.batch_id for r in refs]
     accepted.append(store, rows, ids[:1])
     stale = accepted.open_table(store)  # a writer that checked before the others committed
@@ -205,7 +205,7 @@ def test_writers_racing_to_create_the_table_commit_each_batch_once(users, tmp_pa
     source = LocalStore(tmp_path / "source")
     sharing.share(source, users[:2], 0.9, b"key", batch_size=8)
     refs = ingest.discover(source)
-    rows = pa.concat_tables([bulk_ingest._rows(r.batch_id, pq.read_table(source.root / r.key)) for r in refs])
+    rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(source.root / r.key)) for r in refs])
     ids = [r.batch_id for r in refs]
     file_rows = {r.batch_id: pq.read_metadata(source.root / r.key).num_rows for r in refs}
     for round_ in range(5):
@@ -230,7 +230,7 @@ def test_discovery_lists_only_open_days_and_still_reads_the_flat_layout(users, t
     store.put(landing.upload_key("dev", "old1", ".parquet", old_day), sharing.table_bytes(table))
     store.put("incoming/legacydevice/flat1.parquet", sharing.table_bytes(good_table(users[1], 8, b"key")))
     assert {r.batch_id for r in ingest.discover(store)} == {"old1", "flat1"}
-    bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
     assert bulk_ingest.settle(store) == [f"dt={old_day}"]  # done and old: closed
     assert landing.open_partitions(store) == [landing.FLAT]
     store.put(landing.upload_key("dev", "new1", ".parquet"), sharing.table_bytes(good_table(users[2], 8, b"key")))
@@ -244,7 +244,7 @@ def test_ingest_on_s3_through_moto(users, moto_endpoint):
     s3_bucket = new_bucket(moto_endpoint)
     store = S3Store(s3_bucket, "tandem", endpoint_url=moto_endpoint)
     seed_landing(store, users)
-    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), {})
+    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
     assert sum(e["outcome"] == "quarantined" for e in entries) == 6
     assert accepted.locate(store).uri == f"s3://{s3_bucket}/tandem/table/accepted"
     snap = table_snapshot(store)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tandem.data.store import LocalStore, open_store, sha256_hex
+from tandem.release import signing
 from tandem.release.layout import (
     IntegrityError,
     ReleaseError,
@@ -26,6 +27,9 @@ def store(request, tmp_path):
     return open_store(f"s3://{request.getfixturevalue('s3_bucket')}/rel", request.getfixturevalue("s3_endpoint"))
 
 
+PRIVATE, PUBLIC = signing.generate()
+SIGNER = signing.Signer(signing.load_private(PRIVATE))
+TRUST = signing.TrustedKeys.of([signing.load_public(PUBLIC)])
 FILES = {"model.mlmodel": b"\x08\x04fake-model-bytes", "feature_spec.json": b'{"version": 1}'}
 
 
@@ -37,7 +41,7 @@ def test_release_manifest_names_every_file_with_checksum(store):
 
 
 def test_published_release_cannot_be_rewritten(store):
-    write_release(store, "m", 1, FILES, {})
+    write_release(store, "m", 1, FILES, {}, signer=SIGNER)
     with pytest.raises(ReleaseError):
         write_release(store, "m", 1, {**FILES, "model.mlmodel": b"other"}, {})
 
@@ -48,7 +52,7 @@ def test_release_without_manifest_is_invisible(store):
 
 
 def test_channel_moves_and_remembers_history(store):
-    write_release(store, "m", 1, FILES, {})
+    write_release(store, "m", 1, FILES, {}, signer=SIGNER)
     write_release(store, "m", 2, {**FILES, "model.mlmodel": b"v2"}, {})
     set_channel(store, "m", "staging", 1)
     pointer = set_channel(store, "m", "staging", 2)
@@ -57,26 +61,26 @@ def test_channel_moves_and_remembers_history(store):
 
 
 def test_pull_verifies_and_writes_all_files(store, tmp_path):
-    write_release(store, "m", 1, FILES, {})
+    write_release(store, "m", 1, FILES, {}, signer=SIGNER)
     set_channel(store, "m", "staging", 1)
     out = tmp_path / "app" / "model"
-    manifest = pull(store, "m", out, channel="staging")
+    manifest = pull(store, "m", out, TRUST, channel="staging")
     assert (out / "model.mlmodel").read_bytes() == FILES["model.mlmodel"]
     assert sha256_hex((out / "model.mlmodel").read_bytes()) == manifest["files"]["model.mlmodel"]["sha256"]
     assert (out / "manifest.json").exists()
 
 
 def test_pull_refuses_a_tampered_file_and_writes_nothing(store, tmp_path):
-    write_release(store, "m", 1, FILES, {})
+    write_release(store, "m", 1, FILES, {}, signer=SIGNER)
     set_channel(store, "m", "staging", 1)
     store.put(release_prefix("m", 1) + "model.mlmodel", b"tampered!")  # an attacker or a bad copy
     out = tmp_path / "out"
     with pytest.raises(IntegrityError, match="model.mlmodel"):
-        pull(store, "m", out, channel="staging")
+        pull(store, "m", out, TRUST, channel="staging")
     assert not out.exists() or not any(out.iterdir())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pull-")]
 
 
 def test_pull_of_an_empty_channel_says_so(store, tmp_path):
     with pytest.raises(ReleaseError, match="points to no release"):
-        pull(store, "m", tmp_path / "out", channel="production")
+        pull(store, "m", tmp_path / "out", TRUST, channel="production")

@@ -1,3 +1,3 @@
-from tandem.cli.main import app
+from tandem.cli.errors import entry
 
-app()
+entry()

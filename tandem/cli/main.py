@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -17,10 +18,12 @@ from tandem.cli import expectations as expectations_cli
 from tandem.cli import launch
 from tandem.cli import stack as stack_cli
 from tandem.cli.evaluate import evaluate_command
+from tandem.data import revocations
+from tandem.data.ingest import accepted_entries, batch_ref
 from tandem.data.store import store_from_settings
 from tandem.fleet import devices, users
 from tandem.privacy.policy import load_policy
-from tandem.release import channels
+from tandem.release import channels, signing
 from tandem.release.layout import ReleaseError, list_channels, list_releases
 from tandem.release.layout import pull as pull_release
 from tandem.release.params import RunParams
@@ -91,8 +94,10 @@ def run(
     """Run the train-and-release flow locally (Prefect in ephemeral mode unless PREFECT_API_URL is set):
     ingest first, then train on the table's latest version."""
     settings = Settings()
-    train_and_release = launch.flow("flows.train_release:train_and_release", settings)
     params = RunParams.model_validate(json.loads(params_file.read_text())) if params_file else RunParams()
+    ctx = pipeline.Context(settings)
+    pipeline.preflight(ctx)  # a missing key or an unreachable store: one line now, not a traceback later
+    train_and_release = launch.flow("flows.train_release:train_and_release", settings)
     if epochs is not None:
         params.train.epochs = epochs
     params.force = force or params.force
@@ -145,16 +150,20 @@ def pull(
     out: Path = typer.Option(..., help="folder to write the release into"),
     channel: str = typer.Option("staging", help="channel to pull"),
     version: Optional[str] = typer.Option(None, help="a version instead of a channel"),
+    public_key: Optional[list[str]] = typer.Option(None, "--public-key", help="the release public key the app pins "
+                                                   "(hex, PEM or a file); repeat during a key rotation. Also "
+                                                   "TANDEM_RELEASE_PUBLIC_KEYS"),
 ):
-    """What an app build runs: download a release and verify every file's sha256 against its manifest.
-    On any mismatch it fails and writes nothing."""
+    """What an app build runs: download a release, verify the manifest's signature against the pinned
+    public key and every file's sha256 against the manifest. On any mismatch it fails and writes nothing."""
     settings = Settings()
-    try:
-        manifest = pull_release(store_from_settings(settings), settings.model_name, out, channel=channel, version=version)
-    except ReleaseError as e:
-        console.print(f"[red]error:[/] {e}")
-        raise typer.Exit(1)
-    console.print(f"{settings.model_name} version {manifest['version']}: {len(manifest['files'])} files verified into {out}")
+    trust = signing.trusted_from(settings, public_key)
+    if not trust.keys:
+        raise ReleaseError("no public key pinned: pass --public-key (the release public key) or set "
+                           "TANDEM_RELEASE_PUBLIC_KEYS; unsigned releases are never pulled")
+    manifest = pull_release(store_from_settings(settings), settings.model_name, out, trust, channel=channel, version=version)
+    console.print(f"{settings.model_name} version {manifest['version']}: signature by {manifest.get('signed_by')} and "
+                  f"{len(manifest['files'])} files verified into {out}")
     for name, meta in manifest["files"].items():
         console.print(f"  {name}  sha256 {meta['sha256']}  {meta['size']} bytes")
 
@@ -182,6 +191,49 @@ def _move(action: str, version: str | None = None) -> None:
     console.print(f"production -> {settings.model_name} version {pointer['version']} ({pointer['reason']})")
 
 
+@app.command()
+def revoke(
+    batch: Optional[str] = typer.Option(None, help="a batch id (ledger/batches/<id>.json) or its incoming/ key"),
+    pseudonym: Optional[str] = typer.Option(None, help="a pseudonym: every row it shared (an erasure request)"),
+    reason: str = typer.Option(..., help="why, e.g. 'erasure request' or 'poisoned batch'"),
+):
+    """Withdraw accepted data from every future snapshot; the next release's manifest says what was withdrawn."""
+    if (batch is None) == (pseudonym is None):
+        raise typer.BadParameter("give exactly one of --batch or --pseudonym")
+    settings = Settings()
+    store = store_from_settings(settings)
+    if batch is not None:
+        batch_id = batch_ref(batch).batch_id if batch.startswith("incoming/") else batch
+        known = {e["batch_id"] for e in accepted_entries(store)}
+        record = revocations.revoke(store, "batch", batch_id, reason, known)
+    else:
+        record = revocations.revoke(store, "pseudonym", pseudonym, reason)
+    console.print(f"revoked {record['kind']} {record['value'][:24]} ({record['reason']}): left out of every snapshot "
+                  f"from the next run on (record {revocations.REVOCATIONS}{record['id']}.json)")
+
+
+keys_app = typer.Typer(help="Release signing keys.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(out_dir: Path = typer.Option(..., help="folder for release-signing.env (secret, mode 600) and "
+                                             "release-public-key.txt (what app builds pin)")):
+    """A new Ed25519 key pair. Export TANDEM_SIGNING_KEY from the env file on the server only; never
+    put it in the store, git or CI logs."""
+    private, public = signing.generate()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    secret = out_dir / "release-signing.env"
+    if secret.exists():
+        raise ReleaseError(f"{secret} exists: not overwriting a signing key (move it away to rotate)")
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"TANDEM_SIGNING_KEY={private}\n")
+    (out_dir / "release-public-key.txt").write_text(public + "\n")
+    kid = signing.key_id(signing.load_public(public))
+    console.print(f"key {kid}: secret in {secret}, public key in {out_dir / 'release-public-key.txt'}")
+
+
+app.add_typer(keys_app, name="keys")
 app.add_typer(device_cli.app, name="device")
 app.add_typer(stack_cli.app, name="stack")
 app.command("evaluate")(evaluate_command)

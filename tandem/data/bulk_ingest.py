@@ -17,18 +17,18 @@ import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tandem.contract.schema import BATCH_SCHEMA
 from tandem.data import ingest, landing
 from tandem.data import table as accepted_table
 from tandem.data.ingest import BatchRef
-from tandem.data.snapshot import record_policies
-from tandem.data.store import NotFound, Store, store_from_settings
+from tandem.data.limits import Limits, Usage, admission_columns, check_admission, check_file
+from tandem.data.store import Store, store_from_settings
 from tandem.data.validation import BatchVerdict
 from tandem.data.validation.bulk import Candidate, structural, validate_many
 from tandem.privacy import sealing
@@ -50,42 +50,48 @@ def plan_chunks(refs: list[BatchRef], workers: int = 2) -> list[list[BatchRef]]:
     return [refs[i:i + size] for i in range(0, len(refs), size)]
 
 
-def _get(store: Store, ref: BatchRef) -> bytes:
-    try:
-        return store.get(ref.key)
-    except NotFound:
-        raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
-
-
 def _facts(table: pa.Table) -> dict:
     low, high = pc.min_max(table.column("captured_at")).values()
     return {"policy": sorted(pc.unique(table.column("policy")).to_pylist()),
             "captured_from": low.as_py().isoformat(), "captured_to": high.as_py().isoformat()}
 
 
-def _rows(batch_id: str, table: pa.Table) -> pa.Table:
-    table = table.select(list(BATCH_SCHEMA.names)).replace_schema_metadata(None)
+@dataclass
+class Judges:
+    """What one chunk judges with, beside the GX suites: the keys of sealed batches, the limits, what
+    each pseudonym has brought per day (`tandem.data.limits.Usage`) and the evaluation users' windows."""
+
+    keyring: dict[str, bytes]
+    suites_dir: Path | None = None
+    limits: Limits = field(default_factory=Limits)
+    usage: Usage = field(default_factory=Usage)
+    holdout: frozenset[str] = frozenset()
+
+
+def _bulk_material(data: bytes | None, batch_id: str, limits: Limits) -> Candidate | None:
+    """The batch for the columnar pass, or None for the per-batch judge (never read, sealed, over a
+    limit, not the plain schema, or anything unforeseen: the per-batch judge says why)."""
+    if data is None or sealing.is_sealed(data) or check_file(data, limits):
+        return None
     try:
-        table = table.cast(BATCH_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        table = table.cast(BATCH_SCHEMA, safe=False)  # a type GX accepts (e.g. us timestamps) that the schema narrows
-    return table.append_column(accepted_table.BATCH_ID, pa.array([batch_id] * table.num_rows, pa.string()))
+        return structural(data, batch_id)
+    except Exception:
+        return None
 
 
-def ingest_chunk(store: Store, refs: list[BatchRef], keyring: dict[str, bytes], suites_dir: Path | None = None,
-                 run_id: str | None = None) -> list[dict]:
+def ingest_chunk(store: Store, refs: list[BatchRef], judges: Judges, run_id: str | None = None) -> list[dict]:
     """Judge, append and ledger one chunk. Returns the ledger entries, each with ``"new"``: whether this
     call recorded it (False: another run had, e.g. before a crash or while racing)."""
     if not refs:
         return []
+    if judges.usage.store is None:
+        judges.usage.store = store
     with ThreadPoolExecutor(min(IO_THREADS, len(refs))) as pool:  # GETs wait on the network, parquet decoding frees the GIL
-        datas = list(pool.map(lambda ref: _get(store, ref), refs))
-        found = list(pool.map(lambda rd: None if sealing.is_sealed(rd[1]) else structural(rd[1], rd[0].batch_id),
-                              zip(refs, datas)))
+        datas = list(pool.map(lambda ref: ingest.fetch(store, ref), refs))
+        found = list(pool.map(lambda rd: _bulk_material(rd[1], rd[0].batch_id, judges.limits), zip(refs, datas)))
         results: dict[str, tuple[dict, bool]] = {}
         for group in _passes(refs, found):
-            results.update(_judge_and_commit(store, pool, [(refs[i], datas[i], found[i]) for i in group], keyring,
-                                             suites_dir, run_id))
+            results.update(_judge_and_commit(store, pool, [(refs[i], datas[i], found[i]) for i in group], judges, run_id))
     by_partition: dict[str, list[str]] = {}
     for ref in refs:
         by_partition.setdefault(landing.partition_of(ref.key), []).append(ref.batch_id)
@@ -108,31 +114,45 @@ def _passes(refs: list[BatchRef], found: list[Candidate | None]) -> list[list[in
     return groups + [current]
 
 
-def _judge_and_commit(store: Store, pool: ThreadPoolExecutor, group: list[tuple[BatchRef, bytes, Candidate | None]],
-                      keyring: dict[str, bytes], suites_dir: Path | None, run_id: str | None) -> dict:
+def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
+                      group: list[tuple[BatchRef, bytes | None, Candidate | None]], judges: Judges,
+                      run_id: str | None) -> dict:
     by_id = {ref.batch_id: (ref, data) for ref, data, _ in group}
     candidates = [c for _, _, c in group if c is not None]
-    outcome = validate_many(candidates, suites_dir)
+    outcome = validate_many(candidates, judges.suites_dir)
     alone = [ref.batch_id for ref, _, c in group if c is None] + outcome.failed
     tables = {c.batch_id: c.table for c in candidates if c.batch_id in outcome.passed}
     good = {b: (reason, PARQUET_TRANSPORT) for b, reason in outcome.passed.items()}
 
     results: dict[str, tuple[dict, bool]] = {}
+    for batch_id in list(good):  # valid; now the limits across batches, in chunk order
+        frame = tables[batch_id].select(admission_columns(judges.holdout)).to_pandas()
+        breach = check_admission(frame, judges.usage, judges.limits, judges.holdout)
+        if breach:
+            del good[batch_id]
+            ref, data = by_id[batch_id]
+            results[batch_id] = ingest.record(store, ref, data, ingest.refused(breach, batch_id, len(frame)),
+                                              PARQUET_TRANSPORT, run_id)
+        else:
+            judges.usage.add(frame)
     for batch_id in alone:  # the per-batch judge, exactly as before, for its reason and GX result
         ref, data = by_id[batch_id]
-        verdict, transport = ingest._judge(data, batch_id, keyring, suites_dir)
+        if data is None:
+            verdict, transport = ingest.not_regular(ref)
+        else:
+            verdict, transport = ingest.judge(data, batch_id, judges.keyring, judges.suites_dir, judges.limits,
+                                              judges.usage, judges.holdout)
         if verdict.ok:
-            plain, _ = ingest.open_batch(data, keyring)
+            plain, _ = ingest.open_batch(data, judges.keyring)
             tables[batch_id] = pq.read_table(io.BytesIO(plain))
             good[batch_id] = (verdict.reason, transport)
         else:
-            results[batch_id] = ingest.record(store, ref, data, verdict, transport, run_id)
+            results[batch_id] = ingest.record(store, ref, data or b"", verdict, transport, run_id)
     if not good:
         return results
 
     ids = [ref.batch_id for ref, _, _ in group if ref.batch_id in good]
-    record_policies(store, [tables[b] for b in ids])
-    version, _ = accepted_table.append(store, pa.concat_tables([_rows(b, tables[b]) for b in ids]), ids, run_id)
+    version = accepted_table.commit(store, {b: tables[b] for b in ids}, run_id)
 
     def ledger(batch_id: str) -> tuple[dict, bool]:  # only after the commit: see the module's docstring
         ref, data = by_id[batch_id]
@@ -144,9 +164,11 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor, group: list[tuple[
     return results
 
 
-def run_chunk(settings: Settings, refs: list[BatchRef], run_id: str | None = None) -> list[dict]:
-    """One chunk in any process: the store and keys are rebuilt from the settings there."""
-    return ingest_chunk(store_from_settings(settings), refs, sealing.keyring(settings), settings.expectations_dir, run_id)
+def run_chunk(settings: Settings, refs: list[BatchRef], run_id: str | None = None,
+              holdout: frozenset[str] = frozenset()) -> list[dict]:
+    """One chunk in any process: the store, keys and limits are rebuilt from the settings there."""
+    judges = Judges(sealing.keyring(settings), settings.expectations_dir, Limits.from_settings(settings), holdout=holdout)
+    return ingest_chunk(store_from_settings(settings), refs, judges, run_id)
 
 
 def default_workers() -> int:
@@ -154,17 +176,17 @@ def default_workers() -> int:
 
 
 def run_chunks(settings: Settings, chunks: list[list[BatchRef]], run_id: str | None = None,
-               workers: int | None = None) -> list[dict]:
+               workers: int | None = None, holdout: frozenset[str] = frozenset()) -> list[dict]:
     """Every chunk, in parallel processes (one chunk runs in this process). A forkserver starts the
     workers (once per process, with the heavy imports preloaded): a plain fork would copy locks held
     by other threads (Prefect's) and delta-rs's async runtime, which refuses to run in a forked child."""
     workers = min(workers or default_workers(), len(chunks))
     if workers <= 1:
-        return [e for chunk in chunks for e in run_chunk(settings, chunk, run_id)]
+        return [e for chunk in chunks for e in run_chunk(settings, chunk, run_id, holdout)]
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["tandem.data.bulk_ingest"])
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(run_chunk, settings, chunk, run_id) for chunk in chunks]
+        futures = [pool.submit(run_chunk, settings, chunk, run_id, holdout) for chunk in chunks]
         return [e for f in futures for e in f.result()]
 
 

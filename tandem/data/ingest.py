@@ -14,13 +14,19 @@ batch cannot both record it.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from tandem.data import landing
-from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
+import pyarrow.parquet as pq
+
+from tandem.data import landing, table
+from tandem.data import limits as batch_limits
+from tandem.data.limits import Limits, Usage
+from tandem.data.store import NotFound, NotRegular, Store, get_json, put_json, sha256_hex
 from tandem.data.validation import BatchVerdict, validate_batch
 from tandem.privacy import sealing
 
@@ -39,7 +45,12 @@ BATCH_SUFFIXES = (".parquet", ".sealed")
 
 
 def batch_ref(key: str) -> BatchRef:
-    return BatchRef(PurePosixPath(key).stem, key)
+    """A batch's id is a digest of its whole key: unique per object (two devices may both upload
+    ``x.parquet``), and short whatever the file name (every internal name derives from it)."""
+    return BatchRef(sha256_hex(key.encode())[:24], key)
+
+
+_DIGEST_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def ledger_key(batch_id: str) -> str:
@@ -55,7 +66,19 @@ def discover(store: Store) -> list[BatchRef]:
     for keys in landing.new_keys(store, lambda k: batch_ref(k).batch_id).values():
         for key in keys:
             refs.setdefault(batch_ref(key).batch_id, batch_ref(key))
-    return sorted(refs.values(), key=lambda r: r.key)
+    return sorted((r for r in refs.values() if not _counted_under_its_stem(store, r)), key=lambda r: r.key)
+
+
+def _counted_under_its_stem(store: Store, ref: BatchRef) -> bool:
+    """Stores from before batch ids were digests named a batch by its file stem: such a batch was
+    counted already when a ledger entry under its stem names the same key."""
+    stem = PurePosixPath(ref.key).stem
+    if _DIGEST_ID.fullmatch(stem):
+        return False
+    try:
+        return get_json(store, ledger_key(stem)).get("key") == ref.key
+    except NotFound:
+        return False
 
 
 def ledger_entries(store: Store) -> list[dict]:
@@ -71,20 +94,42 @@ def _now() -> str:
 
 
 def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id: str | None = None,
-                  suites_dir: Path | None = None) -> dict:
+                  suites_dir: Path | None = None, limits: Limits | None = None, usage: Usage | None = None,
+                  holdout: frozenset[str] = frozenset()) -> dict:
     """Validate one batch and record its outcome once. Returns the ledger entry (the existing one
-    when another run got there first). `keyring`: the keys sealed batches may be opened with."""
-    try:
-        data = store.get(ref.key)
-    except NotFound:
-        raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
-    verdict, transport = _judge(data, ref.batch_id, keyring, suites_dir)
+    when another run got there first). `keyring`: the keys sealed batches may be opened with;
+    `limits`, `usage` (accepted so far) and `holdout` (digests of evaluation windows): see
+    `tandem.data.limits`. Whatever goes wrong with this one object quarantines it; it never stops
+    the run."""
+    data = fetch(store, ref)
+    if data is None:
+        verdict, transport = not_regular(ref)
+    else:
+        verdict, transport = judge(data, ref.batch_id, keyring, suites_dir, limits or Limits(), usage or Usage(), holdout)
     facts = None
-    if verdict.ok:
+    if verdict.ok:  # into the table first, then the ledger: the order the chunks keep (`bulk_ingest`)
         captured = verdict.frame["captured_at"]
         facts = {"policy": sorted(verdict.frame["policy"].unique().tolist()),
-                 "captured_from": captured.min().isoformat(), "captured_to": captured.max().isoformat()}
-    return record(store, ref, data, verdict, transport, run_id, facts)[0]
+                 "captured_from": captured.min().isoformat(), "captured_to": captured.max().isoformat(),
+                 "table_version": table.commit(store, {ref.batch_id: pq.read_table(io.BytesIO(open_batch(data, keyring)[0]))}, run_id)}
+    entry = record(store, ref, data or b"", verdict, transport, run_id, facts)[0]
+    landing.write_cursor(store, landing.partition_of(ref.key), [ref.batch_id])
+    return entry
+
+
+def fetch(store: Store, ref: BatchRef) -> bytes | None:
+    """A batch's bytes; None for an object that is not a regular file (a symlink, FIFO, device: never read)."""
+    try:
+        return store.get(ref.key)
+    except NotFound:
+        raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
+    except NotRegular:
+        return None
+
+
+def not_regular(ref: BatchRef) -> tuple[BatchVerdict, dict]:
+    reason = f"refused: {ref.key} is not a regular file (a symlink or special file); it was not read"
+    return BatchVerdict(False, reason, {"success": False, "error": "not a regular file"}, 0), {"stored_format": "none"}
 
 
 def record(store: Store, ref: BatchRef, data: bytes, verdict: BatchVerdict, transport: dict, run_id: str | None,
@@ -109,7 +154,8 @@ def record(store: Store, ref: BatchRef, data: bytes, verdict: BatchVerdict, tran
     else:
         # Quarantine first, ledger second: a crash in between leaves a batch that is simply judged again.
         base = f"{QUARANTINE}{ref.batch_id}/"
-        store.put(base + ("batch.sealed" if transport["stored_format"] != "parquet" else "batch.parquet"), data)
+        if transport["stored_format"] != "none":  # an object that was never read has no copy
+            store.put(base + ("batch.sealed" if transport["stored_format"] != "parquet" else "batch.parquet"), data)
         store.put(base + "validation.json", json.dumps(verdict.result, indent=2, default=str).encode())
         store.put(base + "reason.txt", (verdict.reason + "\n").encode())
         entry["quarantine"] = base
@@ -127,7 +173,29 @@ def open_batch(data: bytes, keyring: dict[str, bytes]) -> tuple[bytes, dict]:
     return plain, {"stored_format": sealing.STORED_FORMAT, "aead": header["alg"], "key_id": header["key_id"]}
 
 
-def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None):
+def refused(reason: str, batch_id: str, rows: int = 0) -> BatchVerdict:
+    return BatchVerdict(False, reason, {"success": False, "batch_id": batch_id, "error": reason.split(":")[0]}, rows)
+
+
+def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None, limits: Limits,
+          usage: Usage, holdout: frozenset[str]) -> tuple[BatchVerdict, dict]:
+    """The per-batch judge: (verdict, transport facts). Any exception while judging quarantines this
+    batch with its type as the reason; it never stops the run."""
+    try:
+        return _judge(data, batch_id, keyring, suites_dir, limits, usage, holdout)
+    except Exception as exc:  # a bug or a hostile file the judges did not foresee: this batch only
+        sealed = sealing.is_sealed(data)  # a sealed batch's error text might quote its plaintext
+        why = type(exc).__name__ + ("" if sealed or not str(exc) else f": {str(exc).splitlines()[0][:200]}")
+        verdict = BatchVerdict(False, f"could not be judged: {why}", {"success": False, "error": "could not be judged",
+                                                                      "exception": why}, 0)
+        return verdict, {"stored_format": sealing.STORED_FORMAT if sealed else "parquet"}
+
+
+def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None, limits: Limits,
+           usage: Usage, holdout: frozenset[str]) -> tuple[BatchVerdict, dict]:
+    stored = sealing.STORED_FORMAT if sealing.is_sealed(data) else "parquet"
+    if len(data) > limits.max_batch_bytes:  # before opening or parsing anything
+        return refused(batch_limits.check_file(data, limits), batch_id), {"stored_format": stored}
     try:
         plain, transport = open_batch(data, keyring)
     except sealing.EnvelopeError as exc:
@@ -135,4 +203,13 @@ def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pa
         return (BatchVerdict(False, reason, {"success": False, "batch_id": batch_id, "error": "sealed batch cannot be opened",
                                              "exception": str(exc)}, 0),
                 {"stored_format": sealing.STORED_FORMAT})
-    return validate_batch(plain, batch_id, transport=transport, suites_dir=suites_dir), transport
+    breach = batch_limits.check_file(plain, limits)
+    if breach:
+        return refused(breach, batch_id), transport
+    verdict = validate_batch(plain, batch_id, transport=transport, suites_dir=suites_dir)
+    if verdict.ok:
+        breach = batch_limits.check_admission(verdict.frame, usage, limits, holdout)
+        if breach:
+            return refused(breach, batch_id, verdict.rows), transport
+        usage.add(verdict.frame)  # later batches of this run count it
+    return verdict, transport

@@ -24,6 +24,8 @@ from tandem.contract.features import FEATURE_NAMES
 from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
 from tandem.data import table as accepted
 from tandem.data.ingest import open_batch
+from tandem.data.limits import dedup_rows
+from tandem.data.revocations import Revocations
 from tandem.data.store import Store, get_json, put_json, sha256_hex
 from tandem.privacy.anonymity import enforce_k
 from tandem.privacy.policy import load_policy, policy_from_metadata
@@ -43,8 +45,9 @@ class Snapshot:
         return self.location or f"{DATASETS}{self.snapshot_id}/data.parquet"
 
 
-def snapshot_id(entries: list[dict]) -> str:
+def snapshot_id(entries: list[dict], withdrawn: Revocations | None = None) -> str:
     lines = sorted(f"{e['batch_id']}:{e['sha256']}" for e in entries)
+    lines += [f"revoked:{rid}" for rid in (withdrawn.ids if withdrawn else [])]  # a withdrawal makes a new snapshot
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
@@ -72,21 +75,37 @@ def _policies(tables: list[pa.Table]) -> dict[str, dict]:
     return found
 
 
-def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes]) -> Snapshot:
+def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes],
+                   withdrawn: Revocations | None = None) -> Snapshot:
     """Read, verify and concatenate the accepted batches (sealed ones opened with `keyring`); a window
-    shared twice counts once."""
+    shared twice counts once (by id or by content); withdrawn pseudonyms' rows are left out."""
     if not entries:
         raise ValueError("no accepted batches: nothing to snapshot")
-    sid = snapshot_id(entries)
+    sid = snapshot_id(entries, withdrawn)
     manifest_key = f"{DATASETS}{sid}/manifest.json"
     if store.exists(manifest_key):
         frame = pq.read_table(io.BytesIO(store.get(f"{DATASETS}{sid}/data.parquet"))).to_pandas()
         return Snapshot(sid, frame, get_json(store, manifest_key))
     entries = sorted(entries, key=lambda e: e["batch_id"])
-    tables = [_read_verified(store, e, keyring) for e in entries]
+    tables, kept, skipped = [], [], []
+    for e in entries:  # one accepted batch changed or gone since must not stop every later snapshot
+        try:
+            tables.append(_read_verified(store, e, keyring))
+            kept.append(e)
+        except Exception as exc:
+            skipped.append({"batch_id": e["batch_id"], "why": f"{type(exc).__name__}: {str(exc)[:200]}"})
+    if skipped:
+        if not kept:
+            raise ValueError(f"no accepted batch can be read any more ({len(skipped)} changed or gone)")
+        entries, sid = kept, snapshot_id(kept, withdrawn)
+        manifest_key = f"{DATASETS}{sid}/manifest.json"
+        if store.exists(manifest_key):
+            frame = pq.read_table(io.BytesIO(store.get(f"{DATASETS}{sid}/data.parquet"))).to_pandas()
+            return Snapshot(sid, frame, get_json(store, manifest_key))
     policies = _policies(tables)
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
-    frame = table.to_pandas().drop_duplicates("window_id").sort_values(["captured_at", "window_id"]).reset_index(drop=True)
+    frame, removed = (withdrawn or Revocations()).filter(dedup_rows(table.to_pandas()))
+    frame = frame.sort_values(["captured_at", "window_id"]).reset_index(drop=True)
     k_report = None
     anonymized = [p for p in policies.values() if "anonymized" in p["forms"]]
     if anonymized:
@@ -109,6 +128,10 @@ def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes])
     }
     if k_report is not None:
         manifest["k_anonymity"] = k_report
+    if skipped:
+        manifest["skipped_batches"] = skipped
+    if withdrawn and withdrawn.records:
+        manifest["withdrawn"] = {"revocations": withdrawn.summary(), "rows_removed": removed}
     store.put(f"{DATASETS}{sid}/data.parquet", data, if_absent=True)
     put_json(store, manifest_key, manifest, if_absent=True)  # the manifest last: it marks the snapshot complete
     return Snapshot(sid, frame, manifest)
@@ -119,25 +142,9 @@ def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes])
 # version is the dataset, and training reads only the columns it needs from it.
 
 TRAIN_COLUMNS = ["pseudonym", "window_id", "captured_at", *FEATURE_NAMES, "label", "policy", accepted.BATCH_ID]
-POLICIES = "table/policies/"
-
-
-def record_policies(store: Store, tables: list[pa.Table]) -> None:
-    """Keep the public JSON of each policy the batches recorded (a handful ever), for the snapshot's
-    manifest and its k: the table's rows carry only the policy's name."""
-    seen = set()
-    for t in tables:
-        raw = (t.schema.metadata or {}).get(b"tandem.policy")
-        if raw and raw not in seen:
-            seen.add(raw)
-            policy = policy_from_metadata(t.schema.metadata)
-            slug = "".join(c if c.isalnum() else "_" for c in policy.name)
-            put_json(store, f"{POLICIES}{slug}-{sha256_hex(raw)[:12]}.json", policy.public_dict(), if_absent=True)
-
-
 def _table_policies(store: Store, names: set[str]) -> dict[str, dict]:
     found: dict[str, dict] = {}
-    for key in store.list(POLICIES):
+    for key in store.list(accepted.POLICIES):
         policy = get_json(store, key)
         if policy.get("name") in names:
             found.setdefault(policy["name"], policy)
@@ -160,10 +167,12 @@ def _within_window(rows: pa.Table, days: int | None, now: datetime | None) -> pa
     return rows.filter(pc.is_in(rows[accepted.BATCH_ID], value_set=keep[accepted.BATCH_ID]))
 
 
-def table_snapshot(store: Store, data_window_days: int | None = None, version: int | None = None,
-                   now: datetime | None = None) -> Snapshot | None:
-    """The training dataset as a table version (the latest unless `version`); None while the table
-    is empty. Same rows, same order as `build_snapshot` gives for the same accepted batches."""
+def table_snapshot(store: Store, data_window_days: int | None = None, withdrawn: Revocations | None = None,
+                   version: int | None = None, now: datetime | None = None) -> Snapshot | None:
+    """The training dataset as a table version (the latest unless `version`), less the `withdrawn`
+    batches and pseudonyms; None while nothing is left. Same rows, same order as `build_snapshot`
+    gives for the same accepted batches."""
+    withdrawn = withdrawn or Revocations()
     dt = accepted.open_table(store, version)
     if dt is None:
         return None
@@ -172,6 +181,8 @@ def table_snapshot(store: Store, data_window_days: int | None = None, version: i
     i = rows.schema.get_field_index("captured_at")  # Delta keeps microseconds; the batches' unit is ms
     rows = rows.set_column(i, "captured_at", rows["captured_at"].cast(BATCH_SCHEMA.field("captured_at").type))
     rows = _within_window(rows, data_window_days, now)
+    if withdrawn.batches:
+        rows = rows.filter(pc.invert(pc.is_in(rows[accepted.BATCH_ID], pa.array(sorted(withdrawn.batches), pa.string()))))
     if not rows.num_rows:
         return None
     policies = _table_policies(store, set(pc.unique(rows["policy"]).to_pylist()))
@@ -179,9 +190,13 @@ def table_snapshot(store: Store, data_window_days: int | None = None, version: i
     if anonymized:  # k needs the quasi-identifiers: read them too, and only then
         extra = dt.to_pyarrow_table(columns=[accepted.BATCH_ID, "window_id", *DEVICE_COLUMNS])
         rows = rows.join(extra, [accepted.BATCH_ID, "window_id"])
-    # a window shared twice counts once (the first by batch id, as the batch-by-batch snapshot did)
+    # a window shared twice counts once, by id or by content (the first by batch id, as the
+    # batch-by-batch snapshot did); a withdrawn pseudonym's rows are left out
     frame = rows.sort_by([(accepted.BATCH_ID, "ascending")]).to_pandas()
-    frame = frame.drop_duplicates("window_id").sort_values(["captured_at", "window_id"]).reset_index(drop=True)
+    frame, removed = withdrawn.filter(dedup_rows(frame))
+    if not len(frame):
+        return None
+    frame = frame.sort_values(["captured_at", "window_id"]).reset_index(drop=True)
     k_report = None
     if anonymized:
         k = max(p["k"] for p in anonymized)
@@ -191,7 +206,9 @@ def table_snapshot(store: Store, data_window_days: int | None = None, version: i
     batches = sorted(pc.unique(rows[accepted.BATCH_ID]).to_pylist())
     table_id = dt.metadata().id
     files = "\n".join(sorted(dt.file_uris()))
-    sid = f"v{version}-" + hashlib.sha256(f"{table_id}\n{version}\n".encode() + "\n".join(batches).encode()).hexdigest()[:10]
+    revoked = "".join(f"\nrevoked:{rid}" for rid in withdrawn.ids)  # a withdrawal makes a new snapshot
+    sid = f"v{version}-" + hashlib.sha256(f"{table_id}\n{version}\n".encode() + "\n".join(batches).encode()
+                                          + revoked.encode()).hexdigest()[:10]
     manifest = {
         "snapshot_id": sid,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -205,5 +222,7 @@ def table_snapshot(store: Store, data_window_days: int | None = None, version: i
     }
     if k_report is not None:
         manifest["k_anonymity"] = k_report
+    if withdrawn.records:
+        manifest["withdrawn"] = {"revocations": withdrawn.summary(), "rows_removed": removed}
     put_json(store, f"{DATASETS}{sid}/manifest.json", manifest, if_absent=True)  # what a release points back to
     return Snapshot(sid, frame, manifest, location=f"{accepted.TABLE}@v{version}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,15 @@ from tandem.settings import Settings
 
 class NotFound(KeyError):
     """The key does not exist in the store."""
+
+
+class NotRegular(ValueError):
+    """The key is a symlink or not a regular file (a local store): refused without being read."""
+
+
+def hidden(key: str) -> bool:
+    """Dot-names (temporary files, OS droppings) are not objects, on every backend alike."""
+    return any(part.startswith(".") for part in key.split("/"))
 
 
 class Store(Protocol):
@@ -64,15 +74,27 @@ class LocalStore:
         return self.root / _check_key(key)
 
     def get(self, key: str) -> bytes:
+        """The object's bytes; a symlink anywhere under the root, or anything but a regular file
+        (a FIFO, a device, /proc), is refused before a byte is read."""
+        path = self._path(key)
         try:
-            return self._path(key).read_bytes()
+            if any(p.is_symlink() for p in [path, *path.parents] if p.is_relative_to(self.root) and p != self.root):
+                raise NotRegular(f"{key} is a symlink: refused")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NotFound(key) from None
+        except OSError as e:
+            raise NotRegular(f"{key} cannot be opened as a regular file ({e.strerror})") from None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise NotRegular(f"{key} is not a regular file: refused")
+            return f.read()
 
     def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # a short temporary name from a digest: a legal 255-byte name plus a prefix would not fit
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{sha256_hex(path.name.encode())[:16]}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -91,7 +113,8 @@ class LocalStore:
                 os.unlink(tmp)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        path = self._path(key)
+        return path.is_file() or path.is_symlink()
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -102,10 +125,14 @@ class LocalStore:
         if not search.exists():
             return []
         keys = []
-        for p in search.rglob("*"):
-            if p.is_file() and not p.name.startswith("."):
-                key = p.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
+        # every non-directory entry, symlinks included (never followed): a reader refuses them by
+        # name (NotRegular) instead of their vanishing unseen
+        for folder, dirs, names in os.walk(search, followlinks=False):
+            links = [d for d in dirs if Path(folder, d).is_symlink()]
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in links]
+            for name in names + links:
+                key = Path(folder, name).relative_to(self.root).as_posix()
+                if key.startswith(prefix) and not hidden(key):
                     keys.append(key)
         return sorted(keys)
 
@@ -160,7 +187,7 @@ class S3Store:
         keys = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
             keys += [obj["Key"][strip:] for obj in page.get("Contents", [])]
-        return sorted(keys)
+        return sorted(k for k in keys if not hidden(k) and not k.endswith("/"))
 
 
 def open_store(url: str, endpoint_url: str | None = None) -> Store:

@@ -24,9 +24,11 @@ from deltalake import CommitProperties, DeltaTable, Transaction, WriterPropertie
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from tandem.contract.schema import BATCH_SCHEMA
-from tandem.data.store import LocalStore, S3Store, Store
+from tandem.data.store import LocalStore, S3Store, Store, put_json, sha256_hex
+from tandem.privacy.policy import policy_from_metadata
 
 TABLE = "table/accepted"
+POLICIES = "table/policies/"
 BATCH_ID = "batch_id"  # the column that says which batch a row came from
 TABLE_SCHEMA = pa.schema([*BATCH_SCHEMA, pa.field(BATCH_ID, pa.string(), nullable=False)])
 APP_PREFIX = "tandem.batch/"
@@ -127,6 +129,37 @@ def _open(where: TableLocation, version: int | None = None) -> DeltaTable | None
         return DeltaTable(where.uri, version=version, storage_options=where.storage_options)
     except TableNotFoundError:
         return None
+
+
+def batch_rows(batch_id: str, table: pa.Table) -> pa.Table:
+    """A batch's rows as the table holds them: the batch schema plus the batch id."""
+    table = table.select(list(BATCH_SCHEMA.names)).replace_schema_metadata(None)
+    try:
+        table = table.cast(BATCH_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        table = table.cast(BATCH_SCHEMA, safe=False)  # a type GX accepts (e.g. us timestamps) that the schema narrows
+    return table.append_column(BATCH_ID, pa.array([batch_id] * table.num_rows, pa.string()))
+
+
+def record_policies(store: Store, tables: list[pa.Table]) -> None:
+    """Keep the public JSON of each policy the batches recorded (a handful ever), for the snapshot's
+    manifest and its k: the table's rows carry only the policy's name."""
+    seen = set()
+    for t in tables:
+        raw = (t.schema.metadata or {}).get(b"tandem.policy")
+        if raw and raw not in seen:
+            seen.add(raw)
+            policy = policy_from_metadata(t.schema.metadata)
+            slug = "".join(c if c.isalnum() else "_" for c in policy.name)
+            put_json(store, f"{POLICIES}{slug}-{sha256_hex(raw)[:12]}.json", policy.public_dict(), if_absent=True)
+
+
+def commit(store: Store, batches: dict[str, pa.Table], run_id: str | None = None) -> int:
+    """Accepted batches (id -> their validated rows) into the table in one commit, each once; returns
+    the table version that holds them."""
+    record_policies(store, list(batches.values()))
+    rows = pa.concat_tables([batch_rows(b, t) for b, t in batches.items()])
+    return append(store, rows, list(batches), run_id)[0]
 
 
 def table_version(store: Store) -> int | None:

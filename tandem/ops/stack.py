@@ -32,6 +32,8 @@ import psutil  # a dependency of dask.distributed
 import yaml
 from prefect.workers.process import ProcessWorker
 
+from tandem.release import signing
+
 REPO = Path(__file__).resolve().parents[2]  # tandem/ops/stack.py -> the repository
 PREFECT_FILE = REPO / "deployments" / "prefect.yaml"
 WORK_POOL = "tandem-process"
@@ -249,6 +251,25 @@ def health(home: Path) -> dict[str, dict]:
 # settings
 # ---------------------------------------------------------------------------------------------------
 
+def _signing_key(home: Path, settings: dict[str, str]) -> dict[str, str]:
+    """The worker signs releases: with TANDEM_SIGNING_KEY from the environment when set, else with a
+    key pair of the stack's own (secret in stack/release-signing.env, mode 600, only in the worker's
+    environment). The public key goes into stack.env for `tandem pull`."""
+    if os.environ.get("TANDEM_SIGNING_KEY"):
+        public = signing.public_hex(signing.load_private(os.environ["TANDEM_SIGNING_KEY"]).public_key())
+        settings["TANDEM_RELEASE_PUBLIC_KEYS"] = public
+        return {}
+    secret = stack_dir(home) / "release-signing.env"
+    if not secret.exists():
+        private, _ = signing.generate()
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"TANDEM_SIGNING_KEY={private}\n")
+    private = secret.read_text().strip().split("=", 1)[1]
+    settings["TANDEM_RELEASE_PUBLIC_KEYS"] = signing.public_hex(signing.load_private(private).public_key())
+    return {"TANDEM_SIGNING_KEY": private}
+
+
 def stack_settings(info: StackInfo) -> dict[str, str]:
     """What a shell (and the worker) needs to use the stack. No secrets: moto's dummy credentials only."""
     return {
@@ -370,6 +391,7 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
         log(f"prefect server healthy in {_wait_healthy(home, 'prefect-server', f'{info.prefect_api_url}/health', timeout):.1f} s")
         log(f"mlflow healthy in {_wait_healthy(home, 'mlflow', f'{info.mlflow_url}/health', timeout):.1f} s")
         _save_info(home, info)
+        signing_env = _signing_key(home, settings)
         write_env_file(home, settings)
         # 4. work pool, queues, deployments, worker
         # The deploy runs without TANDEM_REPO, so the pull step keeps "{{ $TANDEM_REPO }}" and the worker
@@ -384,7 +406,7 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
         if worker:
             _spawn(home, "prefect-worker", _bin("prefect") + ["worker", "start", "--pool", WORK_POOL, "--type", "process",
                                                               "--name", f"tandem-local-{chosen['prefect']}"],
-                   {**client_env, "TANDEM_REPO": str(REPO)}, cwd=sdir)
+                   {**client_env, **signing_env, "TANDEM_REPO": str(REPO)}, cwd=sdir)
             _wait_worker(home, info, timeout=30)
     except BaseException:
         down(home, log=lambda s: None)

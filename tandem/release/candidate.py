@@ -16,6 +16,7 @@ from tandem.data.store import NotFound, Store, get_json, put_json
 from tandem.fleet import devices as evalset
 from tandem.release import gates
 from tandem.release.publish import mark_blocked, publish_release
+from tandem.release.signing import Signer
 from tandem.release.tracker import Tracker
 from tandem.training import metrics as evaluation
 from tandem.training import model
@@ -36,7 +37,13 @@ def record_trained(store: Store, model_name: str, snapshot_id: str, outcome: dic
     record = {k: outcome.get(k) for k in ("status", "version", "channel", "mlflow_run_id", "reasons")}
     record.update(outcome=outcome.get("status"), snapshot_id=snapshot_id,
                   recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    put_json(store, f"{TRAINED}{model_name}/{snapshot_id}.json", record)
+    # create-only: the run that published the snapshot first keeps the record
+    put_json(store, f"{TRAINED}{model_name}/{snapshot_id}.json", record, if_absent=True)
+
+
+def evaluation_key(index: int) -> str:
+    """How per-user figures name an evaluation user: by position, never by the raw user id."""
+    return f"eval-{index:02d}"
 
 
 def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) -> str:
@@ -61,8 +68,8 @@ def evaluate_on_devices(tracker: Tracker, result: model.TrainResult, run_id: str
     metrics = evaluation.metrics(y, predicted, list(features.ACTIVITIES))
     per_user = {}
     offset = 0
-    for u in users:
-        per_user[u.user_id] = float((predicted[offset:offset + len(u.y)] == u.y).mean())
+    for i, u in enumerate(users):
+        per_user[evaluation_key(i)] = float((predicted[offset:offset + len(u.y)] == u.y).mean())
         offset += len(u.y)
     metrics["per_user_accuracy"] = per_user
     metrics["n_users"] = len(users)
@@ -77,7 +84,7 @@ def evaluate_on_devices(tracker: Tracker, result: model.TrainResult, run_id: str
 
 
 def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
-                     metrics: dict, mlmodel: bytes, params, run_id: str) -> dict:
+                     metrics: dict, mlmodel: bytes, params, run_id: str, signer: Signer) -> dict:
     users = evalset.load_evaluation(tracker.settings.home)
     report = gates.run_gates(tracker.model_name, store, mlmodel, result, users, metrics, params)
     tracker.log_metrics(run_id, report.metrics, prefix="gate_")
@@ -101,14 +108,15 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
                     "batches": len(snapshot.manifest["batches"]),
                     "sharing_policies": snapshot.manifest.get("policies", {}),
                     "k_anonymity": snapshot.manifest.get("k_anonymity"),
-                    "table": snapshot.manifest.get("table")},  # the table version trained on (time travel)
+                    "table": snapshot.manifest.get("table"),  # the table version trained on (time travel)
+                    "withdrawn": snapshot.manifest.get("withdrawn")},
         "metrics": _headline(metrics),
         "class_labels": list(features.ACTIVITIES),
         "coreml": describe_updatable(spec),
         "training": {"params": params.train.model_dump(), "best_epoch": result.best_epoch,
                      "epochs_run": len(result.history), "stopped_early": result.stopped_early},
         "gates": report.summary,
-    }, channel=params.channel)
+    }, channel=params.channel, signer=signer)
     tracker.end_run(run_id)
     return {**base, "status": "published", "version": manifest["version"], "channel": params.channel,
             "release": f"releases/{tracker.model_name}/{manifest['version']}/", "gates": report.summary,

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
+from tandem.release.signing import SIGNATURE, SignatureError, Signer, TrustedKeys
 
 RELEASES = "releases/"
 CHANNELS = "channels/"
@@ -23,7 +25,31 @@ class ReleaseError(RuntimeError):
 
 
 class IntegrityError(ReleaseError):
-    """A pulled file does not match its manifest."""
+    """A pulled file does not match its manifest, or the manifest is not signed by a pinned key."""
+
+
+# What a release file, a channel and a version may be called: plain names, never paths.
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+VERSION = re.compile(r"[0-9]{1,9}")
+
+
+def check_channel(channel: str) -> str:
+    if not CHANNEL_NAME.fullmatch(channel or ""):
+        raise ReleaseError(f"channel {channel!r} is not a channel name (lowercase letters, digits, - and _)")
+    return channel
+
+
+def check_version(version: str | int) -> str:
+    if not VERSION.fullmatch(str(version)):
+        raise ReleaseError(f"version {version!r} is not a release version (a positive number)")
+    return str(version)
+
+
+def _check_file_name(name: str) -> str:
+    if not isinstance(name, str) or not FILE_NAME.fullmatch(name) or name in (MANIFEST, SIGNATURE):
+        raise IntegrityError(f"the manifest names a file {str(name)[:80]!r}, which is not a plain file name: refused")
+    return name
 
 
 def release_prefix(model: str, version: str | int) -> str:
@@ -40,12 +66,16 @@ def _put_immutable(store: Store, key: str, data: bytes) -> None:
         raise ReleaseError(f"{key} already exists with other content: releases are immutable")
 
 
-def write_release(store: Store, model: str, version: str | int, files: dict[str, bytes], fields: dict) -> dict:
-    """Write every file, then the manifest naming each with its sha256 and size. Until the manifest
-    exists the release does not exist for any reader."""
+def write_release(store: Store, model: str, version: str | int, files: dict[str, bytes], fields: dict,
+                  signer: Signer | None = None) -> dict:
+    """Write every file, the manifest's signature, then the manifest naming each file with its sha256
+    and size. Until the manifest exists the release does not exist for any reader. Without a signer
+    the release is unsigned, and `pull` refuses it."""
     prefix = release_prefix(model, version)
     if store.exists(prefix + MANIFEST):
         raise ReleaseError(f"release {model}/{version} is already published")
+    for name in files:
+        _check_file_name(name)
     for name, data in files.items():
         _put_immutable(store, prefix + name, data)
     manifest = {
@@ -54,7 +84,12 @@ def write_release(store: Store, model: str, version: str | int, files: dict[str,
         **fields,
         "files": {name: {"sha256": sha256_hex(data), "size": len(data)} for name, data in sorted(files.items())},
     }
-    _put_immutable(store, prefix + MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    if signer is not None:
+        manifest["signed_by"] = signer.key_id
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    if signer is not None:
+        _put_immutable(store, prefix + SIGNATURE, signer.sign(manifest_bytes))
+    _put_immutable(store, prefix + MANIFEST, manifest_bytes)
     return manifest
 
 
@@ -82,6 +117,8 @@ def set_channel(store: Store, model: str, channel: str, version: str | int, reas
                 history: list[str] | None = None) -> dict:
     """Point a channel at a complete release, in one atomic write. `history` (newest first) defaults
     to the versions it pointed to before; a rollback passes it shortened instead."""
+    check_channel(channel)
+    check_version(version)
     manifest_key = release_prefix(model, version) + MANIFEST
     try:
         manifest_bytes = store.get(manifest_key)
@@ -105,24 +142,43 @@ def set_channel(store: Store, model: str, channel: str, version: str | int, reas
 
 
 def fetch_release(store: Store, model: str, channel: str | None = "staging", version: str | int | None = None,
-                  names: list[str] | None = None) -> tuple[dict, bytes, dict[str, bytes]]:
+                  names: list[str] | None = None, trust: TrustedKeys | None = None) -> tuple[dict, bytes, dict[str, bytes]]:
     """(manifest, manifest bytes, {file: bytes}) of a release, by channel or version, every file
-    verified against the manifest (and the manifest against the channel's checksum); on any
-    mismatch raise IntegrityError. `names` limits which files are read (default: all)."""
+    verified against the manifest and, with `trust`, the manifest's signature against the pinned keys;
+    on any mismatch raise IntegrityError. `names` limits which files are read (default: all)."""
     if version is None:
-        pointer = read_channel(store, model, channel)
+        pointer = read_channel(store, model, check_channel(channel))
         if pointer is None:
             raise ReleaseError(f"channel {channel!r} of {model} points to no release yet")
-        manifest_bytes = store.get(pointer["manifest"])
-        if sha256_hex(manifest_bytes) != pointer["manifest_sha256"]:
-            raise IntegrityError(f"manifest of {model}/{pointer['version']} does not match the channel's checksum")
-        version = pointer["version"]
+        version = check_version(pointer.get("version"))
+        manifest_bytes = _get(store, release_prefix(model, version) + MANIFEST, model, version)
+        if sha256_hex(manifest_bytes) != pointer.get("manifest_sha256"):
+            raise IntegrityError(f"manifest of {model}/{version} does not match the channel's checksum")
     else:
-        manifest_bytes = store.get(release_prefix(model, version) + MANIFEST)
-    manifest = json.loads(manifest_bytes)
+        version = check_version(version)
+        manifest_bytes = _get(store, release_prefix(model, version) + MANIFEST, model, version)
+    if trust is not None:
+        try:
+            signature = store.get(release_prefix(model, version) + SIGNATURE)
+        except NotFound:
+            signature = None
+        try:
+            trust.verify(manifest_bytes, signature)
+        except SignatureError as e:
+            raise IntegrityError(f"{model}/{version}: {e}") from None
+    try:
+        manifest = json.loads(manifest_bytes)
+        listed = manifest["files"]
+        assert isinstance(listed, dict)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise IntegrityError(f"manifest of {model}/{version} is malformed") from None
+    if str(manifest.get("model")) != model or str(manifest.get("version")) != version:
+        raise IntegrityError(f"the manifest at {model}/{version} is for {manifest.get('model')}/{manifest.get('version')}")
+    for name in listed:
+        _check_file_name(name)
     files = {}
-    for name in names or list(manifest["files"]):
-        meta = manifest["files"][name]
+    for name in names or list(listed):
+        meta = listed[name]
         data = store.get(release_prefix(model, version) + name)
         if len(data) != meta["size"] or sha256_hex(data) != meta["sha256"]:
             raise IntegrityError(
@@ -133,12 +189,21 @@ def fetch_release(store: Store, model: str, channel: str | None = "staging", ver
     return manifest, manifest_bytes, files
 
 
-def pull(store: Store, model: str, out: str | os.PathLike, channel: str | None = "staging",
-         version: str | int | None = None) -> dict:
-    """Download a release into `out`, verifying every file against the manifest first. On any
-    mismatch raise IntegrityError and write nothing into `out`."""
+def _get(store: Store, key: str, model: str, version: str) -> bytes:
     try:
-        manifest, manifest_bytes, files = fetch_release(store, model, channel, version)
+        return store.get(key)
+    except NotFound:
+        raise ReleaseError(f"there is no release {model}/{version}") from None
+
+
+def pull(store: Store, model: str, out: str | os.PathLike, trust: TrustedKeys, channel: str | None = "staging",
+         version: str | int | None = None) -> dict:
+    """Download a release into `out`, verifying the manifest's signature against the pinned keys and
+    every file against the manifest first. On any mismatch raise IntegrityError and write nothing."""
+    if not isinstance(trust, TrustedKeys) or not trust.keys:
+        raise IntegrityError("no public key pinned: pass --public-key or set TANDEM_RELEASE_PUBLIC_KEYS; nothing was written")
+    try:
+        manifest, manifest_bytes, files = fetch_release(store, model, channel, version, trust=trust)
     except IntegrityError as e:
         raise IntegrityError(f"{e}; nothing was written") from None
     out = Path(out)
@@ -148,6 +213,7 @@ def pull(store: Store, model: str, out: str | os.PathLike, channel: str | None =
         for name, data in files.items():
             (staging / name).write_bytes(data)
         (staging / MANIFEST).write_bytes(manifest_bytes)
+        (staging / SIGNATURE).write_bytes(store.get(release_prefix(model, manifest["version"]) + SIGNATURE))
         out.mkdir(parents=True, exist_ok=True)
         for f in staging.iterdir():
             os.replace(f, out / f.name)

@@ -13,6 +13,7 @@ from tandem import __version__
 from tandem.data.store import Store
 from tandem.release.channels import move_channel
 from tandem.release.layout import write_release
+from tandem.release.signing import Signer
 from tandem.release.tracker import Tracker
 
 COREML_ARTIFACT = "coreml"
@@ -29,9 +30,9 @@ def code_version() -> str:
 
 
 def publish_release(tracker: Tracker, store: Store, run_id: str, files: dict[str, bytes], fields: dict,
-                    channel: str | None) -> dict:
-    """Register a version for the run's Core ML artifact, write the release, then move `channel`.
-    `files` must hold model.mlmodel; `fields` goes into the manifest."""
+                    channel: str | None, signer: Signer) -> dict:
+    """Register a version for the run's Core ML artifact, write the release signed by `signer`, then
+    move `channel`. `files` must hold model.mlmodel; `fields` goes into the manifest."""
     model = tracker.model_name
     tracker.log_files(run_id, files, COREML_ARTIFACT)
     version = tracker.register_version(run_id, COREML_ARTIFACT, description=fields.get("summary", ""))
@@ -42,7 +43,7 @@ def publish_release(tracker: Tracker, store: Store, run_id: str, files: dict[str
                    "tracking_uri": uri if uri.startswith("http") else "local"},
         "code_version": code_version(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    }, signer=signer)
     tracker.tag_version(version, {"release": f"releases/{model}/{version}/"})
     tracker.log_dict(run_id, manifest, "release/manifest.json")
     if channel:

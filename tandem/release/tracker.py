@@ -6,6 +6,8 @@ on worker threads can log to the flow's run safely."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import tempfile
 import time
 from functools import cached_property
@@ -18,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from tandem.settings import Settings
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
+STALE_AFTER_SECONDS = 24 * 3600  # a run on another host with no end after a day is dead
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call (params: 100)
 
 
@@ -30,6 +33,18 @@ def flatten(obj: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Tracker:
@@ -56,11 +71,18 @@ class Tracker:
         found = self.client.get_experiment_by_name(name)
         if found:
             return found.experiment_id
-        return self.client.create_experiment(name, artifact_location=self.settings.artifact_root if self.is_local else None)
+        try:
+            return self.client.create_experiment(name, artifact_location=self.settings.artifact_root if self.is_local else None)
+        except MlflowException as e:  # another run created it a moment ago
+            if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code) and "already exists" not in str(e):
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     # runs
     def start_run(self, run_name: str, params: dict, tags: dict, experiment: str | None = None) -> str:
-        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name, tags=tags)
+        self.close_stale_runs(experiment)
+        owner = {"tandem.host": socket.gethostname(), "tandem.pid": str(os.getpid())}
+        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name, tags={**tags, **owner})
         flat = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
         for i in range(0, len(flat), 100):
             self.client.log_batch(run.info.run_id, params=flat[i:i + 100])
@@ -84,6 +106,23 @@ class Tracker:
 
     def log_figure(self, run_id: str, figure, path: str) -> None:
         self.client.log_figure(run_id, figure, path)
+
+    def close_stale_runs(self, experiment: str | None = None) -> list[str]:
+        """Mark FAILED the RUNNING runs whose process is gone (killed runs never end their own):
+        on this host, a dead pid; elsewhere or untagged, no update for STALE_AFTER_SECONDS."""
+        stale = []
+        runs = self.client.search_runs([self.experiment_id(experiment)], "attributes.status = 'RUNNING'", max_results=500)
+        for run in runs:
+            tags = run.data.tags
+            if tags.get("tandem.host") == socket.gethostname() and tags.get("tandem.pid", "").isdigit():
+                dead = not _alive(int(tags["tandem.pid"]))
+            else:
+                dead = (time.time() * 1000 - (run.info.start_time or 0)) > STALE_AFTER_SECONDS * 1000
+            if dead and run.info.run_id:
+                self.client.set_tag(run.info.run_id, "tandem.closed", "owner process gone")
+                self.client.set_terminated(run.info.run_id, "FAILED")
+                stale.append(run.info.run_id)
+        return stale
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)

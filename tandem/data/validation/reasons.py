@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from tandem.contract.schema import BATCH_COLUMNS, LABEL_COLUMN
+from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX
 
 _EMAIL = re.compile(EMAIL_REGEX)
@@ -28,10 +29,18 @@ def _shape(value: Any) -> str | None:
     return None
 
 
+def _off_shape_quasi_identifier(column: str | None, value: Any) -> bool:
+    """A device-metadata value outside its allowed shape may be an identifier (an advertising id, a serial)."""
+    allowed = QUASI_IDENTIFIER_REGEX.get(column or "")
+    return bool(allowed) and isinstance(value, str) and not re.match(allowed, value)
+
+
 def _example(column: str | None, value: Any) -> str:
     shape = _shape(value)
     if shape:
         return shape
+    if _off_shape_quasi_identifier(column, value):
+        return f"a {len(value)}-character value of another shape"
     if column == "pseudonym" and isinstance(value, str) and not _HEX.match(value):
         return f"a {len(value)}-character non-hex string"  # whatever it is, it may be a raw user id
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -41,7 +50,8 @@ def _example(column: str | None, value: Any) -> str:
 
 
 def _redact_value(column: str | None, value: Any) -> Any:
-    if isinstance(value, str) and (_shape(value) or (column == "pseudonym" and not _HEX.match(value))):
+    if isinstance(value, str) and (_shape(value) or (column == "pseudonym" and not _HEX.match(value))
+                                   or _off_shape_quasi_identifier(column, value)):
         return f"<redacted: {_example(column, value)}>"
     return value
 

@@ -22,6 +22,7 @@ from tandem.contract.schema import (
     LABEL_COLUMN,
     POLICY_COLUMN,
 )
+from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
 from tandem.privacy import policy, sealing
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX, PSEUDONYM_REGEX
 
@@ -33,6 +34,8 @@ FORM_SUITES = ("anonymized", "dp", "encrypted")
 
 WINDOW_ID_REGEX = r"^[0-9a-f]{32}$"
 POLICY_REGEX = r"^[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pseudonymized/v1", "pseudonymized+dp/v1"
+# Only the forms Tandem knows: a made-up policy name would drop out of the snapshot's policy list.
+KNOWN_POLICY_REGEX = "^(?:{f})(?:\\+(?:{f}))*/v[0-9]+$".format(f="|".join(policy.FORMS))
 MAX_TEXT_LENGTH = 64  # key_id, device metadata, policy: short labels, never free text
 
 # Physically plausible sensor ranges (a phone's IMU at its widest full-scale setting).
@@ -96,8 +99,9 @@ def build_suite():
     # label, policy, short text columns
     ex += [
         gxe.ExpectColumnValuesToBeInSet(column=LABEL_COLUMN, value_set=list(ACTIVITIES)),
-        gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=POLICY_REGEX),
+        gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=KNOWN_POLICY_REGEX),
     ]
+    ex += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=QUASI_IDENTIFIER_REGEX[c]) for c in DEVICE_COLUMNS]
     ex += [gxe.ExpectColumnValueLengthsToBeBetween(column=name, min_value=1, max_value=MAX_TEXT_LENGTH)
            for name in TEXT_COLUMNS]
     # no raw identifiers anywhere. The phone pattern is not run on the exact-hex columns: a hex

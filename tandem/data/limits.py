@@ -1,0 +1,161 @@
+"""Limits on what one batch and one pseudonym may bring, and row digests for deduplication.
+
+One device must not be able to dominate the training data (a 2M-row batch), exhaust the validator (a
+file of 10,000 row groups), replay the same rows under fresh window ids, or smuggle in the
+evaluation users' own windows. Every breach quarantines the batch with the numbers involved.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from tandem.contract.features import FEATURE_NAMES
+from tandem.data import table
+from tandem.data.store import Store
+from tandem.settings import Settings
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_batch_bytes: int = 64 * 2**20
+    max_row_groups: int = 64
+    max_batch_rows: int = 10_000
+    max_pseudonym_rows_per_day: int = 5_000
+    max_pseudonym_batches_per_day: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Limits":
+        return cls(**{k: getattr(settings, k) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Usage:
+    """Accepted rows and batches per (pseudonym, capture day): what the table held when a day was first
+    asked about, plus what this process admitted since. Chunks in parallel processes each start from
+    the table, so one pseudonym's batches judged at the same moment in different chunks can pass a
+    limit by at most one chunk's worth each; the next run sees them all."""
+
+    store: Store | None = None
+    rows: Counter = field(default_factory=Counter)
+    batches: Counter = field(default_factory=Counter)
+    loaded: set[str] = field(default_factory=set)
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Count an admitted batch (so later batches of this run see it)."""
+        for pday, rows in pseudonym_days(frame).items():
+            self.rows[pday] += rows
+            self.batches[pday] += 1
+
+    def load(self, days: set[str]) -> None:
+        """Count what the table already holds on `days` (once per day)."""
+        todo = sorted(set(days) - self.loaded)
+        self.loaded.update(todo)
+        if self.store is None or not todo:
+            return
+        held = accepted_on(self.store, todo)
+        if held.empty:
+            return
+        keys = held["pseudonym"].astype(str) + "/" + _day(held["captured_at"])
+        self.rows.update(keys.value_counts().to_dict())
+        self.batches.update(held.assign(pday=keys).groupby("pday")["batch_id"].nunique().to_dict())
+
+
+def _day(captured_at: pd.Series) -> pd.Series:
+    return pd.to_datetime(captured_at, utc=True).dt.strftime("%Y-%m-%d")
+
+
+def accepted_on(store: Store, days: list[str]) -> pd.DataFrame:
+    """(pseudonym, captured_at, batch_id) of the table's rows captured on `days`: the table's file
+    statistics let pyarrow skip every file outside them."""
+    delta = table.open_table(store)
+    if delta is None:
+        return pd.DataFrame(columns=["pseudonym", "captured_at", "batch_id"])
+    start = pd.Timestamp(min(days), tz="UTC")
+    end = pd.Timestamp(max(days), tz="UTC") + pd.Timedelta(days=1)
+    captured = ds.field("captured_at")
+    return delta.to_pyarrow_dataset().to_table(columns=["pseudonym", "captured_at", "batch_id"],
+                                               filter=(captured >= start) & (captured < end)).to_pandas()
+
+
+def check_file(data: bytes, limits: Limits) -> str | None:
+    """Before the batch is parsed: its size, and (from the parquet footer only) rows and row groups."""
+    if len(data) > limits.max_batch_bytes:
+        return f"limit: {len(data)} bytes is more than the {limits.max_batch_bytes} a batch may have"
+    try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    except Exception:
+        return None  # not parquet: the validator says so in its own words
+    if meta.num_row_groups > limits.max_row_groups:
+        return f"limit: {meta.num_row_groups} row groups is more than the {limits.max_row_groups} a batch may have"
+    if meta.num_rows > limits.max_batch_rows:
+        return f"limit: {meta.num_rows} rows is more than the {limits.max_batch_rows} a batch may have"
+    return None
+
+
+def pseudonym_days(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per ``<pseudonym>/<capture day>`` (pseudonyms only: never a raw id)."""
+    counts = (frame["pseudonym"].astype(str) + "/" + _day(frame["captured_at"])).value_counts()
+    return {k: int(v) for k, v in counts.items()}
+
+
+def admission_columns(holdout: frozenset[str]) -> list[str]:
+    """The columns `check_admission` reads (the features only when there is a holdout to compare with)."""
+    return ["pseudonym", "captured_at", *(FEATURE_NAMES if holdout else ())]
+
+
+def check_admission(frame: pd.DataFrame, usage: Usage, limits: Limits, holdout: frozenset[str]) -> str | None:
+    """Why a valid batch may still not enter (a per-pseudonym limit, the evaluation users' windows), or None."""
+    return check_usage(frame, usage, limits) or check_holdout(frame, holdout)
+
+
+def check_usage(frame: pd.DataFrame, usage: Usage, limits: Limits) -> str | None:
+    days = pseudonym_days(frame)
+    usage.load({pday.split("/")[1] for pday in days})
+    for pday, rows in sorted(days.items()):
+        pseudonym, day = pday.split("/")
+        total = usage.rows[pday] + rows
+        if total > limits.max_pseudonym_rows_per_day:
+            return (f"limit: pseudonym {pseudonym[:12]}… would have {total} rows on {day}, more than the "
+                    f"{limits.max_pseudonym_rows_per_day} one pseudonym may share per day")
+        if usage.batches[pday] + 1 > limits.max_pseudonym_batches_per_day:
+            return (f"limit: pseudonym {pseudonym[:12]}… would have {usage.batches[pday] + 1} batches on {day}, more "
+                    f"than the {limits.max_pseudonym_batches_per_day} one pseudonym may share per day")
+    return None
+
+
+def feature_digests(frame: pd.DataFrame, with_pseudonym: bool = False) -> pd.Series:
+    """A 64-bit digest per row of its feature values (and pseudonym), vectorized: the same window under
+    a fresh window id has the same digest."""
+    columns = (["pseudonym"] if with_pseudonym else []) + list(FEATURE_NAMES)
+    values = frame[columns].astype({c: np.float64 for c in FEATURE_NAMES})
+    return pd.util.hash_pandas_object(values, index=False).map("{:016x}".format)
+
+
+def features_frame(values: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(values, columns=list(FEATURE_NAMES))
+
+
+def check_holdout(frame: pd.DataFrame, holdout: frozenset[str]) -> str | None:
+    """Rows that are the evaluation users' own windows would inflate the reported accuracy."""
+    if not holdout:
+        return None
+    hits = int(feature_digests(frame).isin(holdout).sum())
+    if hits:
+        return f"holdout: {hits} of {len(frame)} rows are windows of the evaluation users, who never share"
+    return None
+
+
+def dedup_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """A window shared twice counts once: by window id, and by content per pseudonym (the same rows
+    under fresh window ids)."""
+    frame = frame.drop_duplicates("window_id")
+    if frame.empty:
+        return frame
+    return frame[~feature_digests(frame, with_pseudonym=True).duplicated()]

@@ -1,0 +1,11 @@
+"""Allowed shapes of values, shared by the suites (which check them) and the reasons (which never
+quote a value outside them)."""
+
+# What each quasi-identifier may look like, plain or generalized (tandem.privacy.policy's hierarchy):
+# an allow-list of shapes, so an advertising id (UUID) or a serial number is never a device model or locale.
+QUASI_IDENTIFIER_REGEX = {
+    "device_model": r"^(?:[A-Za-z]{1,16}[0-9]{0,3}(?:,[0-9]{1,3})?|\*)$",
+    "os_version": r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){0,2}|\*)$",
+    "app_version": r"^(?:[0-9]{1,4}(?:\.[0-9]{1,4}){0,2}|\*)$",
+    "locale": r"^(?:[a-z]{2,3}(?:_[A-Z]{2})?|\*)$",
+}
