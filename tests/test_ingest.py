@@ -17,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from threading import Barrier
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,13 +27,11 @@ from deltalake.exceptions import CommitFailedError
 
 from tandem.data import bulk_ingest, ingest, landing
 from tandem.data import table as accepted
-from tandem.data.snapshot import build_snapshot, table_snapshot
+from tandem.data.snapshot import table_snapshot
 from tandem.data.store import LocalStore, S3Store
 from tandem.fleet import sharing
 from tandem.fleet import users as fleet
 from tandem.privacy.policy import load_policy
-from tandem.training import model
-from tandem.training.pretrain import frame_xy
 from tests.batches import bad_batches, good_table, replace_column
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,26 +121,6 @@ def test_bulk_verdicts_are_the_per_batch_verdicts(users, tmp_path):
         assert bulk.get(f"quarantine/{name}/reason.txt").decode().strip() == quarantined[name]
     assert all(e["new"] for e in entries)
     assert_exactly_once(bulk)
-
-
-@pytest.mark.parametrize("policy", ["pseudonymized", "anonymized"])
-def test_table_version_trains_on_the_same_rows_as_the_batch_snapshot(users, tmp_path, policy):
-    store = LocalStore(tmp_path / "store")
-    seed_landing(store, users, policy)
-    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
-    old = build_snapshot(store, ingest.accepted_entries(store), {})
-    new = table_snapshot(store)
-    columns = [c for c in new.frame.columns if c != accepted.BATCH_ID]
-    pd.testing.assert_frame_equal(new.frame[columns], old.frame[columns])
-    assert (new.manifest["rows"], new.manifest["users"], new.manifest["label_counts"]) == \
-           (old.manifest["rows"], old.manifest["users"], old.manifest["label_counts"])
-    assert new.manifest.get("k_anonymity") == old.manifest.get("k_anonymity")
-    assert new.manifest["policies"] == old.manifest["policies"]
-    # the same seeded training on both gives the same model, so the same evaluation and gate numbers
-    config = model.TrainConfig(epochs=3, hidden_sizes=[16])
-    a, b = (model.train(*frame_xy(s.frame)[:2], config, groups=frame_xy(s.frame)[2]) for s in (old, new))
-    X = frame_xy(old.frame)[0]
-    assert np.array_equal(model.predict_proba(a.model, X), model.predict_proba(b.model, X))
 
 
 def test_a_snapshot_is_a_table_version(users, tmp_path):

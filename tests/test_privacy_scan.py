@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tandem.contract.schema import DEVICE_COLUMNS
-from tandem.data import ingest
+from tandem.data import bulk_ingest, ingest
 from tandem.data import snapshot as dataset
 from tandem.data.store import LocalStore
 from tandem.fleet import sharing
@@ -68,7 +68,8 @@ def assert_scan_clean(store: LocalStore, policy: SharingPolicy):
 
 
 def run_server(store, keyring=None):
-    return [ingest.process_batch(store, ref, keyring or {}, "test-run") for ref in ingest.discover(store)]
+    """The server's ingest of every new batch, as one chunk (what each worker of a run does)."""
+    return bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(keyring or {}), "test-run")
 
 
 @pytest.mark.parametrize("preset", ["pseudonymized", "anonymized", "dp", "encrypted", "all"])
@@ -91,7 +92,7 @@ def test_each_form_passes_validation_and_never_stores_plain_data(preset, users, 
     assert all(("+".join(["shared_batch", *forms]) in e["reason"]) if forms else True for e in entries)
     assert all(e["stored_format"] == ("tandem-sealed-v1" if policy.has("encrypted") else "parquet") for e in entries)
 
-    snap = dataset.build_snapshot(store, ingest.accepted_entries(store), keyring)
+    snap = dataset.table_snapshot(store)
     assert set(snap.frame["policy"]) == {policy.name}
     assert policy.name in snap.manifest["policies"]
     if policy.has("anonymized"):

@@ -1,9 +1,10 @@
-"""Snapshot: the accepted rows of every accepted batch as one training dataset (parquet) with a
-manifest of the batch ids and checksums it came from. The snapshot id is a digest of that list, so
-the same accepted batches always give the same snapshot, and a snapshot is written once.
+"""Snapshot: the training dataset as one version of the table of accepted rows (`tandem.data.table`),
+less what was withdrawn, with a manifest (``datasets/<id>/manifest.json``) of the table version, the
+batches, the policies and k. The id is a digest of the table version, its batches and the
+revocations, so the same data always gives the same snapshot.
 
-Sealed batches are opened in memory; the snapshot holds their modified form (pseudonymized,
-generalized, noised), never the sealed payload. When any accepted batch's policy declares the
+The table holds the batches' modified form (pseudonymized, generalized, noised), never a sealed
+payload. When any accepted batch's policy declares the
 anonymized form, k is enforced over the whole snapshot (`tandem.privacy.anonymity.enforce_k`: generalize
 further or suppress) and what was done is recorded in the manifest under ``k_anonymity``.
 """
@@ -11,24 +12,21 @@ further or suppress) and what was done is recorded in the manifest under ``k_ano
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from tandem.contract.features import FEATURE_NAMES
 from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
 from tandem.data import table as accepted
-from tandem.data.ingest import open_batch
 from tandem.data.limits import dedup_rows
 from tandem.data.revocations import Revocations
-from tandem.data.store import Store, get_json, put_json, sha256_hex
+from tandem.data.store import Store, get_json, put_json
 from tandem.privacy.anonymity import enforce_k
-from tandem.privacy.policy import load_policy, policy_from_metadata
+from tandem.privacy.policy import load_policy
 
 DATASETS = "datasets/"
 
@@ -45,103 +43,10 @@ class Snapshot:
         return self.location or f"{DATASETS}{self.snapshot_id}/data.parquet"
 
 
-def snapshot_id(entries: list[dict], withdrawn: Revocations | None = None) -> str:
-    lines = sorted(f"{e['batch_id']}:{e['sha256']}" for e in entries)
-    lines += [f"revoked:{rid}" for rid in (withdrawn.ids if withdrawn else [])]  # a withdrawal makes a new snapshot
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-
-
-def _read_verified(store: Store, entry: dict, keyring: dict[str, bytes]) -> pa.Table:
-    data = store.get(entry["key"])
-    if sha256_hex(data) != entry["sha256"]:
-        raise RuntimeError(f"batch {entry['batch_id']} changed since it was accepted (sha256 mismatch at {entry['key']})")
-    plain, _ = open_batch(data, keyring)
-    return pq.read_table(io.BytesIO(plain))
-
-
-def _policies(tables: list[pa.Table]) -> dict[str, dict]:
-    """The policies the batches recorded (public JSON by name); a batch without metadata by its column."""
-    found: dict[str, dict] = {}
-    for table in tables:
-        policy = policy_from_metadata(table.schema.metadata)
-        if policy is not None:
-            found.setdefault(policy.name, policy.public_dict())
-        else:
-            for name in set(table.column("policy").to_pylist()):
-                try:
-                    found.setdefault(name, load_policy(name).public_dict())
-                except ValueError:
-                    pass
-    return found
-
-
-def build_snapshot(store: Store, entries: list[dict], keyring: dict[str, bytes],
-                   withdrawn: Revocations | None = None) -> Snapshot:
-    """Read, verify and concatenate the accepted batches (sealed ones opened with `keyring`); a window
-    shared twice counts once (by id or by content); withdrawn pseudonyms' rows are left out."""
-    if not entries:
-        raise ValueError("no accepted batches: nothing to snapshot")
-    sid = snapshot_id(entries, withdrawn)
-    manifest_key = f"{DATASETS}{sid}/manifest.json"
-    if store.exists(manifest_key):
-        frame = pq.read_table(io.BytesIO(store.get(f"{DATASETS}{sid}/data.parquet"))).to_pandas()
-        return Snapshot(sid, frame, get_json(store, manifest_key))
-    entries = sorted(entries, key=lambda e: e["batch_id"])
-    tables, kept, skipped = [], [], []
-    for e in entries:  # one accepted batch changed or gone since must not stop every later snapshot
-        try:
-            tables.append(_read_verified(store, e, keyring))
-            kept.append(e)
-        except Exception as exc:
-            skipped.append({"batch_id": e["batch_id"], "why": f"{type(exc).__name__}: {str(exc)[:200]}"})
-    if skipped:
-        if not kept:
-            raise ValueError(f"no accepted batch can be read any more ({len(skipped)} changed or gone)")
-        entries, sid = kept, snapshot_id(kept, withdrawn)
-        manifest_key = f"{DATASETS}{sid}/manifest.json"
-        if store.exists(manifest_key):
-            frame = pq.read_table(io.BytesIO(store.get(f"{DATASETS}{sid}/data.parquet"))).to_pandas()
-            return Snapshot(sid, frame, get_json(store, manifest_key))
-    policies = _policies(tables)
-    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
-    frame, removed = (withdrawn or Revocations()).filter(dedup_rows(table.to_pandas()))
-    frame = frame.sort_values(["captured_at", "window_id"]).reset_index(drop=True)
-    k_report = None
-    anonymized = [p for p in policies.values() if "anonymized" in p["forms"]]
-    if anonymized:
-        k = max(p["k"] for p in anonymized)
-        frame, k_report = enforce_k(frame, k, min(p["max_suppression"] for p in anonymized))
-        if not len(frame):
-            raise ValueError(f"k-anonymity: fewer than k={k} users in the accepted data; everything would be suppressed")
-    sink = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame, schema=table.schema, preserve_index=False), sink, compression="zstd")
-    data = sink.getvalue()
-    manifest = {
-        "snapshot_id": sid,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "rows": len(frame),
-        "users": int(frame["pseudonym"].nunique()),
-        "label_counts": {k: int(v) for k, v in frame["label"].value_counts().sort_index().items()},
-        "data": {"key": f"{DATASETS}{sid}/data.parquet", "sha256": sha256_hex(data), "size": len(data)},
-        "batches": [{"batch_id": e["batch_id"], "sha256": e["sha256"], "rows": e["rows"]} for e in entries],
-        "policies": policies,
-    }
-    if k_report is not None:
-        manifest["k_anonymity"] = k_report
-    if skipped:
-        manifest["skipped_batches"] = skipped
-    if withdrawn and withdrawn.records:
-        manifest["withdrawn"] = {"revocations": withdrawn.summary(), "rows_removed": removed}
-    store.put(f"{DATASETS}{sid}/data.parquet", data, if_absent=True)
-    put_json(store, manifest_key, manifest, if_absent=True)  # the manifest last: it marks the snapshot complete
-    return Snapshot(sid, frame, manifest)
-
-
-# ---------------------------------------------------------------------------------------------------
-# A snapshot as a version of the accepted-rows table (tandem.data.table): nothing is copied, the
-# version is the dataset, and training reads only the columns it needs from it.
-
+# Nothing is copied: the version is the dataset, and training reads only the columns it needs from it.
 TRAIN_COLUMNS = ["pseudonym", "window_id", "captured_at", *FEATURE_NAMES, "label", "policy", accepted.BATCH_ID]
+
+
 def _table_policies(store: Store, names: set[str]) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for key in store.list(accepted.POLICIES):
@@ -170,8 +75,7 @@ def _within_window(rows: pa.Table, days: int | None, now: datetime | None) -> pa
 def table_snapshot(store: Store, data_window_days: int | None = None, withdrawn: Revocations | None = None,
                    version: int | None = None, now: datetime | None = None) -> Snapshot | None:
     """The training dataset as a table version (the latest unless `version`), less the `withdrawn`
-    batches and pseudonyms; None while nothing is left. Same rows, same order as `build_snapshot`
-    gives for the same accepted batches."""
+    batches and pseudonyms; None while nothing is left."""
     withdrawn = withdrawn or Revocations()
     dt = accepted.open_table(store, version)
     if dt is None:

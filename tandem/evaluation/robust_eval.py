@@ -189,6 +189,10 @@ TABLE = [("tandem_generic", "Tandem generic (server model on shared windows)"),
          ("fedavg_all_local_personalized_pc20", "FedAvg all local + policy, 20 / activity")]
 
 
+def _ci(interval) -> str:
+    return f"[{interval[0]:+.2f}, {interval[1]:+.2f}]"
+
+
 def markdown(result: dict, command: str) -> str:
     s, c = result["summary"], result["claims"]
     rows = ["| method | mean accuracy (%) | sd over seeds (points) |", "|---|---:|---:|"]
@@ -196,17 +200,16 @@ def markdown(result: dict, command: str) -> str:
     gains = ["| budget | personalized (%) | gain (points) | 95 % CI | harmed users | harmed (fold, seed, user) cases | vs local only (points) | 95 % CI |",
              "|---|---:|---:|---|---:|---:|---:|---|"]
     for b, v in c["personalization"].items():
-        gains.append(f"| {b} | {_pct(v['personalized_mean'])} | {v['gain_points']:+.2f} | "
-                     f"[{v['gain_ci95_points'][0]:+.2f}, {v['gain_ci95_points'][1]:+.2f}] | {100 * v['harmed_share']:.0f} % | "
-                     f"{100 * v['harmed_share_runs']:.0f} % | {v['vs_local_only_points']:+.2f} | "
-                     f"[{v['vs_local_only_ci95_points'][0]:+.2f}, {v['vs_local_only_ci95_points'][1]:+.2f}] |")
+        gains.append(f"| {b} | {_pct(v['personalized_mean'])} | {v['gain_points']:+.2f} | {_ci(v['gain_ci95_points'])} | "
+                     f"{100 * v['harmed_share']:.0f} % | {100 * v['harmed_share_runs']:.0f} % | "
+                     f"{v['vs_local_only_points']:+.2f} | {_ci(v['vs_local_only_ci95_points'])} |")
     fl = ["| rival | generic (%) | personalized 20/user (%) | Tandem − rival, 20/user (points, 95 % CI) | personalized 20/act (%) | Tandem − rival, 20/act |",
           "|---|---:|---:|---|---:|---|"]
     for f, v in c["fl"].items():
+        vs = f"tandem_minus_{f}"
         fl.append(f"| {f} | {_pct(v['generic_mean'])} | {_pct(v['personalized_u20_mean'])} | "
-                  f"{v['tandem_minus_' + f + '_u20_points']:+.2f} [{v['tandem_minus_' + f + '_u20_ci95_points'][0]:+.2f}, "
-                  f"{v['tandem_minus_' + f + '_u20_ci95_points'][1]:+.2f}] | {_pct(v['personalized_pc20_mean'])} | "
-                  f"{v['tandem_minus_' + f + '_pc20_points']:+.2f} |")
+                  f"{v[vs + '_u20_points']:+.2f} {_ci(v[vs + '_u20_ci95_points'])} | {_pct(v['personalized_pc20_mean'])} | "
+                  f"{v[vs + '_pc20_points']:+.2f} |")
     targets = "\n".join(f"* {k}: **{'yes' if v else 'NO'}**" for k, v in c["targets"].items())
     folds = ", ".join(f"fold {k}: {_pct(v)}" for k, v in c["generic_per_fold"].items())
     return f"""# Tandem evaluation ({c['folds']} folds x {c['seeds']} seeds)

@@ -54,19 +54,28 @@ def federated_stats(clients: list[Client]) -> tuple[np.ndarray, np.ndarray]:
 def _local_train(global_state: dict, template: Classifier, client: Client, cfg: FedAvgConfig,
                  generator: torch.Generator) -> dict:
     template.load_state_dict(global_state)
-    template.train()
     opt = torch.optim.Adam(template.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return train_locally(template, opt, client, cfg.local_epochs, cfg.batch_size, generator)
+
+
+def train_locally(net: Classifier, opt: torch.optim.Optimizer, client: Client, epochs: int, batch_size: int,
+                  generator: torch.Generator, penalty=None) -> dict:
+    """A client's local epochs of mini-batch cross-entropy (plus `penalty()`, e.g. FedProx's proximal
+    term); returns a copy of the trained state."""
+    net.train()
     X = torch.as_tensor(client.X, dtype=torch.float32)
     y = torch.as_tensor(client.y, dtype=torch.int64)
-    for _ in range(cfg.local_epochs):
+    for _ in range(epochs):
         order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(order), cfg.batch_size):
-            b = order[start:start + cfg.batch_size]
-            loss = nn.functional.cross_entropy(template(X[b]), y[b])
+        for start in range(0, len(order), batch_size):
+            b = order[start:start + batch_size]
+            loss = nn.functional.cross_entropy(net(X[b]), y[b])
+            if penalty is not None:
+                loss = loss + penalty()
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return {k: v.detach().clone() for k, v in template.state_dict().items()}
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def fedavg(clients: list[Client], cfg: FedAvgConfig | None = None, n_classes: int = 6,

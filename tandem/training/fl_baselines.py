@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
-from tandem.training.federated import Client, federated_stats
+from tandem.training.federated import Client, federated_stats, train_locally
 from tandem.training.model import Classifier, TrainResult
 
 
@@ -46,25 +45,16 @@ def local_update(net: Classifier, global_state: dict, client: Client, cfg: FLCon
     """One client's round: start from the global weights (and its own personal layers), train, return
     the state. The proximal term pulls only the federated (non-personal) parameters."""
     net.load_state_dict({**global_state, **(personal_state or {})})
-    net.train()
     params = dict(net.named_parameters())
     anchor = {k: global_state[k].detach().clone() for k in params if not is_personal(k, cfg)}
     opt = (torch.optim.SGD(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
            if cfg.optimizer == "sgd" else
            torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay))
-    X = torch.as_tensor(client.X, dtype=torch.float32)
-    y = torch.as_tensor(client.y, dtype=torch.int64)
-    for _ in range(cfg.local_epochs):
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(order), cfg.batch_size):
-            b = order[start:start + cfg.batch_size]
-            loss = nn.functional.cross_entropy(net(X[b]), y[b])
-            if cfg.mu:
-                loss = loss + 0.5 * cfg.mu * sum(((params[k] - w0) ** 2).sum() for k, w0 in anchor.items())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    def proximal():
+        return 0.5 * cfg.mu * sum(((params[k] - w0) ** 2).sum() for k, w0 in anchor.items())
+
+    return train_locally(net, opt, client, cfg.local_epochs, cfg.batch_size, generator, proximal if cfg.mu else None)
 
 
 @dataclass
