@@ -7,6 +7,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.ephemeral import guard_ephemeral_server
 from flows.runners import batch_task_runner
 from tandem import pipeline
 from tandem.settings import Settings
@@ -22,6 +23,7 @@ def ingest_on_dask(ctx: pipeline.Context, chunks: list, run_id: str | None = Non
 @flow(name="ingest", log_prints=True)
 def ingest() -> dict:
     """Ingest the new batches of the landing zone into the table of accepted rows (bad ones to quarantine)."""
+    guard_ephemeral_server()  # a killed run must not leave its ephemeral Prefect server behind
     log = get_run_logger()
     ctx = pipeline.Context(Settings())
     refs = discover_batches(ctx)

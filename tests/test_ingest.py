@@ -111,14 +111,14 @@ def test_bulk_verdicts_are_the_per_batch_verdicts(users, tmp_path):
     per_batch = [ingest.process_batch(alone, ref, {}) for ref in ingest.discover(alone)]
     verdicts = sorted(tuple(e[k] for k in VERDICT) for e in entries)
     assert verdicts == sorted(tuple(e[k] for k in VERDICT) for e in per_batch)
-    quarantined = {e["batch_id"]: e["reason"] for e in entries if e["outcome"] == "quarantined"}
+    quarantined = {Path(e["key"]).stem: e for e in entries if e["outcome"] == "quarantined"}  # by file name
     assert set(quarantined) == {"truncated", "wrong_type", "raw_email", "bad_label", "dup_window", "range"}
-    assert "window_id: 8 of 8 values are duplicated" in quarantined["dup_window"]
-    assert "gravity_z_max: 1 of 8 values outside [-24, 24]" in quarantined["range"]
-    for name in quarantined:  # each bad batch alone in quarantine, with its own GX result and reason
-        result = json.loads(bulk.get(f"quarantine/{name}/validation.json"))
-        assert (result.get("meta") or {}).get("tandem_batch_id", result.get("batch_id")) == name
-        assert bulk.get(f"quarantine/{name}/reason.txt").decode().strip() == quarantined[name]
+    assert "window_id: 8 of 8 values are duplicated" in quarantined["dup_window"]["reason"]
+    assert "gravity_z_max: 1 of 8 values outside [-24, 24]" in quarantined["range"]["reason"]
+    for e in quarantined.values():  # each bad batch alone in quarantine, with its own GX result and reason
+        result = json.loads(bulk.get(f"quarantine/{e['batch_id']}/validation.json"))
+        assert (result.get("meta") or {}).get("tandem_batch_id", result.get("batch_id")) == e["batch_id"]
+        assert bulk.get(f"quarantine/{e['batch_id']}/reason.txt").decode().strip() == e["reason"]
     assert all(e["new"] for e in entries)
     assert_exactly_once(bulk)
 
@@ -206,15 +206,15 @@ def test_discovery_lists_only_open_days_and_still_reads_the_flat_layout(users, t
     table = good_table(users[0], 8, b"key")
     store.put(landing.upload_key("dev", "old1", ".parquet", old_day), sharing.table_bytes(table))
     store.put("incoming/legacydevice/flat1.parquet", sharing.table_bytes(good_table(users[1], 8, b"key")))
-    assert {r.batch_id for r in ingest.discover(store)} == {"old1", "flat1"}
+    assert {Path(r.key).stem for r in ingest.discover(store)} == {"old1", "flat1"}
     bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
     assert bulk_ingest.settle(store) == [f"dt={old_day}"]  # done and old: closed
     assert landing.open_partitions(store) == [landing.FLAT]
     store.put(landing.upload_key("dev", "new1", ".parquet"), sharing.table_bytes(good_table(users[2], 8, b"key")))
-    assert [r.batch_id for r in ingest.discover(store)] == ["new1"]
+    assert [Path(r.key).stem for r in ingest.discover(store)] == ["new1"]
     # the layout's rule: a closed day is not listed again, so a late upload into it is not seen
     store.put(landing.upload_key("dev", "late1", ".parquet", old_day), sharing.table_bytes(good_table(users[3], 8, b"key")))
-    assert [r.batch_id for r in ingest.discover(store)] == ["new1"]
+    assert [Path(r.key).stem for r in ingest.discover(store)] == ["new1"]
 
 
 def test_ingest_on_s3_through_moto(users, moto_endpoint):
