@@ -59,10 +59,18 @@ def share(
     everyone = fleet.load_fleet(source, **kwargs)
     sharers, evaluators = fleet.split_users(everyone, holdout_every)
     store = store_from_settings(settings)
+    from tandem.privacy_ledger import LedgerError
+
     report = sharing.ShareReport()
-    for user in track(sharers, description="sharing", console=console, transient=True):
-        sharing.share_user(store, user, fraction, key, key_id, batch_size, policy=sharing_policy, report=report,
-                           ledger_dir=evalset.devices_dir(settings.home))
+    try:
+        for user in track(sharers, description="sharing", console=console, transient=True):
+            sharing.share_user(store, user, fraction, key, key_id, batch_size, policy=sharing_policy, report=report,
+                               ledger_dir=evalset.devices_dir(settings.home))
+    except LedgerError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
+    for line in report.refusals:
+        console.print(f"[yellow]{line}[/]")
     evalset.write_evaluation_devices(settings.home, evaluators, key, key_id)
     console.print(f"{report.users} users shared {report.windows} windows in {len(report.written) + len(report.already_there)} "
                   f"batches: [bold]{len(report.written)} new[/], {len(report.already_there)} already in {store.url}/incoming/")
