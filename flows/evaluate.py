@@ -25,6 +25,20 @@ def write_report_task(result: dict, out_dir: str, command: str) -> dict:
     return {name: str(path) for name, path in write_report(result, out_dir, command).items()}
 
 
+@task(name="privacy-audit")
+def privacy_audit_task(params: EvaluationParams, track: bool) -> dict:
+    """`tandem audit` on the evaluation's fleet and protocol (synthetic runs get the quick audit)."""
+    from tandem.audit_cli import run_and_record
+    from tandem.config import Settings
+    from tandem.privacy_audit import AuditParams
+
+    audit = (AuditParams.quick() if params.source == "synthetic" else
+             AuditParams(holdout_every=params.holdout_every, fraction=params.fraction, train=params.train,
+                         per_user_budget=params.per_user_budget, seed=params.seed))
+    out = run_and_record(Settings.from_env(), audit, "tandem audit", track, log=get_run_logger().info)
+    return {"report": out["md"], "json": out["json"], "mlflow_run_id": out["mlflow_run_id"]}
+
+
 def log_to_mlflow(settings, result: dict, files: dict) -> str:
     """One run in the `tandem/evaluation` experiment: params, per-round and per-method metrics, the report."""
     from pathlib import Path
@@ -52,7 +66,7 @@ def log_to_mlflow(settings, result: dict, files: dict) -> str:
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True) -> dict:
+def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True, audit: bool = True) -> dict:
     """Simulate the rounds (share, ingest, validate, retrain, personalize, back up, upgrade) and compare
     the methods side by side; write the report under TANDEM_HOME/reports and log it to MLflow."""
     import tempfile
@@ -66,5 +80,11 @@ def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True) 
     command = "tandem evaluate --quick" if params.source == "synthetic" else "tandem evaluate"
     files = write_report_task(result, str(out_dir), command)
     run_id = log_to_mlflow(settings, result, files) if track else None
+    privacy = privacy_audit_task(params, track) if audit else None
+    if privacy and run_id and privacy["mlflow_run_id"]:
+        from tandem import tracking
+
+        tracking.client(settings).set_tag(run_id, "tandem.privacy_audit_run", privacy["mlflow_run_id"])
     return {"report": files["evaluation.md"], "json": files["evaluation.json"], "mlflow_run_id": run_id,
-            "claims": result["claims"], "methods": {n: m["mean"] for n, m in result["methods"].items()}}
+            "claims": result["claims"], "methods": {n: m["mean"] for n, m in result["methods"].items()},
+            "privacy_audit": privacy}

@@ -45,7 +45,7 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
 
     run_id = start_tracking(snapshot, params, summary)
     try:
-        result = pretrain_model(snapshot, params.train, run_id)
+        result = pretrain_model(snapshot, params.train, run_id, params.dp_sgd)
         metrics = evaluate_model(result, run_id)
         mlmodel = convert_model(result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
         outcome = publish_candidate(snapshot, result, metrics, mlmodel, params, run_id)

@@ -14,8 +14,10 @@ from tandem import evalset, evaluation, features, gates, model
 from tandem.config import Settings
 from tandem.coreml_export import describe_updatable, load_spec
 from tandem.dataset import Snapshot
+from tandem.privacy_manifest import data_guarantee, model_guarantee
 from tandem.publish import end_run, log_files, log_metrics, mark_blocked, publish_release, run_url, start_run
 from tandem.storage import NotFound, Store, get_json, put_json
+from tandem.tracking import client as mlflow_client
 
 TRAINED = "ledger/trained/"
 
@@ -39,7 +41,8 @@ def start_tracking(settings: Settings, snapshot: Snapshot, params, summary: dict
     run_id = start_run(
         settings,
         run_name=f"train-{snapshot.snapshot_id}",
-        params={"train": params.train.model_dump(), "device": params.device.model_dump(), "channel": params.channel,
+        params={"train": params.train.model_dump(), "device": params.device.model_dump(), "dp_sgd": params.dp_sgd.model_dump(),
+                "channel": params.channel,
                 "data_window_days": params.data_window_days, "snapshot_id": snapshot.snapshot_id,
                 "dataset_rows": snapshot.manifest["rows"], "dataset_users": snapshot.manifest["users"]},
         tags={"tandem.snapshot": snapshot.snapshot_id, "tandem.model": settings.model_name},
@@ -76,8 +79,15 @@ def evaluate_on_devices(settings: Settings, result: model.TrainResult, run_id: s
 def gate_and_publish(settings: Settings, store: Store, snapshot: Snapshot, result: model.TrainResult,
                      metrics: dict, mlmodel: bytes, params, run_id: str) -> dict:
     users = evalset.load_evaluation(settings.home)
-    report = gates.run_gates(settings, store, mlmodel, result, users, metrics, params)
+    report = gates.run_gates(settings, store, mlmodel, result, users, metrics, params, train_frame=snapshot.frame)
     log_metrics(settings, run_id, report.metrics, prefix="gate_")
+    privacy = {"data": data_guarantee(snapshot.frame, snapshot.manifest.get("policies", {})),
+               "model": model_guarantee(result), "membership": report.summary["membership"]}
+    log_metrics(settings, run_id, {"data_user_epsilon_max": privacy["data"]["epsilon_max"],
+                                   "model_epsilon": privacy["model"]["epsilon"],
+                                   "membership_loss_auc": privacy["membership"].get("loss_auc")}, prefix="privacy_")
+    client_tags(settings, run_id, {"tandem.privacy.data": privacy["data"]["statement"],
+                                   "tandem.privacy.model": privacy["model"]["statement"]})
     files = {
         "model.mlmodel": mlmodel,
         "feature_spec.json": json.dumps(features.feature_spec(), indent=2).encode(),
@@ -101,14 +111,21 @@ def gate_and_publish(settings: Settings, store: Store, snapshot: Snapshot, resul
         "metrics": _headline(metrics),
         "class_labels": list(features.ACTIVITIES),
         "coreml": describe_updatable(spec),
-        "training": {"params": params.train.model_dump(), "best_epoch": result.best_epoch,
+        "training": {"params": params.train.model_dump(), "dp_sgd": params.dp_sgd.model_dump(), "best_epoch": result.best_epoch,
                      "epochs_run": len(result.history), "stopped_early": result.stopped_early},
         "gates": report.summary,
+        "privacy": privacy,
     }, channel=params.channel)
     end_run(settings, run_id)
     return {**base, "status": "published", "version": manifest["version"], "channel": params.channel,
             "release": f"releases/{settings.model_name}/{manifest['version']}/", "gates": report.summary,
             "files": manifest["files"]}
+
+
+def client_tags(settings: Settings, run_id: str, tags: dict) -> None:
+    c = mlflow_client(settings)
+    for key, value in tags.items():
+        c.set_tag(run_id, key, value)
 
 
 def _headline(metrics: dict) -> dict:

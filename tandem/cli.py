@@ -198,5 +198,9 @@ from tandem.evaluate_cli import evaluate_command  # noqa: E402
 
 app.command("evaluate")(evaluate_command)
 
+from tandem.audit_cli import audit_command  # noqa: E402
+
+app.command("audit")(audit_command)
+
 if __name__ == "__main__":
     app()

@@ -19,6 +19,7 @@ def evaluate_command(
     rounds: Optional[int] = typer.Option(None, min=1, help="override the number of rounds"),
     no_flow: bool = typer.Option(False, "--no-flow", help="run the library directly, without Prefect"),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the run to MLflow"),
+    no_audit: bool = typer.Option(False, "--no-audit", help="skip the privacy audit step (tandem audit)"),
 ):
     """Simulate the fleet over rounds and compare generic / personalized / local-only / FedAvg / central
     on the users who never share. Writes TANDEM_HOME/reports/evaluation.{json,md} and plots; logs to MLflow."""
@@ -50,7 +51,7 @@ def evaluate_command(
         prepare_prefect_home(settings)
         from flows.evaluate import evaluate
 
-        out = evaluate(params, track=not no_mlflow)
+        out = evaluate(params, track=not no_mlflow, audit=not no_audit)
     table = Table(title="evaluation users (never share)")
     table.add_column("method")
     table.add_column("accuracy %", justify="right")
@@ -62,3 +63,5 @@ def evaluate_command(
                   f"{c['personalization_gain_points']:+.1f} points, harms {100 * c['personalization_harmed_fraction']:.0f} % of users; "
                   f"generic across rounds {100 * c['generic_first_round']:.1f} -> {100 * c['generic_last_round']:.1f}")
     console.print(f"report: {out['report']}\njson:   {out['json']}" + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
+    if out.get("privacy_audit"):
+        console.print(f"privacy audit: {out['privacy_audit']['report']}")

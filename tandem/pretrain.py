@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from tandem import coreml_export, model
+from tandem.dp_sgd import train_user_level
 from tandem.features import ACTIVITIES, FEATURE_NAMES
 
 
@@ -27,8 +28,15 @@ def frame_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, y, frame["pseudonym"].to_numpy(str)
 
 
-def pretrain(frame: pd.DataFrame, config: model.TrainConfig, on_epoch=None) -> model.TrainResult:
+def pretrain(frame: pd.DataFrame, config: model.TrainConfig, on_epoch=None, dp_sgd=None) -> model.TrainResult:
+    """Plain training, or user-level DP-SGD (`tandem.dp_sgd`) when `dp_sgd.enabled`: its result
+    carries the model's guarantee in `.privacy`."""
     X, y, groups = frame_xy(frame)
+    if dp_sgd is not None and dp_sgd.enabled:
+        result = train_user_level(X, y, groups, config, dp_sgd)
+        for h in result.history if on_epoch else ():
+            on_epoch(h["epoch"], {k: v for k, v in h.items() if k != "epoch"})
+        return result
     return model.train(X, y, config, on_epoch=on_epoch, groups=groups)
 
 

@@ -27,7 +27,8 @@ from pydantic import BaseModel, Field
 
 from tandem import dp_accountant, fleet, ldp_mechanisms as ldp, model, privacy_attacks as attacks
 from tandem.device.runtime import DeviceModel
-from tandem.dp_sgd import DpSgdConfig, train_user_level
+from tandem.dp_sgd import train_user_level
+from tandem.dp_sgd_params import DpSgdConfig
 from tandem.features import ACTIVITIES
 from tandem.params import RunParams
 from tandem.personalization import local_split, pick_labelled, update_and_score

@@ -18,13 +18,13 @@ def snapshot_dataset(data_window_days: int | None = None) -> dataset.Snapshot | 
 
 
 @task(name="pretrain")
-def pretrain_model(snapshot: dataset.Snapshot, config, mlflow_run_id: str):
+def pretrain_model(snapshot: dataset.Snapshot, config, mlflow_run_id: str, dp_sgd=None):
     settings = Settings.from_env()
 
     def on_epoch(epoch: int, metrics: dict) -> None:
         log_metrics(settings, mlflow_run_id, metrics, step=epoch)
 
-    return pretrain.pretrain(snapshot.frame, config, on_epoch=on_epoch)
+    return pretrain.pretrain(snapshot.frame, config, on_epoch=on_epoch, dp_sgd=dp_sgd)
 
 
 @task(name="evaluate")

@@ -1,0 +1,47 @@
+"""`tandem audit`: per sharing form, the stated guarantee against measured attacks and utility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from tandem.config import Settings
+
+console = Console()
+
+
+def audit_command(
+    quick: bool = typer.Option(False, help="synthetic fleet, three forms: minutes, for smoke tests"),
+    params_file: Optional[Path] = typer.Option(None, exists=True, help="JSON with the audit parameters (AuditParams)"),
+    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the run to MLflow"),
+):
+    """Measure every sharing form: per-user epsilon, utility, re-identification, attribute and
+    membership inference. Writes TANDEM_HOME/reports/audit.{json,md}; logs an MLflow run."""
+    # torch and Opacus load only when the command runs, so `tandem --help` and `tandem share` stay fast
+    from tandem import audit_report
+    from tandem.privacy_audit import AuditParams
+
+    settings = Settings.from_env()
+    try:
+        params = (AuditParams.model_validate(json.loads(params_file.read_text())) if params_file
+                  else AuditParams.quick() if quick else AuditParams())
+    except ValueError as e:
+        raise typer.BadParameter(str(e).splitlines()[0], param_hint="--params-file")
+    out = run_and_record(settings, params, "tandem audit --quick" if quick else "tandem audit", not no_mlflow,
+                         log=console.print)
+    console.print(audit_report.table(out["result"]))
+    console.print(f"report: {out['md']}" + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
+
+
+def run_and_record(settings, params, command: str, track: bool = True, log=print) -> dict:
+    from tandem import audit_report
+    from tandem.privacy_audit import run_audit
+
+    result = run_audit(params, log=log)
+    files = audit_report.write(result, settings.home / "reports", command)
+    run_id = audit_report.log_to_mlflow(settings, result, files) if track else None
+    return {"result": result, "md": str(files["md"]), "json": str(files["json"]), "mlflow_run_id": run_id}
