@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -16,7 +15,7 @@ console = Console()
 
 def audit_command(
     quick: bool = typer.Option(False, help="synthetic fleet, three forms: minutes, for smoke tests"),
-    params_file: Optional[Path] = typer.Option(None, exists=True, help="JSON with the audit parameters (AuditParams)"),
+    params_file: Path | None = typer.Option(None, exists=True, help="JSON with the audit parameters (AuditParams)"),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="do not log the run to MLflow"),
 ):
     """Measure every sharing form: per-user epsilon, utility, re-identification, attribute and

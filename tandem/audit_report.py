@@ -16,11 +16,11 @@ def _eps(v) -> str:
 
 def table(result: dict) -> str:
     p = result["params"]
-    lines = [f"Per-user epsilon at delta = {p['delta']:g} (dp-accounting PLD over all of a user's shared windows); "
-             f"model epsilon: user-level DP-SGD at the same delta. Accuracy on {result['users']['evaluation']} "
-             f"never-sharing users; re-identification over {result['users']['sharing']} sharing users.", "",
-             "| form | per-user ε | model ε | generic % | personalized % | re-id top-1 % (chance) | QI recovered % (guess) "
-             "| MIA loss AUC (windows) | MIA loss AUC (users) | MIA shadow AUC |",
+    lines = [(f"Per-user epsilon at delta = {p['delta']:g} (dp-accounting PLD over all of a user's shared windows); "
+              f"model epsilon: user-level DP-SGD at the same delta. Accuracy on {result['users']['evaluation']} "
+              f"never-sharing users; re-identification over {result['users']['sharing']} sharing users."), "",
+             ("| form | per-user ε | model ε | generic % | personalized % | re-id top-1 % (chance) | QI recovered % (guess) "
+              "| MIA loss AUC (windows) | MIA loss AUC (users) | MIA shadow AUC |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["forms"]:
         model_eps = (r.get("model_privacy") or {}).get("epsilon")

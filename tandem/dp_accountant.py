@@ -22,7 +22,8 @@ import json
 import math
 from collections import Counter
 
-from dp_accounting.pld import common, privacy_loss_distribution as pld
+from dp_accounting.pld import common
+from dp_accounting.pld import privacy_loss_distribution as pld
 
 FINE_INTERVAL = 1e-4  # dp-accounting's default discretization of privacy loss
 MAX_GRID = 1e6  # grid points across the basic-composition range before coarsening (1e-4 up to 100)

@@ -81,7 +81,7 @@ def train_user_level(X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: mo
     mean, std = public_standardization()
     net = model.Classifier(X.shape[1], len(ACTIVITIES), train.hidden_sizes, mean, std)
     gsm = GradSampleModule(_PerUser(net), batch_first=True, loss_reduction="mean")
-    expected = max(1, int(round(cfg.sample_rate * len(users))))
+    expected = max(1, round(cfg.sample_rate * len(users)))
     optimizer = DPOptimizer(torch.optim.Adam(gsm.parameters(), lr=cfg.learning_rate), noise_multiplier=sigma,
                             max_grad_norm=cfg.max_grad_norm, expected_batch_size=expected, loss_reduction="mean",
                             generator=torch.Generator().manual_seed(seed))

@@ -135,8 +135,10 @@ class LdpConfig:
     epsilon_labels: float = 0.5
     k: int = 0  # coordinates reported per window; 0: Wang et al.'s max(1, min(d, floor(eps / 2.5)))
     windows_per_user: int | None = None  # at most this many windows per user (None: as shared)
+    features: tuple[int, ...] | None = None  # the feature columns released (None: all); the rest stay on the device
 
     def coordinates(self, d: int) -> int:
+        d = len(self.features) if self.features is not None else d
         return self.k or max(1, min(d, int(self.epsilon_features // 2.5)))
 
     def window_events(self, classes: int) -> list[dict]:
@@ -167,11 +169,14 @@ def rr_keep(eps: float, classes: int) -> float:
 
 
 def privatize_window(z: np.ndarray, label: int, cfg: LdpConfig, classes: int, rng: KeyedStream) -> tuple[np.ndarray, int]:
-    d = len(z)
+    """One window's release; unreleased and unsampled coordinates are 0 (the public midpoint)."""
+    columns = list(cfg.features) if cfg.features is not None else list(range(len(z)))
+    d = len(columns)
     k = cfg.coordinates(d)
-    out = np.zeros(d)
+    out = np.zeros(len(z))
     mech = MECHANISMS[cfg.mechanism]
-    for j in rng.sample(d, k):
+    for i in rng.sample(d, k):
+        j = columns[i]
         out[j] = d / k * mech(float(z[j]), cfg.epsilon_features / k, rng)
     keep = rr_keep(cfg.epsilon_labels, classes)
     weights = [(keep if c == label else (1 - keep) / (classes - 1)) for c in range(classes)]
@@ -193,8 +198,10 @@ def privatize(X: np.ndarray, y: np.ndarray, window_ids: list[str], cfg: LdpConfi
 @dataclass
 class ClassModel:
     prior: np.ndarray  # (classes,)
-    mean: np.ndarray  # (classes, d) standardized units
+    mean: np.ndarray  # (classes, d) standardized units, of the released columns
     var: np.ndarray  # (classes, d)
+    columns: list[int] | None = None  # the released columns (None: all)
+    width: int = 0  # all columns
 
 
 def rr_matrix(eps: float, classes: int) -> np.ndarray:
@@ -210,6 +217,9 @@ def debias(Z: np.ndarray, y: np.ndarray, cfg: LdpConfig, classes: int, var_floor
     noise. Piecewise's second moment is debiased through its known variance; Duchi's carries no
     information about it (|output| is constant), so its classes share the variance of the pooled
     debiased means' spread plus a floor."""
+    Z_full_width = Z.shape[1]
+    if cfg.features is not None:  # estimate the released columns; the others stay at the midpoint
+        Z = Z[:, list(cfg.features)]
     n, d = Z.shape
     k = cfg.coordinates(d)
     Tinv_t = np.linalg.inv(rr_matrix(cfg.epsilon_labels, classes)).T
@@ -227,7 +237,7 @@ def debias(Z: np.ndarray, y: np.ndarray, cfg: LdpConfig, classes: int, var_floor
         var = np.clip(second - mean**2, var_floor, 1.0)
     else:
         var = np.full((classes, d), max(var_floor, float(np.var(mean)) + 0.05))
-    return ClassModel(prior, mean, var)
+    return ClassModel(prior, mean, var, list(cfg.features) if cfg.features is not None else None, Z_full_width)
 
 
 def synthetic_training_rows(cm: ClassModel, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -235,4 +245,8 @@ def synthetic_training_rows(cm: ClassModel, n: int, seed: int) -> tuple[np.ndarr
     rng = np.random.default_rng(seed)
     y = rng.choice(len(cm.prior), size=n, p=cm.prior)
     Z = np.clip(cm.mean[y] + rng.normal(size=(n, cm.mean.shape[1])) * np.sqrt(cm.var[y]), -1, 1)
-    return Z, y
+    if cm.columns is None:
+        return Z, y
+    full = np.zeros((n, cm.width))  # unreleased columns: the midpoint (the trainer zeroes their weights)
+    full[:, cm.columns] = Z
+    return full, y

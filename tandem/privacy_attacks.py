@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -88,7 +88,7 @@ def membership_loss_auc(predict_proba, members: tuple[np.ndarray, np.ndarray],
 def user_membership_loss_auc(predict_proba, members: list[tuple[np.ndarray, np.ndarray]],
                              non_members: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """The same at the level of users: a user's mean loss over their windows."""
-    score = lambda parts: np.array([-losses(predict_proba, X, y).mean() for X, y in parts])  # noqa: E731
+    score = lambda parts: np.array([-losses(predict_proba, X, y).mean() for X, y in parts])
     return auc(score(members), score(non_members))
 
 
@@ -123,5 +123,5 @@ def membership_shadow_auc(train_fn, predict_proba, attacker_users: list[tuple[np
         labels.append(np.zeros(len(yo)))
     scaler = StandardScaler().fit(np.vstack(feats))
     attack = LogisticRegression(max_iter=500).fit(scaler.transform(np.vstack(feats)), np.concatenate(labels))
-    score = lambda X, y: attack.predict_proba(scaler.transform(attack_features(predict_proba, X, y)))[:, 1]  # noqa: E731
+    score = lambda X, y: attack.predict_proba(scaler.transform(attack_features(predict_proba, X, y)))[:, 1]
     return auc(score(*members), score(*non_members))

@@ -18,25 +18,35 @@ user-level DP-SGD) it trains the server's model in memory and measures:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
+import torch
 from pydantic import BaseModel, Field
 
-from tandem import dp_accountant, fleet, ldp_mechanisms as ldp, model, privacy_attacks as attacks
+from tandem import dp_accountant, fleet, model
+from tandem import ldp_mechanisms as ldp
+from tandem import privacy_attacks as attacks
 from tandem.device.runtime import DeviceModel
 from tandem.dp_sgd import train_user_level
 from tandem.dp_sgd_params import DpSgdConfig
-from tandem.features import ACTIVITIES
+from tandem.features import ACTIVITIES, FEATURE_NAMES
 from tandem.params import RunParams
 from tandem.personalization import local_split, pick_labelled, update_and_score
 from tandem.policy import SharingPolicy, clip_bounds, generalize, privatize
-from tandem.schema import DEVICE_COLUMNS
-from tandem.sharing import shared_mask
+from tandem.pretrain import convert
+from tandem.sharing import shared_mask, window_ids
+from tandem.simulation import subset
 
 CLASSES = len(ACTIVITIES)
+# A lower-dimensional release, chosen a priori (no data spent on choosing): the gravity direction
+# (posture) and how much the phone moves (activity intensity).
+LOW_DIM_FEATURES = ("acc_x_mean", "acc_y_mean", "acc_z_mean", "acc_mag_std", "acc_mag_mad_diff",
+                    "gyro_mag_mean", "gyro_mag_std", "acc_mag_max")
 AUDIT_KEY = b"tandem-audit-device-key (simulation only)"
 
 
@@ -63,13 +73,14 @@ class AuditParams(BaseModel):
     ldp_windows_per_user: list[int] = Field(default_factory=lambda: [12, 96],
                                             description="windows each user shares under local DP")
     ldp_label_share: float = Field(0.2, gt=0, lt=1, description="part of a window's epsilon spent on its label")
+    ldp_low_dim: bool = Field(True, description="also audit local DP on the few features of LOW_DIM_FEATURES only")
     ldp_synthetic_rows: int = Field(6000, ge=100, description="rows the server draws from its debiased model")
     dp_sgd_epsilons: list[float] = Field(default_factory=lambda: [1.0, 8.0], description="user-level epsilons of DP-SGD")
     dp_sgd: DpSgdConfig = Field(default_factory=lambda: DpSgdConfig(enabled=True))
     seed: int = Field(0, ge=0)
 
     @classmethod
-    def quick(cls) -> "AuditParams":
+    def quick(cls) -> AuditParams:
         return cls(source="synthetic", train=model.TrainConfig(epochs=15, patience=4), shadows=1,
                    ldp_mechanisms=["piecewise"], ldp_user_epsilons=[8.0], ldp_windows_per_user=[12],
                    ldp_synthetic_rows=1000, dp_sgd_epsilons=[8.0],
@@ -100,8 +111,6 @@ class Fleet:
             self.pool[u.user_id], self.test[u.user_id] = pool, test
         for u in self.sharers:
             pool = self.pool[u.user_id]
-            from tandem.simulation import subset
-
             mask = shared_mask(subset(u, pool), p.fraction)
             shared = pool[mask]
             self.shared[u.user_id] = shared[np.argsort(u.captured_at[shared], kind="stable")]
@@ -140,10 +149,12 @@ class Form:
     and its guarantees."""
 
     def __init__(self, name: str, description: str, view, trainer: Trainer, user_epsilon: Callable[[int], float],
-                 model_privacy: dict | None = None, qi_level: int = 0, parameters: dict | None = None):
+                 model_privacy: dict | None = None, qi_level: int = 0, parameters: dict | None = None,
+                 same_model_as: str | None = None):
         self.name, self.description, self.view, self.trainer = name, description, view, trainer
         self.user_epsilon, self.model_privacy, self.qi_level = user_epsilon, model_privacy, qi_level
         self.parameters = parameters or {}
+        self.same_model_as = same_model_as  # identical training rows and trainer: reuse that form's model numbers
 
 
 def _plain_trainer(train: model.TrainConfig) -> Trainer:
@@ -152,19 +163,17 @@ def _plain_trainer(train: model.TrainConfig) -> Trainer:
 
 def forms(p: AuditParams, fl: Fleet) -> list[Form]:
     bounds = np.array(list(clip_bounds().values()))
-    plain_view = lambda u, idx: (u.features[idx], _y(u.labels[idx]))  # noqa: E731
-    inf = lambda n: math.inf  # noqa: E731
+    plain_view = lambda u, idx: (u.features[idx], _y(u.labels[idx]))
+    inf = lambda n: math.inf
     out = [Form("pseudonymized", "keyed pseudonyms; features and labels as they are", plain_view,
                 _plain_trainer(p.train), inf),
            Form("anonymized", "as pseudonymized, quasi-identifiers generalized one level (k enforced on the server)",
-                plain_view, _plain_trainer(p.train), inf, qi_level=1)]
+                plain_view, _plain_trainer(p.train), inf, qi_level=1, same_model_as="pseudonymized")]
 
     for eps in p.laplace_window_epsilons:
         policy = SharingPolicy(forms=["dp"], epsilon_features=0.8 * eps, epsilon_labels=0.2 * eps, user_budget_epsilon=1e12)
 
         def lap_view(u, idx, policy=policy):
-            from tandem.sharing import window_ids
-
             X, labels = privatize(u.features[idx], u.labels[idx], window_ids(u, idx, AUDIT_KEY), policy, AUDIT_KEY)
             return X, _y(labels)
 
@@ -180,6 +189,9 @@ def forms(p: AuditParams, fl: Fleet) -> list[Form]:
                 w = solve_window_epsilon(target, m, p.ldp_label_share, p.delta)
                 cfg = ldp.LdpConfig(mech, (1 - p.ldp_label_share) * w, p.ldp_label_share * w, windows_per_user=m)
                 out.append(_ldp_form(p, cfg, target, bounds))
+                if p.ldp_low_dim:
+                    low = tuple(FEATURE_NAMES.index(f) for f in LOW_DIM_FEATURES)
+                    out.append(_ldp_form(p, dataclasses.replace(cfg, features=low), target, bounds))
 
     for eps in p.dp_sgd_epsilons:
         cfg = p.dp_sgd.model_copy(update={"target_epsilon": eps, "delta": p.delta, "enabled": True})
@@ -199,8 +211,6 @@ def _ldp_form(p: AuditParams, cfg: ldp.LdpConfig, target: float, bounds: np.ndar
     m = cfg.windows_per_user
 
     def view(u, idx):
-        from tandem.sharing import window_ids
-
         keep = idx[pick_labelled(u.labels, np.arange(len(idx)), per_user=m)] if len(idx) > m else idx
         Z, y = ldp.privatize(u.features[keep], _y(u.labels[keep]), window_ids(u, keep, AUDIT_KEY), cfg, bounds,
                              CLASSES, AUDIT_KEY)
@@ -210,15 +220,22 @@ def _ldp_form(p: AuditParams, cfg: ldp.LdpConfig, target: float, bounds: np.ndar
         Z = ldp.standardize_unclipped(X, bounds)
         cm = ldp.debias(Z, y, cfg, CLASSES)
         Zs, ys = ldp.synthetic_training_rows(cm, p.ldp_synthetic_rows, p.seed)
-        return _proba(model.train(ldp.unstandardize(Zs, bounds), ys, p.train).model)
+        net = model.train(ldp.unstandardize(Zs, bounds), ys, p.train).model
+        if cfg.features is not None:  # the model must ignore what the users never released
+            hidden = [j for j in range(len(bounds)) if j not in set(cfg.features)]
+            with torch.no_grad():
+                net.body[0].weight[:, hidden] = 0.0
+                net.std[hidden] = 1.0
+        return _proba(net)
 
     events = cfg.window_events(CLASSES)
-    return Form(f"ldp-{cfg.mechanism} u{target:g} m{m}",
-                f"local DP: {cfg.mechanism}, k={cfg.coordinates(len(bounds))} of {len(bounds)} coordinates, "
+    d = len(cfg.features) if cfg.features is not None else len(bounds)
+    return Form(f"ldp-{cfg.mechanism}{'-8f' if cfg.features is not None else ''} u{target:g} m{m}",
+                f"local DP: {cfg.mechanism}, k={cfg.coordinates(d)} of {d} coordinates, "
                 f"{m} windows per user, per-user epsilon {target:g}",
                 view, trainer, lambda n: dp_accountant.user_epsilon([events] * min(n, m), p.delta),
                 parameters={"mechanism": cfg.mechanism, "windows_per_user": m, "window_epsilon_features": cfg.epsilon_features,
-                            "window_epsilon_label": cfg.epsilon_labels, "k": cfg.coordinates(len(bounds)),
+                            "window_epsilon_label": cfg.epsilon_labels, "k": cfg.coordinates(d), "released_features": d,
                             "user_epsilon_target": target})
 
 
@@ -234,27 +251,29 @@ def _cat(parts: list[Part]) -> Part:
     return Part(np.vstack([q.X for q in parts]), np.concatenate([q.y for q in parts]))
 
 
-def audit_form(p: AuditParams, fl: Fleet, form: Form, run_params: RunParams, log=print) -> dict:
+def audit_form(p: AuditParams, fl: Fleet, form: Form, run_params: RunParams, log=print,
+               reuse: dict | None = None) -> dict:
     t0 = time.perf_counter()
-    rng = np.random.default_rng(p.seed)
     views = {u.user_id: form.view(u, fl.shared[u.user_id]) for u in fl.sharers}
-    X = np.vstack([v[0] for v in views.values()])
-    y = np.concatenate([v[1] for v in views.values()])
-    g = np.concatenate([[uid] * len(v[1]) for uid, v in views.items()])
-    proba = form.trainer(X, y, g)
+    link, attribute = _linkage(p, fl, form, views)
+    model_part = reuse or _model_part(p, fl, form, views, run_params)
+    per_user_eps = [form.user_epsilon(len(fl.shared[u.user_id])) for u in fl.sharers]
+    result = {
+        "form": form.name, "description": form.description, "parameters": form.parameters,
+        "user_epsilon_max": _finite(max(per_user_eps)), "user_epsilon_median": _finite(float(np.median(per_user_eps))),
+        "delta": p.delta, "model_privacy": dict(form.model_privacy or {}) or None,
+        "shared_windows_per_user_median": float(np.median([len(v[1]) for v in views.values()])),
+        **model_part, **link, "attribute": attribute, "seconds": round(time.perf_counter() - t0, 1),
+    }
+    log(f"{form.name}: user eps {result['user_epsilon_max']}, generic {result['generic']:.3f}, personalized "
+        f"{result['personalized']:.3f}, re-id {link['reid_top1']:.2f} (chance {link['reid_chance']:.2f}), MIA loss "
+        f"{result['mia_window_loss_auc']:.3f} user {result['mia_user_loss_auc']:.3f} shadow "
+        f"{result['mia_shadow_auc']:.3f} ({result['seconds']} s)")
+    return result
 
-    # utility on the never-sharing users
-    from tandem.pretrain import convert
 
-    device = DeviceModel.load(convert(model.TrainResult(model=_net_of(proba)), run_params, {"audit": form.name}))
-    generic, personal = {}, {}
-    for u in fl.evaluators:
-        test = fl.test[u.user_id]
-        r = update_and_score(device, u, fl.labelled[u.user_id], test, epochs=p.update_epochs,
-                             learning_rate=p.update_learning_rate)
-        generic[u.user_id], personal[u.user_id] = r.accuracy_before, r.accuracy_after
-
-    # linkage and attribute inference: the server's view of each user, the last windows as a new batch
+def _linkage(p: AuditParams, fl: Fleet, form: Form, views: dict) -> tuple[dict, dict]:
+    """Re-identification of each user's last windows, then the quasi-identifiers through the link."""
     reference, batches = {}, {}
     for uid, (Xv, yv) in views.items():
         cut = max(1, min(p.batch_windows, len(yv) // 2))
@@ -263,6 +282,26 @@ def audit_form(p: AuditParams, fl: Fleet, form: Form, run_params: RunParams, log
     truth = {u.user_id: dict(u.device) for u in fl.sharers}
     stored = {uid: {c: generalize(c, v, form.qi_level) for c, v in d.items()} for uid, d in truth.items()}
     attribute = attacks.attribute_inference(link.pop("predicted"), stored, truth)
+    return ({"reid_top1": link["top1"], "reid_chance": link["chance"], "reid_mean_rank": link["mean_rank"],
+             "reid_batch_windows": int(np.median([len(b[1]) for b in batches.values()]))}, attribute)
+
+
+def _model_part(p: AuditParams, fl: Fleet, form: Form, views: dict, run_params: RunParams) -> dict:
+    """Train on the form's rows; utility on the never-sharing users; membership inference."""
+    rng = np.random.default_rng(p.seed)
+    X = np.vstack([v[0] for v in views.values()])
+    y = np.concatenate([v[1] for v in views.values()])
+    g = np.concatenate([[uid] * len(v[1]) for uid, v in views.items()])
+    proba = form.trainer(X, y, g)
+
+    # utility on the never-sharing users
+    device = DeviceModel.load(convert(model.TrainResult(model=_net_of(proba)), run_params, {"audit": form.name}))
+    generic, personal = {}, {}
+    for u in fl.evaluators:
+        test = fl.test[u.user_id]
+        r = update_and_score(device, u, fl.labelled[u.user_id], test, epochs=p.update_epochs,
+                             learning_rate=p.update_learning_rate)
+        generic[u.user_id], personal[u.user_id] = r.accuracy_before, r.accuracy_after
 
     # membership inference against the released model
     members = _cat([fl.rows(u, fl.shared[u.user_id]) for u in fl.sharers])
@@ -286,22 +325,8 @@ def audit_form(p: AuditParams, fl: Fleet, form: Form, run_params: RunParams, log
     attacker = [(fl.rows(u, fl.pool[u.user_id]).X, fl.rows(u, fl.pool[u.user_id]).y) for u in fl.evaluators]
     mia_shadow = attacks.membership_shadow_auc(shadow_train, proba, attacker, m_in, m_out, shadows=p.shadows, seed=p.seed)
 
-    per_user_eps = [form.user_epsilon(len(fl.shared[u.user_id])) for u in fl.sharers]
-    result = {
-        "form": form.name, "description": form.description, "parameters": form.parameters,
-        "user_epsilon_max": _finite(max(per_user_eps)), "user_epsilon_median": _finite(float(np.median(per_user_eps))),
-        "delta": p.delta, "model_privacy": dict(form.model_privacy or {}) or None,
-        "shared_windows_per_user_median": float(np.median([len(v[1]) for v in views.values()])),
-        "generic": float(np.mean(list(generic.values()))), "personalized": float(np.mean(list(personal.values()))),
-        "reid_top1": link["top1"], "reid_chance": link["chance"], "reid_mean_rank": link["mean_rank"],
-        "reid_batch_windows": int(np.median([len(b[1]) for b in batches.values()])),
-        "attribute": attribute, "mia_window_loss_auc": mia_window, "mia_user_loss_auc": mia_user,
-        "mia_shadow_auc": mia_shadow, "seconds": round(time.perf_counter() - t0, 1),
-    }
-    log(f"{form.name}: user eps {result['user_epsilon_max']}, generic {result['generic']:.3f}, personalized "
-        f"{result['personalized']:.3f}, re-id {link['top1']:.2f} (chance {link['chance']:.2f}), MIA loss "
-        f"{mia_window:.3f} user {mia_user:.3f} shadow {mia_shadow:.3f} ({result['seconds']} s)")
-    return result
+    return {"generic": float(np.mean(list(generic.values()))), "personalized": float(np.mean(list(personal.values()))),
+            "mia_window_loss_auc": mia_window, "mia_user_loss_auc": mia_user, "mia_shadow_auc": mia_shadow}
 
 
 class _Rows:
@@ -331,7 +356,12 @@ def run_audit(p: AuditParams | None = None, log=print) -> dict:
         u.features  # featurize once  # noqa: B018
     run_params = RunParams(train=p.train)
     log(f"audit: {len(fl.sharers)} sharing users, {len(fl.evaluators)} never-sharing users ({p.source})")
-    rows = [audit_form(p, fl, f, run_params, log) for f in forms(p, fl)]
+    rows, done = [], {}
+    for f in forms(p, fl):
+        reuse = done.get(f.same_model_as)
+        rows.append(audit_form(p, fl, f, run_params, log, reuse=reuse))
+        done[f.name] = {k: rows[-1][k] for k in ("generic", "personalized", "mia_window_loss_auc",
+                                                 "mia_user_loss_auc", "mia_shadow_auc")}
     return {"schema": "tandem/privacy-audit/v1", "params": p.model_dump(mode="json"), "forms": rows,
             "users": {"sharing": len(fl.sharers), "evaluation": len(fl.evaluators)},
             "seconds": round(time.perf_counter() - t0, 1)}

@@ -22,7 +22,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.dp_accountant import AccountingError, basic_bound, compose, count_events, normalize
+from tandem.dp_accountant import (
+    AccountingError,
+    basic_bound,
+    compose,
+    count_events,
+    normalize,
+)
 
 LEDGER_FILE = "privacy_ledger.json"
 FORMAT = "tandem-privacy-ledger/v2"
@@ -72,7 +78,7 @@ class PrivacyLedger:
     migrated_from: str | None = None
 
     @classmethod
-    def load(cls, devices_dir: Path, user: str) -> "PrivacyLedger":
+    def load(cls, devices_dir: Path, user: str) -> PrivacyLedger:
         path = Path(devices_dir) / user / LEDGER_FILE
         if path.exists():
             charges, migrated = read_charges(path)
@@ -101,7 +107,7 @@ class PrivacyLedger:
     def affordable(self, policy, window_ids: list[str]) -> list[str]:
         """The windows of `window_ids` the user can share under `policy` within its budget: those
         already charged under this policy (free), and the longest prefix of the others that fits."""
-        fp, done = policy.fingerprint(), self.charged(policy.fingerprint())
+        done = self.charged(policy.fingerprint())
         cost = policy.window_events()
         new = [w for w in window_ids if w not in done]
         budget = policy.user_budget_epsilon

@@ -8,7 +8,8 @@ import math
 
 import pytest
 from dp_accounting import dp_event
-from dp_accounting.pld import pld_privacy_accountant, privacy_loss_distribution as pld
+from dp_accounting.pld import pld_privacy_accountant
+from dp_accounting.pld import privacy_loss_distribution as pld
 from dp_accounting.privacy_accountant import NeighboringRelation
 
 from tandem import sharing
