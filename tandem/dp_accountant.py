@@ -27,6 +27,7 @@ from dp_accounting.pld import privacy_loss_distribution as pld
 
 FINE_INTERVAL = 1e-4  # dp-accounting's default discretization of privacy loss
 MAX_GRID = 1e6  # grid points across the basic-composition range before coarsening (1e-4 up to 100)
+LARGE_EPSILON = 200.0  # a single release this loose is accounted by basic composition
 NUM_CLASSES = 6  # k of the labels' randomized response unless an event says otherwise
 
 
@@ -100,15 +101,19 @@ def grid_interval(counted: list[tuple[dict, int]], delta: float) -> float:
 def compose(counted: list[tuple[dict, int]], delta: float, interval: float | None = None) -> float:
     """Epsilon at `delta` of releasing each event its count times (in any order, adaptively)."""
     counted = [(normalize(e), int(n)) for e, n in counted if n > 0]
+    # pure releases above LARGE_EPSILON overflow the PLD (exp(epsilon)); they are added by basic
+    # composition, still an upper bound: (e1, delta) composed with pure e2 is (e1 + e2, delta)
+    large = sum(n * e["epsilon"] for e, n in counted if e.get("epsilon", 0) > LARGE_EPSILON)
+    counted = [(e, n) for e, n in counted if e.get("epsilon", 0) <= LARGE_EPSILON]
     if not counted:
-        return 0.0
+        return float(large)
     interval = interval or grid_interval(counted, delta)
     total = None
     for event, n in counted:
         part = event_pld(event, interval)
         part = part.self_compose(n) if n > 1 else part
         total = part if total is None else total.compose(part)
-    return float(total.get_epsilon_for_delta(delta))
+    return float(total.get_epsilon_for_delta(delta)) + large
 
 
 def count_events(event_lists: list[list[dict]]) -> list[tuple[dict, int]]:

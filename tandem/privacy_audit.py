@@ -18,7 +18,6 @@ user-level DP-SGD) it trains the server's model in memory and measures:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -50,6 +49,15 @@ LOW_DIM_FEATURES = ("acc_x_mean", "acc_y_mean", "acc_z_mean", "acc_mag_std", "ac
 AUDIT_KEY = b"tandem-audit-device-key (simulation only)"
 
 
+class LdpPoint(BaseModel):
+    """One local DP form of the audit: a mechanism at a per-user epsilon over a number of windows."""
+
+    mechanism: Literal["piecewise", "duchi"] = "piecewise"
+    user_epsilon: float = Field(8.0, gt=0, description="per-user epsilon over all the user's shared windows")
+    windows_per_user: int = Field(12, ge=1, description="windows each user shares (spread over activities and time)")
+    low_dim: bool = Field(False, description="release only the a-priori LOW_DIM_FEATURES instead of all 46")
+
+
 class AuditParams(BaseModel):
     """One privacy audit (`tandem audit`; a step of `tandem evaluate`)."""
 
@@ -64,26 +72,26 @@ class AuditParams(BaseModel):
     update_learning_rate: float = Field(0.003, gt=0, le=1)
     delta: float = Field(1e-6, gt=0, lt=1, description="delta of every stated (epsilon, delta)")
     batch_windows: int = Field(32, ge=1, description="linkage: a user's last windows arrive as a never-seen batch")
-    shadows: int = Field(2, ge=1, le=10, description="shadow models per form")
+    shadows: int = Field(1, ge=1, le=10, description="shadow models per form")
     laplace_window_epsilons: list[float] = Field(default_factory=lambda: [10.0],
                                                  description="v1 dp form: per-window epsilon (features 0.8, label 0.2)")
-    ldp_mechanisms: list[Literal["piecewise", "duchi"]] = Field(default_factory=lambda: ["piecewise", "duchi"])
-    ldp_user_epsilons: list[float] = Field(default_factory=lambda: [1.0, 8.0, 64.0, 512.0],
-                                           description="per-user epsilon targets of the local DP forms")
-    ldp_windows_per_user: list[int] = Field(default_factory=lambda: [12, 96],
-                                            description="windows each user shares under local DP")
+    ldp: list[LdpPoint] = Field(default_factory=lambda: [
+        *[LdpPoint(mechanism="piecewise", user_epsilon=e, low_dim=low) for e in (8.0, 64.0, 512.0, 4096.0)
+          for low in (False, True)],
+        *[LdpPoint(mechanism="duchi", user_epsilon=e) for e in (8.0, 512.0)]],
+        description="the local DP forms audited")
     ldp_label_share: float = Field(0.2, gt=0, lt=1, description="part of a window's epsilon spent on its label")
-    ldp_low_dim: bool = Field(True, description="also audit local DP on the few features of LOW_DIM_FEATURES only")
     ldp_synthetic_rows: int = Field(6000, ge=100, description="rows the server draws from its debiased model")
     dp_sgd_epsilons: list[float] = Field(default_factory=lambda: [1.0, 8.0], description="user-level epsilons of DP-SGD")
     dp_sgd: DpSgdConfig = Field(default_factory=lambda: DpSgdConfig(enabled=True))
     seed: int = Field(0, ge=0)
+    torch_threads: int = Field(1, ge=1, le=64, description="torch intra-op threads: small MLPs gain nothing from "
+                                                          "more, and on a shared machine contention costs ~10x")
 
     @classmethod
     def quick(cls) -> AuditParams:
         return cls(source="synthetic", train=model.TrainConfig(epochs=15, patience=4), shadows=1,
-                   ldp_mechanisms=["piecewise"], ldp_user_epsilons=[8.0], ldp_windows_per_user=[12],
-                   ldp_synthetic_rows=1000, dp_sgd_epsilons=[8.0],
+                   ldp=[LdpPoint(user_epsilon=8.0)], ldp_synthetic_rows=1000, dp_sgd_epsilons=[8.0],
                    dp_sgd=DpSgdConfig(enabled=True, steps=40), batch_windows=8)
 
 
@@ -183,15 +191,12 @@ def forms(p: AuditParams, fl: Fleet) -> list[Form]:
                         lambda n, events=events: dp_accountant.user_epsilon([events] * n, p.delta),
                         parameters={"window_epsilon": eps}))
 
-    for mech in p.ldp_mechanisms:
-        for target in p.ldp_user_epsilons:
-            for m in p.ldp_windows_per_user:
-                w = solve_window_epsilon(target, m, p.ldp_label_share, p.delta)
-                cfg = ldp.LdpConfig(mech, (1 - p.ldp_label_share) * w, p.ldp_label_share * w, windows_per_user=m)
-                out.append(_ldp_form(p, cfg, target, bounds))
-                if p.ldp_low_dim:
-                    low = tuple(FEATURE_NAMES.index(f) for f in LOW_DIM_FEATURES)
-                    out.append(_ldp_form(p, dataclasses.replace(cfg, features=low), target, bounds))
+    low = tuple(FEATURE_NAMES.index(f) for f in LOW_DIM_FEATURES)
+    for point in p.ldp:
+        w = solve_window_epsilon(point.user_epsilon, point.windows_per_user, p.ldp_label_share, p.delta)
+        cfg = ldp.LdpConfig(point.mechanism, (1 - p.ldp_label_share) * w, p.ldp_label_share * w,
+                            windows_per_user=point.windows_per_user, features=low if point.low_dim else None)
+        out.append(_ldp_form(p, cfg, point.user_epsilon, bounds))
 
     for eps in p.dp_sgd_epsilons:
         cfg = p.dp_sgd.model_copy(update={"target_epsilon": eps, "delta": p.delta, "enabled": True})
@@ -211,7 +216,7 @@ def _ldp_form(p: AuditParams, cfg: ldp.LdpConfig, target: float, bounds: np.ndar
     m = cfg.windows_per_user
 
     def view(u, idx):
-        keep = idx[pick_labelled(u.labels, np.arange(len(idx)), per_user=m)] if len(idx) > m else idx
+        keep = idx[pick_labelled(np.asarray(u.labels)[idx], np.arange(len(idx)), per_user=m)] if len(idx) > m else idx
         Z, y = ldp.privatize(u.features[keep], _y(u.labels[keep]), window_ids(u, keep, AUDIT_KEY), cfg, bounds,
                              CLASSES, AUDIT_KEY)
         return ldp.unstandardize(Z, bounds), y  # the server's unbiased estimates, in feature units
@@ -350,6 +355,7 @@ def _finite(v: float) -> float | None:
 
 def run_audit(p: AuditParams | None = None, log=print) -> dict:
     p = p or AuditParams()
+    torch.set_num_threads(p.torch_threads)
     t0 = time.perf_counter()
     fl = Fleet(p)
     for u in fl.sharers + fl.evaluators:
