@@ -266,7 +266,7 @@ def audit_form(p: AuditParams, fl: Fleet, form: Form, run_params: RunParams, log
     result = {
         "form": form.name, "description": form.description, "parameters": form.parameters,
         "user_epsilon_max": _finite(max(per_user_eps)), "user_epsilon_median": _finite(float(np.median(per_user_eps))),
-        "delta": p.delta, "model_privacy": dict(form.model_privacy or {}) or None,
+        "delta": p.delta, "model_privacy": (form.model_privacy or {}).get("privacy"),
         "shared_windows_per_user_median": float(np.median([len(v[1]) for v in views.values()])),
         **model_part, **link, "attribute": attribute, "seconds": round(time.perf_counter() - t0, 1),
     }
