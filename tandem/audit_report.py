@@ -35,7 +35,8 @@ def table(result: dict) -> str:
 
 def write(result: dict, out_dir: Path, command: str) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    js, md = out_dir / "audit.json", out_dir / "audit.md"
+    name = result["params"].get("name", "audit")
+    js, md = out_dir / f"{name}.json", out_dir / f"{name}.md"
     js.write_text(json.dumps(result, indent=1, default=str))
     forms = "\n".join(f"- **{r['form']}**: {r['description']}" for r in result["forms"])
     md.write_text(f"# Privacy audit\n\nReproduce: `{command}` ({result['seconds']:.0f} s)\n\n{table(result)}\n\n{forms}\n")

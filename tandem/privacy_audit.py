@@ -85,6 +85,8 @@ class AuditParams(BaseModel):
     dp_sgd_epsilons: list[float] = Field(default_factory=lambda: [1.0, 8.0], description="user-level epsilons of DP-SGD")
     dp_sgd: DpSgdConfig = Field(default_factory=lambda: DpSgdConfig(enabled=True))
     seed: int = Field(0, ge=0)
+    include_plain: bool = Field(True, description="audit the pseudonymized and anonymized forms too")
+    name: str = Field("audit", pattern=r"^[a-z0-9_-]{1,40}$", description="report file name under TANDEM_HOME/reports")
     torch_threads: int = Field(1, ge=1, le=64, description="torch intra-op threads: small MLPs gain nothing from "
                                                           "more, and on a shared machine contention costs ~10x")
 
@@ -177,6 +179,8 @@ def forms(p: AuditParams, fl: Fleet) -> list[Form]:
                 _plain_trainer(p.train), inf),
            Form("anonymized", "as pseudonymized, quasi-identifiers generalized one level (k enforced on the server)",
                 plain_view, _plain_trainer(p.train), inf, qi_level=1, same_model_as="pseudonymized")]
+    if not p.include_plain:
+        out = []
 
     for eps in p.laplace_window_epsilons:
         policy = SharingPolicy(forms=["dp"], epsilon_features=0.8 * eps, epsilon_labels=0.2 * eps, user_budget_epsilon=1e12)
