@@ -96,3 +96,22 @@ def test_a_device_past_its_budget_uploads_nothing_and_says_so(tmp_path):
     assert len(later.refusals) == 1 and "privacy budget reached" in later.refusals[0]
     assert user.user_id not in later.refusals[0]
     assert PrivacyLedger.load(devices, user.user_id).spent(policy.delta) == pytest.approx(spent)
+
+
+def test_manifest_states_the_per_user_guarantee_of_the_training_rows():
+    from tandem.policy import modified_training_rows
+    from tandem.privacy_manifest import data_guarantee
+
+    users = synthetic_fleet(3, windows_per_class=4)
+    policy = SharingPolicy(forms=["dp"], epsilon_features=1.0, epsilon_labels=0.5, user_budget_epsilon=12.0)
+    frame = modified_training_rows(users, 1.0, policy, KEY)
+    stated = data_guarantee(frame, {policy.name: policy.public_dict()})
+    ledgers = []
+    for n in frame.groupby("pseudonym").size():
+        ledger = PrivacyLedger(user="u")
+        ledger.charge(policy, [f"w{i}" for i in range(n)])
+        ledgers.append(ledger.spent(policy.delta))
+    assert stated["epsilon_max"] == pytest.approx(max(ledgers)) and stated["epsilon_max"] <= 12.0
+    assert stated["delta"] == policy.delta and stated["users"] == 3 and stated["users_without_dp"] == 0
+    plain = data_guarantee(frame.assign(policy="pseudonymized/v1"), {})
+    assert plain["epsilon_max"] is None and "no formal DP guarantee" in plain["statement"]
