@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import pyarrow as pa
 import pytest
 from dp_accounting import dp_event
 from dp_accounting.pld import pld_privacy_accountant
@@ -17,6 +18,7 @@ from tandem.fleet import sharing
 from tandem.fleet.users import synthetic_fleet
 from tandem.privacy.ledger import FORMAT, LedgerError, PrivacyLedger
 from tandem.privacy.policy import SharingPolicy
+from tandem.privacy.privacy_manifest import data_guarantee
 
 KEY = b"accountant-test-key"
 
@@ -98,13 +100,17 @@ def test_a_device_past_its_budget_uploads_nothing_and_says_so(tmp_path):
     assert PrivacyLedger.load(devices, user.user_id).spent(policy.delta) == pytest.approx(spent)
 
 
-def test_manifest_states_the_per_user_guarantee_of_the_training_rows():
-    from tandem.privacy.policy import modified_training_rows
-    from tandem.privacy.privacy_manifest import data_guarantee
+def _training_rows(users, policy: SharingPolicy):
+    """What the server trains on when every user shares all it can afford (each with a fresh ledger)."""
+    tables = [sharing.batch_table(u, sharing.shared_rows(u, 1.0, policy, KEY, PrivacyLedger(u.user_id)), KEY, "k1", policy)
+              .replace_schema_metadata(None) for u in users]
+    return pa.concat_tables(tables).to_pandas()
 
+
+def test_manifest_states_the_per_user_guarantee_of_the_training_rows():
     users = synthetic_fleet(3, windows_per_class=4)
     policy = SharingPolicy(forms=["dp"], epsilon_features=1.0, epsilon_labels=0.5, user_budget_epsilon=12.0)
-    frame = modified_training_rows(users, 1.0, policy, KEY)
+    frame = _training_rows(users, policy)
     stated = data_guarantee(frame, {policy.name: policy.public_dict()})
     ledgers = []
     for n in frame.groupby("pseudonym").size():

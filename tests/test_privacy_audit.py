@@ -16,7 +16,7 @@ from tandem.settings import Settings
 def test_quick_audit_reports_every_form_with_guarantees_and_attacks(tandem_home):
     out = CliRunner().invoke(app, ["audit", "--quick"])
     assert out.exit_code == 0, out.output
-    settings = Settings.from_env()
+    settings = Settings()
     result = json.loads((settings.home / "reports" / "audit.json").read_text())
     forms = {r["form"]: r for r in result["forms"]}
     assert set(forms) == {"pseudonymized", "anonymized", "dp-laplace-v1 w10", "ldp-piecewise u8 m12", "dp-sgd e8"}

@@ -8,21 +8,22 @@ import pytest
 from mlflow import MlflowClient
 
 from tandem.data.store import store_from_settings
-from tandem.release.layout import list_releases, read_manifest
+from tandem.release.layout import list_releases
 from tandem.settings import Settings
-from tests.test_flow import run_flow, share_synthetic
+from tests.flow_helpers import run_flow, share_synthetic
 
 DP_SGD = {"enabled": True, "target_epsilon": 4.0, "delta": 1e-5, "steps": 30, "sample_rate": 0.5,
           "windows_per_user": 8, "learning_rate": 0.02}
 
 
 def test_dp_sgd_release_states_both_guarantees_and_membership(tandem_home):
-    settings = Settings.from_env()
+    settings = Settings()
     share_synthetic(settings)
     out = run_flow(dp_sgd=DP_SGD, gates={"min_accuracy": 0.0})
     assert out["status"] == "published", out
     store = store_from_settings(settings)
-    privacy = read_manifest(store, settings.model_name, out["version"])["privacy"]
+    [manifest] = list_releases(store, settings.model_name)
+    privacy = manifest["privacy"]
     # pseudonymized sharing: the data carries no formal guarantee, and the manifest says so
     assert privacy["data"]["epsilon_max"] is None and privacy["data"]["users_without_dp"] == privacy["data"]["users"] > 0
     assert "no formal DP guarantee" in privacy["data"]["statement"]
@@ -37,7 +38,7 @@ def test_dp_sgd_release_states_both_guarantees_and_membership(tandem_home):
 
 
 def test_membership_gate_blocks_a_release_above_its_threshold(tandem_home):
-    settings = Settings.from_env()
+    settings = Settings()
     share_synthetic(settings)
     out = run_flow(gates={"max_membership_auc": 0.5})
     # a model fit to its users tells their windows from new users' better than a coin
