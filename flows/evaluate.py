@@ -11,10 +11,12 @@ from prefect import flow, get_run_logger, task
 
 from tandem.evaluation import robust_eval
 from tandem.evaluation.experiment import EvaluationParams, run_evaluation
+from tandem.evaluation.privacy_audit import AuditParams
 from tandem.evaluation.report import write_report
 from tandem.evaluation.tracking import log_evaluation
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
+from tasks.audit import privacy_audit
 
 
 @task(name="run-evaluation")
@@ -33,9 +35,10 @@ def log_to_mlflow_task(settings: Settings, result: dict, files: dict) -> str:
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True) -> dict:
+def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True, audit: bool = True) -> dict:
     """Simulate the rounds (share, ingest, validate, retrain, personalize, back up, upgrade) and compare
-    the methods side by side; write the report under TANDEM_HOME/reports and log it to MLflow."""
+    the methods side by side; write the report under TANDEM_HOME/reports and log it to MLflow; then
+    the privacy audit (`tandem audit`) on the same fleet."""
     settings = Settings()
     out_dir = settings.home / "reports"
     with tempfile.TemporaryDirectory(prefix="tandem-evaluate-") as work:
@@ -43,8 +46,12 @@ def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True) 
     command = "tandem evaluate --quick" if params.source == "synthetic" else "tandem evaluate"
     files = write_report_task(result, str(out_dir), command)
     run_id = log_to_mlflow_task(settings, result, files) if track else None
+    privacy = (privacy_audit(settings, AuditParams.for_evaluation(params),
+                             "tandem audit --quick" if params.source == "synthetic" else "tandem audit", track,
+                             link_run=run_id) if audit else None)
     return {"report": files["evaluation.md"], "json": files["evaluation.json"], "mlflow_run_id": run_id,
-            "claims": result["claims"], "methods": {n: m["mean"] for n, m in result["methods"].items()}}
+            "claims": result["claims"], "methods": {n: m["mean"] for n, m in result["methods"].items()},
+            "privacy_audit": privacy}
 
 
 @task(name="run-protocol")
@@ -63,13 +70,15 @@ def log_protocol_task(settings: Settings, result: dict, files: dict) -> str:
 
 
 @flow(name="evaluate-protocol", log_prints=True)
-def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True) -> dict:
+def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True, audit: bool = True) -> dict:
     """Leave-group-out folds x seeds: generic, personalized by budget, local only, FedAvg / FedProx /
-    FedPer; report under TANDEM_HOME/reports, one MLflow run with the table and plots."""
+    FedPer; report under TANDEM_HOME/reports, one MLflow run with the table and plots; then the
+    privacy audit (`tandem audit`, its default parameters)."""
     settings = Settings()
     result = run_protocol_task(folds, seeds)
     files = write_protocol_report_task(result, str(settings.home / "reports"),
                                        f"tandem evaluate --folds {folds} --seeds {seeds}")
     run_id = log_protocol_task(settings, result, files) if track else None
+    privacy = privacy_audit(settings, AuditParams(), "tandem audit", track, link_run=run_id) if audit else None
     return {"report": files["evaluation.md"], "json": files["evaluation.json"], "mlflow_run_id": run_id,
-            "claims": result["claims"], "seconds": result["seconds_total"]}
+            "claims": result["claims"], "seconds": result["seconds_total"], "privacy_audit": privacy}

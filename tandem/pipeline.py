@@ -139,7 +139,7 @@ def pretrain_model(ctx: Context, snapshot: Snapshot, params: RunParams, run_id: 
     def on_epoch(epoch: int, metrics: dict) -> None:
         ctx.tracker.log_metrics(run_id, metrics, step=epoch)
 
-    return training.pretrain(snapshot.frame, params.train, on_epoch=on_epoch if run_id else None)
+    return training.pretrain(snapshot.frame, params.train, on_epoch=on_epoch if run_id else None, dp_sgd=params.dp_sgd)
 
 
 def evaluate_model(ctx: Context, result: TrainResult, run_id: str) -> dict:

@@ -19,7 +19,8 @@ from tandem.fleet.users import synthetic_fleet
 from tandem.privacy import policy
 from tandem.privacy import sealing as envelope
 from tandem.privacy.anonymity import enforce_k
-from tandem.privacy.ledger import PrivacyLedger, compose
+from tandem.privacy.dp_accountant import user_epsilon
+from tandem.privacy.ledger import PrivacyLedger
 from tandem.privacy.policy import SharingPolicy, generalize, load_policy
 from tandem.settings import Settings
 
@@ -109,11 +110,10 @@ def test_privacy_ledger_composition_and_budget(tmp_path):
     assert again.spent(p.delta) <= 10.0
     assert again.affordable(p, ids) == allowed  # charged windows are free; nothing new fits
     assert again.charge(p, allowed) == 0
-    # basic composition for few windows, zCDP when it is tighter
-    one = [{"features": {"mechanism": "laplace", "epsilon": 1.0}, "labels": {"mechanism": "randomized_response", "epsilon": 0.5}}]
-    assert compose(one, 1e-6) == pytest.approx(1.5)
-    many = one * 400
-    assert compose(many, 1e-6) < 600  # better than 400 * 1.5
+    # per user, with dp-accounting's PLD: one window costs its epsilons, many cost far less than their sum
+    one = [[{"mechanism": "pure", "epsilon": 1.0}, {"mechanism": "randomized_response", "epsilon": 0.5}]]
+    assert user_epsilon(one, 1e-6) == pytest.approx(1.5, abs=1e-3)
+    assert user_epsilon(one * 400, 1e-6) < 600 / 2
 
 
 def test_envelope_roundtrip_tamper_and_unknown_key():

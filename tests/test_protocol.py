@@ -52,7 +52,7 @@ def test_small_real_protocol_through_the_flow(tmp_path, monkeypatch):
     monkeypatch.setattr(robust_eval, "evaluate", lambda f, s, log=print, _e=robust_eval.evaluate: _e(f, s, log=log, **small))
     from flows.evaluate import evaluate_protocol
 
-    out = evaluate_protocol(folds=2, seeds=2)
+    out = evaluate_protocol(folds=2, seeds=2, audit=False)  # the audit has its own test (test_privacy_audit)
     result = json.loads((tmp_path / "reports" / "evaluation.json").read_text())
     c = result["claims"]
     assert (c["folds"], c["seeds"], c["users"]) == (2, 2, 6)

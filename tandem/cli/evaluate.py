@@ -31,12 +31,13 @@ def evaluate_command(
     folds: int = typer.Option(3, min=2, help="leave-group-out folds: every user never shares in one of them"),
     seeds: int = typer.Option(1, min=1, help="seeds per fold (model init, split, shuffling, FL)"),
     simulate: bool = typer.Option(False, "--simulate", help="the rounds simulation and privacy curves instead (tandem.evaluation.experiment)"),
+    no_audit: bool = typer.Option(False, "--no-audit", help="skip the flow's last step, the privacy audit (tandem audit)"),
 ):
     """Simulate the fleet over rounds and compare generic / personalized / local-only / FedAvg / central
     on the users who never share. Writes TANDEM_HOME/reports/evaluation.{json,md} and plots; logs to MLflow."""
     settings = Settings()
     if not (quick or simulate or params_file or rounds):
-        return _protocol(settings, folds, seeds, no_flow, no_mlflow)
+        return _protocol(settings, folds, seeds, no_flow, no_mlflow, no_audit)
     if params_file:
         params = EvaluationParams.model_validate(json.loads(params_file.read_text()))
     else:
@@ -53,7 +54,7 @@ def evaluate_command(
                "claims": result["claims"], "methods": {n: m["mean"] for n, m in result["methods"].items()}}
     else:
         evaluate = launch.flow("flows.evaluate:evaluate", settings)
-        out = evaluate(params, track=not no_mlflow)
+        out = evaluate(params, track=not no_mlflow, audit=not no_audit)
     table = Table(title="evaluation users (never share)")
     table.add_column("method")
     table.add_column("accuracy %", justify="right")
@@ -65,9 +66,15 @@ def evaluate_command(
                   f"{c['personalization_gain_points']:+.1f} points, harms {100 * c['personalization_harmed_fraction']:.0f} % of users; "
                   f"generic across rounds {100 * c['generic_first_round']:.1f} -> {100 * c['generic_last_round']:.1f}")
     console.print(f"report: {out['report']}\njson:   {out['json']}" + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
+    _print_audit(out)
 
 
-def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool) -> None:
+def _print_audit(out: dict) -> None:
+    if out.get("privacy_audit"):
+        console.print(f"privacy audit: {out['privacy_audit']['report']}")
+
+
+def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool) -> None:
     """The folds x seeds protocol (tandem.evaluation.robust_eval), through its Prefect flow unless --no-flow."""
     if no_flow:
         result = evaluate(folds, seeds, log=console.print)
@@ -77,7 +84,7 @@ def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool) 
                "seconds": result["seconds_total"]}
     else:
         evaluate_protocol = launch.flow("flows.evaluate:evaluate_protocol", settings)
-        out = evaluate_protocol(folds, seeds, track=not no_mlflow)
+        out = evaluate_protocol(folds, seeds, track=not no_mlflow, audit=not no_audit)
     c = out["claims"]
     console.print(f"generic {100 * c['generic_mean']:.1f} % ± {100 * c['generic_sd_over_seeds']:.2f} over seeds "
                   f"({c['folds']} folds x {c['seeds']} seeds, {c['users']} users)")
@@ -89,3 +96,4 @@ def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool) 
     console.print("targets: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in c["targets"].items()))
     console.print(f"report: {out['report']}\njson:   {out['json']}  ({out['seconds']:.0f} s)"
                   + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
+    _print_audit(out)

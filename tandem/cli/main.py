@@ -17,11 +17,13 @@ from tandem.cli import device as device_cli
 from tandem.cli import expectations as expectations_cli
 from tandem.cli import launch
 from tandem.cli import stack as stack_cli
+from tandem.cli.audit import audit_command
 from tandem.cli.evaluate import evaluate_command
 from tandem.data import revocations
 from tandem.data.ingest import accepted_entries, batch_ref
 from tandem.data.store import store_from_settings
 from tandem.fleet import devices, users
+from tandem.privacy.ledger import LedgerError
 from tandem.privacy.policy import load_policy
 from tandem.release import channels, signing
 from tandem.release.layout import ReleaseError, list_channels, list_releases
@@ -56,12 +58,18 @@ def share(
     kwargs = {"n_users": users_, "seed": seed} if source == "synthetic" else {}
     everyone = users.load_fleet(source, **kwargs)
     store = store_from_settings(settings)
-    with Progress(console=console, transient=True) as progress:
-        bar = progress.add_task("sharing", total=len(everyone))
-        shared = devices.share_fleet(settings, store, everyone, fraction=fraction, holdout_every=holdout_every,
-                                     batch_size=batch_size, policy=sharing_policy,
-                                     on_user=lambda _: progress.advance(bar))
+    try:
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task("sharing", total=len(everyone))
+            shared = devices.share_fleet(settings, store, everyone, fraction=fraction, holdout_every=holdout_every,
+                                         batch_size=batch_size, policy=sharing_policy,
+                                         on_user=lambda _: progress.advance(bar))
+    except LedgerError as e:  # a device that cannot read its privacy ledger shares nothing
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
     report = shared.report
+    for line in report.refusals:
+        console.print(f"[yellow]{line}[/]")
     console.print(f"{report.users} users shared {report.windows} windows in {len(report.written) + len(report.already_there)} "
                   f"batches: [bold]{len(report.written)} new[/], {len(report.already_there)} already in {store.url}/incoming/")
     console.print(f"policy {sharing_policy.name}" + (f"; {report.withheld} windows withheld: privacy budget spent"
@@ -238,6 +246,7 @@ app.add_typer(device_cli.app, name="device")
 app.add_typer(stack_cli.app, name="stack")
 app.command("evaluate")(evaluate_command)
 app.command("expectations")(expectations_cli.expectations_command)
+app.command("audit")(audit_command)
 
 if __name__ == "__main__":
     app()

@@ -38,6 +38,7 @@ class ShareReport:
     windows: int = 0
     users: int = 0
     withheld: int = 0  # windows not shared because the user's privacy budget is spent (dp)
+    refusals: list[str] = field(default_factory=list)  # one line per user past the budget (device-side)
 
 
 def _unit_hash(text: str) -> float:
@@ -107,9 +108,15 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
     ledger = PrivacyLedger.load(ledger_dir, user.user_id) if policy.has("dp") else None
     rows = shared_rows(user, fraction, policy, key, ledger)
     if ledger is not None:
-        report.withheld += int(shared_mask(user, fraction).sum()) - len(rows)
+        withheld = int(shared_mask(user, fraction).sum()) - len(rows)
+        report.withheld += withheld
         ledger.charge(policy, window_ids(user, rows, key))
         ledger.save()  # charged before the release: a failed upload never under-counts
+        if withheld:
+            spent = ledger.spent(policy.delta)
+            report.refusals.append(
+                f"device {pseudonymize(user.user_id, key)[:8]}: privacy budget reached (epsilon {spent:.2f} of "
+                f"{policy.user_budget_epsilon:g} at delta {policy.delta:g}); {withheld} window(s) not shared")
     seal_key = None
     if policy.has("encrypted"):
         if seal_with is None:

@@ -1,57 +1,73 @@
-"""The device's privacy ledger: the epsilon each user has spent on windows shared under the DP form.
+"""The device's privacy ledger: every release a user has made under a DP form, composed per user.
 
 Kept on the device (``TANDEM_HOME/devices/<user>/privacy_ledger.json``), never uploaded. Every
 shared window is one release of the user's data, charged once per (window, policy fingerprint):
 re-sharing a window under the same policy releases the identical noised values, which costs
-nothing more. A window that would take the user's composed epsilon past the policy's budget is not
-shared, and neither is any later one.
+nothing more. The user's guarantee is the composition of *all* charged releases
+(`tandem.privacy.dp_accountant`, dp-accounting PLD) at the policy's delta; a window that would take it past
+the policy's per-user budget is not shared, and neither is any later one.
 
-Composition (the accountant): a window is a Laplace release of its features (pure epsilon-DP) or a
-Gaussian one (rho-zCDP), plus randomized response on its label (pure epsilon-DP). The user's total,
-at the policy's delta, is the smaller of two valid bounds:
-
-- basic composition: sum of the pure epsilons, plus the Gaussian releases' zCDP converted once;
-- zCDP composition: a pure epsilon-DP release is (epsilon^2 / 2)-zCDP (Bun & Steinke 2016,
-  Prop. 1.4), rho adds up, and rho-zCDP implies (rho + 2 sqrt(rho ln(1/delta)), delta)-DP
-  (Prop. 1.3).
-
-Written here rather than with Google's dp-accounting: dp-accounting 0.6.0 requires attrs<24, which
-conflicts with the attrs>=25.4 that cattrs (a coremltools dependency) needs in this environment.
+Format v2: ``{"format": "tandem-privacy-ledger/v2", "user", "charges": [{"window", "fingerprint",
+"events": [...]}]}``. Ledgers of v1 (no ``format``; ``features``/``labels`` per charge) are migrated
+on load, event by event (v1's Laplace and randomized response are pure-epsilon releases, its
+Gaussian a rho); anything else is refused with `LedgerError`, so a device never shares on a history
+it cannot read.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.privacy.policy import window_epsilon
+from tandem.privacy.dp_accountant import (
+    AccountingError,
+    basic_bound,
+    compose,
+    count_events,
+    normalize,
+)
 
 LEDGER_FILE = "privacy_ledger.json"
+FORMAT = "tandem-privacy-ledger/v2"
 
 
-def zcdp_to_epsilon(rho: float, delta: float) -> float:
-    if rho <= 0:
-        return 0.0
-    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
+class LedgerError(RuntimeError):
+    """The ledger cannot be read: the device must not share until it is sorted out."""
 
 
-def compose(charges: list[dict], delta: float) -> float:
-    """(epsilon at `delta`) of the composition of the charged windows' releases."""
-    pure, pure_sq, rho = 0.0, 0.0, 0.0
-    for charge in charges:
-        for event in (charge["features"], charge["labels"]):
-            if event["mechanism"] == "gaussian":
-                rho += event["rho"]
-            else:
-                pure += event["epsilon"]
-                pure_sq += event["epsilon"] ** 2
-    basic = pure + zcdp_to_epsilon(rho, delta)
-    zcdp = zcdp_to_epsilon(pure_sq / 2 + rho, delta)
-    return min(basic, zcdp)
+def _migrate_v1(charges: list, path) -> list[dict]:
+    out = []
+    for c in charges:
+        try:
+            events = [normalize(c["features"]), normalize(c["labels"])]
+            out.append({"window": str(c["window"]), "fingerprint": str(c["fingerprint"]), "events": events})
+        except (KeyError, TypeError, AccountingError) as e:
+            raise LedgerError(f"privacy ledger {path}: a v1 charge cannot be migrated ({e}); refusing to share") from None
+    return out
+
+
+def read_charges(path: Path) -> tuple[list[dict], str | None]:
+    """(charges in v2 form, the format migrated from or None)."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise LedgerError(f"privacy ledger {path} is unreadable ({type(e).__name__}); refusing to share") from None
+    if not isinstance(d, dict) or not isinstance(d.get("charges"), list):
+        raise LedgerError(f"privacy ledger {path} has no list of charges; refusing to share")
+    fmt = d.get("format")
+    if fmt is None:
+        return _migrate_v1(d["charges"], path), "v1"
+    if fmt != FORMAT:
+        raise LedgerError(f"privacy ledger {path} is in format {fmt!r}, this device reads {FORMAT!r}; refusing to share")
+    try:
+        for c in d["charges"]:
+            [normalize(e) for e in c["events"]]
+    except (KeyError, TypeError, AccountingError) as e:
+        raise LedgerError(f"privacy ledger {path}: bad charge ({e}); refusing to share") from None
+    return d["charges"], None
 
 
 @dataclass
@@ -59,13 +75,14 @@ class PrivacyLedger:
     user: str  # the device's own user id: the ledger never leaves the device
     charges: list[dict] = field(default_factory=list)
     path: Path | None = None
+    migrated_from: str | None = None
 
     @classmethod
-    def load(cls, devices_dir: Path, user: str) -> "PrivacyLedger":
+    def load(cls, devices_dir: Path, user: str) -> PrivacyLedger:
         path = Path(devices_dir) / user / LEDGER_FILE
         if path.exists():
-            d = json.loads(path.read_text())
-            return cls(user, d.get("charges", []), path)
+            charges, migrated = read_charges(path)
+            return cls(user, charges, path, migrated)
         return cls(user, [], path)
 
     def save(self) -> None:
@@ -74,27 +91,36 @@ class PrivacyLedger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".ledger.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
-            json.dump({"user": self.user, "charges": self.charges}, f, indent=1)
+            json.dump({"format": FORMAT, "user": self.user, "charges": self.charges}, f, indent=1)
         os.replace(tmp, self.path)
 
     def charged(self, fingerprint: str) -> set[str]:
         return {c["window"] for c in self.charges if c["fingerprint"] == fingerprint}
 
+    def counted(self, extra: list[list[dict]] = ()) -> list[tuple[dict, int]]:
+        return count_events([c["events"] for c in self.charges] + list(extra))
+
     def spent(self, delta: float) -> float:
-        return compose(self.charges, delta)
+        """The user's epsilon at `delta` over everything released so far."""
+        return compose(self.counted(), delta)
 
     def affordable(self, policy, window_ids: list[str]) -> list[str]:
         """The windows of `window_ids` the user can share under `policy` within its budget: those
         already charged under this policy (free), and the longest prefix of the others that fits."""
-        fp, done = policy.fingerprint(), self.charged(policy.fingerprint())
-        cost = window_epsilon(policy)
+        done = self.charged(policy.fingerprint())
+        cost = policy.window_events()
         new = [w for w in window_ids if w not in done]
+        budget = policy.user_budget_epsilon
 
         def fits(n: int) -> bool:
-            extra = [{"window": w, "fingerprint": fp, **cost} for w in new[:n]]
-            return compose(self.charges + extra, policy.delta) <= policy.user_budget_epsilon + 1e-12
+            counted = self.counted([cost] * n)
+            if basic_bound(counted, policy.delta) <= budget:  # the loose bound already fits: no PLD needed
+                return True
+            return compose(counted, policy.delta) <= budget + 1e-9
 
         lo, hi = 0, len(new)  # binary search: epsilon grows with every window
+        if fits(hi):
+            lo = hi
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if fits(mid):
@@ -109,10 +135,11 @@ class PrivacyLedger:
     def charge(self, policy, window_ids: list[str]) -> int:
         """Record the windows as released under `policy` (once each). Returns how many were new."""
         fp, done = policy.fingerprint(), self.charged(policy.fingerprint())
-        cost = window_epsilon(policy)
+        cost = policy.window_events()
         new = [w for w in dict.fromkeys(window_ids) if w not in done]
-        self.charges += [{"window": w, "fingerprint": fp, **cost} for w in new]
+        self.charges += [{"window": w, "fingerprint": fp, "events": cost} for w in new]
         return len(new)
 
     def summary(self, delta: float, budget: float | None = None) -> dict:
-        return {"windows": len(self.charges), "epsilon": self.spent(delta), "delta": delta, "budget": budget}
+        return {"windows": len(self.charges), "epsilon": self.spent(delta), "delta": delta, "budget": budget,
+                "unit": "user (all releases composed)"}

@@ -208,10 +208,15 @@ class SharingPolicy(BaseModel):
         if self.has("dp"):
             d["clip_bounds"] = {k: list(v) for k, v in clip_bounds().items()}
             d["mechanism"] = {"features": self.noise, "labels": f"{len(ACTIVITIES)}-ary randomized response",
-                              "unit": "one shared window; composed per user in the device's privacy ledger"}
+                              "unit": "one shared window; every user's windows composed (dp-accounting PLD) in the device's privacy ledger",
+                              "window_events": window_epsilon(self)}
         if self.has("anonymized"):
             d["hierarchy"] = HIERARCHY_DOC
         return d
+
+    def window_events(self) -> list[dict]:
+        """The privacy events of one shared window (none without the dp form)."""
+        return window_epsilon(self) if self.has("dp") else []
 
     def public_json(self) -> str:
         return json.dumps(self.public_dict(), sort_keys=True)
@@ -328,14 +333,16 @@ def privatize(features: np.ndarray, labels: np.ndarray, window_ids: list[str], p
     return out_x, out_y.astype(str)
 
 
-def window_epsilon(policy: SharingPolicy) -> dict:
-    """What one shared window costs, as the privacy ledger's mechanism events."""
+def window_epsilon(policy: SharingPolicy) -> list[dict]:
+    """What one shared window releases, as `tandem.privacy.dp_accountant` events: the feature vector
+    (Laplace: a pure epsilon-DP release; Gaussian: sigma in units of its L2 sensitivity) and the
+    label (k-ary randomized response)."""
     if policy.noise == "laplace":
-        features = {"mechanism": "laplace", "epsilon": policy.epsilon_features}
+        features = {"mechanism": "pure", "epsilon": policy.epsilon_features}
     else:
-        features = {"mechanism": "gaussian", "rho": _zcdp_rho(policy.epsilon_features, policy.delta),
-                    "epsilon": policy.epsilon_features, "delta": policy.delta}
-    return {"features": features, "labels": {"mechanism": "randomized_response", "epsilon": policy.epsilon_labels}}
+        features = {"mechanism": "gaussian", "sigma": 1 / math.sqrt(2 * _zcdp_rho(policy.epsilon_features, policy.delta))}
+    labels = {"mechanism": "randomized_response", "epsilon": policy.epsilon_labels, "classes": len(ACTIVITIES)}
+    return [features, labels]
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from tandem.contract import features
 from tandem.data.snapshot import Snapshot
 from tandem.data.store import NotFound, Store, get_json, put_json
 from tandem.fleet import devices as evalset
+from tandem.privacy.privacy_manifest import data_guarantee, model_guarantee
 from tandem.release import gates
 from tandem.release.publish import mark_blocked, publish_release
 from tandem.release.signing import Signer
@@ -49,7 +50,8 @@ def evaluation_key(index: int) -> str:
 def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) -> str:
     run_id = tracker.start_run(
         run_name=f"train-{snapshot.snapshot_id}",
-        params={"train": params.train.model_dump(), "device": params.device.model_dump(), "channel": params.channel,
+        params={"train": params.train.model_dump(), "device": params.device.model_dump(),
+                "dp_sgd": params.dp_sgd.model_dump(), "channel": params.channel,
                 "data_window_days": params.data_window_days, "snapshot_id": snapshot.snapshot_id,
                 "dataset_rows": snapshot.manifest["rows"], "dataset_users": snapshot.manifest["users"]},
         tags={"tandem.snapshot": snapshot.snapshot_id, "tandem.model": tracker.model_name},
@@ -86,8 +88,15 @@ def evaluate_on_devices(tracker: Tracker, result: model.TrainResult, run_id: str
 def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
                      metrics: dict, mlmodel: bytes, params, run_id: str, signer: Signer) -> dict:
     users = evalset.load_evaluation(tracker.settings.home)
-    report = gates.run_gates(tracker.model_name, store, mlmodel, result, users, metrics, params)
+    report = gates.run_gates(tracker.model_name, store, mlmodel, result, users, metrics, params, train_frame=snapshot.frame)
     tracker.log_metrics(run_id, report.metrics, prefix="gate_")
+    privacy = {"data": data_guarantee(snapshot.frame, snapshot.manifest.get("policies", {})),
+               "model": model_guarantee(result), "membership": report.summary["membership"]}
+    tracker.log_metrics(run_id, {"data_user_epsilon_max": privacy["data"]["epsilon_max"],
+                                 "model_epsilon": privacy["model"]["epsilon"],
+                                 "membership_loss_auc": privacy["membership"].get("loss_auc")}, prefix="privacy_")
+    tracker.set_tags(run_id, {"tandem.privacy.data": privacy["data"]["statement"],
+                              "tandem.privacy.model": privacy["model"]["statement"]})
     files = {
         "model.mlmodel": mlmodel,
         "feature_spec.json": json.dumps(features.feature_spec(), indent=2).encode(),
@@ -113,9 +122,11 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
         "metrics": _headline(metrics),
         "class_labels": list(features.ACTIVITIES),
         "coreml": describe_updatable(spec),
-        "training": {"params": params.train.model_dump(), "best_epoch": result.best_epoch,
+        "training": {"params": params.train.model_dump(), "dp_sgd": params.dp_sgd.model_dump(),
+                     "best_epoch": result.best_epoch,
                      "epochs_run": len(result.history), "stopped_early": result.stopped_early},
         "gates": report.summary,
+        "privacy": privacy,
     }, channel=params.channel, signer=signer)
     tracker.end_run(run_id)
     return {**base, "status": "published", "version": manifest["version"], "channel": params.channel,

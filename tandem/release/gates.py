@@ -22,6 +22,7 @@ from tandem.release.layout import fetch_release, read_channel
 from tandem.release.params import GateThresholds, RunParams
 from tandem.training import metrics as evaluation
 from tandem.training import model
+from tandem.training.membership import membership_loss_auc
 from tandem.training.personalization import local_split, personalize, pick_labelled
 
 
@@ -120,6 +121,26 @@ def comparison_gate(candidate: dict, production: dict | None, version: str | Non
             **{f"production_{k}": v for k, v in (production or {}).items()}}
 
 
+MEMBERSHIP_ROWS = 2000  # members sampled from the training rows (and as many non-member windows)
+
+
+def membership_gate(torch_model, train_frame, users: list[EvalUser], threshold: float | None, seed: int = 0) -> dict:
+    """Loss-threshold membership inference: training rows against the never-sharing users' windows.
+    AUC 0.5 is a coin; a release is blocked above `threshold` (None: measured only)."""
+    if train_frame is None or not len(train_frame):
+        return {"passed": True, "measured": False, "threshold": threshold}
+    rng = np.random.default_rng(seed)
+    Xm = train_frame[list(features.FEATURE_NAMES)].to_numpy(np.float64)
+    ym = features.label_indices(train_frame["label"])
+    Xn = np.concatenate([u.features for u in users])
+    yn = np.concatenate([u.y for u in users])
+    n = min(MEMBERSHIP_ROWS, len(ym), len(yn))
+    im, inn = rng.choice(len(ym), n, replace=False), rng.choice(len(yn), n, replace=False)
+    auc = membership_loss_auc(lambda X: model.predict_proba(torch_model, X), (Xm[im], ym[im]), (Xn[inn], yn[inn]))
+    return {"passed": threshold is None or auc <= threshold, "measured": True, "loss_auc": auc, "rows": int(n),
+            "threshold": threshold, "attack": "loss threshold; members: training rows, non-members: evaluation users"}
+
+
 GOLDEN_WINDOWS = 36
 GOLDEN_TOLERANCE = 1e-4
 GOLDEN_POLICY_LABELS = 20  # the update gate's budget  # float32 Core ML on a phone against Tandem's float64 runtime
@@ -142,7 +163,7 @@ def golden_files(device: DeviceModel, user: EvalUser) -> dict[str, bytes]:
 
 
 def run_gates(model_name: str, store: Store, mlmodel: bytes, result: model.TrainResult, users: list[EvalUser],
-              metrics: dict, params: RunParams) -> GateReport:
+              metrics: dict, params: RunParams, train_frame=None) -> GateReport:
     t = params.gates
     device = DeviceModel.load(mlmodel)
     gated_users = users[: t.personalization_users]
@@ -159,6 +180,7 @@ def run_gates(model_name: str, store: Store, mlmodel: bytes, result: model.Train
         prod_scores = {**scores(production[1], users),
                        "gain": personalization_summary(production[1], gated_users, t.personalization_labels)["gain"]}
     report.summary["comparison"] = comparison_gate(candidate, prod_scores, production[0] if production else None, t)
+    report.summary["membership"] = membership_gate(result.model, train_frame, users, t.max_membership_auc)
 
     if not report.summary["rules"]["passed"]:
         report.reasons.append("rules: " + "; ".join(report.summary["rules"]["violations"]))
@@ -171,6 +193,9 @@ def run_gates(model_name: str, store: Store, mlmodel: bytes, result: model.Train
         report.reasons.append(f"update: loss fell for {u['loss_fell_for']} of {u['updated']} updated users, mean accuracy "
                               f"{u['accuracy_before']:.3f} -> {u['accuracy_after']:.3f}")
     report.reasons += [f"comparison: {f}" for f in report.summary["comparison"]["failures"]]
+    mg = report.summary["membership"]
+    if not mg["passed"]:
+        report.reasons.append(f"membership: loss-threshold AUC {mg['loss_auc']:.3f} is above the limit {mg['threshold']:.3f}")
 
     if report.passed:
         report.files = golden_files(device, gated_users[0])

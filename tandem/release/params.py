@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tandem.training.device_update import DeviceUpdateConfig
+from tandem.training.dp_sgd_params import DpSgdConfig
 from tandem.training.model import TrainConfig
 
 __all__ = ["DeviceUpdateConfig", "GateThresholds", "RunParams", "TrainConfig"]
@@ -25,6 +26,9 @@ class GateThresholds(BaseModel):
     personalization_labels: int = Field(
         20, ge=1, le=1000, description="labelled windows each evaluation user personalizes on (spread over activities and time)")
     personalization_users: int = Field(6, ge=1, le=1000, description="evaluation users personalized in the update gate")
+    max_membership_auc: float | None = Field(
+        None, ge=0.5, le=1, description="block a release whose loss-threshold membership AUC (training rows vs "
+                                        "never-sharing users' windows) exceeds this (None: measured, not gated)")
 
 
 class RunParams(BaseModel):
@@ -33,6 +37,7 @@ class RunParams(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig, description="pretraining hyperparameters")
     device: DeviceUpdateConfig = Field(default_factory=DeviceUpdateConfig, description="on-device update settings")
     gates: GateThresholds = Field(default_factory=GateThresholds, description="release gates")
+    dp_sgd: DpSgdConfig = Field(default_factory=DpSgdConfig, description="user-level DP-SGD (central DP for the model)")
     channel: Literal["staging", "production"] = Field("staging", description="channel the release is published to")
     data_window_days: int | None = Field(
         None, ge=1, description="train only on batches captured in the last N days (None: all accepted batches)")

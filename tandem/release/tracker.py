@@ -101,6 +101,10 @@ class Tracker:
                 (Path(tmp) / name).write_bytes(data)
             self.client.log_artifacts(run_id, tmp, artifact_path)
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+
     def log_dict(self, run_id: str, obj: dict, path: str) -> None:
         self.client.log_dict(run_id, obj, path)
 

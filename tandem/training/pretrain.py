@@ -11,6 +11,7 @@ import pandas as pd
 from tandem.contract.features import ACTIVITIES, FEATURE_NAMES, label_indices
 from tandem.training import export as coreml_export
 from tandem.training import model
+from tandem.training.dp_sgd import train_user_level
 
 
 def within_window(entries: list[dict], days: int | None, now: datetime | None = None) -> list[dict]:
@@ -28,8 +29,15 @@ def frame_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, y, frame["pseudonym"].to_numpy(str)
 
 
-def pretrain(frame: pd.DataFrame, config: model.TrainConfig, on_epoch=None) -> model.TrainResult:
+def pretrain(frame: pd.DataFrame, config: model.TrainConfig, on_epoch=None, dp_sgd=None) -> model.TrainResult:
+    """Plain training, or user-level DP-SGD (`tandem.training.dp_sgd`) when `dp_sgd.enabled`: its result
+    carries the model's guarantee in `.privacy`."""
     X, y, groups = frame_xy(frame)
+    if dp_sgd is not None and dp_sgd.enabled:
+        result = train_user_level(X, y, groups, config, dp_sgd)
+        for h in result.history if on_epoch else ():
+            on_epoch(h["epoch"], {k: v for k, v in h.items() if k != "epoch"})
+        return result
     return model.train(X, y, config, on_epoch=on_epoch, groups=groups)
 
 
