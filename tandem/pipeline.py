@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from tandem.data import bulk_ingest, ingest, revocations, table
+from tandem.data import bulk_ingest, ingest, reference, revocations, table
 from tandem.data.ingest import BatchRef
 from tandem.data.limits import Limits, feature_digests, features_frame
 from tandem.data.snapshot import Snapshot, table_snapshot
 from tandem.data.store import Store, store_from_settings
-from tandem.fleet import devices
 from tandem.privacy import sealing
 from tandem.release import candidate, signing
 from tandem.release.lease import lease
@@ -50,10 +49,11 @@ class Context:
 
     @cached_property
     def holdout(self) -> frozenset[str]:
-        """Digests of the evaluation users' windows: a batch holding any is quarantined."""
+        """Digests of the reference set's windows: a batch holding any is quarantined (it would
+        inflate what the candidates are scored on)."""
         try:
-            users = devices.load_evaluation(self.settings.home)
-        except FileNotFoundError:
+            users = reference.load(self.store, self.settings.model_name)
+        except reference.ReferenceError:
             return frozenset()
         return frozenset(d for u in users for d in feature_digests(features_frame(u.features)))
 
@@ -64,10 +64,13 @@ class Context:
 
 def preflight(ctx: Context) -> None:
     """Fail before any work on what would fail a run late: a missing or bad signing key, a store that
-    cannot be reached (no bucket, no credentials, endpoint down)."""
+    cannot be reached (no bucket, no credentials, endpoint down), no reference set to score candidates on."""
     if ctx.settings.signing_key is not None or not ctx.settings.signing_key_block:
         ctx.signer  # (a key in a Prefect block is read by the flow, which alone may talk to Prefect)
     ctx.store.list(ingest.LEDGER)
+    if reference.latest_manifest(ctx.store, ctx.settings.model_name) is None:
+        raise reference.ReferenceError(f"no reference set for {ctx.settings.model_name} in the store: candidates cannot be "
+                                       f"scored; register the team's test-device recordings with `tandem reference add FILE`")
 
 
 # ingest
@@ -143,7 +146,7 @@ def pretrain_model(ctx: Context, snapshot: Snapshot, params: RunParams, run_id: 
 
 
 def evaluate_model(ctx: Context, result: TrainResult, run_id: str) -> dict:
-    return candidate.evaluate_on_devices(ctx.tracker, result, run_id)
+    return candidate.evaluate_on_reference(ctx.tracker, ctx.store, result, run_id)
 
 
 def convert_model(result: TrainResult, params: RunParams, metadata: dict) -> bytes:

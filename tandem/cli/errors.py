@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tandem.cli.main import app
+from tandem.data.reference import ReferenceError
 from tandem.data.revocations import RevocationError
 from tandem.release.layout import ReleaseError
 from tandem.release.lease import LeaseTimeout
@@ -55,7 +56,7 @@ def explain(e: BaseException) -> str | None:
         return _client_error(e)
     if isinstance(e, DecodeError):
         return "the file is not a Core ML model (.mlmodel protobuf): pass the model.mlmodel of a release"
-    if isinstance(e, (ReleaseError, SigningKeyError, RevocationError, LeaseTimeout)):
+    if isinstance(e, (ReleaseError, SigningKeyError, RevocationError, ReferenceError, LeaseTimeout)):
         return str(e)
     if isinstance(e, RuntimeError) and str(e).startswith(("TANDEM_", "no evaluation users")):
         return str(e)

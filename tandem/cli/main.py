@@ -16,6 +16,7 @@ from tandem import pipeline
 from tandem.cli import device as device_cli
 from tandem.cli import expectations as expectations_cli
 from tandem.cli import launch
+from tandem.cli import reference as reference_cli
 from tandem.cli import stack as stack_cli
 from tandem.cli.audit import audit_command
 from tandem.cli.evaluate import evaluate_command
@@ -242,6 +243,7 @@ def keys_create(out_dir: Path = typer.Option(..., help="folder for release-signi
 
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(reference_cli.app, name="reference")
 app.add_typer(device_cli.app, name="device")
 app.add_typer(stack_cli.app, name="stack")
 app.command("evaluate")(evaluate_command)

@@ -1,7 +1,9 @@
 """The evaluation users: users who never share. Their data stays on their (simulated) devices under
-``TANDEM_HOME/devices/<user>/``; the server-side flow reads it only to score candidates, and it never
-enters the store. ``local.parquet`` is in the shared-batch format (what `tandem device` commands
-take); ``raw.npz`` holds the same rows' raw sensor windows (for golden vectors)."""
+``TANDEM_HOME/devices/<user>/`` (the experiments in `tandem.evaluation` score them there);
+``local.parquet`` is in the shared-batch format (what `tandem device` commands take), ``raw.npz``
+holds the same rows' raw sensor windows. The demo plays the team too: it registers these users'
+recordings as the store's reference set (`tandem.data.reference`), which is all the production flow
+reads to score candidates and cut golden vectors."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tandem.contract.features import FEATURE_NAMES, label_indices
+from tandem.contract.features import FEATURE_NAMES
+from tandem.data import reference
+from tandem.data.reference import ReferenceUser
 from tandem.data.store import Store
 from tandem.fleet.sharing import ShareReport, share_user, write_local_data
 from tandem.fleet.users import UserData, split_users
@@ -23,18 +27,7 @@ from tandem.settings import Settings
 INDEX = "evaluation.json"
 
 
-@dataclass
-class EvalUser:
-    user_id: str
-    features: np.ndarray  # (n, N_FEATURES)
-    labels: np.ndarray  # (n,) activity names, capture order
-    windows: np.ndarray  # (n, WINDOW, 6) raw
-    window_keys: list[str]  # "<session>:<start>", as on the device
-    captured_at: np.ndarray  # (n,) datetime64[ms]
-
-    @property
-    def y(self) -> np.ndarray:
-        return label_indices(self.labels)
+EvalUser = ReferenceUser  # an evaluation user's device data, shaped as the server's reference set is
 
 
 def devices_dir(home: Path) -> Path:
@@ -99,4 +92,12 @@ def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, f
         if on_user:
             on_user(user)
     write_evaluation_devices(settings.home, evaluators, key, key_id)
+    register_reference(store, settings.model_name, evaluators)
     return FleetShare(report, sharers, evaluators)
+
+
+def register_reference(store: Store, model: str, users: list[UserData]) -> dict:
+    """The team's side of the demo: the never-sharing users' recordings become the store's reference set."""
+    recordings = {u.user_id: {"windows": u.windows, "labels": u.labels, "window_keys": u.window_keys,
+                              "captured_at": u.captured_at} for u in users}
+    return reference.add(store, model, reference.recordings_bytes(recordings), source="tandem share (simulated test devices)")

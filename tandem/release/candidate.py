@@ -1,5 +1,6 @@
-"""A candidate model from tracking to release: evaluate it on users who never shared, pass it
-through the release gates, publish it or mark it blocked."""
+"""A candidate model from tracking to release: evaluate it on the store's reference set (the team's
+test devices, who never share), pass it through the release gates, publish it or mark it blocked.
+Nothing here reads anything but the store."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from tandem.contract import features
+from tandem.data import reference
 from tandem.data.snapshot import Snapshot
 from tandem.data.store import NotFound, Store, get_json, put_json
-from tandem.fleet import devices as evalset
 from tandem.privacy.privacy_manifest import data_guarantee, model_guarantee
 from tandem.release import gates
 from tandem.release.publish import mark_blocked, publish_release
@@ -61,9 +62,10 @@ def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) 
     return run_id
 
 
-def evaluate_on_devices(tracker: Tracker, result: model.TrainResult, run_id: str) -> dict:
-    """Accuracy, macro-F1 and a confusion matrix on the evaluation users (who never shared)."""
-    users = evalset.load_evaluation(tracker.settings.home)
+def evaluate_on_reference(tracker: Tracker, store: Store, result: model.TrainResult, run_id: str) -> dict:
+    """Accuracy, macro-F1 and a confusion matrix on the store's reference set (the team's test
+    devices; never shared, never trained on)."""
+    users = reference.load(store, tracker.model_name)
     X = np.concatenate([u.features for u in users])
     y = np.concatenate([u.y for u in users])
     predicted = model.predict_proba(result.model, X).argmax(axis=1)
@@ -87,7 +89,8 @@ def evaluate_on_devices(tracker: Tracker, result: model.TrainResult, run_id: str
 
 def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
                      metrics: dict, mlmodel: bytes, params, run_id: str, signer: Signer) -> dict:
-    users = evalset.load_evaluation(tracker.settings.home)
+    users = reference.load(store, tracker.model_name)
+    ref = reference.latest_manifest(store, tracker.model_name)
     report = gates.run_gates(tracker.model_name, store, mlmodel, result, users, metrics, params, train_frame=snapshot.frame)
     tracker.log_metrics(run_id, report.metrics, prefix="gate_")
     privacy = {"data": data_guarantee(snapshot.frame, snapshot.manifest.get("policies", {})),
@@ -112,6 +115,7 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
     spec = load_spec(mlmodel)
     manifest = publish_release(tracker, store, run_id, files, {
         "summary": f"accuracy {metrics['accuracy']:.3f} on {metrics['n_users']} evaluation users",
+        "reference_set": {k: ref.get(k) for k in ("version", "sha256", "rows", "devices")},  # what it was scored on
         "dataset": {"snapshot_id": snapshot.snapshot_id, "key": snapshot.key, "rows": snapshot.manifest["rows"],
                     "users": snapshot.manifest["users"], "sha256": snapshot.manifest["data"]["sha256"],
                     "batches": len(snapshot.manifest["batches"]),

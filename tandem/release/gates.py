@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tandem.contract import features
+from tandem.data.reference import ReferenceUser as EvalUser
 from tandem.data.store import Store
 from tandem.device import golden, rules
 from tandem.device.runtime import DeviceModel
 from tandem.device.update_policy import UpdatePolicy
-from tandem.fleet.devices import EvalUser
 from tandem.release.layout import fetch_release, read_channel
 from tandem.release.params import GateThresholds, RunParams
 from tandem.training import metrics as evaluation

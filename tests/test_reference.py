@@ -1,0 +1,97 @@
+"""The reference set: registered, versioned and checksummed in the store; the production flow scores,
+gates and cuts golden vectors from it alone (a server with nothing but the store can release)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tandem.cli.errors import main as cli
+from tandem.data import reference
+from tandem.data.store import LocalStore, store_from_settings
+from tandem.fleet import users as fleet
+from tandem.release.layout import list_releases
+from tandem.settings import Settings
+from tests.flow_helpers import run_flow, share_synthetic
+
+
+def _recordings(n_users: int = 2, seed: int = 3) -> bytes:
+    users = fleet.synthetic_fleet(n_users, windows_per_class=4, seed=seed)
+    return reference.recordings_bytes({u.user_id: {"windows": u.windows, "labels": u.labels, "window_keys": u.window_keys,
+                                                  "captured_at": u.captured_at} for u in users})
+
+
+def _npz(**arrays) -> bytes:
+    sink = io.BytesIO()
+    np.savez(sink, **arrays)
+    return sink.getvalue()
+
+
+def test_a_registration_is_versioned_checksummed_and_loaded_featurized(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    first = reference.add(store, "m", _recordings())
+    assert reference.add(store, "m", _recordings())["version"] == first["version"] == 1  # same bytes: nothing new
+    second = reference.add(store, "m", _recordings(seed=4))
+    assert second["version"] == 2 and reference.latest_manifest(store, "m") == second
+    users = reference.load(store, "m")
+    assert [u.user_id for u in users] == sorted(u.user_id for u in users) and len(users) == 2
+    u = users[0]
+    assert u.features.shape[0] == u.windows.shape[0] == len(u.labels) and np.all(np.diff(u.captured_at.astype(np.int64)) >= 0)
+    store.put(second["key"], _recordings(seed=5))  # changed behind the manifest's back
+    with pytest.raises(reference.ReferenceError, match="changed since it was registered"):
+        reference.load(store, "m")
+
+
+@pytest.mark.parametrize("data,why", [
+    (b"not an npz", "not a recordings .npz"),
+    (_npz(windows=np.zeros((2, 128, 6))), "lack the array"),
+    (_npz(windows=np.zeros((2, 64, 6)), labels=np.array(["walking"] * 2), devices=np.array(["a", "a"]),
+          window_keys=np.array(["0", "1"]), captured_at=np.zeros(2, "datetime64[ms]")), "expected \\(2, 128, 6\\)"),
+    (_npz(windows=np.zeros((2, 128, 6)), labels=np.array(["flying"] * 2), devices=np.array(["a", "a"]),
+          window_keys=np.array(["0", "1"]), captured_at=np.zeros(2, "datetime64[ms]")), "unknown label"),
+])
+def test_a_malformed_file_is_refused_with_what_is_wrong(tmp_path, data, why):
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(reference.ReferenceError, match=why):
+        reference.add(store, "m", data)
+    assert not store.list("reference/")  # nothing half-registered
+
+
+def test_the_cli_registers_a_file_and_says_what_is_wrong_in_one_line(tandem_home, tmp_path, capsys):
+    good, bad = tmp_path / "rec.npz", tmp_path / "bad.npz"
+    good.write_bytes(_recordings())
+    bad.write_bytes(b"junk")
+    assert cli(["reference", "add", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "not a recordings .npz" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert cli(["reference", "add", str(good)]) == 0
+    assert "registered reference set v1" in capsys.readouterr().out
+    assert cli(["reference", "add", str(good)]) == 0
+    assert "already registered" in capsys.readouterr().out
+
+
+def test_a_run_without_a_reference_set_stops_before_any_work(tandem_home, capsys):
+    assert cli(["run"]) == 1
+    err = capsys.readouterr().err
+    assert "no reference set" in err and "tandem reference add" in err
+
+
+def test_the_flow_releases_from_the_store_alone_with_the_simulator_gone(tandem_home):
+    settings = Settings()
+    share_synthetic(settings)
+    shutil.rmtree(settings.devices_dir)  # everything the simulator kept: gone; only the store is left
+    outcome = run_flow()
+    assert outcome["status"] == "published", outcome.get("reasons")
+    assert not settings.devices_dir.exists()  # and nothing recreated it
+    store = store_from_settings(settings)
+    manifest = list_releases(store, settings.model_name)[-1]
+    ref = reference.latest_manifest(store, settings.model_name)
+    assert manifest["reference_set"]["sha256"] == ref["sha256"]
+    golden = json.loads(store.get(f"releases/{settings.model_name}/{manifest['version']}/golden_vectors.json"))
+    raw = np.array([w["raw"] for w in golden["windows"]])  # the golden windows: the reference set's raw recordings
+    windows = np.concatenate([u.windows for u in reference.load(store, settings.model_name)])
+    assert len(raw) and all(any(np.allclose(r, w) for w in windows) for r in raw[:3])
