@@ -50,7 +50,7 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
     run_id = start_tracking(ctx, snapshot, params, summary)
     try:
         result = pretrain_model(ctx, snapshot, params, run_id)
-        metrics = evaluate_model(ctx, result, run_id)
+        metrics = evaluate_model(ctx, snapshot, result, run_id)
         mlmodel = convert_model(result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
         outcome = publish_candidate(ctx, snapshot, result, metrics, mlmodel, params, run_id)
     except BaseException:

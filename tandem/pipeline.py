@@ -145,8 +145,9 @@ def pretrain_model(ctx: Context, snapshot: Snapshot, params: RunParams, run_id: 
     return training.pretrain(snapshot.frame, params.train, on_epoch=on_epoch if run_id else None, dp_sgd=params.dp_sgd)
 
 
-def evaluate_model(ctx: Context, result: TrainResult, run_id: str) -> dict:
-    return candidate.evaluate_on_reference(ctx.tracker, ctx.store, result, run_id)
+def evaluate_model(ctx: Context, snapshot: Snapshot, result: TrainResult, run_id: str) -> dict:
+    """Score the candidate on the held-out pseudonyms and on the reference set."""
+    return candidate.evaluate(ctx.tracker, ctx.store, snapshot, result, run_id)
 
 
 def convert_model(result: TrainResult, params: RunParams, metadata: dict) -> bytes:

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = Field(None, description="Ed25519 private key (64 hex or PEM) that signs release manifests")
     signing_key_block: str | None = Field(None, description="name of a Prefect Secret block holding the signing key (when TANDEM_SIGNING_KEY is unset)")
     release_public_keys: str | None = Field(None, description="comma-separated pinned public keys (hex, PEM file paths) pull verifies with")
+    holdout_share: float = Field(0.2, ge=0, lt=1, description="share of pseudonyms never trained on: the production flow "
+                                 "scores candidates and runs the update gate on them (chosen by a keyed hash)")
     publish_lease_seconds: int = Field(120, ge=10, description="the publish lock expires this long after its last renewal")
     # limits on what one batch and one pseudonym may bring (breaches are quarantined)
     max_batch_bytes: int = Field(64 * 2**20, ge=1, description="largest batch file accepted (bytes)")

@@ -23,8 +23,8 @@ def pretrain_model(ctx: pipeline.Context, snapshot, params, run_id: str):
 
 
 @task(name="evaluate")
-def evaluate_model(ctx: pipeline.Context, result, run_id: str) -> dict:
-    return pipeline.evaluate_model(ctx, result, run_id)
+def evaluate_model(ctx: pipeline.Context, snapshot, result, run_id: str) -> dict:
+    return pipeline.evaluate_model(ctx, snapshot, result, run_id)
 
 
 @task(name="convert-to-coreml")

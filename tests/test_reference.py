@@ -10,10 +10,12 @@ import shutil
 import numpy as np
 import pytest
 
+from tandem import pipeline
 from tandem.cli.errors import main as cli
-from tandem.data import reference
+from tandem.data import holdout, reference
 from tandem.data.store import LocalStore, store_from_settings
 from tandem.fleet import users as fleet
+from tandem.release import candidate
 from tandem.release.layout import list_releases
 from tandem.settings import Settings
 from tests.flow_helpers import run_flow, share_synthetic
@@ -91,7 +93,33 @@ def test_the_flow_releases_from_the_store_alone_with_the_simulator_gone(tandem_h
     manifest = list_releases(store, settings.model_name)[-1]
     ref = reference.latest_manifest(store, settings.model_name)
     assert manifest["reference_set"]["sha256"] == ref["sha256"]
+    assert manifest["metrics"]["evaluated_on"] == "held-out pseudonyms"  # users from the store, never trained on
+    assert manifest["metrics"]["n_users"] >= 1 and 0 <= manifest["metrics"]["reference_set"]["accuracy"] <= 1
     golden = json.loads(store.get(f"releases/{settings.model_name}/{manifest['version']}/golden_vectors.json"))
     raw = np.array([w["raw"] for w in golden["windows"]])  # the golden windows: the reference set's raw recordings
     windows = np.concatenate([u.windows for u in reference.load(store, settings.model_name)])
     assert len(raw) and all(any(np.allclose(r, w) for w in windows) for r in raw[:3])
+
+
+def test_held_out_pseudonyms_are_stable_as_the_fleet_grows_and_both_sides_are_never_empty():
+    fleet_now = [f"{i:064x}" for i in range(50)]
+    later = fleet_now + [f"{i:064x}" for i in range(50, 90)]
+    now_held = holdout.held_out(fleet_now, 0.2, "tandem-har")
+    assert now_held <= holdout.held_out(later, 0.2, "tandem-har")  # held out once, held out for good
+    assert 0 < len(now_held) < len(fleet_now) and holdout.held_out(fleet_now, 0.2, "another-model") != now_held
+    for n in (2, 3, 5):  # tiny fleets: at least one on each side
+        held = holdout.held_out(fleet_now[:n], 0.2, "tandem-har")
+        assert 1 <= len(held) < n
+    assert not holdout.held_out(fleet_now[:1], 0.2, "tandem-har") and not holdout.held_out(fleet_now, 0.0, "tandem-har")
+
+
+def test_training_never_sees_a_held_out_pseudonym(tandem_home):
+    settings = Settings()
+    share_synthetic(settings)
+    ctx = pipeline.Context(settings)
+    pipeline.ingest_new(ctx)
+    snapshot = pipeline.snapshot_dataset(ctx)
+    trained = candidate.training_rows(snapshot, settings)
+    held = set(snapshot.frame["pseudonym"]) - set(trained["pseudonym"])
+    users, source = candidate.evaluation_users(ctx.store, snapshot, settings)
+    assert source == "held-out pseudonyms" and held and {u.user_id for u in users} == held

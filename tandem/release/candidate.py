@@ -1,6 +1,6 @@
-"""A candidate model from tracking to release: evaluate it on the store's reference set (the team's
-test devices, who never share), pass it through the release gates, publish it or mark it blocked.
-Nothing here reads anything but the store."""
+"""A candidate model from tracking to release: evaluate it on the held-out pseudonyms (never trained
+on) and the store's reference set (the team's test devices), pass it through the release gates,
+publish it or mark it blocked. Nothing here reads anything but the store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from tandem.contract import features
-from tandem.data import reference
+from tandem.data import holdout, reference
+from tandem.data.reference import ReferenceUser
 from tandem.data.snapshot import Snapshot
 from tandem.data.store import NotFound, Store, get_json, put_json
 from tandem.privacy.privacy_manifest import data_guarantee, model_guarantee
@@ -48,6 +49,11 @@ def evaluation_key(index: int) -> str:
     return f"eval-{index:02d}"
 
 
+def training_rows(snapshot: Snapshot, settings):
+    """The snapshot's rows a candidate trains on: all but the held-out pseudonyms'."""
+    return holdout.split(snapshot.frame, settings.holdout_share, settings.model_name)[0]
+
+
 def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) -> str:
     run_id = tracker.start_run(
         run_name=f"train-{snapshot.snapshot_id}",
@@ -62,36 +68,53 @@ def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) 
     return run_id
 
 
-def evaluate_on_reference(tracker: Tracker, store: Store, result: model.TrainResult, run_id: str) -> dict:
-    """Accuracy, macro-F1 and a confusion matrix on the store's reference set (the team's test
-    devices; never shared, never trained on)."""
-    users = reference.load(store, tracker.model_name)
+def evaluation_users(store: Store, snapshot: Snapshot, settings) -> tuple[list[ReferenceUser], str]:
+    """Who a candidate is scored and updated on: the held-out pseudonyms of the snapshot (never
+    trained on), else, in a fleet too small to hold any out, the reference set. And which it was."""
+    users = holdout.as_users(holdout.split(snapshot.frame, settings.holdout_share, settings.model_name)[1])
+    if users:
+        return users, "held-out pseudonyms"
+    return reference.load(store, settings.model_name), "reference set"
+
+
+def _scores(result: model.TrainResult, users: list[ReferenceUser]) -> tuple[dict, np.ndarray, np.ndarray]:
     X = np.concatenate([u.features for u in users])
     y = np.concatenate([u.y for u in users])
     predicted = model.predict_proba(result.model, X).argmax(axis=1)
     metrics = evaluation.metrics(y, predicted, list(features.ACTIVITIES))
-    per_user = {}
-    offset = 0
+    per_user, offset = {}, 0
     for i, u in enumerate(users):
         per_user[evaluation_key(i)] = float((predicted[offset:offset + len(u.y)] == u.y).mean())
         offset += len(u.y)
-    metrics["per_user_accuracy"] = per_user
-    metrics["n_users"] = len(users)
+    return {**metrics, "per_user_accuracy": per_user, "n_users": len(users)}, y, predicted
+
+
+def evaluate(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult, run_id: str) -> dict:
+    """Accuracy, macro-F1 and a confusion matrix on the evaluation users (`evaluation_users`), and the
+    same on the reference set (the team's test devices) under ``reference_set``."""
+    users, source = evaluation_users(store, snapshot, tracker.settings)
+    metrics, y, predicted = _scores(result, users)
+    ref, _, _ = _scores(result, reference.load(store, tracker.model_name))
+    metrics["evaluated_on"] = source
+    metrics["reference_set"] = {k: ref[k] for k in ("accuracy", "macro_f1", "n_users")}
     tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if k in ("accuracy", "macro_f1")}, prefix="eval_")
+    tracker.log_metrics(run_id, {k: ref[k] for k in ("accuracy", "macro_f1")}, prefix="reference_")
     cm = evaluation.confusion_matrix(y, predicted, len(features.ACTIVITIES))
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "confusion_matrix.png"
         evaluation.plot_confusion_matrix(cm, list(features.ACTIVITIES), png,
-                                         title=f"evaluation users (accuracy {metrics['accuracy']:.3f})")
+                                         title=f"{source} (accuracy {metrics['accuracy']:.3f})")
         tracker.log_files(run_id, {"confusion_matrix.png": png.read_bytes()}, "evaluation")
     return metrics
 
 
 def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
                      metrics: dict, mlmodel: bytes, params, run_id: str, signer: Signer) -> dict:
-    users = reference.load(store, tracker.model_name)
+    users, _ = evaluation_users(store, snapshot, tracker.settings)
+    test_devices = reference.load(store, tracker.model_name)
     ref = reference.latest_manifest(store, tracker.model_name)
-    report = gates.run_gates(tracker.model_name, store, mlmodel, result, users, metrics, params, train_frame=snapshot.frame)
+    trained_on = training_rows(snapshot, tracker.settings)
+    report = gates.run_gates(tracker.model_name, store, mlmodel, result, users, test_devices, params, train_frame=trained_on)
     tracker.log_metrics(run_id, report.metrics, prefix="gate_")
     privacy = {"data": data_guarantee(snapshot.frame, snapshot.manifest.get("policies", {})),
                "model": model_guarantee(result), "membership": report.summary["membership"]}
@@ -139,4 +162,5 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
 
 
 def _headline(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("accuracy", "macro_f1", "n", "n_users", "per_class_f1", "per_user_accuracy") if k in metrics}
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "n", "n_users", "per_class_f1", "per_user_accuracy",
+                                    "evaluated_on", "reference_set") if k in metrics}
