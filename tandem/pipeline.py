@@ -48,7 +48,7 @@ class Context:
         return sealing.keyring(self.settings)
 
     @cached_property
-    def holdout(self) -> frozenset[str]:
+    def reference_windows(self) -> frozenset[str]:
         """Digests of the reference set's windows: a batch holding any is quarantined (it would
         inflate what the candidates are scored on)."""
         try:
@@ -82,7 +82,7 @@ def judge_batch(ctx: Context, ref: BatchRef, run_id: str | None = None) -> dict:
     """Validate one batch on its own and record it in the ledger once (accepted, or quarantined with a
     reason); the chunks below do the same for many batches at once."""
     return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir,
-                                Limits.from_settings(ctx.settings), None, ctx.holdout)
+                                Limits.from_settings(ctx.settings), None, ctx.reference_windows)
 
 
 def plan_chunks(ctx: Context, refs: list[BatchRef]) -> list[list[BatchRef]]:
@@ -93,13 +93,13 @@ def ingest_chunk(ctx: Context, refs: list[BatchRef], run_id: str | None = None) 
     """Validate a chunk of batches in one pass, append the good rows to the table in one commit,
     quarantine the bad ones, ledger all of them once."""
     judges = bulk_ingest.Judges(ctx.keyring, ctx.settings.expectations_dir, Limits.from_settings(ctx.settings),
-                                holdout=ctx.holdout)
+                                reference_windows=ctx.reference_windows)
     return bulk_ingest.ingest_chunk(ctx.store, refs, judges, run_id)
 
 
 def ingest_chunks(ctx: Context, chunks: list[list[BatchRef]], run_id: str | None = None) -> list[dict]:
     """Every chunk, in parallel processes on this machine."""
-    return bulk_ingest.run_chunks(ctx.settings, chunks, run_id, holdout=ctx.holdout)
+    return bulk_ingest.run_chunks(ctx.settings, chunks, run_id, reference_windows=ctx.reference_windows)
 
 
 def settle_landing(ctx: Context) -> dict:

@@ -234,9 +234,9 @@ def test_an_evaluation_users_windows_are_refused(tmp_path, users):
     store = LocalStore(tmp_path / "store")
     data = batch(users[1], 8)
     frame = pq.read_table(io.BytesIO(data)).to_pandas()
-    holdout = frozenset(feature_digests(frame.iloc[:3]))
+    reference_windows = frozenset(feature_digests(frame.iloc[:3]))
     store.put("incoming/e/mine.parquet", data)
-    entry = judge(store, "incoming/e/mine.parquet", holdout=holdout)
+    entry = judge(store, "incoming/e/mine.parquet", reference_windows=reference_windows)
     assert entry["outcome"] == "quarantined" and "3 of 8 rows" in entry["reason"]
 
 
@@ -327,7 +327,7 @@ def test_an_evaluation_users_own_local_windows_uploaded_are_quarantined_by_the_p
     own = (settings.devices_dir / evaluators[0].user_id / "local.parquet").read_bytes()
     ctx.store.put("incoming/intruder/eval.parquet", own)
     entry = pipeline.judge_batch(ctx, ingest.batch_ref("incoming/intruder/eval.parquet"))
-    assert entry["outcome"] == "quarantined" and "evaluation users" in entry["reason"], entry["reason"]
+    assert entry["outcome"] == "quarantined" and "reference set" in entry["reason"], entry["reason"]
 
 
 def test_an_accepted_batch_changed_afterwards_changes_nothing_trained_on(tandem_home, users):

@@ -59,13 +59,13 @@ def _facts(table: pa.Table) -> dict:
 @dataclass
 class Judges:
     """What one chunk judges with, beside the GX suites: the keys of sealed batches, the limits, what
-    each pseudonym has brought per day (`tandem.data.limits.Usage`) and the evaluation users' windows."""
+    each pseudonym has brought per day (`tandem.data.limits.Usage`) and the reference set's windows."""
 
     keyring: dict[str, bytes]
     suites_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     usage: Usage = field(default_factory=Usage)
-    holdout: frozenset[str] = frozenset()
+    reference_windows: frozenset[str] = frozenset()
 
 
 def _bulk_material(data: bytes | None, batch_id: str, limits: Limits) -> Candidate | None:
@@ -126,8 +126,8 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
 
     results: dict[str, tuple[dict, bool]] = {}
     for batch_id in list(good):  # valid; now the limits across batches, in chunk order
-        frame = tables[batch_id].select(admission_columns(judges.holdout)).to_pandas()
-        breach = check_admission(frame, judges.usage, judges.limits, judges.holdout)
+        frame = tables[batch_id].select(admission_columns(judges.reference_windows)).to_pandas()
+        breach = check_admission(frame, judges.usage, judges.limits, judges.reference_windows)
         if breach:
             del good[batch_id]
             ref, data = by_id[batch_id]
@@ -141,7 +141,7 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
             verdict, transport = ingest.not_regular(ref)
         else:
             verdict, transport = ingest.judge(data, batch_id, judges.keyring, judges.suites_dir, judges.limits,
-                                              judges.usage, judges.holdout)
+                                              judges.usage, judges.reference_windows)
         if verdict.ok:
             plain, _ = ingest.open_batch(data, judges.keyring)
             tables[batch_id] = pq.read_table(io.BytesIO(plain))
@@ -165,9 +165,9 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
 
 
 def run_chunk(settings: Settings, refs: list[BatchRef], run_id: str | None = None,
-              holdout: frozenset[str] = frozenset()) -> list[dict]:
+              reference_windows: frozenset[str] = frozenset()) -> list[dict]:
     """One chunk in any process: the store, keys and limits are rebuilt from the settings there."""
-    judges = Judges(sealing.keyring(settings), settings.expectations_dir, Limits.from_settings(settings), holdout=holdout)
+    judges = Judges(sealing.keyring(settings), settings.expectations_dir, Limits.from_settings(settings), reference_windows=reference_windows)
     return ingest_chunk(store_from_settings(settings), refs, judges, run_id)
 
 
@@ -176,17 +176,17 @@ def default_workers() -> int:
 
 
 def run_chunks(settings: Settings, chunks: list[list[BatchRef]], run_id: str | None = None,
-               workers: int | None = None, holdout: frozenset[str] = frozenset()) -> list[dict]:
+               workers: int | None = None, reference_windows: frozenset[str] = frozenset()) -> list[dict]:
     """Every chunk, in parallel processes (one chunk runs in this process). A forkserver starts the
     workers (once per process, with the heavy imports preloaded): a plain fork would copy locks held
     by other threads (Prefect's) and delta-rs's async runtime, which refuses to run in a forked child."""
     workers = min(workers or default_workers(), len(chunks))
     if workers <= 1:
-        return [e for chunk in chunks for e in run_chunk(settings, chunk, run_id, holdout)]
+        return [e for chunk in chunks for e in run_chunk(settings, chunk, run_id, reference_windows)]
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["tandem.data.bulk_ingest"])
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(run_chunk, settings, chunk, run_id, holdout) for chunk in chunks]
+        futures = [pool.submit(run_chunk, settings, chunk, run_id, reference_windows) for chunk in chunks]
         return [e for f in futures for e in f.result()]
 
 

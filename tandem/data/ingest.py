@@ -95,17 +95,17 @@ def _now() -> str:
 
 def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id: str | None = None,
                   suites_dir: Path | None = None, limits: Limits | None = None, usage: Usage | None = None,
-                  holdout: frozenset[str] = frozenset()) -> dict:
+                  reference_windows: frozenset[str] = frozenset()) -> dict:
     """Validate one batch and record its outcome once. Returns the ledger entry (the existing one
     when another run got there first). `keyring`: the keys sealed batches may be opened with;
-    `limits`, `usage` (accepted so far) and `holdout` (digests of evaluation windows): see
+    `limits`, `usage` (accepted so far) and `reference_windows` (digests of the reference set's windows): see
     `tandem.data.limits`. Whatever goes wrong with this one object quarantines it; it never stops
     the run."""
     data = fetch(store, ref)
     if data is None:
         verdict, transport = not_regular(ref)
     else:
-        verdict, transport = judge(data, ref.batch_id, keyring, suites_dir, limits or Limits(), usage or Usage(), holdout)
+        verdict, transport = judge(data, ref.batch_id, keyring, suites_dir, limits or Limits(), usage or Usage(), reference_windows)
     facts = None
     if verdict.ok:  # into the table first, then the ledger: the order the chunks keep (`bulk_ingest`)
         captured = verdict.frame["captured_at"]
@@ -178,11 +178,11 @@ def refused(reason: str, batch_id: str, rows: int = 0) -> BatchVerdict:
 
 
 def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None, limits: Limits,
-          usage: Usage, holdout: frozenset[str]) -> tuple[BatchVerdict, dict]:
+          usage: Usage, reference_windows: frozenset[str]) -> tuple[BatchVerdict, dict]:
     """The per-batch judge: (verdict, transport facts). Any exception while judging quarantines this
     batch with its type as the reason; it never stops the run."""
     try:
-        return _judge(data, batch_id, keyring, suites_dir, limits, usage, holdout)
+        return _judge(data, batch_id, keyring, suites_dir, limits, usage, reference_windows)
     except Exception as exc:  # a bug or a hostile file the judges did not foresee: this batch only
         sealed = sealing.is_sealed(data)  # a sealed batch's error text might quote its plaintext
         why = type(exc).__name__ + ("" if sealed or not str(exc) else f": {str(exc).splitlines()[0][:200]}")
@@ -192,7 +192,7 @@ def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pat
 
 
 def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None, limits: Limits,
-           usage: Usage, holdout: frozenset[str]) -> tuple[BatchVerdict, dict]:
+           usage: Usage, reference_windows: frozenset[str]) -> tuple[BatchVerdict, dict]:
     stored = sealing.STORED_FORMAT if sealing.is_sealed(data) else "parquet"
     if len(data) > limits.max_batch_bytes:  # before opening or parsing anything
         return refused(batch_limits.check_file(data, limits), batch_id), {"stored_format": stored}
@@ -208,7 +208,7 @@ def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pa
         return refused(breach, batch_id), transport
     verdict = validate_batch(plain, batch_id, transport=transport, suites_dir=suites_dir)
     if verdict.ok:
-        breach = batch_limits.check_admission(verdict.frame, usage, limits, holdout)
+        breach = batch_limits.check_admission(verdict.frame, usage, limits, reference_windows)
         if breach:
             return refused(breach, batch_id, verdict.rows), transport
         usage.add(verdict.frame)  # later batches of this run count it

@@ -2,7 +2,7 @@
 
 One device must not be able to dominate the training data (a 2M-row batch), exhaust the validator (a
 file of 10,000 row groups), replay the same rows under fresh window ids, or smuggle in the
-evaluation users' own windows. Every breach quarantines the batch with the numbers involved.
+reference set's windows (the team's test devices candidates are scored on). Every breach quarantines the batch with the numbers involved.
 """
 
 from __future__ import annotations
@@ -105,14 +105,14 @@ def pseudonym_days(frame: pd.DataFrame) -> dict[str, int]:
     return {k: int(v) for k, v in counts.items()}
 
 
-def admission_columns(holdout: frozenset[str]) -> list[str]:
-    """The columns `check_admission` reads (the features only when there is a holdout to compare with)."""
-    return ["pseudonym", "captured_at", *(FEATURE_NAMES if holdout else ())]
+def admission_columns(reference_windows: frozenset[str]) -> list[str]:
+    """The columns `check_admission` reads (the features only when there are reference windows to compare with)."""
+    return ["pseudonym", "captured_at", *(FEATURE_NAMES if reference_windows else ())]
 
 
-def check_admission(frame: pd.DataFrame, usage: Usage, limits: Limits, holdout: frozenset[str]) -> str | None:
-    """Why a valid batch may still not enter (a per-pseudonym limit, the evaluation users' windows), or None."""
-    return check_usage(frame, usage, limits) or check_holdout(frame, holdout)
+def check_admission(frame: pd.DataFrame, usage: Usage, limits: Limits, reference_windows: frozenset[str]) -> str | None:
+    """Why a valid batch may still not enter (a per-pseudonym limit, the reference set's windows), or None."""
+    return check_usage(frame, usage, limits) or check_reference(frame, reference_windows)
 
 
 def check_usage(frame: pd.DataFrame, usage: Usage, limits: Limits) -> str | None:
@@ -142,13 +142,13 @@ def features_frame(values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(values, columns=list(FEATURE_NAMES))
 
 
-def check_holdout(frame: pd.DataFrame, holdout: frozenset[str]) -> str | None:
-    """Rows that are the evaluation users' own windows would inflate the reported accuracy."""
-    if not holdout:
+def check_reference(frame: pd.DataFrame, reference_windows: frozenset[str]) -> str | None:
+    """Rows that are reference windows would inflate what candidates are scored on."""
+    if not reference_windows:
         return None
-    hits = int(feature_digests(frame).isin(holdout).sum())
+    hits = int(feature_digests(frame).isin(reference_windows).sum())
     if hits:
-        return f"holdout: {hits} of {len(frame)} rows are windows of the evaluation users, who never share"
+        return f"reference: {hits} of {len(frame)} rows are windows of the reference set (the team's test devices, never shared)"
     return None
 
 
