@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from tandem.evaluation.privacy_audit import AuditParams, run_audit
-from tandem.release.publish import code_version
+from tandem.evaluation.tracking import start_report_run
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
 
@@ -51,11 +51,7 @@ def metric_name(form: str) -> str:
 
 
 def log_audit(tracker: Tracker, result: dict, files: dict[str, Path]) -> str:
-    run_id = tracker.start_run(
-        run_name=f"audit-{result['params']['source']}",
-        params={k: v for k, v in result["params"].items() if not isinstance(v, list)},
-        tags={"tandem.kind": "privacy-audit", "code_version": code_version()},
-        experiment="tandem/privacy-audit")
+    run_id = start_report_run(tracker, "privacy-audit", "audit", result, "tandem/privacy-audit")
     for r in result["forms"]:
         tracker.log_metrics(run_id, {
             "user_epsilon": r["user_epsilon_max"], "model_epsilon": (r.get("model_privacy") or {}).get("epsilon"),

@@ -9,12 +9,16 @@ from tandem.release.publish import code_version
 from tandem.release.tracker import Tracker
 
 
-def log_evaluation(tracker: Tracker, result: dict, files: dict) -> str:
-    run_id = tracker.start_run(
-        run_name=f"evaluate-{result['params']['source']}",
+def start_report_run(tracker: Tracker, kind: str, name: str, result: dict, experiment: str) -> str:
+    """An MLflow run for a report (evaluation, privacy audit): its scalar parameters, kind and code version."""
+    return tracker.start_run(
+        run_name=f"{name}-{result['params']['source']}",
         params={k: v for k, v in result["params"].items() if not isinstance(v, list)},
-        tags={"tandem.kind": "evaluation", "code_version": code_version()},
-        experiment="tandem/evaluation")
+        tags={"tandem.kind": kind, "code_version": code_version()}, experiment=experiment)
+
+
+def log_evaluation(tracker: Tracker, result: dict, files: dict) -> str:
+    run_id = start_report_run(tracker, "evaluation", "evaluate", result, "tandem/evaluation")
     for r in result["rounds"]:
         tracker.log_metrics(run_id, {
             "round.generic": r["generic"]["mean"], "round.personalized": r["personalized"]["mean"],

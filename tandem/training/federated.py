@@ -78,24 +78,30 @@ def train_locally(net: Classifier, opt: torch.optim.Optimizer, client: Client, e
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
+def federation(clients: list[Client], n_classes: int, hidden_sizes, seed: int):
+    """What every federated run starts from: the clients with data, the global model (standardized
+    with federated statistics, seeded), a working copy for local training, the generator and the
+    clients' weights (their share of the rows)."""
+    clients = [c for c in clients if len(c.y)]
+    if not clients:
+        raise ValueError("no client with data")
+    mean, std = federated_stats(clients)
+    torch.manual_seed(seed)
+    model = Classifier(clients[0].X.shape[1], n_classes, hidden_sizes, mean, std)
+    template = Classifier(clients[0].X.shape[1], n_classes, hidden_sizes, mean, std)
+    weights = np.array([len(c.y) for c in clients], dtype=np.float64)
+    return clients, model, template, torch.Generator().manual_seed(seed), weights / weights.sum()
+
+
 def fedavg(clients: list[Client], cfg: FedAvgConfig | None = None, n_classes: int = 6,
            init: Classifier | None = None, rounds_per_call: int | None = None, on_round=None) -> TrainResult:
     """Run FedAvg over `clients` (all participate every round) starting from `init` (or a fresh,
     seeded network). The standardization is (re)computed federatedly from these clients."""
     cfg = cfg or FedAvgConfig()
-    clients = [c for c in clients if len(c.y)]
-    if not clients:
-        raise ValueError("no client with data")
-    mean, std = federated_stats(clients)
-    torch.manual_seed(cfg.seed)
-    model = Classifier(clients[0].X.shape[1], n_classes, cfg.hidden_sizes, mean, std)
+    clients, model, template, generator, weights = federation(clients, n_classes, cfg.hidden_sizes, cfg.seed)
     if init is not None:
         state = {k: v for k, v in init.state_dict().items() if k not in ("mean", "std")}
         model.load_state_dict(state, strict=False)
-    template = Classifier(clients[0].X.shape[1], n_classes, cfg.hidden_sizes, mean, std)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    weights = np.array([len(c.y) for c in clients], dtype=np.float64)
-    weights /= weights.sum()
     history = []
     for r in range(rounds_per_call or cfg.rounds):
         global_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

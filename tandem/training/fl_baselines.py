@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
-from tandem.training.federated import Client, federated_stats, train_locally
+from tandem.training.federated import Client, federation, train_locally
 from tandem.training.model import Classifier, TrainResult
 
 
@@ -65,16 +64,7 @@ class FLResult(TrainResult):
 def federate(clients: list[Client], cfg: FLConfig | None = None, n_classes: int = 6) -> FLResult:
     """Run `cfg.rounds` rounds with every client; the returned model is what a newcomer receives."""
     cfg = cfg or FLConfig()
-    clients = [c for c in clients if len(c.y)]
-    if not clients:
-        raise ValueError("no client with data")
-    mean, std = federated_stats(clients)
-    torch.manual_seed(cfg.seed)
-    model = Classifier(clients[0].X.shape[1], n_classes, cfg.hidden_sizes, mean, std)
-    net = Classifier(clients[0].X.shape[1], n_classes, cfg.hidden_sizes, mean, std)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    w = np.array([len(c.y) for c in clients], dtype=np.float64)
-    w /= w.sum()
+    clients, model, net, generator, w = federation(clients, n_classes, cfg.hidden_sizes, cfg.seed)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     personal = [{k: v.clone() for k, v in state.items() if is_personal(k, cfg)} for _ in clients]
     history = []
