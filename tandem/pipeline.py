@@ -138,11 +138,13 @@ def start_tracking(ctx: Context, snapshot: Snapshot, params: RunParams, summary:
 
 
 def pretrain_model(ctx: Context, snapshot: Snapshot, params: RunParams, run_id: str | None) -> TrainResult:
-    """Pretrain on the snapshot; per-epoch metrics go to the MLflow run `run_id` (None: untracked)."""
+    """Pretrain on the snapshot less its held-out pseudonyms; per-epoch metrics go to the MLflow run
+    `run_id` (None: untracked)."""
     def on_epoch(epoch: int, metrics: dict) -> None:
         ctx.tracker.log_metrics(run_id, metrics, step=epoch)
 
-    return training.pretrain(snapshot.frame, params.train, on_epoch=on_epoch if run_id else None, dp_sgd=params.dp_sgd)
+    rows = candidate.training_rows(snapshot, ctx.settings)  # the held-out pseudonyms are never trained on
+    return training.pretrain(rows, params.train, on_epoch=on_epoch if run_id else None, dp_sgd=params.dp_sgd)
 
 
 def evaluate_model(ctx: Context, snapshot: Snapshot, result: TrainResult, run_id: str) -> dict:

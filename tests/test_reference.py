@@ -17,8 +17,9 @@ from tandem.data.store import LocalStore, store_from_settings
 from tandem.fleet import users as fleet
 from tandem.release import candidate
 from tandem.release.layout import list_releases
+from tandem.release.params import RunParams
 from tandem.settings import Settings
-from tests.flow_helpers import run_flow, share_synthetic
+from tests.flow_helpers import FAST, run_flow, share_synthetic
 
 
 def _recordings(n_users: int = 2, seed: int = 3) -> bytes:
@@ -123,3 +124,6 @@ def test_training_never_sees_a_held_out_pseudonym(tandem_home):
     held = set(snapshot.frame["pseudonym"]) - set(trained["pseudonym"])
     users, source = candidate.evaluation_users(ctx.store, snapshot, settings)
     assert source == "held-out pseudonyms" and held and {u.user_id for u in users} == held
+    params = RunParams.model_validate(FAST)
+    result = pipeline.pretrain_model(ctx, snapshot, params, run_id=None)  # the flow's own step
+    assert result.n_train + result.n_val == len(trained) < len(snapshot.frame)

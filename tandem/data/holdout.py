@@ -53,5 +53,5 @@ def as_users(frame: pd.DataFrame) -> list[ReferenceUser]:
         n = len(rows)
         users.append(ReferenceUser(str(pseudonym), rows[list(FEATURE_NAMES)].to_numpy(np.float64),
                                    rows["label"].to_numpy(str), np.empty((n, 0)), rows["window_id"].astype(str).tolist(),
-                                   rows["captured_at"].to_numpy().astype("datetime64[ms]")))
+                                   pd.to_datetime(rows["captured_at"], utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ms]")))
     return users
