@@ -98,20 +98,22 @@ def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id
                   reference_windows: frozenset[str] = frozenset()) -> dict:
     """Validate one batch and record its outcome once. Returns the ledger entry (the existing one
     when another run got there first). `keyring`: the keys sealed batches may be opened with;
-    `limits`, `usage` (accepted so far) and `reference_windows` (digests of the reference set's windows): see
-    `tandem.data.limits`. Whatever goes wrong with this one object quarantines it; it never stops
+    `limits`, `usage` (accepted so far; default: what the table holds) and `reference_windows` (digests
+    of the reference set's windows): see `tandem.data.limits`. Whatever goes wrong with this one object quarantines it; it never stops
     the run."""
     data = fetch(store, ref)
     if data is None:
         verdict, transport = not_regular(ref)
     else:
-        verdict, transport = judge(data, ref.batch_id, keyring, suites_dir, limits or Limits(), usage or Usage(), reference_windows)
+        verdict, transport = judge(data, ref.batch_id, keyring, suites_dir, limits or Limits(), usage or Usage(store),
+                                   reference_windows)
     facts = None
     if verdict.ok:  # into the table first, then the ledger: the order the chunks keep (`bulk_ingest`)
+        rows = pq.read_table(io.BytesIO(open_batch(data, keyring)[0]))
         captured = verdict.frame["captured_at"]
         facts = {"policy": sorted(verdict.frame["policy"].unique().tolist()),
                  "captured_from": captured.min().isoformat(), "captured_to": captured.max().isoformat(),
-                 "table_version": table.commit(store, {ref.batch_id: pq.read_table(io.BytesIO(open_batch(data, keyring)[0]))}, run_id)}
+                 "table_version": table.commit(store, {ref.batch_id: rows}, run_id)}
     entry = record(store, ref, data or b"", verdict, transport, run_id, facts)[0]
     landing.write_cursor(store, landing.partition_of(ref.key), [ref.batch_id])
     return entry
