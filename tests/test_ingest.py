@@ -154,12 +154,18 @@ def test_a_crash_between_the_table_commit_and_the_ledger_counts_nothing_twice(us
     assert not ingest.discover(store)
 
 
-def test_append_leaves_out_committed_batches_and_delta_refuses_a_stale_commit_of_one(users, tmp_path):
-    store = LocalStore(tmp_path / "store")
+def _two_users_batches(store, users):
+    """Two users share into `store`: (the batches' rows as the table holds them, their ids, rows per
+    batch in the files)."""
     sharing.share(store, users[:2], 0.9, b"key", batch_size=8)
     refs = ingest.discover(store)
     rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs])
-    ids = [r.batch_id for r in refs]
+    return rows, [r.batch_id for r in refs], {r.batch_id: pq.read_metadata(store.root / r.key).num_rows for r in refs}
+
+
+def test_append_leaves_out_committed_batches_and_delta_refuses_a_stale_commit_of_one(users, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    rows, ids, file_rows = _two_users_batches(store, users)
     accepted.append(store, rows, ids[:1])
     stale = accepted.open_table(store)  # a writer that checked before the others committed
     assert accepted.committed(stale, ids) == {ids[0]}
@@ -173,18 +179,12 @@ def test_append_leaves_out_committed_batches_and_delta_refuses_a_stale_commit_of
                         commit_properties=CommitProperties(app_transactions=[Transaction(accepted.app_id(ids[1]), 1)]))
     _, committed_now = accepted.append(store, rows, ids)  # what append does after such a refusal: look again
     assert committed_now == set(ids[3:])
-    file_rows = {r.batch_id: pq.read_metadata(store.root / r.key).num_rows for r in refs}
     assert table_rows_by_batch(store).to_dict() == file_rows
 
 
 def test_writers_racing_to_create_the_table_commit_each_batch_once(users, tmp_path):
     """The race CI once lost: every writer sees no table yet, and all append the same batches at once."""
-    source = LocalStore(tmp_path / "source")
-    sharing.share(source, users[:2], 0.9, b"key", batch_size=8)
-    refs = ingest.discover(source)
-    rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(source.root / r.key)) for r in refs])
-    ids = [r.batch_id for r in refs]
-    file_rows = {r.batch_id: pq.read_metadata(source.root / r.key).num_rows for r in refs}
+    rows, ids, file_rows = _two_users_batches(LocalStore(tmp_path / "source"), users)
     for round_ in range(5):
         store = LocalStore(tmp_path / f"store-{round_}")
         start = Barrier(4)
