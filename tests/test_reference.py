@@ -94,6 +94,7 @@ def test_the_flow_releases_from_the_store_alone_with_the_simulator_gone(tandem_h
     manifest = list_releases(store, settings.model_name)[-1]
     ref = reference.latest_manifest(store, settings.model_name)
     assert manifest["reference_set"]["sha256"] == ref["sha256"]
+    assert [u.user_id for u in reference.load(store, settings.model_name)][0] == "test-device-00"  # no raw user id
     assert manifest["metrics"]["evaluated_on"] == "held-out pseudonyms"  # users from the store, never trained on
     assert manifest["metrics"]["n_users"] >= 1 and 0 <= manifest["metrics"]["reference_set"]["accuracy"] <= 1
     golden = json.loads(store.get(f"releases/{settings.model_name}/{manifest['version']}/golden_vectors.json"))

@@ -97,7 +97,8 @@ def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, f
 
 
 def register_reference(store: Store, model: str, users: list[UserData]) -> dict:
-    """The team's side of the demo: the never-sharing users' recordings become the store's reference set."""
-    recordings = {u.user_id: {"windows": u.windows, "labels": u.labels, "window_keys": u.window_keys,
-                              "captured_at": u.captured_at} for u in users}
+    """The team's side of the demo: the never-sharing users' recordings become the store's reference set,
+    under test-device names (a raw user id never enters the store)."""
+    recordings = {f"test-device-{i:02d}": {"windows": u.windows, "labels": u.labels, "window_keys": u.window_keys,
+                                           "captured_at": u.captured_at} for i, u in enumerate(users)}
     return reference.add(store, model, reference.recordings_bytes(recordings), source="tandem share (simulated test devices)")
