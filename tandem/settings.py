@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "TANDEM_TRACKING_URI"),
                                      description="MLflow tracking URI (default: SQLite under TANDEM_HOME)")
     mlflow_artifacts: str | None = Field(None, description="artifact root for a local tracking store")
-    model_name: str = Field("tandem-har", description="registered model name and release folder")
+    task: str = Field("har", description="the task served: a built-in name (`tandem tasks`) or a task folder")
+    model_name: str | None = Field(None, description="registered model name and release folder "
+                                   "(default: tandem-<task>)")
     pseudonym_key: SecretStr | None = Field(None, description="the devices' HMAC key for pseudonyms")
     pseudonym_key_id: str = Field("k1", description="the pseudonym key's version, recorded in every batch")
     encryption_key: SecretStr | None = Field(None, description="AES-GCM key (64 hex) sealing batches")
@@ -58,6 +60,14 @@ class Settings(BaseSettings):
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", store):
             raise ValueError(f"TANDEM_STORE {store!r} is not a folder nor s3://bucket/prefix")
         return store
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, name: str | None, info) -> str:
+        if name:
+            return name
+        task = Path(str(info.data.get("task") or "har")).name.lower()
+        return "tandem-" + (re.sub(r"[^a-z0-9-]+", "-", task).strip("-") or "task")
 
     @field_validator("home")
     @classmethod

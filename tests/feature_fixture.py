@@ -13,7 +13,7 @@ import numpy as np
 
 from tandem.contract.features import feature_spec
 from tandem.device.golden import _default_featurize
-from tandem.fleet.users import hapt_fleet
+from tandem.builtin_tasks.har.loader import hapt_fleet
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -14,7 +14,7 @@ from tandem.training import model
 from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.model import TrainConfig
 
-LABELS = list(features.ACTIVITIES)
+LABELS = list(features.CLASSES)
 
 
 def numpy_forward(spec, X: np.ndarray) -> np.ndarray:
@@ -150,12 +150,12 @@ def test_numpy_forward_matches_torch(trained, tmp_path):
 
 
 def test_numpy_forward_matches_torch_on_hapt():
-    from tandem.fleet.hapt import load_recordings
+    from tandem.builtin_tasks.har.loader import cut_windows, load_recordings
 
     recs = [r for r in load_recordings() if r.user in (1, 2, 3)]
     Xs, ys = [], []
     for rec in recs:
-        windows, codes, _ = features.cut_windows(rec.signals, rec.labels)
+        windows, codes, _ = cut_windows(rec.signals, rec.labels)
         Xs.append(features.featurize(windows))
         ys.append(codes - 1)
     X, y = np.concatenate(Xs), np.concatenate(ys)

@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from tandem.contract.features import ACTIVITIES
+from tandem.contract.features import CLASSES
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import updatable_weights
 from tandem.fleet import devices as evalset
+from tandem.builtin_tasks.har.loader import hapt_fleet
 from tandem.fleet import users as fleet
 from tandem.release.gates import golden_files
 from tandem.release.params import RunParams
@@ -25,10 +26,10 @@ TRAIN_USERS, EVAL_USERS = [1, 2, 3, 4, 6, 7, 8, 9], [5, 10]
 
 @pytest.fixture(scope="module")
 def hapt(tmp_path_factory):
-    users = fleet.hapt_fleet(TRAIN_USERS + EVAL_USERS)
+    users = hapt_fleet(TRAIN_USERS + EVAL_USERS)
     train = [u for u in users if int(u.user_id[-2:]) in TRAIN_USERS]
     X = np.concatenate([u.features for u in train])
-    y = np.array([ACTIVITIES.index(label) for u in train for label in u.labels])
+    y = np.array([CLASSES.index(label) for u in train for label in u.labels])
     params = RunParams.model_validate({"train": {"epochs": 40, "patience": 10}})
     result = model.train(X, y, params.train, groups=np.concatenate([[u.user_id] * len(u) for u in train]))
     mlmodel = pretrain.convert(result, params, {"test": "hapt"})

@@ -84,7 +84,7 @@ def test_batched_equals_one_window_and_spec_covers_every_step():
 
 
 def test_real_windows_stay_within_the_declared_ranges():
-    from tandem.fleet.users import hapt_fleet
+    from tandem.builtin_tasks.har.loader import hapt_fleet
 
     X = np.concatenate([u.features for u in hapt_fleet(users=[1, 2, 3])])
     b = features.feature_bounds()

@@ -122,14 +122,14 @@ def test_export_weights():
 
 
 def hapt_user_split():
-    from tandem.fleet.hapt import load_recordings
+    from tandem.builtin_tasks.har.loader import cut_windows, load_recordings
 
     Xs, ys, users = [], [], []
     for rec in load_recordings():
-        windows, codes, _ = features.cut_windows(rec.signals, rec.labels)
+        windows, codes, _ = cut_windows(rec.signals, rec.labels)
         if len(codes):
             Xs.append(features.featurize(windows))
-            ys.append(codes - 1)  # HAPT codes 1..6 -> class indices, in features.ACTIVITIES order
+            ys.append(codes - 1)  # HAPT codes 1..6 -> class indices, in features.CLASSES order
             users.append(np.full(len(codes), rec.user))
     X, y, u = np.concatenate(Xs), np.concatenate(ys), np.concatenate(users)
     held_out = u % 5 == 0
@@ -144,7 +144,7 @@ def test_hapt_accuracy_on_unseen_users():
     X, y, u, held_out = hapt_user_split()
     r = model.train(X[~held_out], y[~held_out], TrainConfig(), groups=u[~held_out].astype(str))
     predicted = model.predict_proba(r.model, X[held_out]).argmax(axis=1)
-    m = evaluation.metrics(y[held_out], predicted, features.ACTIVITIES)
+    m = evaluation.metrics(y[held_out], predicted, features.CLASSES)
     print(f"\nHAPT held-out users 5..30: accuracy {m['accuracy']:.4f} macro-F1 {m['macro_f1']:.4f} "
           f"n={m['n']} best_epoch={r.best_epoch} epochs_run={len(r.history)}")
     print({k: round(v, 3) for k, v in m["per_class_f1"].items()})

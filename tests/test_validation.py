@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tandem.contract.features import ACTIVITIES, FEATURE_NAMES, WINDOW, featurize
+from tandem.contract.features import CLASSES, FEATURE_NAMES, WINDOW, featurize
 from tandem.contract.schema import BATCH_COLUMNS, BATCH_SCHEMA, DEVICE_COLUMNS
 from tandem.data.validation import suites as validation
 from tandem.data.validation import validate_batch
@@ -38,7 +38,7 @@ def valid_table(n: int = 64, seed: int = 0, users: int = 3) -> pa.Table:
         "window_id": [hashlib.sha256(f"{seed}|{i}".encode()).hexdigest()[:32] for i in range(n)],
         "captured_at": [start + timedelta(seconds=1.28 * i) for i in range(n)],
         **{name: feats[:, j] for j, name in enumerate(FEATURE_NAMES)},
-        "label": [ACTIVITIES[i] for i in rng.integers(0, len(ACTIVITIES), n)],
+        "label": [CLASSES[i] for i in rng.integers(0, len(CLASSES), n)],
         "device_model": ["iPhone15,2"] * n,
         "os_version": ["18.1"] * n,
         "app_version": ["1.4.0"] * n,
@@ -150,13 +150,13 @@ def test_phone_number_in_metadata(good):
 def test_email_in_label_is_redacted_too(good):
     table = replaced(good, "label", [EMAIL] + good.column("label").to_pylist()[1:])
     assert_failed(validate_batch(to_bytes(table), "b-label-email"),
-                  "label: 1 of 64 values outside the six activities (e.g. an e-mail address)")
+                  "label: 1 of 64 values outside the task's 6 labels (e.g. an e-mail address)")
 
 
 def test_labels_outside_the_set(good):
     table = replaced(good, "label", ["flying", "swimming"] * 32)
     assert_failed(validate_batch(to_bytes(table), "b-label"),
-                  "label: 64 of 64 values outside the six activities (e.g. 'flying', 'swimming')")
+                  "label: 64 of 64 values outside the task's 6 labels (e.g. 'flying', 'swimming')")
 
 
 def test_missing_and_extra_column(good):

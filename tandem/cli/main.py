@@ -39,7 +39,7 @@ console = Console()
 
 @app.command()
 def share(
-    source: str = typer.Option("hapt", help="hapt (real phone data) or synthetic (fast, seeded)"),
+    source: str = typer.Option("task", help="task (the task's data set, see `tandem tasks`) or synthetic (fast, seeded)"),
     fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="fraction of each sharing user's windows to share"),
     holdout_every: int = typer.Option(5, min=2, help="every N-th user never shares: the evaluation users"),
     batch_size: int = typer.Option(64, min=1, help="windows per uploaded batch"),
@@ -116,6 +116,13 @@ def run(
         raise typer.Exit(3)
 
 
+def _headline(metrics: dict) -> str:
+    """The task's headline metrics: accuracy and macro-F1, or MAE and RMSE."""
+    if "accuracy" in metrics:
+        return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
+    return f"MAE {metrics['mae']:.3f}, RMSE {metrics['rmse']:.3f}"
+
+
 def _print_outcome(result: dict) -> None:
     console.print(f"batches: {result['new_batches']} new, {result['accepted']} accepted, {result['quarantined']} quarantined")
     for batch, reason in result.get("quarantine_reasons", {}).items():
@@ -123,8 +130,7 @@ def _print_outcome(result: dict) -> None:
     status = result.get("status")
     if status == "published":
         console.print(f"[green]published[/] {result['model']} version {result['version']} to channel "
-                      f"[bold]{result['channel']}[/] ({result['release']}); accuracy on evaluation users "
-                      f"{result['metrics']['accuracy']:.3f}, macro-F1 {result['metrics']['macro_f1']:.3f}")
+                      f"[bold]{result['channel']}[/] ({result['release']}); on evaluation users: {_headline(result['metrics'])}")
     elif status == "blocked":
         console.print(f"[red]blocked[/] version {result.get('version')}: " + "; ".join(result.get("reasons", [])))
     elif status == "up-to-date":

@@ -15,7 +15,7 @@ import hmac
 import numpy as np
 import pandas as pd
 
-from tandem.contract.features import FEATURE_NAMES
+from tandem.contract.features import CLASSIFICATION, FEATURE_NAMES
 from tandem.data.reference import ReferenceUser
 
 
@@ -52,6 +52,6 @@ def as_users(frame: pd.DataFrame) -> list[ReferenceUser]:
     for pseudonym, rows in frame.sort_values(["captured_at", "window_id"]).groupby("pseudonym", sort=True):
         n = len(rows)
         users.append(ReferenceUser(str(pseudonym), rows[list(FEATURE_NAMES)].to_numpy(np.float64),
-                                   rows["label"].to_numpy(str), np.empty((n, 0)), rows["window_id"].astype(str).tolist(),
+                                   rows["label"].to_numpy(str if CLASSIFICATION else np.float64), np.empty((n, 0)), rows["window_id"].astype(str).tolist(),
                                    pd.to_datetime(rows["captured_at"], utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ms]")))
     return users

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from tandem.contract.features import ACTIVITIES, CHANNELS, WINDOW, featurize, label_indices
+from tandem.contract.features import CHANNELS, CLASSES, CLASSIFICATION, TASK, WINDOW, featurize, label_indices
 from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
 
 REFERENCE = "reference/"
@@ -39,14 +39,20 @@ class ReferenceUser:
 
     user_id: str
     features: np.ndarray  # (n, N_FEATURES)
-    labels: np.ndarray  # (n,) class names
+    labels: np.ndarray  # (n,) class names, or numeric targets
     windows: np.ndarray  # (n, WINDOW, channels) raw
     window_keys: list[str]
     captured_at: np.ndarray  # (n,) datetime64[ms]
 
     @property
     def y(self) -> np.ndarray:
-        return label_indices(self.labels)
+        """Class indices in the model's order, or the numeric targets."""
+        return label_indices(self.labels) if CLASSIFICATION else np.asarray(self.labels, dtype=np.float64)
+
+
+def _labels(values) -> np.ndarray:
+    """Class names as text, numeric targets as float64."""
+    return np.asarray(values).astype(str) if CLASSIFICATION else np.asarray(values, dtype=np.float64)
 
 
 def recordings_bytes(devices: dict[str, dict]) -> bytes:
@@ -54,7 +60,7 @@ def recordings_bytes(devices: dict[str, dict]) -> bytes:
     names = list(devices)
     arrays = {
         "windows": np.concatenate([np.asarray(devices[d]["windows"], np.float64) for d in names]),
-        "labels": np.concatenate([np.asarray(devices[d]["labels"]).astype(str) for d in names]),
+        "labels": np.concatenate([_labels(devices[d]["labels"]) for d in names]),
         "devices": np.concatenate([np.full(len(devices[d]["labels"]), d) for d in names]).astype(str),
         "window_keys": np.concatenate([np.asarray(devices[d]["window_keys"]).astype(str) for d in names]),
         "captured_at": np.concatenate([np.asarray(devices[d]["captured_at"]).astype("datetime64[ms]") for d in names]),
@@ -83,9 +89,16 @@ def _read(data: bytes) -> dict[str, np.ndarray]:
                              f"{WINDOW} samples of {', '.join(CHANNELS)}")
     if not np.isfinite(windows.astype(np.float64)).all():
         raise ReferenceError("windows hold NaN or infinite samples")
-    unknown = sorted(set(arrays["labels"].astype(str)) - set(ACTIVITIES))
-    if unknown:
-        raise ReferenceError(f"unknown label(s) {', '.join(unknown[:5])}; the task's labels are {', '.join(ACTIVITIES)}")
+    if CLASSIFICATION:
+        unknown = sorted(set(arrays["labels"].astype(str)) - set(CLASSES))
+        if unknown:
+            raise ReferenceError(f"unknown label(s) {', '.join(unknown[:5])}; the task's labels are {', '.join(CLASSES)}")
+    else:
+        target = np.asarray(arrays["labels"])
+        if target.dtype.kind not in "fiu" or not np.isfinite(target).all():
+            raise ReferenceError(f"labels must be finite numbers ({TASK.target.name}, {TASK.target.unit})")
+        if target.min() < TASK.target.min or target.max() > TASK.target.max:
+            raise ReferenceError(f"{TASK.target.name} outside its range [{TASK.target.min:g}, {TASK.target.max:g}]")
     for name in ("devices", "window_keys", "captured_at"):
         if len(arrays[name]) != n:
             raise ReferenceError(f"{name} has {len(arrays[name])} entries for {n} windows")
@@ -119,10 +132,15 @@ def add(store: Store, model: str, data: bytes, source: str = "") -> dict:
     prefix = f"{REFERENCE}{model}/v{version}/"
     if not store.put(prefix + "recordings.npz", data, if_absent=True):
         raise ReferenceError(f"{prefix} is being registered by another process; try again")
-    labels, counts = np.unique(arrays["labels"].astype(str), return_counts=True)
+    if CLASSIFICATION:
+        labels, counts = np.unique(arrays["labels"].astype(str), return_counts=True)
+        label_summary = {"label_counts": {str(k): int(v) for k, v in zip(labels, counts)}}
+    else:
+        target = arrays["labels"].astype(np.float64)
+        label_summary = {"target_range": [float(target.min()), float(target.max())]}
     manifest = {"version": version, "model": model, "key": prefix + "recordings.npz", "sha256": digest,
                 "size": len(data), "rows": len(arrays["labels"]), "devices": int(len(np.unique(arrays["devices"]))),
-                "label_counts": {str(k): int(v) for k, v in zip(labels, counts)}, "source": source,
+                **label_summary, "source": source,
                 "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     put_json(store, prefix + "manifest.json", manifest, if_absent=True)  # last: it marks the version complete
     return manifest
@@ -147,7 +165,7 @@ def load(store: Store, model: str) -> list[ReferenceUser]:
         rows = np.flatnonzero(arrays["devices"].astype(str) == device)
         rows = rows[np.argsort(arrays["captured_at"][rows], kind="stable")]
         windows = arrays["windows"][rows].astype(np.float64)
-        users.append(ReferenceUser(device, featurize(windows), arrays["labels"][rows].astype(str), windows,
+        users.append(ReferenceUser(device, featurize(windows), _labels(arrays["labels"][rows]), windows,
                                    arrays["window_keys"][rows].astype(str).tolist(),
                                    arrays["captured_at"][rows].astype("datetime64[ms]")))
     return users

@@ -49,33 +49,36 @@ def _one_batch(spec, n: int, requested: int | None) -> int:
 def golden_vectors(model, raw_windows, featurize: Callable | None = None, labels=None, update_inputs=None,
                    update_labels=None, *, mini_batch_size: int | None = None,
                    learning_rate: float | None = None, feature_names=None) -> dict:
-    """Golden record for ``model`` (DeviceModel/path/bytes, a classifier).
+    """Golden record for ``model`` (DeviceModel/path/bytes, a classifier or a regressor: a
+    regressor's windows carry its ``prediction`` instead of probabilities).
 
-    raw_windows: (n, 128, 6) sensor windows; featurize: window -> feature vector (default
+    raw_windows: (n, window, channels) raw inputs; featurize: window -> feature vector (default
     tandem.contract.features.featurize_window); labels: true labels of the windows (optional). The update
     trace uses update_inputs (feature vectors (m, d), or raw windows (m, 128, 6)) with update_labels,
     or else the windows themselves with ``labels``; it is skipped when there are no labels.
     """
     model = DeviceModel.load(model)
-    if not model.is_classifier:
-        raise ModelError("golden vectors are defined for classifiers")
     featurize = featurize or _default_featurize()
     raw = np.asarray(raw_windows, dtype=np.float64)
     feats = np.stack([np.asarray(featurize(w), dtype=np.float64) for w in raw])
-    probs = model.predict_proba(feats)
-    class_labels = model.class_labels
+    classifier = model.is_classifier
+    probs = model.predict_proba(feats) if classifier else None
+    predictions = None if classifier else model.predict(feats)
+    class_labels = model.class_labels if classifier else []
     windows = []
     for i in range(len(raw)):
         w = {
             "raw": _floats(raw[i]),
             "features": _floats(feats[i]),
             "model_input": _floats(feats[i]),  # the app feeds raw features; standardization is in the model
-            "probabilities": dict(zip(map(str, class_labels), _floats(probs[i]))),
-            "probability_vector": _floats(probs[i]),
-            "label": str(class_labels[int(probs[i].argmax())]),
         }
+        if classifier:
+            w.update({"probabilities": dict(zip(map(str, class_labels), _floats(probs[i]))),
+                      "probability_vector": _floats(probs[i]), "label": str(class_labels[int(probs[i].argmax())])})
+        else:
+            w["prediction"] = float(predictions[i])
         if labels is not None:
-            w["true_label"] = str(labels[i])
+            w["true_label"] = str(labels[i]) if classifier else float(labels[i])
         windows.append(w)
     golden = {
         "format": FORMAT,
@@ -83,7 +86,9 @@ def golden_vectors(model, raw_windows, featurize: Callable | None = None, labels
             "sha256": model.sha256,
             "input_name": model.input_name,
             "label_name": model.label_name,
-            "probabilities_name": model.probabilities_name,
+            "probabilities_name": model.probabilities_name if classifier else None,
+            "output_name": model.spec.description.output[0].name,
+            "kind": "classifier" if classifier else "regressor",
             "class_labels": [str(c) for c in class_labels],
         },
         "windows": windows,
@@ -107,7 +112,7 @@ def _update_trace(model, feats, labels, update_inputs, update_labels, featurize,
     if y is None or len(y) != len(X):
         raise ValueError("the update trace needs one label per update input")
     m = _one_batch(model.spec, len(X), mini_batch_size)
-    X, y = X[:m], [str(v) for v in list(y)[:m]]
+    X, y = X[:m], _targets(model, list(y)[:m])
     overrides = dict(epochs=1, mini_batch_size=m, shuffle=False)
     if learning_rate is not None:
         overrides["learning_rate"] = learning_rate
@@ -125,9 +130,20 @@ def _update_trace(model, feats, labels, update_inputs, update_labels, featurize,
              "bias": None if v["bias"] is None else _floats(v["bias"])}
             for name, v in updatable_weights(after).items()
         ],
-        "probabilities_after": _floats(after.predict_proba(X)),
+        **_after(after, X),
         "personal_sha256": after.sha256,
     }
+
+
+def _targets(model, y) -> list:
+    """Class names as text; a regressor's targets as floats."""
+    return [str(v) for v in y] if model.is_classifier else [float(v) for v in y]
+
+
+def _after(model, X) -> dict:
+    if model.is_classifier:
+        return {"probabilities_after": _floats(model.predict_proba(X))}
+    return {"predictions_after": _floats(model.predict(X))}
 
 
 def policy_trace(model, X, y, policy=None) -> dict:
@@ -137,17 +153,17 @@ def policy_trace(model, X, y, policy=None) -> dict:
     policy = policy or UpdatePolicy()
     model = DeviceModel.load(model)
     X = np.asarray(X, dtype=np.float64)
-    y = [str(v) for v in y]
-    result = personalize(model, X, y, policy)
+    y = _targets(model, y)
+    result = personalize(model, X, np.asarray(y), policy)
     return {
         "policy": policy.as_dict(),
         "inputs": _floats(X),
         "labels": y,
-        "order": interleave(y).tolist(),
+        "order": interleave(np.asarray(y)).tolist(),
         "holdout": result.holdout,
         "holdout_losses": result.holdout_losses,
         "epochs": result.epochs,
-        "probabilities_after": _floats(result.model.predict_proba(X)),
+        **_after(result.model, X),
         "personal_sha256": result.model.sha256,
     }
 

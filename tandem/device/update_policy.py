@@ -55,11 +55,15 @@ class PolicyResult:
     loss_after: float = float("nan")
 
 
+def _is_numeric(y) -> bool:
+    return np.asarray(y).dtype.kind == "f"
+
+
 def holdout_rows(y, policy: UpdatePolicy) -> np.ndarray:
-    """The last ceil(count / holdout_every) windows of each activity in the given (capture) order. The
-    latest, not every k-th: windows overlap by half, so a neighbour of a training window would make a
-    held-out loss that never sees overfitting."""
-    y = np.asarray(y).astype(str)
+    """The last ceil(count / holdout_every) windows of each class in the given (capture) order (a
+    regressor's targets: of all rows). The latest, not every k-th: windows overlap by half, so a
+    neighbour of a training window would make a held-out loss that never sees overfitting."""
+    y = np.zeros(len(y), dtype=str) if _is_numeric(y) else np.asarray(y).astype(str)
     classes, counts = np.unique(y, return_counts=True)
     if policy.holdout_every < 2 or counts.min() < policy.min_per_activity:
         return np.empty(0, np.int64)
@@ -68,7 +72,10 @@ def holdout_rows(y, policy: UpdatePolicy) -> np.ndarray:
 
 
 def interleave(y) -> np.ndarray:
-    """Row order: round-robin over the activities (sorted by name), each in its given (capture) order."""
+    """Row order: round-robin over the classes (sorted by name), each in its given (capture) order;
+    a regressor's rows keep their order."""
+    if _is_numeric(y):
+        return np.arange(len(y), dtype=np.int64)
     y = np.asarray(y).astype(str)
     queues = [list(np.flatnonzero(y == c)) for c in np.unique(y)]
     order = []
@@ -83,10 +90,27 @@ def cross_entropy(proba: np.ndarray, y, class_labels) -> float:
     return float(-np.mean(np.log(np.clip(proba[np.arange(len(t)), t], 1e-300, None))))
 
 
+def held_out_loss(model: DeviceModel, X, y) -> float:
+    """The loss the app watches at each epoch's end: cross-entropy, or MSE for a regressor."""
+    if _is_numeric(y):
+        return float(np.mean((model.predict(X) - np.asarray(y, dtype=np.float64)) ** 2))
+    return cross_entropy(model.predict_proba(X), y, model.class_labels)
+
+
+def epoch_loss(predict, Xv, yv, class_labels) -> float:
+    """The held-out loss from the update's predict hook (probabilities, or a regressor's outputs)."""
+    out = np.asarray(predict(Xv))
+    if _is_numeric(yv):
+        out = out[:, 0] if out.ndim == 2 else out
+        return float(np.mean((out - yv) ** 2))
+    return cross_entropy(out, yv, class_labels)
+
+
 def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
     policy = policy or UpdatePolicy()
     base = DeviceModel.load(base)
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y).astype(str)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64) if _is_numeric(y) else np.asarray(y).astype(str)
     order = interleave(y)
     X, y = X[order], y[order]  # rows are renumbered: holdout indices refer to this order
     common = dict(learning_rate=policy.learning_rate, mini_batch_size=policy.mini_batch_size, shuffle=False)
@@ -95,11 +119,10 @@ def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
     if len(hold):
         keep = np.setdiff1d(np.arange(len(y)), hold)
         Xv, yv = X[hold], y[hold]
-        labels = base.class_labels
-        losses.append(cross_entropy(base.predict_proba(Xv), yv, labels))
+        losses.append(held_out_loss(base, Xv, yv))
 
-        def progress(epoch: int, predict_proba) -> bool:  # the app's progress handler at .epochEnd
-            losses.append(cross_entropy(predict_proba(Xv), yv, labels))
+        def progress(epoch: int, predict) -> bool:  # the app's progress handler at .epochEnd
+            losses.append(epoch_loss(predict, Xv, yv, base.class_labels))
             return epoch - int(np.argmin(losses)) >= policy.patience
 
         keep = keep[interleave(y[keep])]

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tandem.contract.features import ACTIVITIES, label_indices
+from tandem.contract.features import CLASSES, label_indices
 from tandem.device.runtime import DeviceModel
 from tandem.evaluation.simulation import (
     accuracy,
@@ -38,7 +38,7 @@ HEADLINE = "personalized_user"
 class EvaluationParams(BaseModel):
     """One evaluation run (`tandem evaluate`, Prefect flow `evaluate`)."""
 
-    source: Literal["hapt", "synthetic"] = Field("hapt", description="hapt (30 real users) or synthetic (fast)")
+    source: Literal["task", "synthetic"] = Field("task", description="task (the task's data set) or synthetic (fast)")
     synthetic_users: int = Field(10, ge=4, le=200, description="users of the synthetic fleet")
     synthetic_windows_per_class: int = Field(16, ge=6, le=500, description="windows per activity per synthetic user")
     # Every 3rd user (10 of 30 HAPT users) never shares: with 6 evaluation users one user moves the
@@ -88,7 +88,7 @@ def load_users(params: EvaluationParams):
     if params.source == "synthetic":
         users = fleet.synthetic_fleet(params.synthetic_users, params.synthetic_windows_per_class, params.seed)
     else:
-        users = fleet.hapt_fleet()
+        users = fleet.task_fleet()
     return fleet.split_users(users, params.holdout_every)
 
 
@@ -101,7 +101,7 @@ class _TorchPredictor:
         self.net = net
 
     def predict(self, X):
-        return np.array(ACTIVITIES)[model.predict_proba(self.net, X).argmax(1)]
+        return np.array(CLASSES)[model.predict_proba(self.net, X).argmax(1)]
 
 
 UNBOUNDED_BUDGET = 1e9

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.contract.features import CLASSES, FEATURE_NAMES
 from tandem.device.runtime import DeviceModel
 from tandem.evaluation import privacy_attacks as attacks
 from tandem.evaluation.experiment import EvaluationParams
@@ -44,7 +44,7 @@ from tandem.training.dp_sgd_params import DpSgdConfig
 from tandem.training.personalization import local_split, pick_labelled, update_and_score
 from tandem.training.pretrain import convert
 
-CLASSES = len(ACTIVITIES)
+CLASSES = len(CLASSES)
 # A lower-dimensional release, chosen a priori (no data spent on choosing): the gravity direction
 # (posture) and how much the phone moves (activity intensity). Issue 12 chose these on the 46-feature
 # vector (acc_{x,y,z}_mean, acc_mag_{std,max,mad_diff}); these are their counterparts among the 157.
@@ -65,7 +65,7 @@ class LdpPoint(BaseModel):
 class AuditParams(BaseModel):
     """One privacy audit (`tandem audit`; a step of `tandem evaluate`)."""
 
-    source: Literal["hapt", "synthetic"] = Field("hapt", description="hapt (30 real users) or synthetic (fast)")
+    source: Literal["task", "synthetic"] = Field("task", description="task (the task's data set) or synthetic (fast)")
     synthetic_users: int = Field(12, ge=6, le=200)
     synthetic_windows_per_class: int = Field(16, ge=6, le=500)
     holdout_every: int = Field(3, ge=2, description="every N-th user never shares")
@@ -119,13 +119,13 @@ class Part:
 
 
 def _y(labels) -> np.ndarray:
-    return np.array([ACTIVITIES.index(str(v)) for v in labels], dtype=np.int64)
+    return np.array([CLASSES.index(str(v)) for v in labels], dtype=np.int64)
 
 
 class Fleet:
     def __init__(self, p: AuditParams):
         users = (fleet.synthetic_fleet(p.synthetic_users, p.synthetic_windows_per_class, p.seed)
-                 if p.source == "synthetic" else fleet.hapt_fleet())
+                 if p.source == "synthetic" else fleet.task_fleet())
         self.sharers, self.evaluators = fleet.split_users(users, p.holdout_every)
         self.shared, self.unshared, self.pool, self.test, self.labelled = {}, {}, {}, {}, {}
         for u in self.sharers + self.evaluators:
@@ -354,7 +354,7 @@ class _Rows:
     """An attacker's user as the views expect one (features, labels, stable window keys)."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, user_id: str):
-        self.features, self.labels, self.user_id = X, np.array(ACTIVITIES)[y], f"attacker-{user_id}"
+        self.features, self.labels, self.user_id = X, np.array(CLASSES)[y], f"attacker-{user_id}"
         self.window_keys = [f"0:{i}" for i in range(len(y))]
 
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tandem.contract.features import ACTIVITIES
+from tandem.contract.features import CLASSES
 from tandem.device.runtime import DeviceModel
 from tandem.device.update_policy import UpdatePolicy, personalize
 from tandem.evaluation.protocol_data import Side, fold_split, server_data, sides
-from tandem.fleet.users import hapt_fleet
+from tandem.fleet.users import task_fleet
 from tandem.release.params import RunParams
 from tandem.training import model
 from tandem.training.federated import Client
@@ -68,7 +68,7 @@ def _convert(net: model.Classifier, train: model.TrainConfig, device) -> DeviceM
 
 def _torch_predict(net):
 
-    return lambda X: np.array(ACTIVITIES)[model.predict_proba(net, X).argmax(1)]
+    return lambda X: np.array(CLASSES)[model.predict_proba(net, X).argmax(1)]
 
 
 def run_one(users, fold: int, seed: int, cfg: ProtocolConfig, train: model.TrainConfig, device, log=print) -> dict:
@@ -167,7 +167,7 @@ def run_protocol(cfg: ProtocolConfig, train_for_fold, device, users=None, log=pr
     """All (fold, seed) runs, their summary and the paired comparisons. `partial`: a JSON-lines file
     that gets each run as it finishes (a long run interrupted keeps what it measured)."""
 
-    users = users if users is not None else hapt_fleet()
+    users = users if users is not None else task_fleet()
     for u in users:
         u.features  # featurize once  # noqa: B018
     t = time.perf_counter()

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tandem.contract.features import ACTIVITIES
+from tandem.contract.features import CLASSES
 from tandem.fleet.sharing import shared_mask
 from tandem.fleet.users import UserData
 from tandem.training.personalization import local_split
 
 
 def y_of(labels) -> np.ndarray:
-    return np.array([ACTIVITIES.index(str(label)) for label in labels], dtype=np.int64)
+    return np.array([CLASSES.index(str(label)) for label in labels], dtype=np.int64)
 
 
 def fold_split(users: list[UserData], fold: int, n_folds: int) -> tuple[list[UserData], list[UserData]]:

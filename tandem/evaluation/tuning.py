@@ -20,7 +20,7 @@ import numpy as np
 import optuna
 
 from tandem.evaluation.protocol_data import Side, fold_split, server_data, sides
-from tandem.fleet.users import hapt_fleet
+from tandem.fleet.users import task_fleet
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
 from tandem.training import model
@@ -62,7 +62,7 @@ def suggest(trial) -> model.TrainConfig:
 
 def study(fold: int, n_folds: int = 3, trials: int = 40, inner_folds: int = 4, seeds=(0, 1),
           fraction: float = 0.5, track: bool = True) -> dict:
-    sharers, _ = fold_split(hapt_fleet(), fold, n_folds)  # never-sharing users are dropped here
+    sharers, _ = fold_split(task_fleet(), fold, n_folds)  # never-sharing users are dropped here
     sharer_sides = sides(sharers, fraction)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=fold))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from tandem.contract import features
 from tandem.contract.features import FEATURE_NAMES
 from tandem.data import reference
 from tandem.data.reference import ReferenceUser
@@ -61,7 +62,7 @@ def load_evaluation(home: Path) -> list[EvalUser]:
     for user_id in json.loads(index.read_text())["users"]:
         frame = pq.read_table(root / user_id / "local.parquet").to_pandas()
         raw = np.load(root / user_id / "raw.npz")
-        users.append(EvalUser(user_id, frame[list(FEATURE_NAMES)].to_numpy(np.float64), frame["label"].to_numpy(str),
+        users.append(EvalUser(user_id, frame[list(FEATURE_NAMES)].to_numpy(np.float64), frame["label"].to_numpy(str if features.CLASSIFICATION else np.float64),
                               raw["windows"], raw["window_keys"].tolist(),
                               frame["captured_at"].to_numpy().astype("datetime64[ms]")))
     return users

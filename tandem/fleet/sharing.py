@@ -103,6 +103,9 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
     sealed with `seal_with` (key id, key) and uploaded as ``<batch>.sealed``."""
     report = report or ShareReport()
     policy = load_policy(policy)
+    if policy.has("dp") and not features.CLASSIFICATION:
+        raise ValueError(f"the dp form randomizes class labels; task {features.TASK.name} has a numeric target "
+                         "(share it pseudonymized, anonymized or encrypted)")
     if policy.has("dp") and ledger_dir is None:
         raise ValueError("sharing under dp needs the device's ledger folder (ledger_dir)")
     ledger = PrivacyLedger.load(ledger_dir, user.user_id) if policy.has("dp") else None

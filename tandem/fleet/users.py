@@ -1,108 +1,37 @@
-"""The simulated fleet: users, the windows each keeps on the device, and the device's metadata.
+"""The simulated fleet: users, the examples each keeps on the device, and the device's metadata.
 
-Two sources: real HAPT recordings (30 users) and a small seeded synthetic generator for fast tests.
-Raw user ids and raw windows stay here, on the "device"; what leaves it goes through `sharing`.
+Two sources, both from the active task: its data set (a table file or a Python loader, see
+`tandem.task`) and a small seeded synthetic stand-in for fast tests. Raw user ids and raw inputs
+stay here, on the "device"; what leaves it goes through `sharing`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
-
-import numpy as np
-
 from tandem.contract import features
-from tandem.contract.features import ACTIVITIES, HAPT_LABELS, WINDOW
-from tandem.fleet.hapt import load_recordings
-
-_EPOCH = np.datetime64("2026-01-05T08:00:00", "ms")
-_DEVICE_MODELS = ("iPhone14,5", "iPhone15,2", "iPhone15,4", "iPhone16,1")
-_OS_VERSIONS = ("17.6", "18.1", "18.4")
-_LOCALES = ("en_US", "de_DE", "fr_FR", "es_ES")
+from tandem.fleet.task_source import load_users, synthetic_users
+from tandem.fleet.user_data import EPOCH, UserData, device_metadata  # noqa: F401  (the fleet's public names)
 
 
-@dataclass
-class UserData:
-    user_id: str  # the raw id: it never leaves the device
-    windows: np.ndarray  # (n, WINDOW, 6) raw sensor windows
-    labels: np.ndarray  # (n,) activity names
-    window_keys: list[str]  # stable per window on this device, e.g. "0:1024" (experiment:start)
-    captured_at: np.ndarray  # (n,) datetime64[ms]
-    device: dict = field(default_factory=dict)
 
-    @cached_property
-    def features(self) -> np.ndarray:
-        return features.featurize(self.windows)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def _device_metadata(index: int) -> dict:
-    return {
-        "device_model": _DEVICE_MODELS[index % len(_DEVICE_MODELS)],
-        "os_version": _OS_VERSIONS[index % len(_OS_VERSIONS)],
-        "app_version": "1.4.0",
-        "locale": _LOCALES[index % len(_LOCALES)],
-    }
-
-
-def hapt_fleet(users: list[int] | None = None) -> list[UserData]:
-    """One UserData per HAPT user (1..30), windows in capture order."""
-    by_user: dict[int, list] = {}
-    for rec in load_recordings():
-        if users is None or rec.user in users:
-            by_user.setdefault(rec.user, []).append(rec)
-    fleet = []
-    for index, user in enumerate(sorted(by_user)):
-        windows, labels, keys, times = [], [], [], []
-        for rec in by_user[user]:
-            w, codes, starts = features.cut_windows(rec.signals, rec.labels)
-            windows.append(w)
-            labels += [HAPT_LABELS[int(c)] for c in codes]
-            keys += [f"{rec.experiment}:{int(s)}" for s in starts]
-            offset = np.timedelta64(user, "D") + np.timedelta64(rec.experiment, "h")
-            times.append(_EPOCH + offset + (starts * 20).astype("timedelta64[ms]"))  # 50 Hz: 20 ms a sample
-        fleet.append(UserData(f"hapt-user-{user:02d}", np.concatenate(windows), np.asarray(labels),
-                              keys, np.concatenate(times), _device_metadata(index)))
-    return fleet
+def task_fleet(**kwargs) -> list[UserData]:
+    """The active task's data set, one UserData per user, examples in capture order."""
+    return load_users(features.TASK, **kwargs)
 
 
 def synthetic_fleet(n_users: int = 8, windows_per_class: int = 12, seed: int = 0) -> list[UserData]:
-    """Seeded synthetic users: each activity a distinct motion pattern, each user a personal offset."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(WINDOW) / 50.0
-    fleet = []
-    for index in range(n_users):
-        user_bias = rng.normal(0, 0.08, size=6)
-        windows, labels = [], []
-        for c, name in enumerate(ACTIVITIES):
-            gravity = np.roll([1.0, 0.0, 0.0], c % 3) * (1 if c < 3 else -1)
-            freq, amp = 1.0 + 0.5 * c, (0.6 if c < 3 else 0.05) * (1 + 0.3 * c)
-            for _ in range(windows_per_class):
-                phase = rng.uniform(0, 2 * np.pi)
-                wave = amp * np.sin(2 * np.pi * freq * t + phase)[:, None]
-                acc = gravity + wave * rng.uniform(0.5, 1.0, 3) + rng.normal(0, 0.05, (WINDOW, 3))
-                gyro = wave * rng.uniform(0.2, 1.5, 3) + rng.normal(0, 0.05, (WINDOW, 3))
-                windows.append(np.hstack([acc, gyro]) + user_bias)
-                labels.append(name)
-        order = rng.permutation(len(labels))
-        n = len(labels)
-        fleet.append(UserData(
-            f"synthetic-user-{index:02d}", np.stack(windows)[order], np.asarray(labels)[order],
-            [f"0:{i * 64}" for i in range(n)],
-            _EPOCH + np.timedelta64(index, "D") + (np.arange(n) * 1280).astype("timedelta64[ms]"),
-            _device_metadata(index),
-        ))
-    return fleet
+    """The active task's seeded synthetic stand-in: its own generator when the task names one,
+    else one derived from its inputs and target."""
+    return synthetic_users(features.TASK, n_users, windows_per_class, seed)
 
 
-def load_fleet(source: str = "hapt", **kwargs) -> list[UserData]:
-    if source == "hapt":
-        return hapt_fleet(**kwargs)
+def load_fleet(source: str = "task", **kwargs) -> list[UserData]:
+    """"task" (or the task's data set name) or "synthetic"."""
     if source == "synthetic":
         return synthetic_fleet(**kwargs)
-    raise ValueError(f"unknown data source {source!r}: use 'hapt' or 'synthetic'")
+    if source in ("task", features.TASK.data.name) or source.lower() == features.TASK.data.name.split()[0].lower():
+        return task_fleet(**kwargs)
+    raise ValueError(f"unknown data source {source!r}: use 'task' (the task's data set, "
+                     f"{features.TASK.data.name}) or 'synthetic'")
 
 
 def split_users(fleet: list[UserData], holdout_every: int = 5) -> tuple[list[UserData], list[UserData]]:

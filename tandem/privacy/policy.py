@@ -23,6 +23,7 @@ ML sees it.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -36,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tandem.contract.features import ACTIVITIES, FEATURE_NAMES, SERIES, feature_bounds
+from tandem.contract.features import CLASSES, CLASSIFICATION, TASK, FEATURE_NAMES, SERIES, feature_bounds
 from tandem.contract.schema import DEVICE_COLUMNS, LABEL_COLUMN, POLICY_COLUMN
 
 Form = Literal["pseudonymized", "anonymized", "dp", "encrypted"]
@@ -114,31 +115,20 @@ def generalize_frame(frame: pd.DataFrame, levels: dict[str, int]) -> pd.DataFram
 
 
 # --------------------------------------------------------------------------------------------
-# Clipping bounds of the DP form (v1): physically plausible for a phone held or carried by a person
-# (tighter than the validation ranges, which admit any IMU at its widest setting).
-
-_AXIS_CLIP = {  # per statistic: acc axes (g), gyro axes (rad/s)
-    "acc": {"mean": (-2.0, 2.0), "std": (0.0, 1.0), "min": (-2.0, 2.0), "max": (-2.0, 2.0), "mad_diff": (0.0, 0.5)},
-    "gyro": {"mean": (-2.0, 2.0), "std": (0.0, 2.0), "min": (-6.0, 6.0), "max": (-6.0, 6.0), "mad_diff": (0.0, 1.5)},
-}
-_MAG_CLIP = {
-    "acc": {"mean": (0.0, 2.0), "std": (0.0, 1.0), "min": (0.0, 2.0), "max": (0.0, 3.0), "mad_diff": (0.0, 0.5)},
-    "gyro": {"mean": (0.0, 3.0), "std": (0.0, 2.0), "min": (0.0, 1.0), "max": (0.0, 7.0), "mad_diff": (0.0, 1.5)},
-}
+# Clipping bounds of the DP form: the task's `sharing.dp_clip` (feature-name patterns -> [lo, hi],
+# tighter than the validation ranges, which admit any device at its widest setting).
 
 
 def clip_bounds() -> dict[str, tuple[float, float]]:
-    """[lo, hi] of every feature under the DP form, in FEATURE_NAMES order (fixed by policy version v1).
-
-    The v1 table for the series statistics it names; every other feature (feature library v2:
-    robust statistics, spectra, angles) clips to its plausible range from tandem.contract.feature_ops."""
+    """[lo, hi] of every feature under the DP form, in FEATURE_NAMES order: the first of the task's
+    `sharing.dp_clip` patterns a feature's name matches, else the feature's plausible range (from
+    tandem.contract.feature_ops)."""
     plausible = feature_bounds()
+    patterns = list(TASK.sharing.dp_clip.items())
     bounds: dict[str, tuple[float, float]] = {}
     for name in FEATURE_NAMES:
-        series, _, stat = name.rpartition("_")
-        kind = "acc" if series.startswith(("acc", "body", "gravity")) else "gyro"
-        table = _MAG_CLIP[kind] if series.endswith("_mag") else _AXIS_CLIP[kind]
-        bounds[name] = table[stat] if series in SERIES and stat in table else plausible[name]
+        match = next((tuple(b) for pattern, b in patterns if fnmatch.fnmatchcase(name, pattern)), None)
+        bounds[name] = match or plausible[name]
     return bounds
 
 
@@ -207,7 +197,7 @@ class SharingPolicy(BaseModel):
         d = {"name": self.name, **self.model_dump(mode="json"), "fingerprint": self.fingerprint()}
         if self.has("dp"):
             d["clip_bounds"] = {k: list(v) for k, v in clip_bounds().items()}
-            d["mechanism"] = {"features": self.noise, "labels": f"{len(ACTIVITIES)}-ary randomized response",
+            d["mechanism"] = {"features": self.noise, "labels": f"{len(CLASSES)}-ary randomized response",
                               "unit": "one shared window; every user's windows composed (dp-accounting PLD) in the device's privacy ledger",
                               "window_events": window_epsilon(self)}
         if self.has("anonymized"):
@@ -295,7 +285,7 @@ def noise_scales(policy: SharingPolicy) -> np.ndarray:
     return widths * math.sqrt(d) / math.sqrt(2 * _zcdp_rho(eps, policy.delta))
 
 
-def rr_keep_probability(epsilon: float, classes: int = len(ACTIVITIES)) -> float:
+def rr_keep_probability(epsilon: float, classes: int = len(CLASSES)) -> float:
     return math.exp(epsilon) / (math.exp(epsilon) + classes - 1)
 
 
@@ -323,7 +313,7 @@ def privatize(features: np.ndarray, labels: np.ndarray, window_ids: list[str], p
         noise = rng.laplace(0.0, scales) if policy.noise == "laplace" else rng.normal(0.0, scales)
         out_x[i] = x[i] + noise
         if rng.random() >= keep:
-            others = [a for a in ACTIVITIES if a != out_y[i]]
+            others = [a for a in CLASSES if a != out_y[i]]
             out_y[i] = others[int(rng.integers(len(others)))]
     out_x = clip_features(out_x)
     index = {name: j for j, name in enumerate(FEATURE_NAMES)}
@@ -341,7 +331,7 @@ def window_epsilon(policy: SharingPolicy) -> list[dict]:
         features = {"mechanism": "pure", "epsilon": policy.epsilon_features}
     else:
         features = {"mechanism": "gaussian", "sigma": 1 / math.sqrt(2 * _zcdp_rho(policy.epsilon_features, policy.delta))}
-    labels = {"mechanism": "randomized_response", "epsilon": policy.epsilon_labels, "classes": len(ACTIVITIES)}
+    labels = {"mechanism": "randomized_response", "epsilon": policy.epsilon_labels, "classes": len(CLASSES)}
     return [features, labels]
 
 

@@ -78,34 +78,59 @@ def evaluation_users(store: Store, snapshot: Snapshot, settings) -> tuple[list[R
 
 
 def _scores(result: model.TrainResult, users: list[ReferenceUser]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Accuracy and macro-F1 (a classifier) or MAE, RMSE and R^2 (a regressor) over the users' rows,
+    and per user (accuracy, or MAE)."""
     X = np.concatenate([u.features for u in users])
     y = np.concatenate([u.y for u in users])
-    predicted = model.predict_proba(result.model, X).argmax(axis=1)
-    metrics = evaluation.metrics(y, predicted, list(features.ACTIVITIES))
+    if features.CLASSIFICATION:
+        predicted = model.predict_proba(result.model, X).argmax(axis=1)
+        metrics = evaluation.metrics(y, predicted, list(features.CLASSES))
+        per_user_error = lambda p, t: float((p == t).mean())  # noqa: E731
+        key = "per_user_accuracy"
+    else:
+        predicted = model.predict_values(result.model, X)
+        metrics = evaluation.regression_metrics(y, predicted)
+        per_user_error = lambda p, t: float(np.abs(p - t).mean())  # noqa: E731
+        key = "per_user_mae"
     per_user, offset = {}, 0
     for i, u in enumerate(users):
-        per_user[evaluation_key(i)] = float((predicted[offset:offset + len(u.y)] == u.y).mean())
+        per_user[evaluation_key(i)] = per_user_error(predicted[offset:offset + len(u.y)], u.y)
         offset += len(u.y)
-    return {**metrics, "per_user_accuracy": per_user, "n_users": len(users)}, y, predicted
+    return {**metrics, key: per_user, "n_users": len(users)}, y, predicted
+
+
+HEADLINE = ("accuracy", "macro_f1") if features.CLASSIFICATION else ("mae", "rmse", "r2")
 
 
 def evaluate(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult, run_id: str) -> dict:
-    """Accuracy, macro-F1 and a confusion matrix on the evaluation users (`evaluation_users`), and the
-    same on the reference set (the team's test devices) under ``reference_set``."""
+    """The task's metrics (`HEADLINE`) and a plot (confusion matrix, or predicted vs true) on the
+    evaluation users (`evaluation_users`), and the same on the reference set (the team's test
+    devices) under ``reference_set``."""
     users, source = evaluation_users(store, snapshot, tracker.settings)
     metrics, y, predicted = _scores(result, users)
     ref, _, _ = _scores(result, reference.load(store, tracker.model_name))
     metrics["evaluated_on"] = source
-    metrics["reference_set"] = {k: ref[k] for k in ("accuracy", "macro_f1", "n_users")}
-    tracker.log_metrics(run_id, {k: v for k, v in metrics.items() if k in ("accuracy", "macro_f1")}, prefix="eval_")
-    tracker.log_metrics(run_id, {k: ref[k] for k in ("accuracy", "macro_f1")}, prefix="reference_")
-    cm = evaluation.confusion_matrix(y, predicted, len(features.ACTIVITIES))
+    metrics["reference_set"] = {k: ref[k] for k in (*HEADLINE, "n_users")}
+    tracker.log_metrics(run_id, {k: metrics[k] for k in HEADLINE}, prefix="eval_")
+    tracker.log_metrics(run_id, {k: ref[k] for k in HEADLINE}, prefix="reference_")
     with tempfile.TemporaryDirectory() as tmp:
-        png = Path(tmp) / "confusion_matrix.png"
-        evaluation.plot_confusion_matrix(cm, list(features.ACTIVITIES), png,
-                                         title=f"{source} (accuracy {metrics['accuracy']:.3f})")
-        tracker.log_files(run_id, {"confusion_matrix.png": png.read_bytes()}, "evaluation")
+        if features.CLASSIFICATION:
+            png = Path(tmp) / "confusion_matrix.png"
+            cm = evaluation.confusion_matrix(y, predicted, len(features.CLASSES))
+            evaluation.plot_confusion_matrix(cm, list(features.CLASSES), png,
+                                             title=f"{source} (accuracy {metrics['accuracy']:.3f})")
+        else:
+            png = Path(tmp) / "predicted_vs_true.png"
+            evaluation.plot_predicted_vs_true(y, predicted, png, unit=features.TASK.target.unit,
+                                              title=f"{source} (MAE {metrics['mae']:.3f})")
+        tracker.log_files(run_id, {png.name: png.read_bytes()}, "evaluation")
     return metrics
+
+
+def summary_line(metrics: dict) -> str:
+    if features.CLASSIFICATION:
+        return f"accuracy {metrics['accuracy']:.3f} on {metrics['n_users']} evaluation users"
+    return f"MAE {metrics['mae']:.3f}, RMSE {metrics['rmse']:.3f} on {metrics['n_users']} evaluation users"
 
 
 def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
@@ -137,7 +162,9 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
         return {**base, "status": "blocked", "version": version, "reasons": report.reasons, "gates": report.summary}
     spec = load_spec(mlmodel)
     manifest = publish_release(tracker, store, run_id, files, {
-        "summary": f"accuracy {metrics['accuracy']:.3f} on {metrics['n_users']} evaluation users",
+        "summary": summary_line(metrics),
+        "task": {"name": features.TASK.name, "version": features.TASK.version, "kind": features.TASK.kind,
+                 "tag": features.TASK.tag, "digest": features.TASK.digest()},
         "reference_set": {k: ref.get(k) for k in ("version", "sha256", "rows", "devices")},  # what it was scored on
         "dataset": {"snapshot_id": snapshot.snapshot_id, "key": snapshot.key, "rows": snapshot.manifest["rows"],
                     "users": snapshot.manifest["users"], "sha256": snapshot.manifest["data"]["sha256"],
@@ -147,7 +174,8 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
                     "table": snapshot.manifest.get("table"),  # the table version trained on (time travel)
                     "withdrawn": snapshot.manifest.get("withdrawn")},
         "metrics": _headline(metrics),
-        "class_labels": list(features.ACTIVITIES),
+        "class_labels": list(features.CLASSES),
+        **({} if features.CLASSIFICATION else {"target": features.TASK.target.model_dump()}),
         "coreml": describe_updatable(spec),
         "training": {"params": params.train.model_dump(), "dp_sgd": params.dp_sgd.model_dump(),
                      "best_epoch": result.best_epoch,
@@ -162,5 +190,5 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
 
 
 def _headline(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("accuracy", "macro_f1", "n", "n_users", "per_class_f1", "per_user_accuracy",
-                                    "evaluated_on", "reference_set") if k in metrics}
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "mae", "rmse", "r2", "n", "n_users", "per_class_f1",
+                                    "per_user_accuracy", "per_user_mae", "evaluated_on", "reference_set") if k in metrics}

@@ -22,6 +22,7 @@ from tandem.release.layout import fetch_release, read_channel
 from tandem.release.params import GateThresholds, RunParams
 from tandem.training import metrics as evaluation
 from tandem.training import model
+from tandem.training.membership import auc as membership_auc
 from tandem.training.membership import membership_loss_auc
 from tandem.training.personalization import local_split, personalize, pick_labelled
 
@@ -52,11 +53,16 @@ def rules_gate(device: DeviceModel) -> dict:
 
 
 def parity_gate(device: DeviceModel, torch_model, X: np.ndarray, tolerance: float) -> dict:
-    """The runtime's probabilities against torch's on the evaluation rows."""
-    ours = device.predict_proba(X)
-    theirs = model.predict_proba(torch_model, X)
-    diff = float(np.abs(ours - theirs).max())
-    same_labels = bool((ours.argmax(1) == theirs.argmax(1)).all())
+    """The runtime's probabilities (a regressor's outputs, relative to the target's scale) against
+    torch's on the evaluation rows."""
+    if features.CLASSIFICATION:
+        ours, theirs = device.predict_proba(X), model.predict_proba(torch_model, X)
+        diff = float(np.abs(ours - theirs).max())
+        same_labels = bool((ours.argmax(1) == theirs.argmax(1)).all())
+    else:
+        ours, theirs = device.predict(X), model.predict_values(torch_model, X)
+        diff = float(np.abs(ours - theirs).max() / max(1.0, float(np.abs(theirs).max())))
+        same_labels = True
     return {"passed": diff <= tolerance and same_labels, "max_abs_diff": diff, "tolerance": tolerance,
             "labels_identical": same_labels, "rows": len(X)}
 
@@ -68,16 +74,18 @@ def personalization_summary(device: DeviceModel, users: list[EvalUser], labelled
     results = {f"eval-{i:02d}": personalize(device, u, labelled_per_user, policy=UpdatePolicy()) for i, u in enumerate(users)}
     before = float(np.mean([r.accuracy_before for r in results.values()]))
     after = float(np.mean([r.accuracy_after for r in results.values()]))
+    # the score is accuracy, or minus the MAE for a regressor: reported as MAE there
+    scored = ({"accuracy_before": before, "accuracy_after": after} if features.CLASSIFICATION
+              else {"mae_before": -before, "mae_after": -after})
     return {
         "users": len(results),
-        "accuracy_before": before,
-        "accuracy_after": after,
+        **scored,
         "gain": after - before,
         "loss_fell_for": int(sum(r.loss_after < r.loss_before for r in results.values())),
         "updated": int(sum(not np.isnan(r.loss_before) for r in results.values())),
         "helped": int(sum(r.gain > 0 for r in results.values())),
         "harmed": int(sum(r.gain < 0 for r in results.values())),
-        "per_user": {uid: {"before": r.accuracy_before, "after": r.accuracy_after, "loss_before": r.loss_before,
+        "per_user": {uid: {"before": abs(r.accuracy_before), "after": abs(r.accuracy_after), "loss_before": r.loss_before,
                            "loss_after": r.loss_after} for uid, r in results.items()},
     }
 
@@ -103,20 +111,31 @@ def production_model(model_name: str, store: Store) -> tuple[str, DeviceModel] |
 def scores(device: DeviceModel, users: list[EvalUser]) -> dict:
     X = np.concatenate([u.features for u in users])
     labels = np.concatenate([u.labels for u in users])
-    m = evaluation.metrics(labels, device.predict(X), list(features.ACTIVITIES))
+    if not features.CLASSIFICATION:
+        m = evaluation.regression_metrics(labels, device.predict(X))
+        return {"mae": m["mae"], "rmse": m["rmse"]}
+    m = evaluation.metrics(labels, device.predict(X), list(features.CLASSES))
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
 
 
 def comparison_gate(candidate: dict, production: dict | None, version: str | None, t: GateThresholds) -> dict:
-    """Candidate against the absolute floor and against production on the same users."""
+    """Candidate against the absolute floor and against production on the same users (a regressor:
+    its MAE and RMSE may exceed production's by at most `max_error_increase`, in target units)."""
     failures = []
-    if candidate["accuracy"] < t.min_accuracy:
+    if features.CLASSIFICATION and candidate["accuracy"] < t.min_accuracy:
         failures.append(f"accuracy {candidate['accuracy']:.3f} is below the floor {t.min_accuracy:.3f}")
+    if not features.CLASSIFICATION and t.max_mae is not None and candidate["mae"] > t.max_mae:
+        failures.append(f"MAE {candidate['mae']:.3f} is above the ceiling {t.max_mae:.3f}")
     if production is not None:
-        for key, allowed in (("accuracy", t.max_accuracy_drop), ("macro_f1", t.max_macro_f1_drop),
-                             ("gain", t.max_personalization_gain_drop)):
+        higher_better = ((("accuracy", t.max_accuracy_drop), ("macro_f1", t.max_macro_f1_drop))
+                         if features.CLASSIFICATION else ())
+        for key, allowed in (*higher_better, ("gain", t.max_personalization_gain_drop)):
             if candidate[key] < production[key] - allowed:
                 failures.append(f"{key} {candidate[key]:.3f} is more than {allowed:.3f} below production "
+                                f"v{version}'s {production[key]:.3f}")
+        for key in () if features.CLASSIFICATION else ("mae", "rmse"):
+            if candidate[key] > production[key] + t.max_error_increase:
+                failures.append(f"{key} {candidate[key]:.3f} is more than {t.max_error_increase:.3f} above production "
                                 f"v{version}'s {production[key]:.3f}")
     return {"passed": not failures, "failures": failures, "production_version": version,
             **{f"candidate_{k}": v for k, v in candidate.items()},
@@ -133,12 +152,17 @@ def membership_gate(torch_model, train_frame, users: list[EvalUser], threshold: 
         return {"passed": True, "measured": False, "threshold": threshold}
     rng = np.random.default_rng(seed)
     Xm = train_frame[list(features.FEATURE_NAMES)].to_numpy(np.float64)
-    ym = features.label_indices(train_frame["label"])
+    ym = (features.label_indices(train_frame["label"]) if features.CLASSIFICATION
+          else train_frame["label"].to_numpy(np.float64))
     Xn = np.concatenate([u.features for u in users])
     yn = np.concatenate([u.y for u in users])
     n = min(MEMBERSHIP_ROWS, len(ym), len(yn))
     im, inn = rng.choice(len(ym), n, replace=False), rng.choice(len(yn), n, replace=False)
-    auc = membership_loss_auc(lambda X: model.predict_proba(torch_model, X), (Xm[im], ym[im]), (Xn[inn], yn[inn]))
+    if features.CLASSIFICATION:
+        auc = membership_loss_auc(lambda X: model.predict_proba(torch_model, X), (Xm[im], ym[im]), (Xn[inn], yn[inn]))
+    else:  # the loss is the squared error: a lower one says "member"
+        sq = lambda X, y: (model.predict_values(torch_model, X) - y) ** 2  # noqa: E731
+        auc = membership_auc(-sq(Xm[im], ym[im]), -sq(Xn[inn], yn[inn]))
     return {"passed": threshold is None or auc <= threshold, "measured": True, "loss_auc": auc, "rows": int(n),
             "threshold": threshold, "attack": "loss threshold; members: training rows, non-members: evaluation users"}
 
@@ -158,10 +182,11 @@ def golden_files(device: DeviceModel, user: EvalUser) -> dict[str, bytes]:
     pool, _ = local_split(user)
     labelled = pick_labelled(user.labels, pool, per_user=GOLDEN_POLICY_LABELS)
     vectors["update_policy"] = golden.policy_trace(device, user.features[labelled], user.labels[labelled])
-    return {
-        "golden_vectors.json": json.dumps(vectors, indent=1).encode(),
-        "TandemGoldenTests.swift": golden.swift_xctest("golden_vectors", GOLDEN_TOLERANCE, model_resource="TandemModel").encode(),
-    }
+    files = {"golden_vectors.json": json.dumps(vectors, indent=1).encode()}
+    if features.CLASSIFICATION:  # the XCTest template checks probabilities: classifiers only, for now
+        files["TandemGoldenTests.swift"] = golden.swift_xctest("golden_vectors", GOLDEN_TOLERANCE,
+                                                               model_resource="TandemModel").encode()
+    return files
 
 
 def run_gates(model_name: str, store: Store, mlmodel: bytes, result: model.TrainResult, users: list[EvalUser],
@@ -196,8 +221,9 @@ def run_gates(model_name: str, store: Store, mlmodel: bytes, result: model.Train
                               f"labels identical: {p['labels_identical']}")
     u = report.summary["update"]
     if not u["passed"]:
-        report.reasons.append(f"update: loss fell for {u['loss_fell_for']} of {u['updated']} updated users, mean accuracy "
-                              f"{u['accuracy_before']:.3f} -> {u['accuracy_after']:.3f}")
+        what = (f"mean accuracy {u['accuracy_before']:.3f} -> {u['accuracy_after']:.3f}" if features.CLASSIFICATION
+                else f"mean MAE {u['mae_before']:.3f} -> {u['mae_after']:.3f}")
+        report.reasons.append(f"update: loss fell for {u['loss_fell_for']} of {u['updated']} updated users, {what}")
     report.reasons += [f"comparison: {f}" for f in report.summary["comparison"]["failures"]]
     mg = report.summary["membership"]
     if not mg["passed"]:

@@ -29,6 +29,10 @@ class GateThresholds(BaseModel):
         0.0, ge=0, le=1, description="the update gate's tolerance: mean accuracy after personalization may be this much "
                                      "below before")
     personalization_users: int = Field(6, ge=1, le=1000, description="evaluation users personalized in the update gate")
+    max_mae: float | None = Field(None, ge=0, description="a regressor: block a candidate whose MAE on the "
+                                  "evaluation users exceeds this (target units; None: no ceiling)")
+    max_error_increase: float = Field(0.0, ge=0, description="a regressor: how much its MAE and RMSE may exceed "
+                                      "production's on the same users (target units)")
     max_membership_auc: float | None = Field(
         None, ge=0.5, le=1, description="block a release whose loss-threshold membership AUC (training rows vs "
                                         "never-sharing users' windows) exceeds this (None: measured, not gated)")

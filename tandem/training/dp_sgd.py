@@ -30,7 +30,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from tandem.contract.features import ACTIVITIES
+from tandem.contract.features import CLASSES
 from tandem.privacy.policy import clip_bounds
 from tandem.training import model
 from tandem.training.dp_sgd_params import DpSgdConfig
@@ -79,7 +79,7 @@ def train_user_level(X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: mo
     sigma = float(get_noise_multiplier(target_epsilon=cfg.target_epsilon, target_delta=cfg.delta,
                                        sample_rate=cfg.sample_rate, steps=cfg.steps, accountant="prv"))
     mean, std = public_standardization()
-    net = model.Classifier(X.shape[1], len(ACTIVITIES), train.hidden_sizes, mean, std)
+    net = model.Classifier(X.shape[1], len(CLASSES), train.hidden_sizes, mean, std)
     gsm = GradSampleModule(_PerUser(net), batch_first=True, loss_reduction="mean")
     expected = max(1, round(cfg.sample_rate * len(users)))
     optimizer = DPOptimizer(torch.optim.Adam(gsm.parameters(), lr=cfg.learning_rate), noise_multiplier=sigma,

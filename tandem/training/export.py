@@ -1,4 +1,5 @@
-"""From the trained classifier to an updatable Core ML model (NeuralNetwork classifier).
+"""From the trained network to an updatable Core ML model: a NeuralNetworkClassifier (cross-entropy)
+or, for a task with a numeric target, a NeuralNetworkRegressor (MSE).
 
 Built layer by layer with coremltools' NeuralNetworkBuilder from the torch weights (not ct.convert:
 that emits softmaxND and batchedMatMul, which cannot be updated; see docs/stack.md):
@@ -23,7 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from tandem.contract.features import ACTIVITIES, FEATURE_NAMES
+from tandem.contract.features import CLASSES, FEATURE_NAMES, TASK
 from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.model import export_weights
 
@@ -54,6 +55,11 @@ def _coremltools():
     return coremltools, datatypes, NeuralNetworkBuilder, AdamParams, SgdParams
 
 
+def regression_output() -> str:
+    """A regressor's output: the task's target name (the device trains against "<name>_true")."""
+    return getattr(TASK.target, "name", "value")
+
+
 def _weights(model_or_weights) -> dict:
     if isinstance(model_or_weights, dict):
         return model_or_weights
@@ -62,7 +68,7 @@ def _weights(model_or_weights) -> dict:
 
 def to_updatable_mlmodel(
     model_or_weights,
-    class_labels: Sequence[str] = ACTIVITIES,
+    class_labels: Sequence[str] = CLASSES,
     updatable_layers: Iterable[str] = ("head",),
     update: DeviceUpdateConfig | None = None,
     *,
@@ -70,7 +76,8 @@ def to_updatable_mlmodel(
     metadata: dict | None = None,
     version: str | None = None,
 ):
-    """An updatable Core ML NeuralNetworkClassifier spec (coremltools.proto.Model_pb2.Model).
+    """An updatable Core ML NeuralNetworkClassifier spec (coremltools.proto.Model_pb2.Model), or a
+    NeuralNetworkRegressor when the weights are a regressor's (`class_labels` is then unused).
 
     model_or_weights: a `tandem.training.model.Classifier` or the dict of `tandem.training.model.export_weights`.
     updatable_layers: dense layer names ("head", "body.0", ...) the app may update on the device.
@@ -80,11 +87,14 @@ def to_updatable_mlmodel(
     update = update or DeviceUpdateConfig()
     _, datatypes, NeuralNetworkBuilder, AdamParams, SgdParams = _coremltools()
     w = _weights(model_or_weights)
+    regression = bool(w.get("regression"))
     class_labels = [str(c) for c in class_labels]
     layers = w["layers"]
     n_features = int(len(w["mean"]))
     n_classes = int(np.asarray(layers[-1]["W"]).shape[0])
-    if len(class_labels) != n_classes:
+    if regression and n_classes != 1:
+        raise ValueError(f"a regressor has one output, this head has {n_classes}")
+    if not regression and len(class_labels) != n_classes:
         raise ValueError(f"{len(class_labels)} class labels for a model with {n_classes} outputs")
     if len(set(class_labels)) != len(class_labels):
         raise ValueError("class labels must be unique")
@@ -98,10 +108,11 @@ def to_updatable_mlmodel(
     u = update
     lr_min, lr_max = u.learning_rate_range
 
+    output = regression_output() if regression else PROBABILITIES
     builder = NeuralNetworkBuilder(
         input_features=[(INPUT_NAME, datatypes.Array(n_features))],
-        output_features=[(PROBABILITIES, datatypes.Array(n_classes))],
-        mode="classifier",
+        output_features=[(output, datatypes.Array(n_classes))],
+        mode="regressor" if regression else "classifier",
     )
     mean = np.asarray(w["mean"], dtype=np.float64)
     std = np.asarray(w["std"], dtype=np.float64)
@@ -115,7 +126,7 @@ def to_updatable_mlmodel(
     for layer in layers:
         W = np.asarray(layer["W"], dtype=np.float32)
         b = np.asarray(layer["b"], dtype=np.float32)
-        out = layer["name"] if layer["activation"] else "logits"
+        out = layer["name"] if layer["activation"] else (output if regression else "logits")
         builder.add_inner_product(name=layer["name"], W=W, b=b, input_channels=W.shape[1],
                                   output_channels=W.shape[0], has_bias=True, input_name=blob, output_name=out)
         blob = out
@@ -125,12 +136,16 @@ def to_updatable_mlmodel(
             blob = f"{layer['name']}.relu"
         elif layer["activation"] is not None:
             raise ValueError(f"unsupported activation {layer['activation']!r}")
-    builder.add_softmax(name=SOFTMAX_LAYER, input_name=blob, output_name=PROBABILITIES)
-    builder.set_class_labels(class_labels, predicted_feature_name=LABEL, prediction_blob=PROBABILITIES)
+    if not regression:
+        builder.add_softmax(name=SOFTMAX_LAYER, input_name=blob, output_name=PROBABILITIES)
+        builder.set_class_labels(class_labels, predicted_feature_name=LABEL, prediction_blob=PROBABILITIES)
 
     builder.make_updatable(updatable_layers)
     with contextlib.redirect_stdout(io.StringIO()):  # coremltools prints a note about the target input
-        builder.set_categorical_cross_entropy_loss(name=LOSS_LAYER, input=PROBABILITIES)
+        if regression:
+            builder.set_mean_squared_error_loss(name=LOSS_LAYER, input_feature=(output, datatypes.Array(1)))
+        else:
+            builder.set_categorical_cross_entropy_loss(name=LOSS_LAYER, input=PROBABILITIES)
     if u.optimizer == "sgd":
         params = SgdParams(lr=u.learning_rate, batch=u.mini_batch_size, momentum=u.momentum)
         params.set_lr(u.learning_rate, lr_min, lr_max)
@@ -151,9 +166,10 @@ def to_updatable_mlmodel(
     spec = builder.spec
     desc = spec.description
     desc.metadata.author = "Tandem"
-    desc.metadata.shortDescription = (
-        f"Activity classifier ({', '.join(class_labels)}) over {n_features} window features; "
-        f"updatable on device: {', '.join(updatable_layers)}")
+    what = (f"{TASK.name} regressor ({regression_output()})" if regression
+            else f"{TASK.name} classifier ({', '.join(class_labels)})")
+    desc.metadata.shortDescription = (f"{what} over {n_features} features; "
+                                      f"updatable on device: {', '.join(updatable_layers)}")
     if version is not None:
         desc.metadata.versionString = str(version)
     for key, value in (metadata or {}).items():
@@ -161,21 +177,24 @@ def to_updatable_mlmodel(
     desc.metadata.userDefined["tandem.updatable_layers"] = ",".join(updatable_layers)
     if feature_names is not None and len(feature_names) == n_features:
         desc.metadata.userDefined["tandem.feature_names"] = ",".join(feature_names)
-    input_doc = (f"{n_features} raw (unstandardized) window features in tandem.contract.features order; "
+    input_doc = (f"{n_features} raw (unstandardized) features in feature_spec.json order; "
                  "the model standardizes them")
-    target_doc = f"true activity of the window, one of: {', '.join(class_labels)}"
+    if regression:
+        unit = getattr(TASK.target, "unit", "")
+        target_doc = f"true {regression_output()} ({unit})"
+        docs = {output: f"predicted {regression_output()} ({unit})", f"{output}_true": target_doc}
+    else:
+        target_doc = f"true {TASK.target.description}, one of: {', '.join(class_labels)}"
+        docs = {PROBABILITIES: "probability of each class", LABEL: "most likely class"}
     for feature in desc.input:
         if feature.name == INPUT_NAME:
             feature.shortDescription = input_doc
     for feature in desc.output:
-        if feature.name == PROBABILITIES:
-            feature.shortDescription = "probability of each activity"
-        elif feature.name == LABEL:
-            feature.shortDescription = "most likely activity"
+        feature.shortDescription = docs.get(feature.name, feature.shortDescription)
     for feature in desc.trainingInput:
         if feature.name == INPUT_NAME:
             feature.shortDescription = input_doc
-        elif feature.name == LABEL:
+        elif feature.name in (LABEL, f"{output}_true"):
             feature.shortDescription = target_doc
     return spec
 

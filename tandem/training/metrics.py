@@ -105,3 +105,35 @@ def plot_confusion_matrix(cm: np.ndarray, labels: Sequence[str], path: str | Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=110)
     return path
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    """Mean absolute error, root mean squared error and R^2, in target units."""
+    t, p = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    err = p - t
+    spread = float(((t - t.mean()) ** 2).sum()) if len(t) else 0.0
+    return {"mae": float(np.abs(err).mean()) if len(t) else float("nan"),
+            "rmse": float(np.sqrt((err ** 2).mean())) if len(t) else float("nan"),
+            "r2": float(1 - (err ** 2).sum() / spread) if spread > 0 else float("nan"), "n": int(len(t))}
+
+
+def plot_predicted_vs_true(y_true, y_pred, path: str | Path, unit: str = "", title: str = "predicted vs true") -> Path:
+    """A PNG scatter of predictions against targets, with the diagonal a perfect model would sit on."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    t, p = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    fig = Figure(figsize=(5.5, 5.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.scatter(t, p, s=12, alpha=0.6)
+    lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+    ax.set_xlabel(f"true {unit}".strip())
+    ax.set_ylabel(f"predicted {unit}".strip())
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=110)
+    return path

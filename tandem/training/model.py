@@ -1,8 +1,11 @@
-"""The activity classifier: an MLP over the feature vector, trained with PyTorch on the server.
+"""The task's network: an MLP over the feature vector, trained with PyTorch on the server.
 
 The network is deliberately made of pieces Core ML's NeuralNetwork can express and update on the
 device: standardization (a batchnorm layer), dense layers with ReLU ("body.0", "body.1", ...), a
-dense head ("head") and a softmax. `export_weights` hands those pieces to `tandem.training.export`.
+dense head ("head") and, for a classifier, a softmax. A regressor's head has one output; it trains
+on the standardized target and `export_weights` folds the target's scale into the head, so the
+device sees (and updates with MSE) plain target units. `export_weights` hands those pieces to
+`tandem.training.export`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from pydantic import BaseModel, Field, field_validator, model_validator
 from torch import nn
 
-from tandem.contract.features import ACTIVITIES
+from tandem.contract.features import CLASSES, CLASSIFICATION
 
 STD_FLOOR = 1e-6
 
@@ -67,11 +70,16 @@ def dense_layer_names(n_hidden: int) -> list[str]:
 
 
 class Classifier(nn.Module):
-    """(x - mean) / std -> [Linear -> ReLU] * len(hidden_sizes) -> Linear -> logits."""
+    """(x - mean) / std -> [Linear -> ReLU] * len(hidden_sizes) -> Linear -> logits (a classifier), or
+    -> one output * target_std + target_mean (a regressor)."""
 
     def __init__(self, n_features: int, n_classes: int, hidden_sizes: list[int] | tuple[int, ...] = (64, 64),
-                 mean: np.ndarray | None = None, std: np.ndarray | None = None, dropout: float = 0.0):
+                 mean: np.ndarray | None = None, std: np.ndarray | None = None, dropout: float = 0.0,
+                 regression: bool = False, target_mean: float = 0.0, target_std: float = 1.0):
         super().__init__()
+        self.regression = regression
+        self.register_buffer("target_mean", torch.tensor(float(target_mean)))
+        self.register_buffer("target_std", torch.tensor(float(target_std)))
         self.dropout = nn.Dropout(dropout)  # identity in eval mode: nothing of it reaches Core ML
         mean = np.zeros(n_features) if mean is None else np.asarray(mean, dtype=np.float64)
         std = np.ones(n_features) if std is None else np.maximum(np.asarray(std, dtype=np.float64), STD_FLOOR)
@@ -97,7 +105,8 @@ class Classifier(nn.Module):
         z = (x - self.mean) / self.std
         for layer in self.body:
             z = self.dropout(torch.relu(layer(z)))
-        return self.head(z)
+        out = self.head(z)
+        return out * self.target_std + self.target_mean if self.regression else out
 
 
 @dataclass
@@ -149,69 +158,91 @@ def split_indices(y: np.ndarray, fraction: float, seed: int,
     return np.flatnonzero(train_mask), val
 
 
+def _loss(model: Classifier, out: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy on logits, or MSE on the standardized target (so its scale does not set the
+    learning rate)."""
+    if model.regression:
+        return nn.functional.mse_loss((out[:, 0] - model.target_mean) / model.target_std,
+                                      (y - model.target_mean) / model.target_std)
+    return nn.functional.cross_entropy(out, y, label_smoothing=label_smoothing)
+
+
+def _score(model: Classifier, out: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy (classifier) or mean absolute error in target units (regressor)."""
+    if model.regression:
+        return float((out[:, 0] - y).abs().mean())
+    return float((out.argmax(1) == y).float().mean())
+
+
 def _evaluate(model: Classifier, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     model.eval()
     with torch.no_grad():
-        logits = model(X)
-        loss = nn.functional.cross_entropy(logits, y).item()
-        acc = (logits.argmax(1) == y).float().mean().item()
-    return float(loss), float(acc)
+        out = model(X)
+        return float(_loss(model, out, y).item()), _score(model, out, y)
 
 
 def train(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
           on_epoch: Callable[[int, dict], None] | None = None, groups: np.ndarray | None = None,
-          n_classes: int | None = None) -> TrainResult:
-    """Train a Classifier on features X (n, n_features) and class indices y (n,).
+          n_classes: int | None = None, regression: bool | None = None) -> TrainResult:
+    """Train on features X (n, n_features) and class indices y (n,), or numeric targets y for a
+    regressor (`regression`: the task's kind when None).
 
-    Adam on cross-entropy, early stopping on validation loss (the best epoch's weights are restored).
-    `on_epoch(epoch, {"train_loss", "train_accuracy", "val_loss", "val_accuracy"})` is called after
-    every epoch (1-based). Same data, config and seed give identical weights.
+    Adam on cross-entropy (MSE on the standardized target for a regressor), early stopping on
+    validation loss (the best epoch's weights are restored). `on_epoch(epoch, {"train_loss",
+    "train_accuracy" | "train_mae", "val_loss", "val_accuracy" | "val_mae"})` is called after every
+    epoch (1-based). Same data, config and seed give identical weights.
     """
     config = config or TrainConfig()
+    regression = (not CLASSIFICATION) if regression is None else regression
     X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.int64)
+    y = np.asarray(y, dtype=np.float64 if regression else np.int64)
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"X must be (n, features) and y (n,), got {X.shape} and {y.shape}")
     if not np.isfinite(X).all():
         raise ValueError("X holds non-finite values")
-    n_classes = n_classes or len(ACTIVITIES)
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+    n_classes = 1 if regression else (n_classes or len(CLASSES))
+    if not regression and len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"class indices must be within 0..{n_classes - 1}")
+    if regression and not np.isfinite(y).all():
+        raise ValueError("y holds non-finite targets")
     if len(y) < 2:
         raise ValueError("need at least two examples to train")
 
-    train_idx, val_idx = split_indices(y, config.validation_fraction, config.seed, groups)
+    strata = np.zeros(len(y), dtype=np.int64) if regression else y
+    train_idx, val_idx = split_indices(strata, config.validation_fraction, config.seed, groups)
     mean = X[train_idx].mean(axis=0)
     std = np.maximum(X[train_idx].std(axis=0), STD_FLOOR)
 
     torch.manual_seed(config.seed)
-    model = Classifier(X.shape[1], n_classes, config.hidden_sizes, mean, std, config.dropout)
+    target = (float(y[train_idx].mean()), float(max(y[train_idx].std(), STD_FLOOR))) if regression else (0.0, 1.0)
+    model = Classifier(X.shape[1], n_classes, config.hidden_sizes, mean, std, config.dropout, regression, *target)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
 
     Xt = torch.as_tensor(X[train_idx], dtype=torch.float32)
-    yt = torch.as_tensor(y[train_idx])
+    yt = torch.as_tensor(y[train_idx], dtype=torch.float32 if regression else torch.int64)
     Xv = torch.as_tensor(X[val_idx], dtype=torch.float32)
-    yv = torch.as_tensor(y[val_idx])
+    yv = torch.as_tensor(y[val_idx], dtype=torch.float32 if regression else torch.int64)
 
     result = TrainResult(model=model, n_train=len(train_idx), n_val=len(val_idx))
     best_state, best_loss, wait = copy.deepcopy(model.state_dict()), float("inf"), 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.randperm(len(yt), generator=generator)
-        total_loss, correct = 0.0, 0
+        total_loss, scored = 0.0, 0.0
         for start in range(0, len(order), config.batch_size):
             batch = order[start:start + config.batch_size]
-            logits = model(Xt[batch])
-            loss = nn.functional.cross_entropy(logits, yt[batch], label_smoothing=config.label_smoothing)
+            out = model(Xt[batch])
+            loss = _loss(model, out, yt[batch], config.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total_loss += loss.item() * len(batch)
-            correct += int((logits.argmax(1) == yt[batch]).sum())
-        val_loss, val_acc = _evaluate(model, Xv, yv)
-        metrics = {"train_loss": total_loss / len(yt), "train_accuracy": correct / len(yt),
-                   "val_loss": val_loss, "val_accuracy": val_acc}
+            scored += _score(model, out.detach(), yt[batch]) * len(batch)
+        val_loss, val_score = _evaluate(model, Xv, yv)
+        name = "mae" if regression else "accuracy"
+        metrics = {"train_loss": total_loss / len(yt), f"train_{name}": scored / len(yt),
+                   "val_loss": val_loss, f"val_{name}": val_score}
         result.history.append({"epoch": epoch, **metrics})
         if on_epoch is not None:
             on_epoch(epoch, dict(metrics))
@@ -240,6 +271,15 @@ def predict_proba(model: Classifier, X: np.ndarray) -> np.ndarray:
         return torch.softmax(logits, dim=1).numpy()
 
 
+def predict_values(model: Classifier, X: np.ndarray) -> np.ndarray:
+    """A regressor's predictions (n,) in target units, float64."""
+    X = np.asarray(X, dtype=np.float64)
+    X = X[None, :] if X.ndim == 1 else X
+    model.eval()
+    with torch.no_grad():
+        return model(torch.as_tensor(X, dtype=torch.float32)).double().numpy()[:, 0]
+
+
 def export_weights(model: Classifier) -> dict:
     """The network as numpy arrays (float32), in the order Core ML evaluates it.
 
@@ -249,7 +289,12 @@ def export_weights(model: Classifier) -> dict:
     layers = [{"name": f"body.{i}", "W": layer.weight.detach().numpy().astype(np.float32).copy(),
                "b": layer.bias.detach().numpy().astype(np.float32).copy(), "activation": "relu"}
               for i, layer in enumerate(model.body)]
-    layers.append({"name": "head", "W": model.head.weight.detach().numpy().astype(np.float32).copy(),
-                   "b": model.head.bias.detach().numpy().astype(np.float32).copy(), "activation": None})
-    return {"mean": model.mean.numpy().astype(np.float32).copy(), "std": model.std.numpy().astype(np.float32).copy(),
+    W = model.head.weight.detach().double().numpy()
+    b = model.head.bias.detach().double().numpy()
+    if model.regression:  # fold the target's scale into the head: the device sees target units
+        t_mean, t_std = float(model.target_mean), float(model.target_std)
+        W, b = W * t_std, b * t_std + t_mean
+    layers.append({"name": "head", "W": W.astype(np.float32), "b": b.astype(np.float32), "activation": None})
+    return {"regression": bool(model.regression), "mean": model.mean.numpy().astype(np.float32).copy(),
+            "std": model.std.numpy().astype(np.float32).copy(),
             "layers": layers, "n_features": model.n_features, "n_classes": model.n_classes}

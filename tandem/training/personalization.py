@@ -1,8 +1,9 @@
 """Personalization as the app does it, simulated with the device runtime, with one protocol for the
-release gate and the evaluation: per recording session and activity, a user's earlier windows are
+release gate and the evaluation: per recording session and class, a user's earlier windows are
 the device's local pool and the later ones are held out; the user labels a few pool windows spread
 over time (windows overlap by half, so contiguous labels are near-duplicates); the model updates on
-them and is scored on the held-out windows."""
+them and is scored on the held-out windows. A regressor's examples split by session and time only,
+and its score is minus the mean absolute error (higher is better, like accuracy)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,22 @@ from tandem.device.update_policy import UpdatePolicy
 from tandem.device.update_policy import personalize as policy_update
 
 
+def numeric(labels) -> bool:
+    """A regressor's targets (floats) rather than class names."""
+    return np.asarray(labels).dtype.kind == "f"
+
+
+def score(model: DeviceModel, X: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy, or minus the mean absolute error for a regressor: higher is better either way."""
+    if numeric(labels):
+        return -float(np.mean(np.abs(model.predict(X) - labels)))
+    return float((model.predict(X) == labels).mean())
+
+
 @dataclass
 class Personalized:
     model: DeviceModel
-    accuracy_before: float
+    accuracy_before: float  # the score (see `score`)
     accuracy_after: float
     loss_before: float
     loss_after: float
@@ -44,6 +57,8 @@ def local_split(user, test_fraction: float = 0.5, gap: int = 1) -> tuple[np.ndar
     windows in between are dropped because windows overlap by 50%."""
     session, pool, test = sessions(user.window_keys), [], []
     labels, captured_at = np.asarray(user.labels), np.asarray(user.captured_at)
+    if numeric(labels):
+        labels = np.zeros(len(labels))
     for s in np.unique(session):
         for c in np.unique(labels):
             idx = np.flatnonzero((session == s) & (labels == c))
@@ -63,7 +78,7 @@ def pick_labelled(labels: np.ndarray, candidates: np.ndarray, per_class: int | N
     candidates in capture order (the user labels now and then); else the first ones (contiguous)."""
     if (per_class is None) == (per_user is None):
         raise ValueError("give exactly one of per_class and per_user")
-    labels = np.asarray(labels)
+    labels = np.zeros(len(labels)) if numeric(labels) else np.asarray(labels)
     classes = np.unique(labels[candidates])
     out = []
     for i, c in enumerate(classes):
@@ -93,13 +108,13 @@ def update_and_score(base: DeviceModel, user, train: np.ndarray, test: np.ndarra
     """The device runtime's update of a copy of `base` on the `train` windows, scored before and
     after on the `test` windows."""
     X, labels = user.features, np.asarray(user.labels)
-    before = float((base.predict(X[test]) == labels[test]).mean())
+    before = score(base, X[test], labels[test])
     if policy is not None:
         p = policy_update(base, X[train], labels[train], policy)
-        after = float((p.model.predict(X[test]) == labels[test]).mean())
+        after = score(p.model, X[test], labels[test])
         loss_before = p.loss_before if p.epochs else float("nan")
         return Personalized(p.model, before, after, loss_before, p.loss_after, p.holdout_losses, len(train), len(test))
     result = update(DeviceModel.load(base.to_bytes()), X[train], labels[train], **overrides)
-    after = float((result.model.predict(X[test]) == labels[test]).mean())
+    after = score(result.model, X[test], labels[test])
     return Personalized(result.model, before, after, result.loss_before, result.loss_after, result.history,
                         len(train), len(test))

@@ -1,5 +1,5 @@
-"""Pretrain: from a dataset snapshot (the shared, modified form) to a trained classifier, and on to
-an updatable Core ML model."""
+"""Pretrain: from a dataset snapshot (the shared, modified form) to a trained network (the task's
+classifier or regressor), and on to an updatable Core ML model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from tandem.contract.features import ACTIVITIES, FEATURE_NAMES, label_indices
+from tandem.contract.features import CLASSES, CLASSIFICATION, FEATURE_NAMES, label_indices
 from tandem.training import export as coreml_export
 from tandem.training import model
 from tandem.training.dp_sgd import train_user_level
@@ -23,9 +23,9 @@ def within_window(entries: list[dict], days: int | None, now: datetime | None = 
 
 
 def frame_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, class indices and pseudonyms (for a user-wise validation split)."""
+    """Features, class indices (or numeric targets) and pseudonyms (for a user-wise validation split)."""
     X = frame[list(FEATURE_NAMES)].to_numpy(np.float64)
-    y = label_indices(frame["label"])
+    y = label_indices(frame["label"]) if CLASSIFICATION else frame["label"].to_numpy(np.float64)
     return X, y, frame["pseudonym"].to_numpy(str)
 
 
@@ -34,6 +34,8 @@ def pretrain(frame: pd.DataFrame, config: model.TrainConfig, on_epoch=None, dp_s
     carries the model's guarantee in `.privacy`."""
     X, y, groups = frame_xy(frame)
     if dp_sgd is not None and dp_sgd.enabled:
+        if not CLASSIFICATION:
+            raise ValueError("DP-SGD here trains classifiers only; this task has a numeric target")
         result = train_user_level(X, y, groups, config, dp_sgd)
         for h in result.history if on_epoch else ():
             on_epoch(h["epoch"], {k: v for k, v in h.items() if k != "epoch"})
@@ -45,7 +47,7 @@ def convert(result: model.TrainResult, params, metadata: dict) -> bytes:
     """The updatable Core ML model, serialized."""
     spec = coreml_export.to_updatable_mlmodel(
         result.model,
-        class_labels=list(ACTIVITIES),
+        class_labels=list(CLASSES),
         updatable_layers=params.train.updatable_layers,
         update=params.device,
         metadata={k: str(v) for k, v in metadata.items()},

@@ -2,7 +2,7 @@
 
 A pipeline is data: a list of steps ``{"op": <name>, "inputs": [...], "outputs": [...], "params": {...}}``
 run in order over named series (the window's channels first). A *series* op (lowpass, difference,
-magnitude, jerk) adds series; a *feature* op (stats, robust, spectrum, angle, correlation) adds
+magnitude, jerk, log1p) adds series; a *feature* op (stats, robust, spectrum, angle, correlation, value) adds
 scalar features, named by the op (``outputs`` is then left out). The feature vector is the feature
 ops' outputs in step order.
 
@@ -24,15 +24,17 @@ from tandem.contract.feature_ops import (
     correlation,
     difference,
     jerk,
+    log1p,
     lowpass,
     magnitude,
     robust,
     spectrum,
     stats,
+    value,
 )
 
-OPS: dict[str, ModuleType] = {m.OP: m for m in (lowpass, difference, magnitude, jerk, stats, robust, spectrum,
-                                                 angle, correlation)}
+OPS: dict[str, ModuleType] = {m.OP: m for m in (lowpass, difference, magnitude, jerk, log1p, stats, robust, spectrum,
+                                                 angle, correlation, value)}
 
 
 def _op(step: dict) -> ModuleType:

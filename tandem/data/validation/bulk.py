@@ -35,8 +35,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from tandem.contract.schema import BATCH_SCHEMA, POLICY_COLUMN
+from tandem.contract.features import TASK
+from tandem.contract.schema import BATCH_SCHEMA, POLICY_COLUMN, TASK_METADATA
 from tandem.data.validation.suites import (
+    write_missing,
     CAPTURED_AT_MAX_PARAMETER,
     CLOCK_SKEW,
     POLICY_REGEX,
@@ -77,6 +79,8 @@ def structural(plain: bytes, batch_id: str) -> Candidate | None:
     forms = tuple(f for f in names[0].split("/")[0].split("+") if f != "pseudonymized")
     if any(f not in ROW_FORMS for f in forms):
         return None
+    if (table.schema.metadata or {}).get(TASK_METADATA) != TASK.tag.encode():
+        return None  # the per-batch judge quarantines it with the task it was made under
     recorded = (table.schema.metadata or {}).get(b"tandem.policy")
     if recorded is not None:
         try:
@@ -118,6 +122,8 @@ _local = threading.local()
 
 def _runtime(form: str | None, folder: Path | None) -> _BulkRuntime:
     path = suite_path(form, folder)
+    if folder is None and not path.exists():
+        write_missing()  # a new task's suites, generated from its definition
     cache = _local.__dict__.setdefault("runtimes", {})
     runtime = cache.get(path)
     if runtime is None or runtime.mtime != path.stat().st_mtime_ns:

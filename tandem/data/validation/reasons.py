@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from tandem.contract.schema import BATCH_COLUMNS, LABEL_COLUMN
+from tandem.contract.schema import BATCH_COLUMNS, LABEL_COLUMN, LABELS
 from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX
 
@@ -142,7 +142,7 @@ def _describe(r: dict) -> tuple[int, str | None, str]:
         return 3, column, f"{column}: {of} look like {what}"  # never an example: they are the identifiers
     if kind == "expect_column_values_to_be_in_set":
         if column == LABEL_COLUMN:
-            return 4, column, f"label: {of} outside the six activities{eg}"
+            return 4, column, f"label: {of} outside the task's {len(LABELS)} labels{eg}"
         return 4, column, f"{column}: {of} outside the allowed set{eg}"
     if kind == "expect_column_values_to_be_unique":
         return 4, column, f"{column}: {of} are duplicated within the batch{eg}"

@@ -18,7 +18,8 @@ import great_expectations as gx
 import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from tandem.contract.schema import BATCH_COLUMNS, POLICY_COLUMN
+from tandem.contract.features import TASK
+from tandem.contract.schema import BATCH_COLUMNS, POLICY_COLUMN, TASK_METADATA
 from tandem.data.validation.reasons import (
     _exception_message,
     _one_line,
@@ -29,6 +30,7 @@ from tandem.data.validation.reasons import (
     _trim_tracebacks,
 )
 from tandem.data.validation.suites import (
+    write_missing,
     CAPTURED_AT_MAX_PARAMETER,
     CLOCK_SKEW,
     FORM_SUITES,
@@ -82,6 +84,8 @@ _local = threading.local()
 def _get_runtime(form: str | None = None, folder: Path | None = None) -> _Runtime:
     """The cached runtime of the current suite file; rebuilt when that file changes."""
     path = suite_path(form, folder)
+    if folder is None and not path.exists():
+        write_missing()  # a new task's suites, generated from its definition
     runtimes = _local.__dict__.setdefault("runtimes", {})
     runtime = runtimes.get(path)
     if runtime is None or runtime.mtime != path.stat().st_mtime_ns:
@@ -181,6 +185,9 @@ def validate_batch(data: bytes, batch_id: str, transport: dict | None = None, su
             recorded_name = None
         if set(frame[POLICY_COLUMN].dropna().unique()) - {recorded_name}:
             metadata_problem = "policy: the batch's recorded policy (parquet metadata) does not match its policy column"
+    task_problem = task_mismatch(table.schema.metadata)
+    if task_problem:
+        metadata_problem = f"{metadata_problem}; {task_problem}" if metadata_problem else task_problem
     ok = bool(result.get("success")) and all(r.get("success") for r in form_results.values()) and metadata_problem is None
     statistics = result.get("statistics") or {}
     evaluated = (statistics.get("evaluated_expectations") or 0) + sum(
@@ -211,6 +218,17 @@ def validate_batch(data: bytes, batch_id: str, transport: dict | None = None, su
     if ok:
         return BatchVerdict(True, reason, result, rows, frame)
     return BatchVerdict(False, reason, result, rows)
+
+
+def task_mismatch(metadata: dict | None) -> str | None:
+    """Why a batch's recorded task (parquet metadata) is not the one this server serves, or None."""
+    recorded = (metadata or {}).get(TASK_METADATA)
+    if recorded is None:
+        return f"task: the batch declares no task (parquet metadata {TASK_METADATA.decode()}); this server serves {TASK.tag}"
+    if recorded != TASK.tag.encode():
+        made = recorded.decode(errors="replace")[:80]
+        return f"task: made under {made}, this server serves {TASK.tag}"
+    return None
 
 
 def _run_form_suite(runtime: _Runtime, frame) -> dict:

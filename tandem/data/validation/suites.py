@@ -14,7 +14,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow as pa
 
-from tandem.contract.features import ACTIVITIES, FEATURE_NAMES, SERIES, feature_bounds
+from tandem.contract.features import CLASSES, CLASSIFICATION, TASK, FEATURE_NAMES, SERIES, feature_bounds
 from tandem.contract.schema import (
     BATCH_COLUMNS,
     BATCH_SCHEMA,
@@ -38,15 +38,13 @@ POLICY_REGEX = r"^[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pse
 KNOWN_POLICY_REGEX = "^(?:{f})(?:\\+(?:{f}))*/v[0-9]+$".format(f="|".join(policy.FORMS))
 MAX_TEXT_LENGTH = 64  # key_id, device metadata, policy: short labels, never free text
 
-# Physically plausible sensor ranges (a phone's IMU at its widest full-scale setting).
-ACC_RANGE_G = 16.0
-GYRO_RANGE_RAD_S = 35.0
 CORRELATION_SLACK = 1e-9  # Pearson in float64 can land an ulp outside [-1, 1]
 CAPTURED_AT_MIN = "2010-01-01T00:00:00+00:00"
 CAPTURED_AT_MAX_PARAMETER = "captured_at_max"  # supplied at run time: now + CLOCK_SKEW
 CLOCK_SKEW = timedelta(days=1)  # device clocks run ahead; further in the future is not plausible
 
 STRING_COLUMNS = tuple(f.name for f in BATCH_SCHEMA if str(f.type) in ("string", "large_string"))
+GENERIC_QI_REGEX = r"^[A-Za-z0-9_.,*-]{1,32}$"  # a quasi-identifier the allow-list does not know: short, no spaces or @
 HEX_COLUMNS = ("pseudonym", "window_id")  # exact hex formats: checked by their own regex
 TEXT_COLUMNS = ("key_id", *DEVICE_COLUMNS, POLICY_COLUMN)
 
@@ -58,7 +56,7 @@ def _ceil2(x: float) -> float:
 def feature_ranges() -> dict[str, tuple[float, float]]:
     """Plausible [min, max] of every feature column, in FEATURE_NAMES order: each feature operation
     derives its outputs' ranges from its inputs' (tandem.contract.feature_ops), starting from the
-    sensor ranges (acc within +-ACC_RANGE_G g, gyro within +-GYRO_RANGE_RAD_S rad/s)."""
+    task's input ranges (each channel's max |value|)."""
     ranges = feature_bounds()
     assert tuple(ranges) == FEATURE_NAMES, "feature_ranges() out of step with FEATURE_NAMES"
     return {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}
@@ -73,6 +71,13 @@ def _pandas_type(pa_type) -> str:
     if pa.types.is_timestamp(pa_type) and pa_type.tz:
         return "Timestamp"  # DatetimeTZDtype's scalar type is pd.Timestamp; naive datetimes are not it
     raise ValueError(f"no pandas type mapping for {pa_type}")
+
+
+def target_expectation():
+    """Labels within the task's classes, or the numeric target within its declared range."""
+    if CLASSIFICATION:
+        return gxe.ExpectColumnValuesToBeInSet(column=LABEL_COLUMN, value_set=list(CLASSES))
+    return gxe.ExpectColumnValuesToBeBetween(column=LABEL_COLUMN, min_value=TASK.target.min, max_value=TASK.target.max)
 
 
 def build_suite():
@@ -98,10 +103,11 @@ def build_suite():
            for s in SERIES]
     # label, policy, short text columns
     ex += [
-        gxe.ExpectColumnValuesToBeInSet(column=LABEL_COLUMN, value_set=list(ACTIVITIES)),
         gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=KNOWN_POLICY_REGEX),
     ]
-    ex += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=QUASI_IDENTIFIER_REGEX[c]) for c in DEVICE_COLUMNS]
+    ex += [target_expectation()]
+    ex += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=QUASI_IDENTIFIER_REGEX.get(c, GENERIC_QI_REGEX))
+           for c in DEVICE_COLUMNS]
     ex += [gxe.ExpectColumnValueLengthsToBeBetween(column=name, min_value=1, max_value=MAX_TEXT_LENGTH)
            for name in TEXT_COLUMNS]
     # no raw identifiers anywhere. The phone pattern is not run on the exact-hex columns: a hex
@@ -119,6 +125,7 @@ def build_suite():
         meta={
             "great_expectations_version": gx.__version__,
             "generated_by": "tandem expectations (tandem.data.validation.suites.build_suite)",
+            "task": TASK.tag,
             "read_as": "pyarrow.parquet.read_table(...).to_pandas() under pandas 3",
             "runtime_parameters": {CAPTURED_AT_MAX_PARAMETER: f"now (UTC) + {CLOCK_SKEW.total_seconds() / 3600:g} h"},
         },
@@ -157,7 +164,7 @@ def build_form_suite(form: str):
     else:
         raise ValueError(f"no suite for form {form!r}")
     return gx.ExpectationSuite(name=form_suite_name(form), expectations=ex,
-                               meta={"great_expectations_version": gx.__version__, "form": form,
+                               meta={"great_expectations_version": gx.__version__, "form": form, "task": TASK.tag,
                                      "generated_by": "tandem expectations (tandem.data.validation.suites.build_form_suite)",
                                      **meta})
 
@@ -180,17 +187,42 @@ def suite_json(suite=None) -> str:
     return json.dumps(d, indent=2) + "\n"
 
 
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "expectations"  # the repository's expectations/
+REPOSITORY_DIR = Path(__file__).resolve().parents[3] / "expectations"  # the repository's expectations/
+
+
+def default_dir() -> Path:
+    """A built-in task's suites: expectations/<task>/ in the repository; a team's task folder keeps
+    its own in <folder>/expectations/."""
+    from tandem.task import BUILTIN
+
+    folder = TASK.folder
+    if folder is None or folder.parent == BUILTIN.resolve():
+        return REPOSITORY_DIR / TASK.name
+    return folder / "expectations"
 
 
 def suite_path(form: str | None = None, folder: Path | None = None) -> Path:
-    """Where a suite lives: `folder` (the settings' TANDEM_EXPECTATIONS_DIR) or expectations/."""
-    return (folder or DEFAULT_DIR) / (SUITE_FILE if form is None else f"{form_suite_name(form)}.json")
+    """Where a suite lives: `folder` (the settings' TANDEM_EXPECTATIONS_DIR) or the task's default."""
+    return (folder or default_dir()) / (SUITE_FILE if form is None else f"{form_suite_name(form)}.json")
+
+
+def write_missing(folder: Path | None = None) -> list[Path]:
+    """Generate the task's suites that do not exist yet (a new task folder has none)."""
+    written = []
+    for form in (None, *FORM_SUITES):
+        path = suite_path(form, folder)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(suite_json(None if form is None else build_form_suite(form)))
+            written.append(path)
+    return written
 
 
 def load_suite(path: Path | None = None):
     """The suite from its JSON; refuses a file in which GX drops any expectation as invalid."""
     path = Path(path or suite_path())
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no GX suite here (write the task's suites with `tandem expectations`)")
     d = json.loads(path.read_text())
     suite = gx.ExpectationSuite(name=d["name"], expectations=d["expectations"],
                                 suite_parameters=d.get("suite_parameters") or {}, meta=d.get("meta"),

@@ -1,0 +1,186 @@
+"""A task definition: what one app learns, described once (``task.yaml`` in a task folder).
+
+Everything else derives from it: the batch schema, the GX suite, the featurization and its
+``feature_spec.json``, the model's head and loss, the Core ML export (classifier or regressor), the
+device runtime's inputs, golden vectors and the reports. Its digest is recorded in every batch and
+every release manifest, so a batch made under another task or version is quarantined.
+
+Inputs are either sensor streams (windows of samples x channels) or tabular columns; a tabular row
+is a window of one sample whose channels are the columns, so one featurization library serves both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Channel(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="a series name the featurization reads")
+    unit: str = Field(description="what one sample is measured in, e.g. 'g' or 'rad/s'")
+    max_abs: float = Field(gt=0, description="the largest |value| a device reports: validation derives every "
+                                             "feature's plausible range from it")
+
+
+class SensorInputs(_Strict):
+    kind: Literal["sensor"] = "sensor"
+    channels: list[Channel] = Field(min_length=1)
+    sample_rate_hz: float = Field(gt=0)
+    window: int = Field(ge=2, description="samples per window")
+    step: int = Field(ge=1, description="samples between window starts")
+
+
+class Column(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    unit: str
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min > self.max:
+            raise ValueError(f"column {self.name}: min {self.min} is above max {self.max}")
+        return self
+
+
+class TabularInputs(_Strict):
+    kind: Literal["tabular"] = "tabular"
+    columns: list[Column] = Field(min_length=1)
+
+
+class ClassTarget(_Strict):
+    kind: Literal["classes"] = "classes"
+    labels: list[str] = Field(min_length=2, description="the model's classes, in output order")
+    description: str = "the class of the example"
+
+
+class NumericTarget(_Strict):
+    kind: Literal["numeric"] = "numeric"
+    name: str
+    unit: str
+    min: float
+    max: float
+    description: str = ""
+
+
+class ModelSpec(_Strict):
+    hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], description="the MLP body's layer widths")
+    updatable: Literal["head"] = Field("head", description="which layers the device may update")
+
+
+class DeviceDefaults(_Strict):
+    learning_rate: float = Field(1e-3, gt=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(8, ge=1)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class SharingDefaults(_Strict):
+    policy: str = Field("pseudonymized", description="the modified form devices share in by default")
+    dp_clip: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="DP form: feature-name patterns (fnmatch, first match wins) -> [lo, hi]; "
+                                          "other features clip to their plausible range")
+
+
+class EvaluationSpec(_Strict):
+    holdout_share: float = Field(0.2, ge=0, lt=1, description="share of pseudonyms never trained on")
+    labelled_per_user: int = Field(20, ge=1, description="labelled examples each held-out user personalizes on")
+
+
+class TableSource(_Strict):
+    """A parquet or CSV file: one row per sample (sensor) or per example (tabular)."""
+    kind: Literal["table"] = "table"
+    path: str = Field(description="relative to the task folder, or absolute")
+    user: str = Field(description="column naming the user (a raw id: it stays on the simulated device)")
+    time: str = Field(description="column ordering a user's rows in time (a timestamp or a number)")
+    session: str | None = Field(None, description="sensor tasks: column naming a continuous recording")
+    target: str = Field(description="column holding the label or the numeric target")
+    columns: dict[str, str] = Field(default_factory=dict, description="input name -> the file's column, when they differ")
+
+
+class LoaderSource(_Strict):
+    """Python, for anything a table cannot say: ``module.py:function`` in the task folder (or a module
+    path), returning ``list[tandem.fleet.users.UserData]``."""
+    kind: Literal["loader"] = "loader"
+    loader: str
+    synthetic: str | None = Field(None, description="a fast seeded stand-in with the same shape, for tests")
+
+
+class DataSource(_Strict):
+    name: str = Field(description="what the data set is called")
+    citation: str = ""
+    terms: str = ""
+    source: Annotated[TableSource | LoaderSource, Field(discriminator="kind")]
+
+
+class Task(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    version: int = Field(ge=1, description="bump when anything below changes what a batch or a model means")
+    description: str
+    inputs: Annotated[SensorInputs | TabularInputs, Field(discriminator="kind")]
+    featurization: list[dict] = Field(min_length=1, description="steps from tandem.contract.feature_ops")
+    target: Annotated[ClassTarget | NumericTarget, Field(discriminator="kind")]
+    quasi_identifiers: list[str] = Field(
+        default_factory=lambda: ["device_model", "os_version", "app_version", "locale"],
+        description="device metadata shared with every batch, generalized for k-anonymity")
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    device: DeviceDefaults = Field(default_factory=DeviceDefaults)
+    sharing: SharingDefaults = Field(default_factory=SharingDefaults)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    data: DataSource
+    _folder: Path | None = PrivateAttr(None)
+
+    @property
+    def folder(self) -> Path | None:
+        """Where the task.yaml was read from (its loader and data files are relative to it)."""
+        return self._folder
+
+    @property
+    def classification(self) -> bool:
+        return self.target.kind == "classes"
+
+    @property
+    def kind(self) -> str:
+        return "classification" if self.classification else "regression"
+
+    def digest(self) -> str:
+        """sha256 of the definition's canonical JSON (the data source excluded: it says where demo
+        data comes from, not what a batch means)."""
+        body = self.model_dump(mode="json", exclude={"data"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    @property
+    def tag(self) -> str:
+        """What a batch and a manifest record: name, version and the digest's first 12 hex digits."""
+        return f"{self.name}/v{self.version}+{self.digest()[:12]}"
+
+
+def read(folder: Path) -> Task:
+    """The task in ``folder/task.yaml``; a one-line error names the first problem."""
+    import yaml
+
+    path = Path(folder) / "task.yaml"
+    if not path.is_file():
+        raise TaskError(f"{folder}: no task.yaml (make one with `tandem init {folder}`)")
+    try:
+        task = Task.model_validate(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as e:
+        raise TaskError(f"{path}: not YAML ({str(e).splitlines()[0]})") from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TaskError(f"{path}: {where}: {first['msg']}") from None
+    task._folder = Path(folder).resolve()
+    return task
+
+
+class TaskError(ValueError):
+    """A task that cannot be found or read."""
