@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import torch
 
-from tandem.contract.features import ACTIVITIES
+from tandem.contract.features import CLASSES
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import update
 from tandem.fleet import users as fleet
@@ -30,7 +30,7 @@ def main() -> None:
     users = fleet.synthetic_fleet(8, windows_per_class=40, seed=0)
     X = np.concatenate([u.features for u in users])
     labels = np.concatenate([u.labels for u in users])
-    y = np.array([ACTIVITIES.index(label) for label in labels])
+    y = np.array([CLASSES.index(label) for label in labels])
     params = RunParams.model_validate({"train": {"epochs": 5}})
     result = model.train(X, y, params.train)
     device = DeviceModel.load(pretrain.convert(result, params, {}))
