@@ -66,3 +66,26 @@ def test_no_tandem_import_inside_a_function():
                     if any(n == "tandem" or n.startswith(("tandem.", "flows", "tasks")) for n in names):
                         offenders.append(f"{path.relative_to(REPO)}:{inner.lineno}")
     assert offenders == []
+
+
+def test_no_task_names_outside_the_task_folders():
+    """The library is any app's: no built-in task's labels, channels or data set name appear in
+    tandem/ outside tandem/builtin_tasks/ (checked for every built-in task, not only HAR)."""
+    import re
+
+    from tandem.task import builtin
+
+    words = {"hapt"}
+    for task in builtin():
+        words |= set(getattr(task.target, "labels", []))
+        channels = task.inputs.channels if task.inputs.kind == "sensor" else task.inputs.columns
+        words |= {c.name for c in channels if len(c.name) > 5}  # short column names ("value") are plain English
+    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, words))) + r")\b", re.IGNORECASE)
+    found = []
+    for path in (REPO / "tandem").rglob("*"):
+        if path.suffix not in (".py", ".json", ".in", ".yaml", ".md") or "builtin_tasks" in path.parts:
+            continue
+        for n, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
+            if pattern.search(line):
+                found.append(f"{path.relative_to(REPO)}:{n}: {line.strip()[:100]}")
+    assert len(words) > 8 and not found, "\n".join(found[:20])

@@ -2,8 +2,8 @@
 
 With a user's labelled windows (X, y), in capture order:
 
-1. hold out the latest 1/`holdout_every` (at least one) of each activity's labelled windows (when every labelled activity
-   has at least `min_per_activity` windows; otherwise skip to 3 with `fallback_epochs`);
+1. hold out the latest 1/`holdout_every` (at least one) of each class's labelled windows (when every labelled class
+   has at least `min_per_class` windows; otherwise skip to 3 with `fallback_epochs`);
 2. task A: update the base on the rest, at most `max_epochs`; the progress handler computes the
    held-out cross-entropy at each epoch's end (and once on the base before starting, "epoch 0") and
    cancels the task `patience` epochs after the best; the best epoch E is remembered;
@@ -11,8 +11,8 @@ With a user's labelled windows (X, y), in capture order:
    beat it on the user's own held-out windows, so updating would likely harm).
 
 Both tasks use shuffle = false, so a phone reproduces every step exactly (Core ML's shuffling RNG
-is not ours); instead the app feeds the windows interleaved over activities (`interleave`), so no
-mini-batch holds one activity only (batches of one activity each drag the head to that class in turn:
+is not ours); instead the app feeds the windows interleaved over classes (`interleave`), so no
+mini-batch holds one class only (batches of one class each drag the head to that class in turn:
 more labels then hurt). numpy + protobuf only, like the rest of `tandem.device`.
 """
 
@@ -34,7 +34,7 @@ class UpdatePolicy:
     max_epochs: int = 80
     patience: int = 10
     holdout_every: int = 3
-    min_per_activity: int = 3
+    min_per_class: int = 3
     fallback_epochs: int = 30
 
     def as_dict(self) -> dict:
@@ -65,7 +65,7 @@ def holdout_rows(y, policy: UpdatePolicy) -> np.ndarray:
     neighbour of a training window would make a held-out loss that never sees overfitting."""
     y = np.zeros(len(y), dtype=str) if _is_numeric(y) else np.asarray(y).astype(str)
     classes, counts = np.unique(y, return_counts=True)
-    if policy.holdout_every < 2 or counts.min() < policy.min_per_activity:
+    if policy.holdout_every < 2 or counts.min() < policy.min_per_class:
         return np.empty(0, np.int64)
     rows = [np.flatnonzero(y == c)[-math.ceil(n / policy.holdout_every):] for c, n in zip(classes, counts)]
     return np.sort(np.concatenate(rows)).astype(np.int64)

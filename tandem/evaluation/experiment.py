@@ -40,13 +40,13 @@ class EvaluationParams(BaseModel):
 
     source: Literal["task", "synthetic"] = Field("task", description="task (the task's data set) or synthetic (fast)")
     synthetic_users: int = Field(10, ge=4, le=200, description="users of the synthetic fleet")
-    synthetic_windows_per_class: int = Field(16, ge=6, le=500, description="windows per activity per synthetic user")
-    # Every 3rd user (10 of 30 HAPT users) never shares: with 6 evaluation users one user moves the
+    synthetic_windows_per_class: int = Field(16, ge=6, le=500, description="windows per class per synthetic user")
+    # Every 3rd user (10 of 30 users in the built-in sensor task) never shares: with 6 evaluation users one user moves the
     # "harmed" share by 17 points, too coarse to measure "no more than a fifth" (docs/evaluation.md).
     holdout_every: int = Field(3, ge=2, description="every N-th user never shares: the evaluation users")
     rounds: int = Field(3, ge=1, le=20, description="simulation rounds; sharing users join in this many waves")
     fraction: float = Field(0.5, gt=0, le=1, description="fraction of its local pool a sharing user shares")
-    test_fraction: float = Field(0.5, gt=0, lt=1, description="later share of each session/activity held out for scoring")
+    test_fraction: float = Field(0.5, gt=0, lt=1, description="later share of each session/class held out for scoring")
     batch_size: int = Field(256, ge=1, description="windows per shared batch")
     train: model.TrainConfig = Field(default_factory=model.TrainConfig,
                                      description="server pretraining, as the product ships it (also the central upper bound)")
@@ -55,7 +55,7 @@ class EvaluationParams(BaseModel):
     # Chosen on the sharing users' held-out windows (validation), never on the evaluation users.
     update_epochs: int | None = Field(50, ge=1, le=100, description="on-device update epochs the app chooses (None: model default)")
     update_learning_rate: float | None = Field(0.003, gt=0, le=1, description="on-device learning rate the app chooses (None: model default)")
-    per_class_budgets: list[int] = Field(default_factory=lambda: [5, 10, 20], description="labelled windows per activity")
+    per_class_budgets: list[int] = Field(default_factory=lambda: [5, 10, 20], description="labelled windows per class")
     per_user_budget: int = Field(20, ge=1, le=1000, description="labelled windows per user (the headline budget)")
     fedavg_rounds_per_round: int = Field(10, ge=1, le=200, description="FedAvg communication rounds per simulation round")
     fedavg_local_epochs: int = Field(2, ge=1, le=50, description="FedAvg local epochs per communication round")
@@ -163,10 +163,10 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
                                 gain=float(np.mean([per_user_acc[u] - before[u] for u in before])))
 
     for n in params.per_class_budgets:
-        personalized(base, f"personalized_pc{n}", f"base + on-device update, {n} labelled windows per activity", per_class=n, **overrides)
+        personalized(base, f"personalized_pc{n}", f"base + on-device update, {n} labelled windows per class", per_class=n, **overrides)
     personalized(base, HEADLINE, f"base + on-device update, {params.per_user_budget} labelled windows per user",
                  per_user=params.per_user_budget, **overrides)
-    personalized(base, f"{HEADLINE}_contiguous", f"as {HEADLINE} but the first windows of each activity (contiguous)",
+    personalized(base, f"{HEADLINE}_contiguous", f"as {HEADLINE} but the first windows of each class (contiguous)",
                  per_user=params.per_user_budget, spread=False, **overrides)
     personalized(base, f"{HEADLINE}_model_defaults", f"as {HEADLINE} with the model's default update parameters",
                  per_user=params.per_user_budget)
@@ -181,7 +181,7 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
             net = model.train(u.features[lab], label_indices(u.labels[lab]), local_cfg).model
             per_user[uid] = accuracy(_TorchPredictor(net), u.features[test], u.labels[test])
         methods[name] = _method("a Classifier trained only on the user's own labelled windows "
-                                f"({next(iter(kw.values()))} {'per user' if 'per_user' in kw else 'per activity'}; "
+                                f"({next(iter(kw.values()))} {'per user' if 'per_user' in kw else 'per class'}; "
                                 "the same windows personalization gets)", per_user)
     timing["methods"] = time.perf_counter() - t
 
@@ -269,10 +269,10 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
         "params": params.model_dump(mode="json"),
         "protocol": {
             "evaluation_users": "never share (every holdout_every-th user); all numbers are means over them",
-            "test_windows": "per recording session and activity, the later test_fraction of the windows in capture "
+            "test_windows": "per recording session and class, the later test_fraction of the windows in capture "
                             "order (one boundary window dropped: windows overlap 50%); identical for every method",
-            "labelled_windows": "chosen among the earlier (pool) windows, evenly spaced in capture order per activity; "
-                                "the per-user budget splits the windows evenly over the activities",
+            "labelled_windows": "chosen among the earlier (pool) windows, evenly spaced in capture order per class; "
+                                "the per-user budget splits the windows evenly over the classes",
             "on_device_update": {"layers": params.train.updatable_layers, "optimizer": params.device.optimizer,
                                  "overrides": overrides},
         },

@@ -1,7 +1,7 @@
 """`tandem audit`: per sharing form, what the users are promised and what an attacker still gets.
 
 Same fleet protocol as `tandem evaluate` (every `holdout_every`-th user never shares; per session and
-activity the earlier half of each user's windows is the local pool, the later half the test set);
+class the earlier half of each user's windows is the local pool, the later half the test set);
 each sharing user shares the same stable `fraction` of its pool. Per form (pseudonymized,
 anonymized, the v1 Laplace form, local DP with Piecewise/Duchi at several per-user epsilons,
 user-level DP-SGD) it trains the server's model in memory and measures:
@@ -46,7 +46,7 @@ from tandem.training.pretrain import convert
 
 CLASSES = len(CLASSES)
 # A lower-dimensional release, chosen a priori (no data spent on choosing): the gravity direction
-# (posture) and how much the phone moves (activity intensity). Issue 12 chose these on the 46-feature
+# (posture) and how much the phone moves (movement intensity). Issue 12 chose these on the 46-feature
 # vector (acc_{x,y,z}_mean, acc_mag_{std,max,mad_diff}); these are their counterparts among the 157.
 LOW_DIM_FEATURES = ("gravity_x_mean", "gravity_y_mean", "gravity_z_mean", "body_mag_std", "body_jerk_mag_mean",
                     "gyro_mag_mean", "gyro_mag_std", "body_mag_max")
@@ -58,7 +58,7 @@ class LdpPoint(BaseModel):
 
     mechanism: Literal["piecewise", "duchi"] = "piecewise"
     user_epsilon: float = Field(8.0, gt=0, description="per-user epsilon over all the user's shared windows")
-    windows_per_user: int = Field(12, ge=1, description="windows each user shares (spread over activities and time)")
+    windows_per_user: int = Field(12, ge=1, description="windows each user shares (spread over classes and time)")
     low_dim: bool = Field(False, description="release only the a-priori LOW_DIM_FEATURES instead of all features")
 
 

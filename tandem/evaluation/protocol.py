@@ -1,13 +1,13 @@
 """The robust protocol: leave-group-out folds x seeds, every claim as mean ± sd with a paired
 per-user comparison.
 
-For each fold (every HAPT user never shares in exactly one) and each seed, on the fold's
+For each fold (every user of the task's data set never shares in exactly one) and each seed, on the fold's
 never-sharing users and their held-out test windows (identical for every method):
 
 * generic: the server model, trained on the sharing users' shared windows only (the fold's tuned
-  TrainConfig from `tandem/evaluation/tuned_models.json`, chosen on that fold's sharing users);
+  TrainConfig from the task folder's `tuned_models.json`, chosen on that fold's sharing users);
 * personalized: the base updated on the device by the app's policy (`device.update_policy`) with
-  20 labelled windows per user, and 5 / 10 / 20 per activity;
+  20 labelled windows per user, and 5 / 10 / 20 per class;
 * local only: a Classifier trained on exactly those labelled windows;
 * FedAvg on the shared windows (the server's data volume) and on all local pool windows (reported
   apart), FedProx and FedPer on the shared windows; each then personalized by the same policy.

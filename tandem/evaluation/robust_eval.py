@@ -106,7 +106,7 @@ def claims(result: dict, cfg: ProtocolConfig) -> dict:
         "generic_sd_over_seeds_at_most_1.5_points": 100 * g["sd_over_seeds"] <= TARGETS["generic_sd_points"],
         "u20_gain_at_least_3_points": head["gain_points"] >= TARGETS["gain_points"],
         "u20_harmed_at_most_10_percent": head["harmed_share"] <= TARGETS["harmed_share"],
-        "per_activity_gains_at_least_u20_gain": all(per_budget[b]["gain_points"] >= head["gain_points"]
+        "per_class_gains_at_least_u20_gain": all(per_budget[b]["gain_points"] >= head["gain_points"]
                                                     for b in per_budget if b.startswith("pc")),
         "beats_local_only_at_every_budget": all(v["vs_local_only_points"] > 0 for v in per_budget.values()),
         "tandem_personalized_at_least_best_fl": head["personalized_mean"] >= fl_means[best],
@@ -173,20 +173,20 @@ def _plots(result: dict, out: Path) -> dict[str, Path]:
 
 TABLE = [("tandem_generic", "Tandem generic (server model on shared windows)"),
          ("tandem_personalized_u20", "Tandem personalized, 20 labelled windows / user"),
-         ("tandem_personalized_pc5", "Tandem personalized, 5 / activity (30)"),
-         ("tandem_personalized_pc10", "Tandem personalized, 10 / activity (60)"),
-         ("tandem_personalized_pc20", "Tandem personalized, 20 / activity (120)"),
-         ("local_only_u20", "local only, 20 / user"), ("local_only_pc5", "local only, 5 / activity"),
-         ("local_only_pc10", "local only, 10 / activity"), ("local_only_pc20", "local only, 20 / activity"),
+         ("tandem_personalized_pc5", "Tandem personalized, 5 / class (30)"),
+         ("tandem_personalized_pc10", "Tandem personalized, 10 / class (60)"),
+         ("tandem_personalized_pc20", "Tandem personalized, 20 / class (120)"),
+         ("local_only_u20", "local only, 20 / user"), ("local_only_pc5", "local only, 5 / class"),
+         ("local_only_pc10", "local only, 10 / class"), ("local_only_pc20", "local only, 20 / class"),
          ("fedavg_generic", "FedAvg (shared windows)"), ("fedavg_personalized_u20", "FedAvg + policy, 20 / user"),
-         ("fedavg_personalized_pc20", "FedAvg + policy, 20 / activity"),
+         ("fedavg_personalized_pc20", "FedAvg + policy, 20 / class"),
          ("fedprox_generic", "FedProx (shared windows)"), ("fedprox_personalized_u20", "FedProx + policy, 20 / user"),
-         ("fedprox_personalized_pc20", "FedProx + policy, 20 / activity"),
+         ("fedprox_personalized_pc20", "FedProx + policy, 20 / class"),
          ("fedper_generic", "FedPer (shared windows; mean head)"), ("fedper_personalized_u20", "FedPer + policy, 20 / user"),
-         ("fedper_personalized_pc20", "FedPer + policy, 20 / activity"),
+         ("fedper_personalized_pc20", "FedPer + policy, 20 / class"),
          ("fedavg_all_local_generic", "FedAvg on all local windows (2x data)"),
          ("fedavg_all_local_personalized_u20", "FedAvg all local + policy, 20 / user"),
-         ("fedavg_all_local_personalized_pc20", "FedAvg all local + policy, 20 / activity")]
+         ("fedavg_all_local_personalized_pc20", "FedAvg all local + policy, 20 / class")]
 
 
 def _ci(interval) -> str:
@@ -214,7 +214,7 @@ def markdown(result: dict, command: str) -> str:
     folds = ", ".join(f"fold {k}: {_pct(v)}" for k, v in c["generic_per_fold"].items())
     return f"""# Tandem evaluation ({c['folds']} folds x {c['seeds']} seeds)
 
-Reproduce: `{command}`. Every HAPT user is a never-sharing user in exactly one fold; numbers are
+Reproduce: `{command}`. Every user is a never-sharing user in exactly one fold; numbers are
 means over all {c['users']} users and all seeds; sd is over seeds (each seed's mean over all users).
 Paired differences are per user (mean over seeds), 95 % CI over users (Student t).
 

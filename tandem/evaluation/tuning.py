@@ -5,7 +5,7 @@ on the other groups' shared windows and scores on the held-out group's test wind
 seeds; the objective is the mean accuracy minus half its sd over seeds (a stable model beats a lucky
 one). The fold's never-sharing users are not loaded into the study at all. Each study is one MLflow
 run (experiment `tandem/tuning`) with one metric step per trial; the best parameters per fold go to
-`tandem/evaluation/tuned_models.json`, which `tandem evaluate` and the product's defaults read.
+the task folder's `tuned_models.json`, which `tandem evaluate` and the product's defaults read.
 
     python -m tandem.evaluation.tuning --fold 0 --trials 40
 """
@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from tandem.contract import features
 from tandem.evaluation.protocol_data import Side, fold_split, server_data, sides
 from tandem.fleet.users import task_fleet
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
 from tandem.training import model
 
-TUNED_FILE = Path(__file__).with_name("tuned_models.json")
+TUNED_FILE = (features.TASK.folder or Path(".")) / "tuned_models.json"  # per task, kept in its folder
 
 
 def inner_score(sharers: list[Side], config: model.TrainConfig, inner_folds: int, seeds: list[int]) -> tuple[float, float]:

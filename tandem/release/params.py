@@ -24,7 +24,7 @@ class GateThresholds(BaseModel):
     max_personalization_gain_drop: float = Field(
         0.03, ge=0, le=1, description="max drop of the on-device personalization gain against production")
     personalization_labels: int = Field(
-        20, ge=1, le=1000, description="labelled windows each evaluation user personalizes on (spread over activities and time)")
+        20, ge=1, le=1000, description="labelled windows each evaluation user personalizes on (spread over classes and time)")
     max_update_accuracy_drop: float = Field(
         0.0, ge=0, le=1, description="the update gate's tolerance: mean accuracy after personalization may be this much "
                                      "below before")

@@ -16,7 +16,7 @@ class DeviceUpdateConfig(BaseModel):
     """On-device update settings (Core ML's updateParams)."""
 
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="Core ML optimizer for on-device updates")
-    # Defaults measured on the HAPT evaluation users, 20 labelled windows each (tandem.training.personalization):
+    # Defaults measured on the built-in sensor task's evaluation users, 20 labelled windows each (tandem.training.personalization):
     # SGD without momentum at 1e-3 for 20 epochs helped and harmed none; momentum 0.9 overfit the few windows.
     learning_rate: float = Field(0.001, gt=0, le=1, description="default on-device learning rate")
     momentum: float = Field(0.0, ge=0, lt=1, description="default SGD momentum on the device")

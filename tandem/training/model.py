@@ -28,7 +28,7 @@ class TrainConfig(BaseModel):
     """Pretraining hyperparameters of the classifier."""
 
     # Defaults: the Optuna study on the release split's sharing users (tandem/tuning.py,
-    # tandem/evaluation/tuned_models.json "3:0"), rounded to 3 digits.
+    # tandem/builtin_tasks/har/tuned_models.json "3:0"), rounded to 3 digits.
     epochs: int = Field(150, ge=1, le=1000, description="maximum number of training epochs")
     learning_rate: float = Field(2.72e-3, gt=0, le=1, description="Adam learning rate")
     batch_size: int = Field(128, ge=1, le=65536, description="mini-batch size")

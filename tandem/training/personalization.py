@@ -52,7 +52,7 @@ def sessions(window_keys) -> np.ndarray:
 
 def local_split(user, test_fraction: float = 0.5, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(pool, test) indices of a user (anything with window_keys, labels, captured_at). Per recording
-    session and activity, in capture order, the earlier windows are the device's local pool (what it
+    session and class, in capture order, the earlier windows are the device's local pool (what it
     may label, share and train on) and the later `test_fraction` are held out for scoring; `gap`
     windows in between are dropped because windows overlap by 50%."""
     session, pool, test = sessions(user.window_keys), [], []
@@ -73,8 +73,8 @@ def local_split(user, test_fraction: float = 0.5, gap: int = 1) -> tuple[np.ndar
 
 def pick_labelled(labels: np.ndarray, candidates: np.ndarray, per_class: int | None = None,
                   per_user: int | None = None, spread: bool = True) -> np.ndarray:
-    """The windows the user labels among `candidates`: `per_class` of each activity, or a budget of
-    `per_user` windows split evenly over the activities present. `spread`: evenly spaced over the
+    """The windows the user labels among `candidates`: `per_class` of each class, or a budget of
+    `per_user` windows split evenly over the classes present. `spread`: evenly spaced over the
     candidates in capture order (the user labels now and then); else the first ones (contiguous)."""
     if (per_class is None) == (per_user is None):
         raise ValueError("give exactly one of per_class and per_user")

@@ -38,7 +38,7 @@ def data(n_per=6, shift=1.5, seed=1):
 def test_holdout_is_the_latest_windows_of_each_activity_and_order_interleaves():
     y = np.array(["a"] * 6 + ["b"] * 3 + ["c"] * 4)
     assert holdout_rows(y, UpdatePolicy(holdout_every=3)).tolist() == [4, 5, 8, 11, 12]
-    assert holdout_rows(y[:8], UpdatePolicy(min_per_activity=3)).size == 0  # "b" has 2: no early stopping
+    assert holdout_rows(y[:8], UpdatePolicy(min_per_class=3)).size == 0  # "b" has 2: no early stopping
     assert interleave(np.array(["b", "a", "a", "b", "c"])).tolist() == [1, 0, 4, 2, 3]
 
 

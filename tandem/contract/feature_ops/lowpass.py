@@ -1,4 +1,4 @@
-"""Low-pass filter: a 2nd-order Butterworth IIR, the gravity estimate of an accelerometer axis."""
+"""Low-pass filter: a 2nd-order Butterworth IIR, e.g. the slow (gravity) part of an acceleration."""
 
 from __future__ import annotations
 

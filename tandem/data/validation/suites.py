@@ -23,6 +23,7 @@ from tandem.contract.schema import (
     POLICY_COLUMN,
 )
 from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
+from tandem.task import BUILTIN
 from tandem.privacy import policy, sealing
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX, PSEUDONYM_REGEX
 
@@ -193,8 +194,6 @@ REPOSITORY_DIR = Path(__file__).resolve().parents[3] / "expectations"  # the rep
 def default_dir() -> Path:
     """A built-in task's suites: expectations/<task>/ in the repository; a team's task folder keeps
     its own in <folder>/expectations/."""
-    from tandem.task import BUILTIN
-
     folder = TASK.folder
     if folder is None or folder.parent == BUILTIN.resolve():
         return REPOSITORY_DIR / TASK.name
