@@ -282,3 +282,14 @@ def test_expectations_dir_override(tmp_path, monkeypatch, good):
     assert validate_batch(to_bytes(replaced(good, "label", ["flying"] * good.num_rows)), "b-override",
                           suites_dir=tmp_path).ok
     assert not validate_batch(to_bytes(replaced(good, "label", ["flying"] * good.num_rows)), "b-default").ok
+
+
+def test_a_batch_made_under_another_task_or_version_is_quarantined(good):
+    from tandem.contract.features import TASK
+    from tandem.contract.schema import TASK_METADATA
+
+    assert good.schema.metadata[TASK_METADATA] == TASK.tag.encode()  # devices record the task they served
+    other = good.replace_schema_metadata({**good.schema.metadata, TASK_METADATA: b"har/v0+000000000000"})
+    assert_failed(validate_batch(to_bytes(other), "b-old-task"), f"task: made under har/v0+000000000000, this server serves {TASK.tag}")
+    meta = {k: v for k, v in good.schema.metadata.items() if k != TASK_METADATA}
+    assert_failed(validate_batch(to_bytes(good.replace_schema_metadata(meta)), "b-no-task"), "task: the batch declares no task")

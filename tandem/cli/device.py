@@ -29,7 +29,9 @@ def _read(data: Path, model: DeviceModel) -> tuple[np.ndarray, np.ndarray | None
     X = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in FEATURE_NAMES]).astype(np.float64)
     if model.input_dim is not None and model.input_dim != X.shape[1]:
         raise typer.BadParameter(f"model expects {model.input_dim} features, data has {X.shape[1]}")
-    y = np.asarray(table.column("label").to_pylist(), dtype=object) if "label" in table.column_names else None
+    y = None
+    if "label" in table.column_names:  # class names, or a regressor's numeric targets
+        y = np.asarray(table.column("label").to_pylist(), dtype=object if model.is_classifier else np.float64)
     return X, y
 
 
@@ -37,14 +39,35 @@ def _accuracy(model: DeviceModel, X, y) -> float:
     return float(np.mean(model.predict(X).astype(str) == y.astype(str)))
 
 
+def _mae(model: DeviceModel, X, y) -> float:
+    return float(np.mean(np.abs(model.predict(X) - y)))
+
+
+def _predict_regressor(m: DeviceModel, X, y, out: Path | None, show: int) -> None:
+    pred = m.predict(X)
+    typer.echo(f"{'row':>5}  {'predicted':>12}  {'target' if y is not None else ''}")
+    for i in range(min(show, len(X))):
+        typer.echo(f"{i:>5}  {pred[i]:12.6g}  {f'{y[i]:.6g}' if y is not None else ''}")
+    if y is not None:
+        err = pred - y
+        typer.echo(f"mae: {np.mean(np.abs(err)):.4f}  rmse: {np.sqrt(np.mean(err ** 2)):.4f} on {len(X)} rows")
+    if out is not None:
+        rows = [f"{p:.9g}" + (f",{t:.9g}" if y is not None else "") for p, t in zip(pred, y if y is not None else pred)]
+        out.write_text("\n".join(["predicted" + (",target" if y is not None else ""), *rows]) + "\n")
+        typer.echo(f"wrote {out}")
+
+
 @app.command()
 def predict(model: Path = typer.Argument(..., exists=True, help=".mlmodel file"),
             data: Path = typer.Argument(..., exists=True, help="parquet in the shared-batch format"),
             out: Path | None = typer.Option(None, "--out", help="write predictions as CSV"),
             show: int = typer.Option(10, help="rows to print")):
-    """Predict every row; print accuracy when the data has labels."""
+    """Predict every row; print accuracy (a regressor: MAE and RMSE) when the data has labels."""
     m = DeviceModel.load(model)
     X, y = _read(data, m)
+    if not m.is_classifier:
+        _predict_regressor(m, X, y, out, show)
+        return
     probs = m.predict_proba(X)
     labels = np.asarray(m.class_labels, dtype=object)
     pred = labels[probs.argmax(axis=1)]
@@ -89,6 +112,8 @@ def personalize(model: Path = typer.Argument(..., exists=True, help="base .mlmod
     typer.echo(f"loss after: {result.loss_after:.4f}")
     if base.is_classifier:
         typer.echo(f"accuracy before: {_accuracy(base, X, y):.4f}  after: {_accuracy(result.model, X, y):.4f}")
+    else:
+        typer.echo(f"mae before: {_mae(base, X, y):.4f}  after: {_mae(result.model, X, y):.4f}")
     result.model.save(out)
     typer.echo(f"wrote {out}")
 

@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if debug:
             raise
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
+            e.show()  # typer's own (vendored) click usage errors: their message is the one line
+            return e.exit_code
         line = explain(e)
         if line is None:
             line = f"unexpected {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''} (rerun with --debug for the traceback)"

@@ -20,6 +20,7 @@ from tandem.cli import reference as reference_cli
 from tandem.cli import stack as stack_cli
 from tandem.cli.audit import audit_command
 from tandem.cli.evaluate import evaluate_command
+from tandem.cli.tasks import init_command, tasks_command
 from tandem.data import revocations
 from tandem.data.ingest import accepted_entries, batch_ref
 from tandem.data.store import store_from_settings
@@ -255,6 +256,8 @@ app.add_typer(stack_cli.app, name="stack")
 app.command("evaluate")(evaluate_command)
 app.command("expectations")(expectations_cli.expectations_command)
 app.command("audit")(audit_command)
+app.command("tasks")(tasks_command)
+app.command("init")(init_command)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,92 @@
+"""The built-in regression task end to end, as a user runs it: `TANDEM_TASK=grunfeld` and the same
+commands as the HAR demo (share, then run with the simulator's folder deleted, pull, device check,
+device personalize). Each command is its own process (the task is chosen per process), against a
+real Prefect engine, MLflow on SQLite, GX and a local store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from mlflow import MlflowClient
+
+from tandem.device.proto import Model_pb2
+
+TANDEM = [sys.executable, "-m", "tandem.cli"]
+
+
+def tandem(env: dict, *args: str) -> str:
+    done = subprocess.run([*TANDEM, *args], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"tandem {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    from tandem.release.signing import generate
+
+    root = tmp_path_factory.mktemp("grunfeld")
+    private, public = generate()
+    env = {**os.environ, "TANDEM_TASK": "grunfeld", "TANDEM_HOME": str(root / "home"),
+           "TANDEM_PSEUDONYM_KEY": "test-key-regression", "TANDEM_SIGNING_KEY": private,
+           "TANDEM_RELEASE_PUBLIC_KEYS": public, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "TANDEM_MODEL_NAME"):
+        env.pop(var, None)
+    tandem(env, "share")
+    devices = root / "home" / "devices"
+    never_shared = sorted(p for p in devices.iterdir() if p.is_dir())[0] / "local.parquet"
+    kept = root / "never-shared.parquet"
+    shutil.copy(never_shared, kept)  # what that user's phone holds; the server never sees it
+    shutil.rmtree(devices)  # the run reads the store only
+    run = tandem(env, "run")
+    tandem(env, "pull", "--channel", "staging", "--out", str(root / "app"), "--public-key", public)
+    return env, root, kept, run
+
+
+def test_the_release_is_an_updatable_regressor_with_an_mse_loss(published):
+    env, root, _, run = published
+    assert "published tandem-grunfeld version 1" in run and "MAE" in run
+    spec = Model_pb2.Model()
+    spec.ParseFromString((root / "app" / "model.mlmodel").read_bytes())
+    assert spec.WhichOneof("Type") == "neuralNetworkRegressor" and spec.isUpdatable
+    [loss] = spec.neuralNetworkRegressor.updateParams.lossLayers
+    assert loss.WhichOneof("LossLayerType") == "meanSquaredErrorLossLayer"
+    assert "ok" in tandem(env, "device", "check", str(root / "app" / "model.mlmodel"))
+
+
+def test_the_manifest_and_mlflow_give_generic_and_personalized_errors(published):
+    env, root, _, _ = published
+    manifest = json.loads((root / "app" / "manifest.json").read_text())
+    assert manifest["task"]["name"] == "grunfeld" and manifest["task"]["kind"] == "regression"
+    assert manifest["metrics"]["mae"] > 0 and manifest["metrics"]["rmse"] >= manifest["metrics"]["mae"]
+    update = manifest["gates"]["update"]
+    assert update["passed"] and update["mae_after"] < update["mae_before"]
+    spec = json.loads((root / "app" / "feature_spec.json").read_text())
+    assert spec["input"]["kind"] == "tabular" and spec["target"]["name"] == "log_invest"
+    run = MlflowClient(f"sqlite:///{root / 'home' / 'mlflow.db'}").get_run(manifest["mlflow"]["run_id"])
+    for key in ("eval_mae", "eval_rmse", "gate_update_mae_before", "gate_update_mae_after"):
+        assert key in run.data.metrics, sorted(run.data.metrics)
+
+
+def test_personalizing_on_a_users_earlier_rows_lowers_the_error_on_the_later(published):
+    env, root, kept, _ = published
+    rows = pq.read_table(kept).sort_by("captured_at")
+    half = rows.num_rows // 2
+    pq.write_table(rows.slice(0, half), root / "earlier.parquet")
+    pq.write_table(rows.slice(half), root / "later.parquet")
+    base = str(root / "app" / "model.mlmodel")
+    personal = str(root / "personal.mlmodel")
+    tandem(env, "device", "personalize", base, str(root / "earlier.parquet"), "--out", personal)
+
+    def mae(model: str) -> float:
+        line = [ln for ln in tandem(env, "device", "predict", model, str(root / "later.parquet")).splitlines()
+                if ln.startswith("mae:")][0]
+        return float(line.split()[1])
+
+    assert mae(personal) < mae(base)
