@@ -49,9 +49,14 @@ def evaluation_key(index: int) -> str:
     return f"eval-{index:02d}"
 
 
+def holdout_share(settings) -> float:
+    """TANDEM_HOLDOUT_SHARE when set, else the task's `evaluation.holdout_share`."""
+    return settings.holdout_share if "holdout_share" in settings.model_fields_set else features.TASK.evaluation.holdout_share
+
+
 def training_rows(snapshot: Snapshot, settings):
     """The snapshot's rows a candidate trains on: all but the held-out pseudonyms'."""
-    return holdout.split(snapshot.frame, settings.holdout_share, settings.model_name)[0]
+    return holdout.split(snapshot.frame, holdout_share(settings), settings.model_name)[0]
 
 
 def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) -> str:
@@ -71,7 +76,7 @@ def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) 
 def evaluation_users(store: Store, snapshot: Snapshot, settings) -> tuple[list[ReferenceUser], str]:
     """Who a candidate is scored and updated on: the held-out pseudonyms of the snapshot (never
     trained on), else, in a fleet too small to hold any out, the reference set. And which it was."""
-    users = holdout.as_users(holdout.split(snapshot.frame, settings.holdout_share, settings.model_name)[1])
+    users = holdout.as_users(holdout.split(snapshot.frame, holdout_share(settings), settings.model_name)[1])
     if users:
         return users, "held-out pseudonyms"
     return reference.load(store, settings.model_name), "reference set"

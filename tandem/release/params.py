@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tandem.contract.features import TASK
 from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.dp_sgd_params import DpSgdConfig
 from tandem.training.model import TrainConfig
@@ -24,7 +25,8 @@ class GateThresholds(BaseModel):
     max_personalization_gain_drop: float = Field(
         0.03, ge=0, le=1, description="max drop of the on-device personalization gain against production")
     personalization_labels: int = Field(
-        20, ge=1, le=1000, description="labelled windows each evaluation user personalizes on (spread over classes and time)")
+        TASK.evaluation.labelled_per_user, ge=1, le=1000,
+        description="labelled windows each evaluation user personalizes on (spread over classes and time)")
     max_update_accuracy_drop: float = Field(
         0.0, ge=0, le=1, description="the update gate's tolerance: mean accuracy after personalization may be this much "
                                      "below before")

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from tandem.contract.features import TASK
+
 EPOCHS_ALLOWED = tuple(range(1, 101))
 BATCH_ALLOWED = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -16,12 +18,12 @@ class DeviceUpdateConfig(BaseModel):
     """On-device update settings (Core ML's updateParams)."""
 
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="Core ML optimizer for on-device updates")
-    # Defaults measured on the built-in sensor task's evaluation users, 20 labelled windows each (tandem.training.personalization):
-    # SGD without momentum at 1e-3 for 20 epochs helped and harmed none; momentum 0.9 overfit the few windows.
-    learning_rate: float = Field(0.001, gt=0, le=1, description="default on-device learning rate")
-    momentum: float = Field(0.0, ge=0, lt=1, description="default SGD momentum on the device")
-    mini_batch_size: int = Field(8, ge=1, le=1024, description="default on-device mini-batch size")
-    epochs: int = Field(20, ge=1, le=100, description="default on-device epochs (the app may choose 1..100)")
+    # Defaults: the task definition's `device` section (the built-in sensor task's were measured on
+    # its evaluation users, 20 labelled windows each: momentum 0.9 overfit the few windows).
+    learning_rate: float = Field(TASK.device.learning_rate, gt=0, le=1, description="default on-device learning rate")
+    momentum: float = Field(TASK.device.momentum, ge=0, lt=1, description="default SGD momentum on the device")
+    mini_batch_size: int = Field(TASK.device.batch_size, ge=1, le=1024, description="default on-device mini-batch size")
+    epochs: int = Field(TASK.device.epochs, ge=1, le=100, description="default on-device epochs (the app may choose 1..100)")
     epochs_allowed: list[int] = Field(list(EPOCHS_ALLOWED), description="epochs the app may choose (the default is added)")
     mini_batch_allowed: list[int] = Field(list(BATCH_ALLOWED), description="mini-batch sizes the app may choose")
     learning_rate_range: tuple[float, float] = Field((1e-6, 1.0), description="learning rates the app may choose")

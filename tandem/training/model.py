@@ -19,13 +19,13 @@ import torch
 from pydantic import BaseModel, Field, field_validator, model_validator
 from torch import nn
 
-from tandem.contract.features import CLASSES, CLASSIFICATION
+from tandem.contract.features import CLASSES, CLASSIFICATION, TASK
 
 STD_FLOOR = 1e-6
 
 
 class TrainConfig(BaseModel):
-    """Pretraining hyperparameters of the classifier."""
+    """Pretraining hyperparameters of the task's network (the body's widths default to the task's)."""
 
     # Defaults: the Optuna study on the release split's sharing users (tandem/tuning.py,
     # tandem/builtin_tasks/har/tuned_models.json "3:0"), rounded to 3 digits.
@@ -33,7 +33,7 @@ class TrainConfig(BaseModel):
     learning_rate: float = Field(2.72e-3, gt=0, le=1, description="Adam learning rate")
     batch_size: int = Field(128, ge=1, le=65536, description="mini-batch size")
     hidden_sizes: list[int] = Field(
-        default_factory=lambda: [128], min_length=1, max_length=6,
+        default_factory=lambda: list(TASK.model.hidden_sizes), min_length=1, max_length=6,
         description="width of each hidden dense layer (body.0, body.1, ...); 1..6 layers of 1..4096 units")
     weight_decay: float = Field(4.74e-5, ge=0, le=1, description="Adam weight decay (L2 penalty)")
     patience: int = Field(30, ge=1, le=1000,
