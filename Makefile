@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TANDEM := $(VENV)/bin/tandem
-export TANDEM_HOME ?= $(CURDIR)/.tandem
+# One home per task (a store serves one task): .tandem for the default, .tandem-<task> for another.
+export TANDEM_HOME ?= $(CURDIR)/.tandem$(if $(filter-out har,$(TANDEM_TASK)),-$(notdir $(abspath $(TANDEM_TASK))))
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # The simulated devices' secret (pseudonymization key): from the environment, else created once in
 # the demo's keychain file (mode 600, outside the store; never in git, logs or MLflow).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from tandem.data import bulk_ingest, ingest, reference, revocations, table
+from tandem.data import bulk_ingest, ingest, reference, revocations, store_task, table
 from tandem.data.ingest import BatchRef
 from tandem.data.limits import Limits, feature_digests, features_frame
 from tandem.data.snapshot import Snapshot, table_snapshot
@@ -68,6 +68,7 @@ def preflight(ctx: Context) -> None:
     if ctx.settings.signing_key is not None or not ctx.settings.signing_key_block:
         ctx.signer  # (a key in a Prefect block is read by the flow, which alone may talk to Prefect)
     ctx.store.list(ingest.LEDGER)
+    store_task.claim(ctx.store)
     if reference.latest_manifest(ctx.store, ctx.settings.model_name) is None:
         raise reference.ReferenceError(f"no reference set for {ctx.settings.model_name} in the store: candidates cannot be "
                                        f"scored; register the team's test-device recordings with `tandem reference add FILE`")
@@ -75,6 +76,7 @@ def preflight(ctx: Context) -> None:
 
 # ingest
 def discover_batches(ctx: Context) -> list[BatchRef]:
+    store_task.claim(ctx.store)  # never ingest another task's landing zone into this task's table
     return ingest.discover(ctx.store)
 
 

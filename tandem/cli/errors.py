@@ -15,6 +15,8 @@ from rich.markup import escape
 from tandem.cli.main import app
 from tandem.data.reference import ReferenceError
 from tandem.data.revocations import RevocationError
+from tandem.data.store_task import StoreTaskError
+from tandem.task import TaskError
 from tandem.release.layout import ReleaseError
 from tandem.release.lease import LeaseTimeout
 from tandem.release.signing import SigningKeyError
@@ -56,7 +58,8 @@ def explain(e: BaseException) -> str | None:
         return _client_error(e)
     if isinstance(e, DecodeError):
         return "the file is not a Core ML model (.mlmodel protobuf): pass the model.mlmodel of a release"
-    if isinstance(e, (ReleaseError, SigningKeyError, RevocationError, ReferenceError, LeaseTimeout)):
+    if isinstance(e, (ReleaseError, SigningKeyError, RevocationError, ReferenceError, LeaseTimeout, StoreTaskError,
+                      TaskError)):
         return str(e)
     if isinstance(e, RuntimeError) and str(e).startswith(("TANDEM_", "no evaluation users")):
         return str(e)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from tandem.contract import features
 from tandem.contract.features import FEATURE_NAMES
-from tandem.data import reference
+from tandem.data import reference, store_task
 from tandem.data.reference import ReferenceUser
 from tandem.data.store import Store
 from tandem.fleet.sharing import ShareReport, share_user, write_local_data
@@ -81,6 +81,7 @@ def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, f
     `holdout_every`-th user never shares and keeps its data on its device; each other user shares
     `fraction` of its windows into the landing zone under `policy`."""
     key, key_id = settings.require_pseudonym_key(), settings.pseudonym_key_id
+    store_task.claim(store)
     seal_with = sealing.sealing_key(settings) if policy.has("encrypted") else None
     sharers, evaluators = split_users(everyone, holdout_every)
     if not sharers or not evaluators:

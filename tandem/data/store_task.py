@@ -1,0 +1,23 @@
+"""One store serves one task: its batches, table, ledger and releases share one schema. The first
+writer records the task at the store's root (``task.json``); a process serving another task is
+refused with one line, before it writes anything (a second task needs its own TANDEM_HOME or
+TANDEM_STORE)."""
+
+from __future__ import annotations
+
+from tandem.contract.features import TASK
+from tandem.data.store import Store, get_json, put_json
+
+KEY = "task.json"
+
+
+class StoreTaskError(RuntimeError):
+    """The store holds another task's data."""
+
+
+def claim(store: Store) -> None:
+    put_json(store, KEY, {"task": TASK.name, "kind": TASK.kind}, if_absent=True)
+    held = get_json(store, KEY)
+    if held.get("task") != TASK.name:
+        raise StoreTaskError(f"the store {store.url} holds task {held.get('task')!r}, this process serves "
+                             f"{TASK.name!r} (TANDEM_TASK): give it its own TANDEM_HOME or TANDEM_STORE")
