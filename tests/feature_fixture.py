@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tandem.builtin_tasks.har.loader import hapt_fleet
 from tandem.contract.features import feature_spec
 from tandem.device.golden import _default_featurize
-from tandem.builtin_tasks.har.loader import hapt_fleet
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -10,12 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from tandem.builtin_tasks.har.loader import hapt_fleet
 from tandem.contract.features import CLASSES
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import updatable_weights
 from tandem.fleet import devices as evalset
-from tandem.builtin_tasks.har.loader import hapt_fleet
-from tandem.fleet import users as fleet
 from tandem.release.gates import golden_files
 from tandem.release.params import RunParams
 from tandem.training import model, pretrain

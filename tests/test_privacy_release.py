@@ -9,9 +9,9 @@ import pytest
 from mlflow import MlflowClient
 
 from tandem.data.store import store_from_settings
-from tandem.training.membership import membership_loss_auc
 from tandem.release.layout import list_releases
 from tandem.settings import Settings
+from tandem.training.membership import membership_loss_auc
 from tests.flow_helpers import run_flow, share_synthetic
 
 DP_SGD = {"enabled": True, "target_epsilon": 4.0, "delta": 1e-5, "steps": 30, "sample_rate": 0.5,

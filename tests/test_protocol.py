@@ -44,8 +44,8 @@ def test_summary_and_paired_comparison_by_hand():
 
 def test_small_real_protocol_through_the_flow(tmp_path, monkeypatch):
     monkeypatch.setenv("TANDEM_HOME", str(tmp_path))
-    from tandem.evaluation import robust_eval
     from tandem.builtin_tasks.har.loader import hapt_fleet
+    from tandem.evaluation import robust_eval
 
     users = hapt_fleet(users=list(range(1, 7)))
     small = dict(users=users, fl_rounds=2, budgets=("u20", "pc5", "pc20"))

@@ -16,10 +16,10 @@ from tandem.cli.main import app
 from tandem.data.reference import ReferenceError
 from tandem.data.revocations import RevocationError
 from tandem.data.store_task import StoreTaskError
-from tandem.task import TaskError
 from tandem.release.layout import ReleaseError
 from tandem.release.lease import LeaseTimeout
 from tandem.release.signing import SigningKeyError
+from tandem.task import TaskError
 
 console = Console(stderr=True)
 

@@ -134,12 +134,15 @@ def _motions(task: tasks.Task, rng: np.random.Generator, users: int = 6, session
     return pd.concat(frames, ignore_index=True)
 
 
-def _workouts(rng: np.random.Generator, users: int = 8, rows: int = 60) -> tuple[pd.DataFrame, np.ndarray]:
+def _workouts(rng: np.random.Generator, spread: float, noise: float, users: int = 8,
+              rows: int = 60) -> tuple[pd.DataFrame, np.ndarray]:
     """Workouts (duration, distance, climb) and how hard each felt: a fixed function of them plus how
-    this user rates (a personal offset) plus noise."""
+    this user rates (a personal offset within +-spread: none so far out that the server's model
+    fails them before any update) plus noise."""
     frames, scores = [], []
+    offsets = rng.permutation(np.linspace(-spread, spread, users))
     for u in range(users):
-        pace, rating = rng.uniform(5, 11), rng.normal(0, 0.8)  # km/h; this user's offset
+        pace = rng.uniform(5, 11)  # km/h: this user's usual speed
         duration = rng.uniform(15, 150, rows)
         distance = duration / 60 * pace * rng.uniform(0.8, 1.2, rows)
         climb = np.minimum(rng.lognormal(4.5, 1.0, rows), 3000)
@@ -148,18 +151,18 @@ def _workouts(rng: np.random.Generator, users: int = 8, rows: int = 60) -> tuple
                                     "date": (pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D")).strftime("%Y-%m-%d"),
                                     "duration_min": duration.round(1), "distance_km": distance.round(2),
                                     "climb_m": climb.round(0)}))
-        scores.append(0.5 + duration / 60 + distance / 10 + np.log1p(climb) / 4 + rating + rng.normal(0, 0.3, rows))
+        scores.append(0.5 + duration / 60 + distance / 10 + np.log1p(climb) / 4 + offsets[u] + rng.normal(0, noise, rows))
     return pd.concat(frames, ignore_index=True), np.concatenate(scores)
 
 
 def _workout_classes(task: tasks.Task, rng: np.random.Generator) -> pd.DataFrame:
-    frame, score = _workouts(rng)
+    frame, score = _workouts(rng, spread=0.3, noise=0.1)
     cuts = np.quantile(score, np.arange(1, len(task.target.labels)) / len(task.target.labels))  # balanced classes
     return frame.assign(**{task.data.source.target: np.asarray(task.target.labels)[np.searchsorted(cuts, score)]})
 
 
 def _workout_effort(task: tasks.Task, rng: np.random.Generator) -> pd.DataFrame:
-    frame, score = _workouts(rng)
+    frame, score = _workouts(rng, spread=0.5, noise=0.3)
     return frame.assign(**{task.data.source.target: np.clip(score, task.target.min, task.target.max).round(2)})
 
 

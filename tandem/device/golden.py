@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from tandem.contract.features import featurize_window
-from tandem.device.runtime import DeviceModel, ModelError
+from tandem.device.runtime import DeviceModel
 from tandem.device.update import resolve_params, trainable, updatable_weights, update
 from tandem.device.update_policy import UpdatePolicy, interleave, personalize
 

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tandem.contract import features
 from tandem.contract.features import FEATURE_NAMES
 from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
 from tandem.data.landing import upload_key

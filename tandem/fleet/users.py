@@ -12,7 +12,6 @@ from tandem.fleet.task_source import load_users, synthetic_users
 from tandem.fleet.user_data import EPOCH, UserData, device_metadata  # noqa: F401  (the fleet's public names)
 
 
-
 def task_fleet(**kwargs) -> list[UserData]:
     """The active task's data set, one UserData per user, examples in capture order."""
     return load_users(features.TASK, **kwargs)

@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tandem.contract.features import CLASSES, CLASSIFICATION, TASK, FEATURE_NAMES, SERIES, feature_bounds
+from tandem.contract.features import CLASSES, FEATURE_NAMES, SERIES, TASK, feature_bounds
 from tandem.contract.schema import DEVICE_COLUMNS, LABEL_COLUMN, POLICY_COLUMN
 
 Form = Literal["pseudonymized", "anonymized", "dp", "encrypted"]

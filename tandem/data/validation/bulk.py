@@ -38,13 +38,13 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from tandem.contract.features import TASK
 from tandem.contract.schema import BATCH_SCHEMA, POLICY_COLUMN, TASK_METADATA
 from tandem.data.validation.suites import (
-    write_missing,
     CAPTURED_AT_MAX_PARAMETER,
     CLOCK_SKEW,
     POLICY_REGEX,
     SUITE_NAME,
     load_suite,
     suite_path,
+    write_missing,
 )
 
 BATCH = "__batch"

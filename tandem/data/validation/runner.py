@@ -30,7 +30,6 @@ from tandem.data.validation.reasons import (
     _trim_tracebacks,
 )
 from tandem.data.validation.suites import (
-    write_missing,
     CAPTURED_AT_MAX_PARAMETER,
     CLOCK_SKEW,
     FORM_SUITES,
@@ -39,6 +38,7 @@ from tandem.data.validation.suites import (
     load_suite,
     suite_path,
     transport_frame,
+    write_missing,
 )
 
 _log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow as pa
 
-from tandem.contract.features import CLASSES, CLASSIFICATION, TASK, FEATURE_NAMES, SERIES, feature_bounds
+from tandem.contract.features import CLASSES, CLASSIFICATION, FEATURE_NAMES, SERIES, TASK, feature_bounds
 from tandem.contract.schema import (
     BATCH_COLUMNS,
     BATCH_SCHEMA,
@@ -23,9 +23,9 @@ from tandem.contract.schema import (
     POLICY_COLUMN,
 )
 from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
-from tandem.task import BUILTIN
 from tandem.privacy import policy, sealing
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX, PSEUDONYM_REGEX
+from tandem.task import BUILTIN
 
 SUITE_NAME = "shared_batch"
 SUITE_FILE = f"{SUITE_NAME}.json"
