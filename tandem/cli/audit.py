@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tandem.cli.evaluate import require_classification
 from tandem.evaluation.audit_report import run_and_record, table
 from tandem.evaluation.privacy_audit import AuditParams
 from tandem.settings import Settings
@@ -22,6 +23,7 @@ def audit_command(
 ):
     """Measure every sharing form: per-user epsilon, utility, re-identification, attribute and
     membership inference. Writes TANDEM_HOME/reports/audit.{json,md}; logs an MLflow run."""
+    require_classification("tandem audit")
     settings = Settings()
     try:
         params = (AuditParams.model_validate(json.loads(params_file.read_text())) if params_file

@@ -3,6 +3,7 @@ only with ``--debug``. The `tandem` console script enters here."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -12,14 +13,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from tandem.cli.main import app
-from tandem.data.reference import ReferenceError
-from tandem.data.revocations import RevocationError
-from tandem.data.store_task import StoreTaskError
-from tandem.release.layout import ReleaseError
-from tandem.release.lease import LeaseTimeout
-from tandem.release.signing import SigningKeyError
 from tandem.task import TaskError
+
+# Tandem's own errors whose message is the one line (matched by name: their modules derive from the
+# active task, and this module must import before a bad TANDEM_TASK is reported)
+OWN_ERRORS = {"ReleaseError", "SigningKeyError", "RevocationError", "ReferenceError", "LeaseTimeout",
+              "StoreTaskError", "TaskError"}
 
 console = Console(stderr=True)
 
@@ -58,8 +57,7 @@ def explain(e: BaseException) -> str | None:
         return _client_error(e)
     if isinstance(e, DecodeError):
         return "the file is not a Core ML model (.mlmodel protobuf): pass the model.mlmodel of a release"
-    if isinstance(e, (ReleaseError, SigningKeyError, RevocationError, ReferenceError, LeaseTimeout, StoreTaskError,
-                      TaskError)):
+    if any(c.__name__ in OWN_ERRORS and c.__module__.startswith("tandem.") for c in type(e).__mro__):
         return str(e)
     if isinstance(e, RuntimeError) and str(e).startswith(("TANDEM_", "no evaluation users")):
         return str(e)
@@ -70,11 +68,23 @@ def explain(e: BaseException) -> str | None:
     return None
 
 
+def _app(argv: list[str]):
+    """The full CLI, which derives its schema from TANDEM_TASK; if that names no task, `init` and
+    `tasks` still run (they make and list tasks) and anything else ends in the task's one line."""
+    try:
+        return importlib.import_module("tandem.cli.main").app
+    except TaskError:
+        if argv[:1] in (["init"], ["tasks"]):
+            return importlib.import_module("tandem.cli.tasks").bootstrap
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
+        app = _app(argv)
         app(args=argv, prog_name="tandem", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code

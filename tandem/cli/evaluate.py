@@ -12,14 +12,24 @@ from rich.console import Console
 from rich.table import Table
 
 from tandem.cli import launch
+from tandem.contract import features
 from tandem.evaluation.experiment import EvaluationParams, run_evaluation
 from tandem.evaluation.report import write_report
 from tandem.evaluation.robust_eval import evaluate, log_to_mlflow, write
 from tandem.evaluation.tracking import log_evaluation
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
+from tandem.task import TaskError
 
 console = Console()
+
+
+def require_classification(command: str) -> None:
+    """The experiment and the audit compare classifiers (accuracy, FedAvg baselines, label attacks);
+    a regression task gets its generic and personalized errors from `tandem run` (the manifest)."""
+    if not features.CLASSIFICATION:
+        raise TaskError(f"`{command}` compares classifiers; task {features.TASK.name} is a regression "
+                        "(its MAE/RMSE, generic and personalized, are in each release's manifest and MLflow run)")
 
 
 def evaluate_command(
@@ -35,6 +45,7 @@ def evaluate_command(
 ):
     """Simulate the fleet over rounds and compare generic / personalized / local-only / FedAvg / central
     on the users who never share. Writes TANDEM_HOME/reports/evaluation.{json,md} and plots; logs to MLflow."""
+    require_classification("tandem evaluate")
     settings = Settings()
     if not (quick or simulate or params_file or rounds):
         return _protocol(settings, folds, seeds, no_flow, no_mlflow, no_audit)

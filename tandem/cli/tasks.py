@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tandem import task as tasks
@@ -60,8 +61,7 @@ def task_name(folder: Path) -> str:
 
 def init_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="the task folder to create"),
-    template: str = typer.Option("sensor-classification", help="sensor-classification, tabular-classification "
-                                 "or tabular-regression"),
+    template: str = typer.Option("sensor-classification", help="one of: " + ", ".join(templates())),
     name: Optional[str] = typer.Option(None, help="the task's name (default: the folder's name)"),
     force: bool = typer.Option(False, help="write into DIR even when it is not empty (task.yaml and data.csv "
                                "are overwritten)"),
@@ -87,26 +87,29 @@ def init_command(
     feature_ops.check(task.featurization, tuple(c.name for c in inputs))
 
     where = directory.resolve()
-    console.print(f"wrote {where}/task.yaml (task [bold]{task.name}[/], {task.kind}, {task.inputs.kind} inputs) and "
-                  f"{task.data.source.path} ({len(data)} rows, {data['user'].nunique()} users)", soft_wrap=True)
+    users = data[task.data.source.user].nunique()
+    console.print(f"wrote {escape(str(where))}/task.yaml (task [bold]{task.name}[/], {task.kind}, {task.inputs.kind} "
+                  f"inputs) and {task.data.source.path} ({len(data)} rows, {users} users)",
+                  soft_wrap=True)
     console.print("next steps:\n"
-                  f"  1. edit task.yaml (docs/bring-your-own-task.md) and put your data in place of data.csv\n"
-                  f"  2. export TANDEM_TASK={where}\n"
-                  "  3. tandem share --source task     # devices share the data (needs TANDEM_PSEUDONYM_KEY)\n"
-                  "  4. tandem run                     # ingest, train, gate, publish (needs TANDEM_SIGNING_KEY: "
-                  "tandem keys create)\n"
-                  "  5. tandem pull --channel staging --out build/model --public-key release-public-key.txt",
+                  "  1. edit task.yaml (docs/bring-your-own-task.md) and put your own data in place of data.csv\n"
+                  f"  2. export TANDEM_TASK={escape(str(where))}\n"
+                  "  3. tandem share --source task   # the devices share (needs TANDEM_PSEUDONYM_KEY)\n"
+                  "  4. tandem run                   # ingest, train, gate, publish (needs TANDEM_SIGNING_KEY: "
+                  "tandem keys create --out-dir KEYS)\n"
+                  "  5. tandem pull --channel staging --out build/model --public-key KEYS/release-public-key.txt",
                   soft_wrap=True, highlight=False)
 
 
 # ---- example data: each target a fixed function of the inputs plus a per-user offset, which the
-# server model cannot know and the on-device update learns
+# server model cannot know and the on-device update learns. Ten users: every fifth never shares and
+# the server holds out about a fifth of the rest by a keyed hash, so fewer can leave one user to train on.
 
-def _motions(task: tasks.Task, rng: np.random.Generator, users: int = 6, sessions: int = 2,
-             samples: int = 300) -> pd.DataFrame:
+def _motions(task: tasks.Task, rng: np.random.Generator, users: int = 10, sessions: int = 2,
+             samples: int = 200) -> pd.DataFrame:
     """A phone's accelerometer: per label, gravity plus an oscillation (none, slow and small, fast and
     large); each user holds the phone their own way (gravity's direction) and moves with their own vigor."""
-    rate = task.inputs.sample_rate_hz
+    rate, source = task.inputs.sample_rate_hz, task.data.source
     channels = [c.name for c in task.inputs.channels]
     profiles = [(0.0, 0.0), (0.8, 0.3), (4.0, 1.0)]  # (Hz, g) per label, in the labels' order
     frames = []
@@ -124,47 +127,54 @@ def _motions(task: tasks.Task, rng: np.random.Generator, users: int = 6, session
                 wave = g * vigor * np.sin(2 * np.pi * hz * tempo * t + rng.uniform(0, 2 * np.pi))
                 x = down + wave[:, None] * (axis / np.linalg.norm(axis)) + rng.normal(0, 0.02 + 0.05 * g, (samples, 3))
                 frame = pd.DataFrame(x.round(4), columns=channels)
-                frame.insert(0, task.data.source.target, task.target.labels[c])
+                frame.insert(0, source.target, task.target.labels[c])
                 stamps = (start + pd.to_timedelta(t, unit="s")).strftime("%Y-%m-%dT%H:%M:%S.%f")
-                frame.insert(0, "time", stamps.str[:-3] + "Z")  # milliseconds, UTC
-                frame.insert(0, "session", f"s{s + 1}")
-                frame.insert(0, "user", f"u{u + 1:02d}")
+                frame.insert(0, source.time, stamps.str[:-3] + "Z")  # milliseconds, UTC
+                frame.insert(0, source.session, f"s{s + 1}")
+                frame.insert(0, source.user, f"u{u + 1:02d}")
                 frames.append(frame)
                 offset += samples
     return pd.concat(frames, ignore_index=True)
 
 
-def _workouts(rng: np.random.Generator, spread: float, noise: float, users: int = 8,
+def _workouts(task: tasks.Task, rng: np.random.Generator, spread: float, noise: float, users: int = 10,
               rows: int = 60) -> tuple[pd.DataFrame, np.ndarray]:
     """Workouts (duration, distance, climb) and how hard each felt: a fixed function of them plus how
     this user rates (a personal offset within +-spread: none so far out that the server's model
     fails them before any update) plus noise."""
-    frames, scores = [], []
+    frames, scores, source = [], [], task.data.source
     offsets = rng.permutation(np.linspace(-spread, spread, users))
     for u in range(users):
         pace = rng.uniform(5, 11)  # km/h: this user's usual speed
         duration = rng.uniform(15, 150, rows)
         distance = duration / 60 * pace * rng.uniform(0.8, 1.2, rows)
         climb = np.minimum(rng.lognormal(4.5, 1.0, rows), 3000)
-        days = np.sort(rng.choice(365, rows, replace=False))
-        frames.append(pd.DataFrame({"user": f"u{u + 1:02d}",
-                                    "date": (pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D")).strftime("%Y-%m-%d"),
+        days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.choice(365, rows, replace=False)), unit="D")
+        frames.append(pd.DataFrame({source.user: f"u{u + 1:02d}", source.time: days.strftime("%Y-%m-%d"),
                                     "duration_min": duration.round(1), "distance_km": distance.round(2),
                                     "climb_m": climb.round(0)}))
-        scores.append(0.5 + duration / 60 + distance / 10 + np.log1p(climb) / 4 + offsets[u] + rng.normal(0, noise, rows))
+        effort = 0.5 + duration / 60 + distance / 10 + np.log1p(climb) / 4  # the same for everyone
+        scores.append(effort + offsets[u] + rng.normal(0, noise, rows))
     return pd.concat(frames, ignore_index=True), np.concatenate(scores)
 
 
 def _workout_classes(task: tasks.Task, rng: np.random.Generator) -> pd.DataFrame:
-    frame, score = _workouts(rng, spread=0.3, noise=0.1)
+    frame, score = _workouts(task, rng, spread=0.3, noise=0.1)
     cuts = np.quantile(score, np.arange(1, len(task.target.labels)) / len(task.target.labels))  # balanced classes
     return frame.assign(**{task.data.source.target: np.asarray(task.target.labels)[np.searchsorted(cuts, score)]})
 
 
 def _workout_effort(task: tasks.Task, rng: np.random.Generator) -> pd.DataFrame:
-    frame, score = _workouts(rng, spread=0.5, noise=0.3)
+    frame, score = _workouts(task, rng, spread=0.5, noise=0.3)
     return frame.assign(**{task.data.source.target: np.clip(score, task.target.min, task.target.max).round(2)})
 
 
 GENERATORS = {"sensor-classification": _motions, "tabular-classification": _workout_classes,
               "tabular-regression": _workout_effort}
+
+
+# Before TANDEM_TASK names a task that exists (e.g. `tandem init` of the folder it names), the full
+# CLI cannot load; these two commands need no active task (tandem.cli.errors falls back to them).
+bootstrap = typer.Typer(add_completion=False, help="Tandem: make and list tasks.")
+bootstrap.command("tasks")(tasks_command)
+bootstrap.command("init")(init_command)

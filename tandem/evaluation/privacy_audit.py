@@ -44,7 +44,7 @@ from tandem.training.dp_sgd_params import DpSgdConfig
 from tandem.training.personalization import local_split, pick_labelled, update_and_score
 from tandem.training.pretrain import convert
 
-CLASSES = len(CLASSES)
+N_CLASSES = len(CLASSES)
 # A lower-dimensional release, chosen a priori (no data spent on choosing): the gravity direction
 # (posture) and how much the phone moves (movement intensity). Issue 12 chose these on the 46-feature
 # vector (acc_{x,y,z}_mean, acc_mag_{std,max,mad_diff}); these are their counterparts among the 157.
@@ -156,7 +156,7 @@ def _proba(net) -> Callable[[np.ndarray], np.ndarray]:
 def solve_window_epsilon(target: float, windows: int, label_share: float, delta: float) -> float:
     """The per-window epsilon whose `windows`-fold composition (features pure + label RR) is `target`."""
     def user_eps(w: float) -> float:
-        events = ldp.LdpConfig("piecewise", (1 - label_share) * w, label_share * w).window_events(CLASSES)
+        events = ldp.LdpConfig("piecewise", (1 - label_share) * w, label_share * w).window_events(N_CLASSES)
         return dp_accountant.user_epsilon([events] * windows, delta)
 
     lo, hi = 1e-4, target
@@ -234,12 +234,12 @@ def _ldp_form(p: AuditParams, cfg: ldp.LdpConfig, target: float, bounds: np.ndar
     def view(u, idx):
         keep = idx[pick_labelled(np.asarray(u.labels)[idx], np.arange(len(idx)), per_user=m)] if len(idx) > m else idx
         Z, y = ldp.privatize(u.features[keep], _y(u.labels[keep]), window_ids(u, keep, AUDIT_KEY), cfg, bounds,
-                             CLASSES, AUDIT_KEY)
+                             N_CLASSES, AUDIT_KEY)
         return ldp.unstandardize(Z, bounds), y  # the server's unbiased estimates, in feature units
 
     def trainer(X, y, g):
         Z = ldp.standardize_unclipped(X, bounds)
-        cm = ldp.debias(Z, y, cfg, CLASSES)
+        cm = ldp.debias(Z, y, cfg, N_CLASSES)
         Zs, ys = ldp.synthetic_training_rows(cm, p.ldp_synthetic_rows, p.seed)
         net = model.train(ldp.unstandardize(Zs, bounds), ys, p.train).model
         if cfg.features is not None:  # the model must ignore what the users never released
@@ -249,7 +249,7 @@ def _ldp_form(p: AuditParams, cfg: ldp.LdpConfig, target: float, bounds: np.ndar
                 net.std[hidden] = 1.0
         return _proba(net)
 
-    events = cfg.window_events(CLASSES)
+    events = cfg.window_events(N_CLASSES)
     d = len(cfg.features) if cfg.features is not None else len(bounds)
     return Form(f"ldp-{cfg.mechanism}{'-8f' if cfg.features is not None else ''} u{target:g} m{m}",
                 f"local DP: {cfg.mechanism}, k={cfg.coordinates(d)} of {d} coordinates, "
@@ -299,7 +299,7 @@ def _linkage(p: AuditParams, fl: Fleet, form: Form, views: dict) -> tuple[dict, 
     for uid, (Xv, yv) in views.items():
         cut = max(1, min(p.batch_windows, len(yv) // 2))
         reference[uid], batches[uid] = (Xv[:-cut], yv[:-cut]), (Xv[-cut:], yv[-cut:])
-    link = attacks.linkage(reference, batches, CLASSES, seed=p.seed)
+    link = attacks.linkage(reference, batches, N_CLASSES, seed=p.seed)
     truth = {u.user_id: dict(u.device) for u in fl.sharers}
     stored = {uid: {c: generalize(c, v, form.qi_level) for c, v in d.items()} for uid, d in truth.items()}
     attribute = attacks.attribute_inference(link.pop("predicted"), stored, truth)

@@ -1,0 +1,45 @@
+"""A team's own task, as the README tells a new user to make one: `tandem init` a folder, point
+TANDEM_TASK at it, `tandem share`, `tandem run`: a published, verified release, for a sensor task
+and a tabular one. Every command is its own process against real Prefect, MLflow, GX and a store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TANDEM = [sys.executable, "-m", "tandem.cli"]
+
+
+def tandem(env: dict, *args: str) -> str:
+    done = subprocess.run([*TANDEM, *args], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"tandem {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.mark.parametrize("template, kind", [("sensor-classification", "neuralNetworkClassifier"),
+                                            ("tabular-regression", "neuralNetworkRegressor")])
+def test_init_share_run_pull_publishes_a_release(tmp_path, template, kind):
+    from tandem.device.proto import Model_pb2
+    from tandem.release.signing import generate
+
+    private, public = generate()
+    folder = tmp_path / "my-task"
+    env = {**os.environ, "TANDEM_TASK": str(folder), "TANDEM_HOME": str(tmp_path / "home"),
+           "TANDEM_PSEUDONYM_KEY": "test-key-byo", "TANDEM_SIGNING_KEY": private,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "TANDEM_MODEL_NAME"):
+        env.pop(var, None)
+    tandem(env, "init", str(folder), "--template", template)  # TANDEM_TASK names it before it exists
+    tandem(env, "share")
+    assert "published tandem-my-task version 1" in tandem(env, "run")
+    tandem(env, "pull", "--channel", "staging", "--out", str(tmp_path / "app"), "--public-key", public)
+    manifest = json.loads((tmp_path / "app" / "manifest.json").read_text())
+    assert manifest["task"]["name"] == "my-task" and manifest["task"]["tag"].startswith("my-task/v1+")
+    spec = Model_pb2.Model()
+    spec.ParseFromString((tmp_path / "app" / "model.mlmodel").read_bytes())
+    assert spec.WhichOneof("Type") == kind and spec.isUpdatable
+    assert (folder / "expectations" / "shared_batch.json").is_file()  # its GX suites, generated from it
