@@ -89,3 +89,9 @@ def test_personalizing_on_a_users_earlier_rows_lowers_the_error_on_the_later(pub
         return float(line.split()[1])
 
     assert mae(personal) < mae(base)
+
+
+def test_the_tasks_committed_suites_are_current(published):
+    env, _, _, _ = published
+    out = tandem(env, "expectations", "--check")  # exits 1 when a file differs from the task's schema
+    assert "expectations/grunfeld/shared_batch.json: up to date" in out
