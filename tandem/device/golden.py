@@ -180,7 +180,7 @@ def swift_xctest(golden_json_name: str = "TandemGolden", tolerance: float = 1e-4
     """Swift XCTest source checking the app against ``<golden_json_name>.json``.
 
     The app must provide ``TandemFeaturizer.features(window: [[Double]]) -> [Double]`` (window is
-    128 rows of 6 channels) and bundle the compiled model as ``<model_resource>.mlmodelc``.
+    window_samples rows of the task's channels, see feature_spec.json) and bundle the compiled model as ``<model_resource>.mlmodelc``.
     """
     golden_json_name = golden_json_name.removesuffix(".json")
     for name, value in (("golden_json_name", golden_json_name), ("model_resource", model_resource),
