@@ -25,17 +25,20 @@ NAME = re.compile(r"^[a-z][a-z0-9-]*$")  # Task.name's pattern
 SEED = 7  # the example data is the same on every machine
 
 
-def _row(task: tasks.Task, active: tasks.Task) -> dict:
+def _row(task: tasks.Task, active: tasks.Task | None) -> dict:
     return {"name": task.name, "kind": task.kind, "version": task.version, "inputs": task.inputs.kind,
             "data": task.data.name, "description": task.description, "folder": str(task.folder),
-            "active": task.folder == active.folder}
+            "active": active is not None and task.folder == active.folder}
 
 
 def tasks_command(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")):
     """List the built-in tasks (and a task folder named by TANDEM_TASK); * marks the one this process serves."""
-    active = tasks.active()
+    try:
+        active = tasks.active()
+    except tasks.TaskError:  # TANDEM_TASK names a folder not made yet: list the built-ins, none active
+        active = None
     listed = tasks.builtin()
-    if all(t.folder != active.folder for t in listed):  # TANDEM_TASK names a folder of the team's own
+    if active is not None and all(t.folder != active.folder for t in listed):  # TANDEM_TASK names a folder of the team's own
         listed.append(active)
     rows = [_row(t, active) for t in listed]
     if as_json:
