@@ -148,14 +148,17 @@ def releases():
     store = store_from_settings(settings)
     channels = list_channels(store, settings.model_name)
     table = Table(title=f"{settings.model_name} releases in {store.url}")
-    for col in ("version", "channels", "created", "accuracy", "macro-F1", "dataset", "mlflow run"):
+    found = list_releases(store, settings.model_name)
+    # the task's headline metrics: accuracy and macro-F1, or a regressor's MAE and RMSE
+    regression = any("mae" in m.get("metrics", {}) for m in found)
+    keys, titles = (("mae", "rmse"), ("MAE", "RMSE")) if regression else (("accuracy", "macro_f1"), ("accuracy", "macro-F1"))
+    for col in ("version", "channels", "created", *titles, "dataset", "mlflow run"):
         table.add_column(col)
-    for m in list_releases(store, settings.model_name):
+    for m in found:
         on = ", ".join(sorted(c for c, p in channels.items() if p.get("version") == m["version"]))
         metrics = m.get("metrics", {})
-        table.add_row(m["version"], on, m.get("created_at", ""), f"{metrics.get('accuracy', float('nan')):.3f}",
-                      f"{metrics.get('macro_f1', float('nan')):.3f}", m.get("dataset", {}).get("snapshot_id", ""),
-                      m.get("mlflow", {}).get("run_id", "")[:12])
+        table.add_row(m["version"], on, m.get("created_at", ""), *(f"{metrics.get(k, float('nan')):.3f}" for k in keys),
+                      m.get("dataset", {}).get("snapshot_id", ""), m.get("mlflow", {}).get("run_id", "")[:12])
     console.print(table)
     if not channels:
         console.print("no channel points to a release yet")
