@@ -24,10 +24,10 @@ def synthetic_fleet(n_users: int = 8, windows_per_class: int = 12, seed: int = 0
 
 
 def load_fleet(source: str = "task", **kwargs) -> list[UserData]:
-    """"task" (or the task's data set name) or "synthetic"."""
+    """"task" (the active task's data set; its name works too) or "synthetic"."""
     if source == "synthetic":
         return synthetic_fleet(**kwargs)
-    if source in ("task", features.TASK.data.name) or source.lower() == features.TASK.data.name.split()[0].lower():
+    if source in ("task", features.TASK.name):
         return task_fleet(**kwargs)
     raise ValueError(f"unknown data source {source!r}: use 'task' (the task's data set, "
                      f"{features.TASK.data.name}) or 'synthetic'")

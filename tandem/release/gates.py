@@ -133,7 +133,8 @@ def comparison_gate(candidate: dict, production: dict | None, version: str | Non
             if candidate[key] < production[key] - allowed:
                 failures.append(f"{key} {candidate[key]:.3f} is more than {allowed:.3f} below production "
                                 f"v{version}'s {production[key]:.3f}")
-        for key in () if features.CLASSIFICATION else ("mae", "rmse"):
+        lower_better = () if features.CLASSIFICATION else ("mae", "rmse")
+        for key in lower_better:
             if candidate[key] > production[key] + t.max_error_increase:
                 failures.append(f"{key} {candidate[key]:.3f} is more than {t.max_error_increase:.3f} above production "
                                 f"v{version}'s {production[key]:.3f}")
