@@ -9,7 +9,7 @@ import tempfile
 
 from prefect import flow, get_run_logger, task
 
-from tandem.evaluation import robust_eval
+from tandem.evaluation import regression_eval, robust_eval
 from tandem.evaluation.experiment import EvaluationParams, run_evaluation
 from tandem.evaluation.privacy_audit import AuditParams
 from tandem.evaluation.report import write_report
@@ -82,3 +82,31 @@ def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True, audit:
     privacy = privacy_audit(settings, AuditParams(), "tandem audit", track, link_run=run_id) if audit else None
     return {"report": files["evaluation.md"], "json": files["evaluation.json"], "mlflow_run_id": run_id,
             "claims": result["claims"], "seconds": result["seconds_total"], "privacy_audit": privacy}
+
+
+@task(name="run-regression-protocol")
+def run_regression_task(folds: int, seeds: int) -> dict:
+    return regression_eval.evaluate(folds, seeds, log=get_run_logger().info)
+
+
+@task(name="write-regression-report")
+def write_regression_report_task(result: dict, out_dir: str, command: str) -> dict:
+    return {name: str(path) for name, path in regression_eval.write(result, out_dir, command).items()}
+
+
+@task(name="log-regression-to-mlflow")
+def log_regression_task(settings: Settings, result: dict, files: dict) -> str:
+    return regression_eval.log_to_mlflow(settings, result, files)
+
+
+@flow(name="evaluate-regression", log_prints=True)
+def evaluate_regression(folds: int = 3, seeds: int = 1, track: bool = True) -> dict:
+    """A regression task's folds x seeds: generic, personalized on the device, own mean, local only
+    (MAE, RMSE); report under TANDEM_HOME/reports, one MLflow run with the table and plot."""
+    settings = Settings()
+    result = run_regression_task(folds, seeds)
+    files = write_regression_report_task(result, str(settings.home / "reports"),
+                                         f"tandem evaluate --folds {folds} --seeds {seeds}")
+    run_id = log_regression_task(settings, result, files) if track else None
+    return {"report": files["evaluation.md"], "json": files["evaluation.json"], "mlflow_run_id": run_id,
+            "claims": result["claims"], "seconds": result["seconds_total"]}

@@ -95,3 +95,31 @@ def test_the_tasks_committed_suites_are_current(published):
     env, _, _, _ = published
     out = tandem(env, "expectations", "--check")  # exits 1 when a file differs from the task's schema
     assert "expectations/grunfeld/shared_batch.json: up to date" in out
+
+
+def test_evaluate_compares_generic_and_personalized_errors_over_folds_and_seeds(published):
+    env, root, _, _ = published
+    out = tandem(env, "evaluate", "--folds", "3", "--seeds", "2")  # through the Prefect flow
+    assert "MAE" in out and "RMSE" in out
+    result = json.loads((root / "home" / "reports" / "evaluation.json").read_text())
+    c = result["claims"]
+    assert (c["folds"], c["seeds"], c["users"], c["target"]) == (3, 2, 11, "log_invest")
+    for seed in (0, 1):  # every firm never shares in exactly one fold of each seed
+        held = [u for r in result["runs"] if r["seed"] == seed for u in r["users"]]
+        assert len(held) == len(set(held)) == 11
+    for method in ("generic", "personalized", "own_mean", "local_only"):
+        assert c[f"{method}_rmse_mean"] >= c[f"{method}_mae_mean"] > 0
+    # the claim the task exists for: the on-device update lowers the error of the users who never share
+    assert c["personalized_mae_mean"] < c["generic_mae_mean"]
+    assert c["personalization_mae_change_ci95"][1] < 0
+    assert (root / "home" / "reports" / "mae_per_user.png").stat().st_size > 0
+    client = MlflowClient(f"sqlite:///{root / 'home' / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("tandem/evaluation").experiment_id])
+    assert run.data.metrics["personalized_mae_mean"] == pytest.approx(c["personalized_mae_mean"])
+
+
+def test_the_rounds_simulation_says_in_one_line_that_it_compares_classifiers(published):
+    env, _, _, _ = published
+    done = subprocess.run([*TANDEM, "evaluate", "--simulate"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "compares classifiers" in done.stderr + done.stdout and "Traceback" not in done.stderr

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tandem.cli import launch
 from tandem.contract import features
+from tandem.evaluation import regression_eval
 from tandem.evaluation.experiment import EvaluationParams, run_evaluation
 from tandem.evaluation.report import write_report
 from tandem.evaluation.robust_eval import evaluate, log_to_mlflow, write
@@ -25,11 +26,12 @@ console = Console()
 
 
 def require_classification(command: str) -> None:
-    """The experiment and the audit compare classifiers (accuracy, FedAvg baselines, label attacks);
-    a regression task gets its generic and personalized errors from `tandem run` (the manifest)."""
+    """The rounds simulation and the audit compare classifiers (accuracy, FedAvg baselines, label
+    attacks); a regression task has the folds x seeds protocol (`tandem evaluate`) and its release's
+    manifest."""
     if not features.CLASSIFICATION:
         raise TaskError(f"`{command}` compares classifiers; task {features.TASK.name} is a regression "
-                        "(its MAE/RMSE, generic and personalized, are in each release's manifest and MLflow run)")
+                        "(`tandem evaluate --folds F --seeds S` gives its MAE/RMSE, generic and personalized)")
 
 
 def evaluate_command(
@@ -44,10 +46,14 @@ def evaluate_command(
     no_audit: bool = typer.Option(False, "--no-audit", help="skip the flow's last step, the privacy audit (tandem audit)"),
 ):
     """Simulate the fleet over rounds and compare generic / personalized / local-only / FedAvg / central
-    on the users who never share. Writes TANDEM_HOME/reports/evaluation.{json,md} and plots; logs to MLflow."""
-    require_classification("tandem evaluate")
+    on the users who never share. Writes TANDEM_HOME/reports/evaluation.{json,md} and plots; logs to MLflow.
+    A regression task: generic / personalized / own mean / local only, MAE and RMSE over folds x seeds."""
     settings = Settings()
-    if not (quick or simulate or params_file or rounds):
+    simulation = quick or simulate or params_file or rounds
+    if not features.CLASSIFICATION and not simulation:
+        return _regression(settings, folds, seeds, no_flow, no_mlflow)
+    require_classification("tandem evaluate --simulate" if simulation else "tandem evaluate")
+    if not simulation:
         return _protocol(settings, folds, seeds, no_flow, no_mlflow, no_audit)
     if params_file:
         params = EvaluationParams.model_validate(json.loads(params_file.read_text()))
@@ -83,6 +89,29 @@ def evaluate_command(
 def _print_audit(out: dict) -> None:
     if out.get("privacy_audit"):
         console.print(f"privacy audit: {out['privacy_audit']['report']}")
+
+
+def _regression(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool) -> None:
+    """A regression task's folds x seeds protocol (tandem.evaluation.regression_eval)."""
+    if no_flow:
+        result = regression_eval.evaluate(folds, seeds, log=console.print)
+        files = regression_eval.write(result, settings.home / "reports", f"tandem evaluate --folds {folds} --seeds {seeds}")
+        out = {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "claims": result["claims"],
+               "mlflow_run_id": None if no_mlflow else regression_eval.log_to_mlflow(settings, result, files)}
+    else:
+        out = launch.flow("flows.evaluate:evaluate_regression", settings)(folds, seeds, track=not no_mlflow)
+    c = out["claims"]
+    table = Table(title=f"never-sharing users' later rows: {c['target']} ({c['folds']} folds x {c['seeds']} seeds, {c['users']} users)")
+    for column in ("method", "MAE", "RMSE"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for m in regression_eval.METHODS:
+        table.add_row(regression_eval.LABELS[m], f"{c[m + '_mae_mean']:.4f}", f"{c[m + '_rmse_mean']:.4f}")
+    console.print(table)
+    low, high = c["personalization_mae_change_ci95"]
+    console.print(f"personalized ({c['labelled_per_user']} labelled rows): MAE {c['personalization_mae_change']:+.4f} "
+                  f"(95 % CI [{low:+.4f}, {high:+.4f}]), raises the error of {100 * c['personalization_harmed_share']:.0f} % of users")
+    console.print(f"report: {out['report']}\njson:   {out['json']}"
+                  + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
 
 
 def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool) -> None:
