@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,16 @@ def test_the_manifest_and_mlflow_give_generic_and_personalized_errors(published)
     assert update["passed"] and update["mae_after"] < update["mae_before"]
     spec = json.loads((root / "app" / "feature_spec.json").read_text())
     assert spec["input"]["kind"] == "tabular" and spec["target"]["name"] == "log_invest"
+    # the XCTest the app build runs decodes the golden file: every field it declares is there
+    swift = (root / "app" / "TandemGoldenTests.swift").read_text()
+    golden = json.loads((root / "app" / "golden_vectors.json").read_text())
+    declared = dict(re.findall(r"private struct (\w+): Decodable \{(.*?)\n\}", swift, re.S))
+    snake = {name: [re.sub(r"(?<!^)([A-Z])", r"_\1", f).lower() for f in re.findall(r"let (\w+):", body)]
+             for name, body in declared.items()}
+    for struct, obj in (("Golden", golden), ("GoldenModel", golden["model"]), ("GoldenWindow", golden["windows"][0]),
+                        ("GoldenUpdate", golden["update"]), ("GoldenUpdateParams", golden["update"]["params"])):
+        assert set(snake[struct]) <= set(obj), (struct, set(snake[struct]) - set(obj))
+    assert golden["model"]["kind"] == "regressor" and "TandemFeaturizer.features(window:" in swift
     run = MlflowClient(f"sqlite:///{root / 'home' / 'mlflow.db'}").get_run(manifest["mlflow"]["run_id"])
     for key in ("eval_mae", "eval_rmse", "gate_update_mae_before", "gate_update_mae_after"):
         assert key in run.data.metrics, sorted(run.data.metrics)

@@ -171,13 +171,17 @@ def policy_trace(model, X, y, policy=None) -> dict:
 
 # ---- Swift -----------------------------------------------------------------------------------
 
-# The XCTest source, with __GOLDEN__, __MODEL__, __APP_MODULE__, __FORMAT__ and __TOLERANCE__ to fill in.
-_SWIFT = (resources.files("tandem.device") / "templates" / "TandemGoldenTests.swift.in").read_text()
+# The XCTest sources (a classifier's probabilities, a regressor's values), with __GOLDEN__, __MODEL__,
+# __APP_MODULE__, __FORMAT__ and __TOLERANCE__ to fill in.
+_TEMPLATES = resources.files("tandem.device") / "templates"
+_SWIFT = {"classifier": (_TEMPLATES / "TandemGoldenTests.swift.in").read_text(),
+          "regressor": (_TEMPLATES / "TandemGoldenRegressorTests.swift.in").read_text()}
 
 
 def swift_xctest(golden_json_name: str = "TandemGolden", tolerance: float = 1e-4, *,
-                 model_resource: str = "Tandem", app_module: str = "Tandem") -> str:
-    """Swift XCTest source checking the app against ``<golden_json_name>.json``.
+                 model_resource: str = "Tandem", app_module: str = "Tandem", kind: str = "classifier") -> str:
+    """Swift XCTest source checking the app against ``<golden_json_name>.json`` (`kind`: the
+    golden model's, "classifier" or "regressor").
 
     The app must provide ``TandemFeaturizer.features(window: [[Double]]) -> [Double]`` (window is
     window_samples rows of the task's channels, see feature_spec.json) and bundle the compiled model as ``<model_resource>.mlmodelc``.
@@ -189,7 +193,9 @@ def swift_xctest(golden_json_name: str = "TandemGolden", tolerance: float = 1e-4
             raise ValueError(f"{name} must be a plain identifier, got {value!r}")
     if not tolerance > 0:
         raise ValueError("tolerance must be positive")
-    return (_SWIFT.replace("__GOLDEN__", golden_json_name)
+    if kind not in _SWIFT:
+        raise ValueError(f"kind must be one of {sorted(_SWIFT)}, got {kind!r}")
+    return (_SWIFT[kind].replace("__GOLDEN__", golden_json_name)
             .replace("__MODEL__", model_resource)
             .replace("__APP_MODULE__", app_module.replace("-", "_"))
             .replace("__FORMAT__", FORMAT)

@@ -183,11 +183,9 @@ def golden_files(device: DeviceModel, user: EvalUser) -> dict[str, bytes]:
     pool, _ = local_split(user)
     labelled = pick_labelled(user.labels, pool, per_user=GOLDEN_POLICY_LABELS)
     vectors["update_policy"] = golden.policy_trace(device, user.features[labelled], user.labels[labelled])
-    files = {"golden_vectors.json": json.dumps(vectors, indent=1).encode()}
-    if features.CLASSIFICATION:  # the XCTest template checks probabilities: classifiers only, for now
-        files["TandemGoldenTests.swift"] = golden.swift_xctest("golden_vectors", GOLDEN_TOLERANCE,
-                                                               model_resource="TandemModel").encode()
-    return files
+    swift = golden.swift_xctest("golden_vectors", GOLDEN_TOLERANCE, model_resource="TandemModel",
+                                kind=vectors["model"]["kind"])
+    return {"golden_vectors.json": json.dumps(vectors, indent=1).encode(), "TandemGoldenTests.swift": swift.encode()}
 
 
 def run_gates(model_name: str, store: Store, mlmodel: bytes, result: model.TrainResult, users: list[EvalUser],

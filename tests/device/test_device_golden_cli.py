@@ -67,6 +67,16 @@ def test_swift_xctest_is_balanced():
         swift_xctest('x"); evil(', 1e-4)
 
 
+def test_the_regressor_xctest_checks_values_and_trains_on_the_mse_target():
+    src = swift_xctest("golden_vectors", 1e-4, model_resource="TandemModel", kind="regressor")
+    assert src.count("{") == src.count("}") and src.count("(") == src.count(")") and src.count("[") == src.count("]")
+    assert "let outputName: String" in src and "let predictionsAfter: [Double]" in src
+    assert "trainingInputDescriptionsByName" in src and "probabilit" not in src.split("import CoreML")[1]
+    assert src != swift_xctest("golden_vectors", 1e-4, model_resource="TandemModel")
+    with pytest.raises(ValueError, match="kind"):
+        swift_xctest("golden_vectors", 1e-4, kind="ranker")
+
+
 def write_batch(path, X, y):
     now = datetime.now(timezone.utc)
     cols = {"pseudonym": ["a" * 64] * len(X), "captured_at": pa.array([now] * len(X), pa.timestamp("ms", tz="UTC"))}
