@@ -125,7 +125,8 @@ def test_deployments_are_registered(up):
     flows = {f["id"]: f["name"] for f in _post(f"{api}/flows/filter", {})}
     names = {f"{flows[d['flow_id']]}/{n}" for n, d in deployments.items()}
     expected = {"train-and-release/nightly", "train-and-release/manual-retrain", "promote/promote-production",
-                "rollback/rollback-production", "evaluate/on-demand", "ingest/hourly"}
+                "rollback/rollback-production", "evaluate/on-demand", "ingest/hourly",
+                "evaluate-protocol/folds-x-seeds", "evaluate-regression/regression-folds-x-seeds"}
     assert expected <= names, (names, up["info"].deploy_errors)
     (hourly,) = deployments["hourly"]["schedules"]
     assert hourly["schedule"]["cron"] == "15 * * * *" and hourly["active"]
