@@ -6,6 +6,7 @@ federated-averaging and central models on users who never share. Results go to
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
@@ -55,8 +56,8 @@ def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True, 
 
 
 @task(name="run-protocol")
-def run_protocol_task(folds: int, seeds: int) -> dict:
-    return robust_eval.evaluate(folds, seeds, log=get_run_logger().info)
+def run_protocol_task(folds: int, seeds: int, reports_dir: str) -> dict:
+    return robust_eval.evaluate(folds, seeds, log=get_run_logger().info, reports_dir=Path(reports_dir))
 
 
 @task(name="write-protocol-report")
@@ -75,7 +76,7 @@ def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True, audit:
     FedPer; report under TANDEM_HOME/reports, one MLflow run with the table and plots; then the
     privacy audit (`tandem audit`, its default parameters)."""
     settings = Settings()
-    result = run_protocol_task(folds, seeds)
+    result = run_protocol_task(folds, seeds, str(settings.home / "reports"))
     files = write_protocol_report_task(result, str(settings.home / "reports"),
                                        f"tandem evaluate --folds {folds} --seeds {seeds}")
     run_id = log_protocol_task(settings, result, files) if track else None

@@ -49,7 +49,7 @@ def test_small_real_protocol_through_the_flow(tmp_path, monkeypatch):
 
     users = hapt_fleet(users=list(range(1, 7)))
     small = dict(users=users, fl_rounds=2, budgets=("u20", "pc5", "pc20"))
-    monkeypatch.setattr(robust_eval, "evaluate", lambda f, s, log=print, _e=robust_eval.evaluate: _e(f, s, log=log, **small))
+    monkeypatch.setattr(robust_eval, "evaluate", lambda f, s, _e=robust_eval.evaluate, **kw: _e(f, s, **kw, **small))
     from flows.evaluate import evaluate_protocol
 
     out = evaluate_protocol(folds=2, seeds=2, audit=False)  # the audit has its own test (test_privacy_audit)
@@ -57,6 +57,8 @@ def test_small_real_protocol_through_the_flow(tmp_path, monkeypatch):
     c = result["claims"]
     assert (c["folds"], c["seeds"], c["users"]) == (2, 2, 6)
     assert {r["fold"] for r in result["runs"]} == {0, 1} and len(result["runs"]) == 4
+    partial = (tmp_path / "reports" / "protocol_runs.2x2.jsonl").read_text().splitlines()
+    assert len(partial) == 4  # each (fold, seed) kept as it finished: an interrupted run keeps what it measured
     assert set(c["personalization"]) == {"u20", "pc5", "pc20"}
     assert c["best_fl_baseline"] in ("fedavg", "fedprox", "fedper")
     assert 0.0 <= c["generic_mean"] <= 1.0 and c["generic_sd_over_seeds"] >= 0.0

@@ -117,7 +117,7 @@ def _regression(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool
 def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool) -> None:
     """The folds x seeds protocol (tandem.evaluation.robust_eval), through its Prefect flow unless --no-flow."""
     if no_flow:
-        result = evaluate(folds, seeds, log=console.print)
+        result = evaluate(folds, seeds, log=console.print, reports_dir=settings.home / "reports")
         files = write(result, settings.home / "reports", f"tandem evaluate --folds {folds} --seeds {seeds}")
         out = {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "claims": result["claims"],
                "mlflow_run_id": None if no_mlflow else log_to_mlflow(settings, result, files),

@@ -199,7 +199,7 @@ def log_to_mlflow(settings, result: dict, files: dict) -> str:
     tracker = Tracker(settings)
     c, config = result["claims"], result["config"]
     rid = tracker.start_run(
-        run_name=f"evaluate-{c['folds']}x{c['seeds']}",
+        run_name=f"evaluate-{TASK.name}-{c['folds']}x{c['seeds']}",
         params={k: config[k] for k in ("folds", "seeds", "fraction", "labelled_per_user", "policy")},
         tags={"tandem.kind": "evaluation", "tandem.protocol": "folds-x-seeds", "tandem.task": c["task"]},
         experiment="tandem/evaluation")

@@ -15,7 +15,6 @@ from tandem.evaluation.protocol import ProtocolConfig, analyse, run_protocol
 from tandem.evaluation.tuning import tuned_config
 from tandem.release.params import DeviceUpdateConfig
 from tandem.release.tracker import Tracker
-from tandem.settings import Settings
 from tandem.training import model
 
 FL = ("fedavg", "fedprox", "fedper")  # like for like: the server's data volume
@@ -31,14 +30,15 @@ def train_for_fold(n_folds: int):
 
 
 def evaluate(folds: int = 3, seeds: int = 1, policy: UpdatePolicy | None = None, users=None, log=print,
-             **config) -> dict:
+             reports_dir: Path | None = None, **config) -> dict:
+    """`reports_dir`: where each finished (fold, seed) run is appended as it ends
+    (protocol_runs.<folds>x<seeds>.jsonl), so an interrupted run keeps what it measured."""
     cfg = ProtocolConfig(folds=folds, seeds=seeds, policy=policy or UpdatePolicy(), **config)
     t = time.perf_counter()
     pick = train_for_fold(folds)
     partial = None
-    if users is None:
-
-        partial = Settings.from_env().home / "reports" / f"protocol_runs.{folds}x{seeds}.jsonl"
+    if reports_dir is not None:
+        partial = Path(reports_dir) / f"protocol_runs.{folds}x{seeds}.jsonl"
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.unlink(missing_ok=True)
     result = run_protocol(cfg, pick, DeviceUpdateConfig(), users=users, log=log, partial=partial)
