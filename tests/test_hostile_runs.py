@@ -147,6 +147,11 @@ def test_two_runs_at_once_publish_one_release_and_nothing_leaks(home, tmp_path):
         tables = [t for (t,) in db.execute("select name from sqlite_master where type='table'")]
         dump = "\n".join(str(row) for t in tables for row in db.execute(f"select * from {t}")).encode()
     blobs[Path("mlflow.db")] = dump
+    # and the secrets never reach Prefect's databases (task inputs are hashed, results not persisted)
+    prefect_dbs = {p: p.read_bytes() for p in tmp_path.glob("prefect-*/*.db*") if p.is_file()}
+    assert prefect_dbs
+    for secret in secrets:
+        assert not [str(p) for p, data in prefect_dbs.items() if secret.encode() in data]
     assert len(blobs) > 20
     for needle in [*user_ids, *secrets]:
         hits = [str(p) for p, data in blobs.items() if needle.encode() in data]
