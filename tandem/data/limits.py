@@ -100,9 +100,15 @@ def check_file(data: bytes, limits: Limits) -> str | None:
 
 
 def pseudonym_days(frame: pd.DataFrame) -> dict[str, int]:
-    """Rows per ``<pseudonym>/<capture day>`` (pseudonyms only: never a raw id)."""
-    counts = (frame["pseudonym"].astype(str) + "/" + _day(frame["captured_at"])).value_counts()
-    return {k: int(v) for k, v in counts.items()}
+    """Rows per ``<pseudonym>/<capture day>`` (pseudonyms only: never a raw id). Called for every
+    batch: numpy on the UTC instants, not pandas' string formatting (a tenth of the time)."""
+    instants = frame["captured_at"]
+    if not isinstance(instants.dtype, pd.DatetimeTZDtype):
+        instants = pd.to_datetime(instants, utc=True)
+    days = instants.dt.tz_convert("UTC").to_numpy(dtype="datetime64[ms]").astype("datetime64[D]").astype(str)
+    keys = np.char.add(np.char.add(np.asarray(frame["pseudonym"], dtype=str), "/"), days)
+    values, counts = np.unique(keys, return_counts=True)
+    return {str(k): int(v) for k, v in zip(values, counts)}
 
 
 def admission_columns(reference_windows: frozenset[str]) -> list[str]:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import boto3
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
@@ -158,8 +159,19 @@ def commit(store: Store, batches: dict[str, pa.Table], run_id: str | None = None
     """Accepted batches (id -> their validated rows) into the table in one commit, each once; returns
     the table version that holds them."""
     record_policies(store, list(batches.values()))
-    rows = pa.concat_tables([batch_rows(b, t) for b, t in batches.items()])
-    return append(store, rows, list(batches), run_id)[0]
+    return append(store, _all_rows(batches), list(batches), run_id)[0]
+
+
+def _all_rows(batches: dict[str, pa.Table]) -> pa.Table:
+    """`batch_rows` of every batch, cast once when they share the schema's types (the bulk path's
+    always do); batch by batch otherwise."""
+    plain = [t.select(list(BATCH_SCHEMA.names)).replace_schema_metadata(None) for t in batches.values()]
+    try:
+        rows = pa.concat_tables(plain, promote_options="default").cast(BATCH_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pa.concat_tables([batch_rows(b, t) for b, t in batches.items()])
+    ids = np.repeat(np.array(list(batches), dtype=object), [t.num_rows for t in plain])
+    return rows.append_column(BATCH_ID, pa.array(ids, pa.string()))
 
 
 def table_version(store: Store) -> int | None:

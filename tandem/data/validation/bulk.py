@@ -68,7 +68,7 @@ def structural(plain: bytes, batch_id: str) -> Candidate | None:
     """The batch read with pyarrow, when it is bulk material (see step 1); None sends it to the
     per-batch judge."""
     try:
-        table = pq.read_table(io.BytesIO(plain))
+        table = pq.ParquetFile(pa.BufferReader(plain)).read()  # one file: no dataset discovery
     except Exception:
         return None
     if table.schema.names != BATCH_SCHEMA.names or [f.type for f in table.schema] != _TYPES or table.num_rows < 1:
@@ -167,7 +167,8 @@ def validate_many(candidates: list[Candidate], suites_dir: Path | None = None, n
     params = {CAPTURED_AT_MAX_PARAMETER: (now + CLOCK_SKEW).isoformat(timespec="seconds")}
     rows = np.array([c.table.num_rows for c in candidates])
     owner = np.repeat(np.arange(len(candidates)), rows)
-    frame = pa.concat_tables([c.table.cast(_NULLABLE) for c in candidates]).to_pandas()
+    # structural() checked the types: the files differ only in nullability and metadata, so one cast
+    frame = pa.concat_tables([c.table for c in candidates], promote_options="default").cast(_NULLABLE).to_pandas()
     frame[BATCH] = owner
     bad: set[int] = set()
     main = _runtime(None, suites_dir)
