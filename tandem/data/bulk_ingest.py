@@ -71,10 +71,11 @@ class Judges:
 def _bulk_material(data: bytes | None, batch_id: str, limits: Limits) -> Candidate | None:
     """The batch for the columnar pass, or None for the per-batch judge (never read, sealed, over a
     limit, not the plain schema, or anything unforeseen: the per-batch judge says why)."""
-    if data is None or sealing.is_sealed(data) or check_file(data, limits):
+    if data is None or sealing.is_sealed(data) or len(data) > limits.max_batch_bytes:
         return None
     try:
-        return structural(data, batch_id)
+        parquet = pq.ParquetFile(pa.BufferReader(data))  # the footer, parsed once for the limits and the read
+        return None if check_file(data, limits, parquet) else structural(parquet, batch_id)
     except Exception:
         return None
 

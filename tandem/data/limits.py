@@ -84,12 +84,13 @@ def accepted_on(store: Store, days: list[str]) -> pd.DataFrame:
                                                filter=(captured >= start) & (captured < end)).to_pandas()
 
 
-def check_file(data: bytes, limits: Limits) -> str | None:
-    """Before the batch is parsed: its size, and (from the parquet footer only) rows and row groups."""
+def check_file(data: bytes, limits: Limits, parquet: pq.ParquetFile | None = None) -> str | None:
+    """Before the batch is parsed: its size, and (from the parquet footer only) rows and row groups.
+    `parquet`: the file already opened on `data` (its footer read once)."""
     if len(data) > limits.max_batch_bytes:
         return f"limit: {len(data)} bytes is more than the {limits.max_batch_bytes} a batch may have"
     try:
-        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        meta = (parquet or pq.ParquetFile(io.BytesIO(data))).metadata
     except Exception:
         return None  # not parquet: the validator says so in its own words
     if meta.num_row_groups > limits.max_row_groups:

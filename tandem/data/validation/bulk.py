@@ -18,7 +18,6 @@ reason and GX result; the good batches of the chunk are not held back.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import threading
@@ -64,11 +63,11 @@ class Candidate:
     forms: tuple[str, ...]
 
 
-def structural(plain: bytes, batch_id: str) -> Candidate | None:
-    """The batch read with pyarrow, when it is bulk material (see step 1); None sends it to the
-    per-batch judge."""
+def structural(parquet: pq.ParquetFile, batch_id: str) -> Candidate | None:
+    """The batch (an opened parquet file) read with pyarrow, when it is bulk material (see step 1);
+    None sends it to the per-batch judge."""
     try:
-        table = pq.ParquetFile(pa.BufferReader(plain)).read()  # one file: no dataset discovery
+        table = parquet.read()
     except Exception:
         return None
     if table.schema.names != BATCH_SCHEMA.names or [f.type for f in table.schema] != _TYPES or table.num_rows < 1:
