@@ -71,7 +71,7 @@ class Judges:
 def _bulk_material(data: bytes | None, batch_id: str, limits: Limits) -> Candidate | None:
     """The batch for the columnar pass, or None for the per-batch judge (never read, sealed, over a
     limit, not the plain schema, or anything unforeseen: the per-batch judge says why)."""
-    if data is None or sealing.is_sealed(data) or len(data) > limits.max_batch_bytes:
+    if data is None or sealing.is_sealed(data):
         return None
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))  # the footer, parsed once for the limits and the read
