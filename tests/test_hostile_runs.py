@@ -41,8 +41,8 @@ def home(tandem_home, tmp_path, monkeypatch):
     return settings, env, params, [u.user_id for u in sharers + evaluators]
 
 
-def start_run(env, params) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tandem.cli", "run", "--params-file", str(params)], cwd=ROOT,
+def start_run(env, params, module: str = "tandem.cli") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", module, "run", "--params-file", str(params)], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -90,16 +90,23 @@ POINTS = {
     "validate": lambda store, model: bool(store.list("ledger/batches/")),
     # while training: its MLflow run is open
     "train": lambda store, model: _running_mlflow_runs(store) > 0,
-    # inside gate-and-publish: it holds the publish lease
-    "publish": lambda store, model: any(k.endswith(".json") for k in store.list(f"locks/publish-{model}/")),
+    # inside gate-and-publish: it holds the publish lease (a generation not marked released)
+    "publish": lambda store, model: _lease_held(store, f"locks/publish-{model}/"),
 }
+
+
+def _lease_held(store, prefix: str) -> bool:
+    keys = set(store.list(prefix))
+    return any(k.endswith(".json") and k.replace(".json", ".released") not in keys for k in keys)
 
 
 @pytest.mark.parametrize("point", list(POINTS))
 def test_kill_9_at_any_point_then_a_rerun_publishes(home, point):
     settings, env, params, _ = home
     store = store_from_settings(settings)
-    proc = start_run(env, params)
+    # the publish step lasts half a second: that run pauses inside it so that the kill lands there
+    proc = start_run({**env, "TANDEM_TEST_PAUSE_SECONDS": "600"}, params, "tests.paused_run") if point == "publish" \
+        else start_run(env, params)
     wait_for(lambda: POINTS[point](store, settings.model_name), f"the {point} step", proc)
     server = children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
@@ -113,7 +120,8 @@ def test_kill_9_at_any_point_then_a_rerun_publishes(home, point):
     rerun = start_run(env, params)
     out, _ = rerun.communicate(timeout=GIVE_UP)
     assert rerun.returncode == 0, out[-3000:]
-    assert "published" in out, out[-3000:]
+    assert f"published {settings.model_name} version" in out, out[-3000:]
+    assert len(list_releases(store, settings.model_name)) == 1, out[-3000:]
     [release] = list_releases(store, settings.model_name)
     assert read_channel(store, settings.model_name, "staging")["version"] == release["version"]
     runs = MlflowClient(settings.tracking_uri).search_runs(
