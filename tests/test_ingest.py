@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from threading import Barrier
 
+import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,10 +26,13 @@ import pytest
 from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from tandem.contract.schema import BATCH_SCHEMA
 from tandem.data import bulk_ingest, ingest, landing
 from tandem.data import table as accepted
 from tandem.data.snapshot import table_snapshot
 from tandem.data.store import LocalStore, S3Store
+from tandem.data.validation import bulk, validate_batch
+from tandem.data.validation.batch_stats import judged_on_statistics
 from tandem.fleet import sharing
 from tandem.fleet import users as fleet
 from tandem.privacy.policy import load_policy
@@ -310,3 +314,36 @@ def test_two_ingests_at_once_count_each_batch_once(users, tmp_path, backend, req
     new = [int(out.split("batches: ")[1].split(" new")[0]) for out, _ in outputs]
     assert sum(new) == len(entries)  # what each run says it recorded adds up: nothing counted twice
     assert accepted.open_table(store).history()  # and the table's commits are all there: rows add up above
+
+
+def test_ranges_and_nulls_judged_on_batch_statistics_give_the_row_verdicts(users):
+    """The bulk pass validates not-null and range expectations on each batch's minimum and maximum;
+    at every edge (NaN, null, infinity, exactly on a bound, just past one, a future capture time) a
+    batch fails the bulk pass exactly when GX on its own rows fails it."""
+    table = good_table(users[1], 8, b"key")
+
+    def edited(column, value, row=2):
+        values = table.column(column).to_pylist()
+        values[row] = value
+        return table.set_column(table.schema.get_field_index(column), table.schema.field(column).with_nullable(True),
+                                pa.array(values, table.schema.field(column).type))
+
+    future = datetime.now(timezone.utc) + timedelta(days=30)
+    variants = {"good": table, "nan": edited("gravity_x_mean", float("nan")), "null": edited("body_x_std", None),
+                "inf": edited("gyro_y_max", float("inf")), "on_the_bound": edited("gravity_z_max", 24.0),
+                "past_the_bound": edited("gravity_z_min", -24.000001), "future": edited("captured_at", future)}
+    candidates = [bulk.structural(pq.ParquetFile(pa.BufferReader(sharing.table_bytes(t))), name) for name, t in variants.items()]
+    assert all(candidates), "every variant is bulk material (the schema's types)"
+    failed = set(bulk.validate_many(candidates).failed)
+    alone = {name for name, t in variants.items() if not validate_batch(sharing.table_bytes(t), name).ok}
+    assert failed == alone == {"nan", "null", "inf", "past_the_bound", "future"}
+
+
+def test_an_edited_expectation_with_mostly_stays_row_wise():
+    """A team's suite may loosen an expectation with `mostly`: no longer exact on min/max, so on the rows."""
+    exact = gxe.ExpectColumnValuesToBeBetween(column="gravity_z_max", min_value=-24, max_value=24).configuration
+    loose = gxe.ExpectColumnValuesToBeBetween(column="gravity_z_max", min_value=-24, max_value=24, mostly=0.9).configuration
+    no_nulls = gxe.ExpectColumnValuesToNotBeNull(column="pseudonym").configuration  # a string column: its null count
+    pattern = gxe.ExpectColumnValuesToMatchRegex(column="pseudonym", regex="^[0-9a-f]{64}$").configuration
+    assert judged_on_statistics(exact, BATCH_SCHEMA) and judged_on_statistics(no_nulls, BATCH_SCHEMA)
+    assert not judged_on_statistics(loose, BATCH_SCHEMA) and not judged_on_statistics(pattern, BATCH_SCHEMA)

@@ -27,14 +27,14 @@ import pyarrow.parquet as pq
 from tandem.data import ingest, landing
 from tandem.data import table as accepted_table
 from tandem.data.ingest import BatchRef
-from tandem.data.limits import Limits, Usage, admission_columns, check_admission, check_file
+from tandem.data.limits import Limits, Usage, admission_columns, check_admission, check_file, pseudonym_days_of
 from tandem.data.store import Store, store_from_settings
 from tandem.data.validation import BatchVerdict
 from tandem.data.validation.bulk import Candidate, structural, validate_many
 from tandem.privacy import sealing
 from tandem.settings import Settings
 
-MAX_CHUNK = 1000  # batches per chunk (a task: one GX pass and one table commit per ROWS_PER_PASS rows)
+MAX_CHUNK = 5000  # batches per chunk (a task: one GX pass and one table commit per ROWS_PER_PASS rows)
 MIN_CHUNK = 32  # below this a chunk costs more in GX and commit overhead than it saves
 ROWS_PER_PASS = 500_000  # rows in one GX pass: GX's cost is mostly per pass, memory is per row
 IO_THREADS = 16  # object GETs and PUTs are latency-bound (S3)
@@ -126,16 +126,18 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
     good = {b: (reason, PARQUET_TRANSPORT) for b, reason in outcome.passed.items()}
 
     results: dict[str, tuple[dict, bool]] = {}
-    for batch_id in list(good):  # valid; now the limits across batches, in chunk order
-        frame = tables[batch_id].select(admission_columns(judges.reference_windows)).to_pandas()
-        breach = check_admission(frame, judges.usage, judges.limits, judges.reference_windows)
+    valid = list(good)
+    for batch_id, days in zip(valid, pseudonym_days_of([tables[b] for b in valid])):  # the limits across batches, in order
+        # the rows themselves only to compare with the reference set's windows, when there is one
+        frame = tables[batch_id].select(admission_columns(judges.reference_windows)).to_pandas() if judges.reference_windows else None
+        breach = check_admission(frame, judges.usage, judges.limits, judges.reference_windows, days)
         if breach:
             del good[batch_id]
             ref, data = by_id[batch_id]
-            results[batch_id] = ingest.record(store, ref, data, ingest.refused(breach, batch_id, len(frame)),
+            results[batch_id] = ingest.record(store, ref, data, ingest.refused(breach, batch_id, tables[batch_id].num_rows),
                                               PARQUET_TRANSPORT, run_id)
         else:
-            judges.usage.add(frame)
+            judges.usage.add(frame, days)
     for batch_id in alone:  # the per-batch judge, exactly as before, for its reason and GX result
         ref, data = by_id[batch_id]
         if data is None:

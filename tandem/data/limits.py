@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -47,9 +49,10 @@ class Usage:
     batches: Counter = field(default_factory=Counter)
     loaded: set[str] = field(default_factory=set)
 
-    def add(self, frame: pd.DataFrame) -> None:
-        """Count an admitted batch (so later batches of this run see it)."""
-        for pday, rows in pseudonym_days(frame).items():
+    def add(self, frame: pd.DataFrame, days: dict[str, int] | None = None) -> None:
+        """Count an admitted batch (so later batches of this run see it); `days`: its
+        `pseudonym_days`, when already known."""
+        for pday, rows in (days if days is not None else pseudonym_days(frame)).items():
             self.rows[pday] += rows
             self.batches[pday] += 1
 
@@ -112,18 +115,38 @@ def pseudonym_days(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in zip(values, counts)}
 
 
+def pseudonym_days_of(tables: list[pa.Table]) -> list[dict[str, int]]:
+    """`pseudonym_days` of many batches (arrow tables with a UTC ``captured_at``) in one grouping:
+    a chunk's thousands of batches cost one pass, not a pandas frame each."""
+    owner = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
+
+    def joined(name: str) -> pa.ChunkedArray:
+        return pa.chunked_array([chunk for t in tables for chunk in t.column(name).chunks], tables[0].schema.field(name).type)
+
+    day = pc.strftime(pc.cast(joined("captured_at"), pa.date32()), format="%Y-%m-%d")
+    counts = pa.table({"owner": owner, "pseudonym": joined("pseudonym"), "day": day}) \
+        .group_by(["owner", "pseudonym", "day"]).aggregate([([], "count_all")])
+    out: list[dict[str, int]] = [{} for _ in tables]
+    for i, pseudonym, d, n in zip(*(counts.column(c).to_pylist() for c in ("owner", "pseudonym", "day", "count_all"))):
+        out[i][f"{pseudonym}/{d}"] = n
+    return out
+
+
 def admission_columns(reference_windows: frozenset[str]) -> list[str]:
     """The columns `check_admission` reads (the features only when there are reference windows to compare with)."""
     return ["pseudonym", "captured_at", *(FEATURE_NAMES if reference_windows else ())]
 
 
-def check_admission(frame: pd.DataFrame, usage: Usage, limits: Limits, reference_windows: frozenset[str]) -> str | None:
-    """Why a valid batch may still not enter (a per-pseudonym limit, the reference set's windows), or None."""
-    return check_usage(frame, usage, limits) or check_reference(frame, reference_windows)
+def check_admission(frame: pd.DataFrame | None, usage: Usage, limits: Limits, reference_windows: frozenset[str],
+                    days: dict[str, int] | None = None) -> str | None:
+    """Why a valid batch may still not enter (a per-pseudonym limit, the reference set's windows), or None.
+    `days`: the batch's `pseudonym_days` when already known (then `frame` is needed only for
+    reference windows)."""
+    return check_usage(frame, usage, limits, days) or check_reference(frame, reference_windows)
 
 
-def check_usage(frame: pd.DataFrame, usage: Usage, limits: Limits) -> str | None:
-    days = pseudonym_days(frame)
+def check_usage(frame: pd.DataFrame | None, usage: Usage, limits: Limits, days: dict[str, int] | None = None) -> str | None:
+    days = days if days is not None else pseudonym_days(frame)
     usage.load({pday.split("/")[1] for pday in days})
     for pday, rows in sorted(days.items()):
         pseudonym, day = pday.split("/")

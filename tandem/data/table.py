@@ -167,7 +167,7 @@ def _all_rows(batches: dict[str, pa.Table]) -> pa.Table:
     always do); batch by batch otherwise."""
     plain = [t.select(list(BATCH_SCHEMA.names)).replace_schema_metadata(None) for t in batches.values()]
     try:
-        rows = pa.concat_tables(plain, promote_options="default").cast(BATCH_SCHEMA)
+        rows = pa.concat_tables(plain, promote_options="default").combine_chunks().cast(BATCH_SCHEMA)  # not a chunk per batch
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return pa.concat_tables([batch_rows(b, t) for b, t in batches.items()])
     ids = np.repeat(np.array(list(batches), dtype=object), [t.num_rows for t in plain])
