@@ -347,3 +347,15 @@ def test_an_edited_expectation_with_mostly_stays_row_wise():
     pattern = gxe.ExpectColumnValuesToMatchRegex(column="pseudonym", regex="^[0-9a-f]{64}$").configuration
     assert judged_on_statistics(exact, BATCH_SCHEMA) and judged_on_statistics(no_nulls, BATCH_SCHEMA)
     assert not judged_on_statistics(loose, BATCH_SCHEMA) and not judged_on_statistics(pattern, BATCH_SCHEMA)
+
+
+def test_a_chunk_of_only_bad_batches_quarantines_each(users, tmp_path):
+    """Nothing passes the bulk pass: every batch is still ledgered, quarantined with its reason."""
+    store = LocalStore(tmp_path / "store")
+    table = good_table(users[1], 8, b"key")
+    high = table.column("gravity_z_max").to_pylist()
+    store.put("incoming/bad/range.parquet", sharing.table_bytes(replace_column(table, "gravity_z_max", [99.0] + high[1:])))
+    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
+    assert [e["outcome"] for e in entries] == ["quarantined"]
+    assert "gravity_z_max: 1 of 8 values outside [-24, 24]" in entries[0]["reason"]
+    assert_exactly_once(store)

@@ -118,6 +118,8 @@ def pseudonym_days(frame: pd.DataFrame) -> dict[str, int]:
 def pseudonym_days_of(tables: list[pa.Table]) -> list[dict[str, int]]:
     """`pseudonym_days` of many batches (arrow tables with a UTC ``captured_at``) in one grouping:
     a chunk's thousands of batches cost one pass, not a pandas frame each."""
+    if not tables:
+        return []
     owner = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
 
     def joined(name: str) -> pa.ChunkedArray:

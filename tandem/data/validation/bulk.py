@@ -8,7 +8,7 @@
    ``__batch`` column; then each form's suite over the rows of the batches declaring it. Table-level
    expectations are what step 1 checked; the per-batch uniqueness of ``window_id`` becomes uniqueness
    of (``__batch``, ``window_id``); not-null and range expectations are validated on each batch's
-   minimum and maximum (`batch_stats`: exact for them, and three quarters of the work). Every other
+   minimum and maximum (`batch_stats`: exact for them, and about 70 % of the GX time on rows). Every other
    expectation is row-wise, so a batch passes the bulk pass exactly when it would pass alone.
 3. Only when something failed: the failed expectations again in COMPLETE format, whose
    ``unexpected_index_list`` names the rows, and so the batches, that failed.
