@@ -63,28 +63,28 @@ class Usage:
         if self.store is None or not todo:
             return
         held = accepted_on(self.store, todo)
-        if held.empty:
+        if not held.num_rows:
             return
-        keys = held["pseudonym"].astype(str) + "/" + _day(held["captured_at"])
-        self.rows.update(keys.value_counts().to_dict())
-        self.batches.update(held.assign(pday=keys).groupby("pday")["batch_id"].nunique().to_dict())
+        day = pc.strftime(pc.cast(held.column("captured_at"), pa.date32()), format="%Y-%m-%d")
+        counts = pa.table({"pseudonym": held.column("pseudonym"), "day": day, "batch_id": held.column("batch_id")}) \
+            .group_by(["pseudonym", "day"]).aggregate([([], "count_all"), ("batch_id", "count_distinct")])
+        keys = [f"{p}/{d}" for p, d in zip(counts.column("pseudonym").to_pylist(), counts.column("day").to_pylist())]
+        self.rows.update(dict(zip(keys, counts.column("count_all").to_pylist())))
+        self.batches.update(dict(zip(keys, counts.column("batch_id_count_distinct").to_pylist())))
 
 
-def _day(captured_at: pd.Series) -> pd.Series:
-    return pd.to_datetime(captured_at, utc=True).dt.strftime("%Y-%m-%d")
-
-
-def accepted_on(store: Store, days: list[str]) -> pd.DataFrame:
+def accepted_on(store: Store, days: list[str]) -> pa.Table:
     """(pseudonym, captured_at, batch_id) of the table's rows captured on `days`: the table's file
     statistics let pyarrow skip every file outside them."""
     delta = table.open_table(store)
     if delta is None:
-        return pd.DataFrame(columns=["pseudonym", "captured_at", "batch_id"])
+        return pa.table({"pseudonym": pa.array([], pa.string()), "captured_at": pa.array([], pa.timestamp("us", tz="UTC")),
+                         "batch_id": pa.array([], pa.string())})
     start = pd.Timestamp(min(days), tz="UTC")
     end = pd.Timestamp(max(days), tz="UTC") + pd.Timedelta(days=1)
     captured = ds.field("captured_at")
     return delta.to_pyarrow_dataset().to_table(columns=["pseudonym", "captured_at", "batch_id"],
-                                               filter=(captured >= start) & (captured < end)).to_pandas()
+                                               filter=(captured >= start) & (captured < end))
 
 
 def check_file(data: bytes, limits: Limits, parquet: pq.ParquetFile | None = None) -> str | None:
