@@ -130,14 +130,14 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
     for batch_id, days in zip(valid, pseudonym_days_of([tables[b] for b in valid])):  # the limits across batches, in order
         # the rows themselves only to compare with the reference set's windows, when there is one
         frame = tables[batch_id].select(admission_columns(judges.reference_windows)).to_pandas() if judges.reference_windows else None
-        breach = check_admission(frame, judges.usage, judges.limits, judges.reference_windows, days)
+        breach = check_admission(days, frame, judges.usage, judges.limits, judges.reference_windows)
         if breach:
             del good[batch_id]
             ref, data = by_id[batch_id]
             results[batch_id] = ingest.record(store, ref, data, ingest.refused(breach, batch_id, tables[batch_id].num_rows),
                                               PARQUET_TRANSPORT, run_id)
         else:
-            judges.usage.add(frame, days)
+            judges.usage.add(days)
     for batch_id in alone:  # the per-batch judge, exactly as before, for its reason and GX result
         ref, data = by_id[batch_id]
         if data is None:

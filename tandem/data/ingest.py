@@ -210,8 +210,9 @@ def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pa
         return refused(breach, batch_id), transport
     verdict = validate_batch(plain, batch_id, transport=transport, suites_dir=suites_dir)
     if verdict.ok:
-        breach = batch_limits.check_admission(verdict.frame, usage, limits, reference_windows)
+        days = batch_limits.pseudonym_days(verdict.frame)
+        breach = batch_limits.check_admission(days, verdict.frame, usage, limits, reference_windows)
         if breach:
             return refused(breach, batch_id, verdict.rows), transport
-        usage.add(verdict.frame)  # later batches of this run count it
+        usage.add(days)  # later batches of this run count it
     return verdict, transport

@@ -49,10 +49,9 @@ class Usage:
     batches: Counter = field(default_factory=Counter)
     loaded: set[str] = field(default_factory=set)
 
-    def add(self, frame: pd.DataFrame, days: dict[str, int] | None = None) -> None:
-        """Count an admitted batch (so later batches of this run see it); `days`: its
-        `pseudonym_days`, when already known."""
-        for pday, rows in (days if days is not None else pseudonym_days(frame)).items():
+    def add(self, days: dict[str, int]) -> None:
+        """Count an admitted batch, given its `pseudonym_days` (so later batches of this run see it)."""
+        for pday, rows in days.items():
             self.rows[pday] += rows
             self.batches[pday] += 1
 
@@ -138,16 +137,14 @@ def admission_columns(reference_windows: frozenset[str]) -> list[str]:
     return ["pseudonym", "captured_at", *(FEATURE_NAMES if reference_windows else ())]
 
 
-def check_admission(frame: pd.DataFrame | None, usage: Usage, limits: Limits, reference_windows: frozenset[str],
-                    days: dict[str, int] | None = None) -> str | None:
+def check_admission(days: dict[str, int], frame: pd.DataFrame | None, usage: Usage, limits: Limits,
+                    reference_windows: frozenset[str]) -> str | None:
     """Why a valid batch may still not enter (a per-pseudonym limit, the reference set's windows), or None.
-    `days`: the batch's `pseudonym_days` when already known (then `frame` is needed only for
-    reference windows)."""
-    return check_usage(frame, usage, limits, days) or check_reference(frame, reference_windows)
+    `days`: the batch's `pseudonym_days`; `frame`: its rows, needed only when there are reference windows."""
+    return check_usage(days, usage, limits) or check_reference(frame, reference_windows)
 
 
-def check_usage(frame: pd.DataFrame | None, usage: Usage, limits: Limits, days: dict[str, int] | None = None) -> str | None:
-    days = days if days is not None else pseudonym_days(frame)
+def check_usage(days: dict[str, int], usage: Usage, limits: Limits) -> str | None:
     usage.load({pday.split("/")[1] for pday in days})
     for pday, rows in sorted(days.items()):
         pseudonym, day = pday.split("/")

@@ -178,17 +178,18 @@ def _failing_batches(runtime: _BulkRuntime, table: pa.Table, owner: np.ndarray, 
     """The batches (indices in `owner`) that fail the suite: its row-wise part on their rows, its
     statistics part on their minima and maxima."""
     bad: set[int] = set()
+    everyone = set(np.unique(owner).tolist())  # when GX cannot say which batches failed
     if runtime.rows is not None:
         # only the columns its expectations name (one a team named wrongly: GX says so, see _failing_rows)
         named = [c for c in runtime.rows.columns if c in table.column_names]
         frame = table.select(named or table.column_names).to_pandas()
         frame[BATCH] = owner
         failing = _failing_rows(runtime.rows, frame, params)
-        bad |= set(np.unique(owner).tolist()) if failing is None else set(owner[failing].tolist())
+        bad |= everyone if failing is None else set(owner[failing].tolist())
     if runtime.stats is not None:
         frame, stats_owner = min_max_frame(table, owner, runtime.stats.columns)
         failing = _failing_rows(runtime.stats, frame, params)
-        bad |= set(np.unique(owner).tolist()) if failing is None else set(stats_owner[failing].tolist())
+        bad |= everyone if failing is None else set(stats_owner[failing].tolist())
     return bad
 
 
