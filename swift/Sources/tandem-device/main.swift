@@ -1,8 +1,27 @@
 import Foundation
 import TandemKit
 
-// tandem-device: TandemKit's operations from the command line (tests, debugging a mismatch).
-let args = Array(CommandLine.arguments.dropFirst())
-if args.first == "--version" { print(TandemKit.version); exit(0) }
-FileHandle.standardError.write("usage: tandem-device <command> ...\n".data(using: .utf8)!)
-exit(2)
+// tandem-device: TandemKit's operations from the command line, for tests and for an app developer
+// debugging a mismatch. Each command lives in its own file as `func <name>Command(_ args: [String]) throws -> Int32`
+// and has one line in this table.
+let commands: [String: (summary: String, run: ([String]) throws -> Int32)] = [
+    "version": ("print TandemKit's version", { _ in print(TandemKit.version); return 0 }),
+]
+
+func usage() -> String {
+    "usage: tandem-device <command> [options]\n" + commands.keys.sorted()
+        .map { "  \($0.padding(toLength: 14, withPad: " ", startingAt: 0)) \(commands[$0]!.summary)" }.joined(separator: "\n")
+}
+
+let argv = Array(CommandLine.arguments.dropFirst())
+guard let name = argv.first, let command = commands[name] else {
+    FileHandle.standardError.write((usage() + "\n").data(using: .utf8)!)
+    exit(2)
+}
+do {
+    exit(try command.run(Array(argv.dropFirst())))
+} catch {
+    // One line, never a trace: what went wrong, as the error describes itself.
+    FileHandle.standardError.write("tandem-device \(name): \(error)\n".data(using: .utf8)!)
+    exit(1)
+}

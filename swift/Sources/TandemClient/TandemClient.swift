@@ -1,0 +1,1 @@
+// TandemClient: see Package.swift for this module's job.

@@ -1,0 +1,1 @@
+// TandemFeatures: see Package.swift for this module's job.

@@ -1,0 +1,1 @@
+// TandemModel: see Package.swift for this module's job.

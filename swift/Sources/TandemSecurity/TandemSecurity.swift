@@ -1,0 +1,1 @@
+// TandemSecurity: see Package.swift for this module's job.
