@@ -62,3 +62,11 @@ def tandem_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TANDEM_SIGNING_KEY", private)
     monkeypatch.setenv("TANDEM_RELEASE_PUBLIC_KEYS", public)
     return home
+
+
+@pytest.fixture(scope="session")
+def tandem_device():
+    """The compiled Swift `tandem-device` (TandemKit's command line), built once per session."""
+    from tests.swift_build import tandem_device_binary
+
+    return tandem_device_binary()
