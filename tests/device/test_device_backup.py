@@ -1,16 +1,25 @@
-"""Encrypted personal-model backups: roundtrip, tamper rejection, base upgrades."""
+"""Encrypted personal-model backups: roundtrip, tamper rejection, base upgrades, key length,
+malformed contents, unknown metadata fields, the monotonic counter (rollback) and format 2."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import struct
 
 import numpy as np
 import pytest
 from device_builders import LABELS, D, classifier_spec, random_weights
 
+from tandem.contract import sealing
 from tandem.device.backup import (
+    MAGIC,
     BackupError,
+    BackupKeyError,
     IncompatibleBase,
+    MalformedBackup,
+    RolledBackBackup,
     TamperedBackup,
     create_backup,
     open_backup,
@@ -40,12 +49,12 @@ def setup():
 
 def test_roundtrip(setup):
     base, personal, blob, X, y = setup
-    assert read_header(blob) == {"format_version": 2, "key_id": "device-key-1", "alg": "AES-256-GCM"}
+    assert read_header(blob) == {"format_version": 3, "key_id": "device-key-1", "alg": "AES-256-GCM"}
     r = restore_backup(blob, key=KEY, installed_base=base.to_bytes(), key_id="device-key-1")
     assert r.model.sha256 == personal.sha256
     np.testing.assert_array_equal(r.model.predict_proba(X), personal.predict_proba(X))
     m = r.metadata
-    assert (m.base_version, m.base_sha256, m.pseudonym, m.sample_count) == ("1.4.0", base.sha256, PSEUDONYM, 48)
+    assert (m.base_version, m.base_sha256, m.pseudonym, m.sample_count, m.counter) == ("1.4.0", base.sha256, PSEUDONYM, 48, 0)
     assert m.created_at.endswith("+00:00")
     assert PSEUDONYM.encode() not in blob  # metadata is encrypted too
 
@@ -97,3 +106,91 @@ def test_incompatible_base_then_reconcile(setup):
     np.testing.assert_allclose(fresh.model.predict_proba(X), direct.predict_proba(X))
     with pytest.raises(TamperedBackup):
         reconcile(blob[:-1] + bytes([blob[-1] ^ 1]), key=KEY, new_base=base, X=X, y=y)
+
+
+def _sealed(plain: bytes, format_version: int = 3) -> bytes:
+    """An authentic container (right key) around hand-made plaintext: what a buggy or newer app could write."""
+    return sealing.seal(plain, KEY, MAGIC, {"format_version": format_version, "key_id": "device-key-1"})
+
+
+def _plain(meta: dict, body: bytes) -> bytes:
+    raw = json.dumps(meta).encode()
+    return struct.pack(">I", len(raw)) + raw + body
+
+
+def _meta(base, body: bytes, **extra) -> dict:
+    return {"base_version": "1.4.0", "base_sha256": base.sha256, "pseudonym": PSEUDONYM, "sample_count": 48,
+            "created_at": "2026-12-03T00:00:00+00:00", "personal_sha256": hashlib.sha256(body).hexdigest(),
+            "counter": 1, **extra}
+
+
+def test_sixteen_byte_key_is_refused_on_create_and_open(setup):
+    base, personal, blob, _, _ = setup
+    with pytest.raises(BackupKeyError, match="32 bytes"):
+        create_backup(personal, base=base, base_version="1", pseudonym=PSEUDONYM, sample_count=1,
+                      key=os.urandom(16), key_id="k")
+    with pytest.raises(BackupKeyError, match="got 16 bytes"):
+        restore_backup(blob, key=KEY[:16], installed_base=base)
+
+
+@pytest.mark.parametrize("case", ["not json", "not an object", "missing field", "wrong type", "length past end",
+                                  "no counter in format 3", "negative counter"])
+def test_malformed_metadata_is_a_backup_error(setup, case):
+    base, personal, _, _, _ = setup
+    body = personal.to_bytes()
+    meta = _meta(base, body)
+    plain = {
+        "not json": struct.pack(">I", 5) + b"{nope" + body,
+        "not an object": _plain([1, 2], body),  # type: ignore[arg-type]
+        "missing field": _plain({k: v for k, v in meta.items() if k != "base_sha256"}, body),
+        "wrong type": _plain({**meta, "sample_count": "48"}, body),
+        "length past end": struct.pack(">I", 10**6) + b"{}",
+        "no counter in format 3": _plain({k: v for k, v in meta.items() if k != "counter"}, body),
+        "negative counter": _plain({**meta, "counter": -1}, body),
+    }[case]
+    with pytest.raises(MalformedBackup):
+        restore_backup(_sealed(plain), key=KEY, installed_base=base)
+
+
+def test_payload_that_is_not_a_core_ml_model_is_a_backup_error(setup):
+    base, _, _, _, _ = setup
+    for body in (b"\xff\xff\xff garbage", b"\x08\x04"):  # undecodable; decodable but no model type
+        with pytest.raises(MalformedBackup, match="not a Core ML model"):
+            restore_backup(_sealed(_plain(_meta(base, body), body)), key=KEY, installed_base=base)
+
+
+def test_unknown_metadata_fields_of_a_newer_app_are_ignored(setup):
+    base, personal, _, _, _ = setup
+    body = personal.to_bytes()
+    blob = _sealed(_plain(_meta(base, body, counter=4, device_class="iPhone17,1", ledger={"epsilon": 1.5}), body))
+    r = restore_backup(blob, key=KEY, installed_base=base)
+    assert r.model.sha256 == personal.sha256 and r.metadata.counter == 4
+
+
+def test_rollback_to_an_older_genuine_backup_is_refused(setup):
+    base, personal, _, X, y = setup
+    older = create_backup(personal, base=base, base_version="1.4.0", pseudonym=PSEUDONYM, sample_count=48,
+                          key=KEY, key_id="device-key-1", counter=6)
+    newer = create_backup(personal, base=base, base_version="1.4.0", pseudonym=PSEUDONYM, sample_count=48,
+                          key=KEY, key_id="device-key-1", counter=7)
+    assert restore_backup(newer, key=KEY, installed_base=base, min_counter=7).metadata.counter == 7
+    with pytest.raises(RolledBackBackup, match="counter 6 is older than 7"):
+        restore_backup(older, key=KEY, installed_base=base, min_counter=7)
+    with pytest.raises(RolledBackBackup):  # a rollback is a security event, not a reason to re-personalize
+        reconcile(older, key=KEY, new_base=base, X=X, y=y, min_counter=7)
+    with pytest.raises(BackupError, match="non-negative"):
+        create_backup(personal, base=base, base_version="1", pseudonym=PSEUDONYM, sample_count=1, key=KEY,
+                      key_id="k", counter=-1)
+
+
+def test_format_2_backups_stay_readable_as_counter_zero(setup):
+    base, personal, _, _, _ = setup
+    body = personal.to_bytes()
+    meta = {k: v for k, v in _meta(base, body).items() if k != "counter"}
+    old = _sealed(_plain(meta, body), format_version=2)
+    r = restore_backup(old, key=KEY, installed_base=base)
+    assert r.metadata.counter == 0 and r.model.sha256 == personal.sha256
+    with pytest.raises(RolledBackBackup):
+        restore_backup(old, key=KEY, installed_base=base, min_counter=1)
+    with pytest.raises(BackupError, match="unsupported backup format version 9"):
+        restore_backup(_sealed(_plain(meta, body), format_version=9), key=KEY, installed_base=base)
