@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(10_000, ge=1, description="most rows in one batch")
     max_pseudonym_rows_per_day: int = Field(5_000, ge=1, description="most accepted rows per pseudonym per capture day")
     max_pseudonym_batches_per_day: int = Field(50, ge=1, description="most accepted batches per pseudonym per capture day")
+    # the device gateway (tandem gateway, docs/wire-format.md): limits checked before a byte lands
+    gateway_host: str = Field("127.0.0.1", description="where `tandem gateway` listens")
+    gateway_port: int = Field(8787, ge=0, le=65535)
+    gateway_max_body_bytes: int = Field(4 * 2**20, ge=1, description="largest request body (declared or streamed)")
+    gateway_max_inflated_bytes: int = Field(32 * 2**20, ge=1, description="largest batch JSON once gunzipped")
+    gateway_max_install_batches_per_day: int = Field(200, ge=1, description="most batches one app install lands per UTC day")
+    gateway_max_skew_seconds: int = Field(300, ge=1, description="largest clock difference a signed request may have")
+    gateway_attestation: str = Field("development", description="comma-separated attestation formats enrollment accepts "
+                                     "(development, apple-appattest)")
+    gateway_app_id: str | None = Field(None, description="App Attest: the app id (TEAMID.bundle.id) whose hash authData holds")
+    gateway_appattest_root: Path | None = Field(None, description="App Attest: the root certificate (PEM) the x5c chain must reach")
+    gateway_appattest_production: bool = Field(True, description="App Attest: require the production aaguid (false: development)")
+    max_batch_decoded_bytes: int = Field(256 * 2**20, ge=1, description="most bytes a batch may decode to (the parquet "
+                                         "footer's uncompressed sizes, checked before reading)")
+    max_clock_skew_seconds: int = Field(600, ge=0, description="how far a batch's capture times may lie after its upload time")
 
     @field_validator("store")
     @classmethod

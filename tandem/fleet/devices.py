@@ -76,10 +76,10 @@ class FleetShare:
 
 
 def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, fraction: float, holdout_every: int,
-                batch_size: int, policy: SharingPolicy, on_user=None) -> FleetShare:
+                batch_size: int, policy: SharingPolicy, on_user=None, via: str | None = None) -> FleetShare:
     """The simulated fleet's upload, in one place (the CLI and the tests call it): every
     `holdout_every`-th user never shares and keeps its data on its device; each other user shares
-    `fraction` of its windows into the landing zone under `policy`."""
+    `fraction` of its windows into the landing zone under `policy` (through the gateway at `via`, if given)."""
     key, key_id = settings.require_pseudonym_key(), settings.pseudonym_key_id
     store_task.claim(store)
     seal_with = sealing.sealing_key(settings) if policy.has("encrypted") else None
@@ -90,7 +90,7 @@ def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, f
     report = ShareReport()
     for user in sharers:
         share_user(store, user, fraction, key, key_id, batch_size, policy=policy, report=report,
-                   ledger_dir=settings.devices_dir, seal_with=seal_with)
+                   ledger_dir=settings.devices_dir, seal_with=seal_with, via=via)
         if on_user:
             on_user(user)
     write_evaluation_devices(settings.home, evaluators, key, key_id)

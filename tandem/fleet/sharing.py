@@ -23,6 +23,7 @@ from tandem.contract.features import FEATURE_NAMES
 from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
 from tandem.data.landing import upload_key
 from tandem.data.store import Store
+from tandem.fleet.gateway_client import Device, install_key
 from tandem.fleet.users import UserData
 from tandem.privacy import sealing
 from tandem.privacy.ledger import PrivacyLedger
@@ -102,10 +103,13 @@ def shared_rows(user: UserData, fraction: float, policy: SharingPolicy, key: byt
 
 def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id: str = "k1",
                batch_size: int = 64, policy: "str | SharingPolicy" = DEFAULT_POLICY, report: ShareReport | None = None,
-               ledger_dir: Path | None = None, seal_with: tuple[str, bytes] | None = None) -> ShareReport:
+               ledger_dir: Path | None = None, seal_with: tuple[str, bytes] | None = None,
+               via: str | None = None) -> ShareReport:
     """Share one user's windows. Under dp, the user's privacy ledger (``<ledger_dir>/<user>/``,
     the device's own files) is charged before anything is uploaded; under encrypted, each batch is
-    sealed with `seal_with` (key id, key) and uploaded as ``<batch>.sealed``."""
+    sealed with `seal_with` (key id, key) and uploaded as ``<batch>.sealed``. With `via` (a gateway URL)
+    the device enrolls its install key (kept in ``<ledger_dir>/<user>/``) and uploads each batch in wire
+    format v1 through the gateway instead of writing to the store."""
     report = report or ShareReport()
     policy = load_policy(policy)
     if policy.has("dp") and not features.CLASSIFICATION:
@@ -133,11 +137,17 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
         if policy.encryption_key_id and policy.encryption_key_id != seal_id:
             raise RuntimeError(f"the policy seals with key {policy.encryption_key_id!r}, but "
                                f"TANDEM_ENCRYPTION_KEY_ID names {seal_id!r}")
+    device = Device(via, install_key(Path(ledger_dir) / user.user_id if ledger_dir else None)) if via else None
     for start in range(0, len(rows), batch_size):
         table = batch_table(user, rows[start:start + batch_size], key, key_id, policy)
         pseudonym = table.column("pseudonym")[0].as_py()
         ids = "|".join(table.column("window_id").to_pylist())
         batch_id = hashlib.sha256(f"{pseudonym}|{ids}".encode()).hexdigest()[:24]
+        if device is not None:
+            answer = device.upload(table, batch_id, (seal_id, seal_key) if seal_key is not None else None)
+            (report.written if answer["status"] == "landed" else report.already_there).append(answer["batch"])
+            report.windows += table.num_rows
+            continue
         data = table_bytes(table)
         if seal_key is not None:
             data = sealing.seal(data, seal_key, seal_id)
@@ -148,6 +158,8 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
         else:
             report.already_there.append(object_key)
         report.windows += table.num_rows
+    if device is not None:
+        device.client.close()
     report.users += 1
     return report
 
