@@ -6,6 +6,10 @@ import TandemKit
 // and has one line in this table.
 let commands: [String: (summary: String, run: ([String]) throws -> Int32)] = [
     "version": ("print TandemKit's version", { _ in print(TandemKit.version); return 0 }),
+    "predict": ("predictions of a .mlmodel for a JSON array of feature vectors", predictCommand),
+    "update-policy": ("replay a release's golden update-policy trace through TandemModel's policy", updatePolicyCommand),
+    "featurize": ("feature vectors of raw windows under a release's feature_spec.json", featurizeCommand),
+    "share": ("featurize a user's windows, apply the sharing policy, upload through the gateway", shareCommand),
 ]
 
 func usage() -> String {
