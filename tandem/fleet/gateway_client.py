@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
+import pyarrow.compute as pc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -90,7 +91,9 @@ def wire_body(table: pa.Table, client_batch_id: str, seal_with: tuple[str, bytes
               created_at: str | None = None) -> tuple[bytes, dict]:
     """(body, content headers) of a batch in wire format v1: gzip'd JSON, or that sealed."""
     policy = json.loads((table.schema.metadata or {})[b"tandem.policy"])
-    created_at = created_at or datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if created_at is None:  # from the data, not the clock: a re-shared batch is the same bytes (an idempotent retry)
+        newest = pc.max(table.column("captured_at")).as_py() or datetime.now(timezone.utc)
+        created_at = newest.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     gz = wire.gzip_bytes(wire.encode(table, client_batch_id, created_at, policy))
     if seal_with is not None:
         key_id, key = seal_with
