@@ -1,0 +1,146 @@
+"""Featurizer parity cases: raw windows of a task and the features Python computes for them, for the
+Swift featurizer (TandemKit's TandemFeatures) to reproduce within 1e-9.
+
+The features module serves one task per process (TANDEM_TASK, read at import), so the cases of several
+tasks are computed one subprocess per task (`task_records`). Windows are synthetic, seeded and within
+the task's channel bounds: typical signals plus edge cases (zeros, constants, extreme in-range values).
+
+    python -m tandem.device.feature_cases OUT_DIR   # write <task>.json for every built-in task and template
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from tandem import task as tasks
+
+TEMPLATES = resources.files("tandem.task") / "templates"
+SEED = 20
+
+
+def builtin_names() -> list[str]:
+    return [t.name for t in tasks.builtin()]
+
+
+def template_names() -> list[str]:
+    return sorted(p.name for p in TEMPLATES.iterdir() if (p / "task.yaml").is_file())
+
+
+def write_template(template: str, folder: Path) -> Path:
+    """A task folder from a `tandem init` template, as `tandem init` writes its task.yaml (the task's
+    name is the template's name; no data file: the cases are synthetic)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "task.yaml").write_text((TEMPLATES / template / "task.yaml").read_text().replace("__NAME__", template))
+    return folder
+
+
+def _sensor_cases(window: int, rate: float, bounds: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    c = len(bounds)
+    t = np.arange(window)[:, None] / rate
+    cases = []
+    for i in range(8):  # a held phone: a steady part (gravity-like) + oscillations + noise, within bounds
+        steady = rng.uniform(-0.3, 0.3, c) * bounds
+        freqs = rng.uniform(0.2, rate / 2.2, (3, c))
+        amps = rng.uniform(0.0, 0.15, (3, c)) * bounds
+        phase = rng.uniform(0, 2 * np.pi, (3, c))
+        w = steady + sum(amps[k] * np.sin(2 * np.pi * freqs[k] * t + phase[k]) for k in range(3))
+        w = w + rng.normal(0, 0.02, (window, c)) * bounds * (i % 3)  # some windows without noise
+        cases.append((f"motion{i}", np.clip(w, -bounds, bounds)))
+    cases.append(("zeros", np.zeros((window, c))))
+    cases.append(("constant", np.tile(rng.uniform(-0.9, 0.9, c) * bounds, (window, 1))))
+    cases.append(("max_constant", np.tile(bounds, (window, 1))))
+    cases.append(("alternating_extremes", np.where(np.arange(window)[:, None] % 2 == 0, bounds, -bounds) * np.ones((window, c))))
+    cases.append(("step_min_to_max", np.where(np.arange(window)[:, None] < window // 2, -bounds, bounds) * np.ones((window, c))))
+    # one extreme sample on a slow swing (a lone spike on zeros has a flat spectrum: its dominant
+    # frequency is a tie that rounding decides, on either side)
+    spike = 0.05 * bounds * np.sin(2 * np.pi * 0.7 * t)
+    spike[window // 3] = bounds
+    cases.append(("spike", spike))
+    cases.append(("ramp", np.linspace(-1.0, 1.0, window)[:, None] * bounds))
+    cases.append(("tiny_noise", rng.normal(0, 1e-9, (window, c))))
+    return cases
+
+
+def _tabular_cases(lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    cases = [(f"row{i}", rng.uniform(lo, hi)[None]) for i in range(8)]
+    cases += [("zeros", np.zeros((1, len(lo)))), ("min", lo[None].copy()), ("max", hi[None].copy()),
+              ("min_max_mixed", np.where(np.arange(len(lo)) % 2 == 0, lo, hi)[None]),
+              ("tiny", np.full((1, len(lo)), 1e-12).clip(lo, hi))]
+    return cases
+
+
+def cases() -> list[tuple[str, np.ndarray]]:
+    """Named raw windows (window, channels) for the active task."""
+    from tandem.contract import features
+
+    rng = np.random.default_rng(SEED)
+    task = features.TASK
+    if task.inputs.kind == "sensor":
+        bounds = np.array([features.CHANNEL_BOUNDS[name] for name in features.CHANNELS], dtype=np.float64)
+        return _sensor_cases(features.WINDOW, features.SAMPLE_RATE_HZ, bounds, rng)
+    lo = np.array([float(c.min) for c in task.inputs.columns])
+    hi = np.array([float(c.max) for c in task.inputs.columns])
+    return _tabular_cases(lo, hi, rng)
+
+
+def record() -> dict:
+    """The active task's spec, windows and Python features (per window, as golden vectors are made)."""
+    from tandem.contract import features
+
+    named = cases()
+    feats = [features.featurize_window(w) for _, w in named]
+    return {
+        "task": features.TASK.name,
+        "spec": features.feature_spec(),
+        "cases": [name for name, _ in named],
+        "windows": [w.tolist() for _, w in named],
+        "features": [f.tolist() for f in feats],
+        # spec version 3: the app feeds Core ML the raw features (standardization is inside the model)
+        "model_inputs": [f.tolist() for f in feats],
+    }
+
+
+def task_record(task: str) -> dict:
+    """`record()` for TANDEM_TASK=task (a built-in name or a folder), computed in a fresh process."""
+    env = {**os.environ, "TANDEM_TASK": str(task)}
+    done = subprocess.run([sys.executable, "-m", "tandem.device.feature_cases", "--print"], env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"features of task {task} failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def task_records(scratch: Path) -> dict[str, dict]:
+    """{task name: record} for every built-in task and every `tandem init` template (folders in scratch)."""
+    out = {name: task_record(name) for name in builtin_names()}
+    for template in template_names():
+        out[template] = task_record(str(write_template(template, scratch / template)))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--print"]:
+        json.dump(record(), sys.stdout)
+        return 0
+    if len(argv) != 1:
+        print("usage: python -m tandem.device.feature_cases OUT_DIR", file=sys.stderr)
+        return 2
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, rec in task_records(Path(scratch)).items():
+            (out / f"{name}.json").write_text(json.dumps(rec) + "\n")
+            print(f"wrote {out / (name + '.json')}: {len(rec['windows'])} windows x {rec['spec']['n_features']} features")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
