@@ -1,0 +1,119 @@
+// A release's golden vectors (golden_vectors.json, written by tandem/device/golden.py) as far as
+// TandemModel reads them: the model's identity and the app's update-policy trace.
+import Foundation
+
+/// `update_policy` of golden_vectors.json: the policy, its inputs in capture order, and what the
+/// Python runtime did (row order, held-out rows, held-out loss per epoch, chosen epochs).
+public struct PolicyTrace: Decodable, Equatable {
+    public var policy: UpdatePolicy
+    public var inputs: [[Double]]
+    public var targets: Targets
+    public var order: [Int]
+    public var holdout: [Int]
+    public var holdoutLosses: [Double]
+    public var epochs: Int
+    public var probabilitiesAfter: [[Double]]?
+    public var predictionsAfter: [Double]?
+
+    enum CodingKeys: String, CodingKey {
+        case policy, inputs, labels, order, holdout, epochs
+        case holdoutLosses = "holdout_losses", probabilitiesAfter = "probabilities_after", predictionsAfter = "predictions_after"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        policy = try c.decode(UpdatePolicy.self, forKey: .policy)
+        inputs = try c.decode([[Double]].self, forKey: .inputs)
+        if let classes = try? c.decode([String].self, forKey: .labels) {
+            targets = .classes(classes)
+        } else {
+            targets = .values(try c.decode([Double].self, forKey: .labels))
+        }
+        order = try c.decode([Int].self, forKey: .order)
+        holdout = try c.decode([Int].self, forKey: .holdout)
+        holdoutLosses = try c.decode([Double].self, forKey: .holdoutLosses)
+        epochs = try c.decode(Int.self, forKey: .epochs)
+        probabilitiesAfter = try c.decodeIfPresent([[Double]].self, forKey: .probabilitiesAfter)
+        predictionsAfter = try c.decodeIfPresent([Double].self, forKey: .predictionsAfter)
+    }
+
+    public var data: LabelledRows { LabelledRows(rows: inputs, targets: targets) }
+
+    /// The trace from a release's golden_vectors.json (its `update_policy`), or a bare trace file.
+    public static func load(_ data: Data) throws -> PolicyTrace {
+        let decoder = JSONDecoder()
+        struct Release: Decodable { let update_policy: PolicyTrace? }
+        if let release = try? decoder.decode(Release.self, from: data), let trace = release.update_policy {
+            return trace
+        }
+        return try decoder.decode(PolicyTrace.self, from: data)
+    }
+}
+
+public enum TraceReplayError: Error, CustomStringConvertible, Equatable {
+    case traceEnds(epoch: Int)
+    case trainingSize(expected: Int, got: Int)
+
+    public var description: String {
+        switch self {
+        case .traceEnds(let epoch):
+            return "the golden trace ends before epoch \(epoch), but the policy did not cancel task A there: the policies disagree"
+        case .trainingSize(let expected, let got):
+            return "task A trains on \(got) rows here, on \(expected) in the golden trace: the held-out split disagrees"
+        }
+    }
+}
+
+/// The Linux UpdateEngine: Core ML's updates cannot run here, so task A's held-out losses are
+/// replayed from the trace the Python runtime recorded, while the policy's decisions (row order,
+/// held-out rows, when to cancel, which epoch count to refit with) are this package's own. With
+/// `base`, the epoch-0 loss is computed by the spec interpreter rather than read from the trace.
+public final class GoldenTraceEngine: UpdateEngine {
+    public typealias Personal = Int  // the epochs task B would run: there is no model to return
+    public let trace: PolicyTrace
+    let base: TandemPredictor?
+
+    public init(trace: PolicyTrace, base: TandemPredictor? = nil) {
+        self.trace = trace
+        self.base = base
+    }
+
+    public func baseLoss(heldOut: LabelledRows) throws -> Double {
+        guard let base = base else { return trace.holdoutLosses.first ?? .nan }
+        return try HeldOutLoss.of(base, heldOut)
+    }
+
+    public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
+                       onEpochEnd: (Int, Double) -> Bool) throws -> Int? {
+        guard heldOut != nil else { return epochs }  // task B: nothing recorded per epoch
+        let expected = trace.inputs.count - trace.holdout.count
+        guard training.count == expected else { throw TraceReplayError.trainingSize(expected: expected, got: training.count) }
+        for epoch in 1...max(epochs, 1) {
+            guard epoch < trace.holdoutLosses.count else { throw TraceReplayError.traceEnds(epoch: epoch) }
+            if onEpochEnd(epoch, trace.holdoutLosses[epoch]) { return nil }
+        }
+        return nil
+    }
+}
+
+/// The loss the app watches at each epoch's end: cross-entropy (probabilities clipped at 1e-300,
+/// as update_policy.py), or a regressor's mean squared error.
+public enum HeldOutLoss {
+    public static func of(_ model: TandemPredictor, _ rows: LabelledRows) throws -> Double {
+        let predictions = try model.predict(rows.rows)
+        switch rows.targets {
+        case .classes(let labels):
+            var total = 0.0
+            for (p, label) in zip(predictions.probabilities, labels) {
+                guard let k = predictions.classLabels.firstIndex(of: label) else {
+                    throw ModelRuntimeError.missingOutput("a probability for class '\(label)'")
+                }
+                total += -log(max(p[k], 1e-300))
+            }
+            return total / Double(labels.count)
+        case .values(let targets):
+            let errors = zip(predictions.values, targets).map { ($0.first ?? .nan) - $1 }
+            return errors.map { $0 * $0 }.reduce(0, +) / Double(targets.count)
+        }
+    }
+}

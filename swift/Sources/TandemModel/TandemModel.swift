@@ -1,1 +1,0 @@
-// TandemModel: see Package.swift for this module's job.

@@ -1,0 +1,86 @@
+// What the app asks of a model, whoever runs it: Core ML on Apple platforms (CoreMLPredictor),
+// the spec interpreter everywhere (InterpretedModel). Rows are feature vectors in the release's
+// feature order; standardization is inside the model.
+import Foundation
+
+public enum ModelKind: String, Codable, Equatable {
+    case classifier, regressor
+}
+
+/// Predictions for a batch of rows. A classifier fills `labels` and `probabilities` (in
+/// `classLabels` order); a regressor fills `values` (its output array per row).
+public struct Predictions: Equatable {
+    public var kind: ModelKind
+    public var classLabels: [String] = []
+    public var labels: [String] = []
+    public var probabilities: [[Double]] = []
+    public var values: [[Double]] = []
+}
+
+public protocol TandemPredictor {
+    var kind: ModelKind { get }
+    var classLabels: [String] { get }
+    /// The feature vector's length the model takes (nil when the spec does not say).
+    var inputDimension: Int? { get }
+    /// Predictions for rows already screened by `FeatureRows.requireFinite` (implementations call it).
+    func predict(_ rows: [[Double]]) throws -> Predictions
+}
+
+/// The spec interpreter behind the TandemPredictor protocol: a release's `.mlmodel` on any platform.
+public struct InterpretedModel: TandemPredictor {
+    public let spec: ModelSpec
+    private let interpreter: SpecInterpreter
+
+    public init(spec: ModelSpec) throws {
+        guard let type = spec.type else { throw ModelSpecError.notAModel }
+        switch type {
+        case .other, .scaler: throw ModelRuntimeError.unsupportedModel(type.name)
+        default: break
+        }
+        self.spec = spec
+        self.interpreter = SpecInterpreter(spec)
+        if kind == .classifier && classLabels.isEmpty { throw ModelRuntimeError.noClassLabels }
+    }
+
+    public init(contentsOf url: URL) throws {
+        try self.init(spec: try ModelSpec(contentsOf: url))
+    }
+
+    public var kind: ModelKind {
+        switch spec.type {
+        case .neuralNetworkClassifier, .pipelineClassifier: return .classifier
+        default: return .regressor
+        }
+    }
+
+    public var classLabels: [String] {
+        kind == .classifier ? (SpecInterpreter.classifierNetwork(spec)?.classLabels.asStrings ?? []) : []
+    }
+
+    public var inputName: String { spec.description.inputs.first?.name ?? "" }
+
+    public var inputDimension: Int? {
+        let shape = spec.description.inputs.first?.shape ?? []
+        return shape.isEmpty ? nil : shape.reduce(1, *)
+    }
+
+    public func predict(_ rows: [[Double]]) throws -> Predictions {
+        try FeatureRows.requireFinite(rows, dimension: inputDimension)
+        let out = try interpreter.run(spec, [inputName: rows])
+        var result = Predictions(kind: kind)
+        if kind == .classifier {
+            let name = spec.description.predictedProbabilitiesName.isEmpty ? "classProbability" : spec.description.predictedProbabilitiesName
+            guard let probabilities = out[name] else { throw ModelRuntimeError.missingOutput(name) }
+            result.classLabels = classLabels
+            result.probabilities = probabilities
+            // The first maximum, as numpy's argmax.
+            result.labels = probabilities.map { p in classLabels[p.indices.max { p[$0] < p[$1] || (p[$0] == p[$1] && $0 > $1) } ?? 0] }
+        } else {
+            guard let name = spec.description.outputs.first?.name, let values = out[name] else {
+                throw ModelRuntimeError.missingOutput(spec.description.outputs.first?.name ?? "")
+            }
+            result.values = values
+        }
+        return result
+    }
+}

@@ -1,0 +1,215 @@
+// The app's personalization policy around an on-device update: the Swift twin of
+// tandem/device/update_policy.py. With a user's labelled rows, in capture order:
+//  1. hold out the latest 1/holdoutEvery of each class's rows (when every class has at least
+//     minPerClass; otherwise skip to 3 with fallbackEpochs);
+//  2. task A: update the base on the rest, at most maxEpochs; at each epoch's end the held-out loss
+//     is measured (epoch 0: the base) and the task is cancelled `patience` epochs after the best;
+//  3. task B: update the base on all rows for the best epoch count E (E = 0: keep the base).
+// Rows are fed interleaved over classes with shuffling off, so a phone reproduces every step.
+// The update itself is an UpdateEngine: Core ML's MLUpdateTask on Apple platforms, a replay of a
+// release's golden trace on Linux.
+import Foundation
+
+public struct UpdatePolicy: Codable, Equatable {
+    public var learningRate = 0.01
+    public var miniBatchSize = 8
+    public var maxEpochs = 80
+    public var patience = 10
+    public var holdoutEvery = 3
+    public var minPerClass = 3
+    public var fallbackEpochs = 30
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case learningRate = "learning_rate", miniBatchSize = "mini_batch_size", maxEpochs = "max_epochs", patience
+        case holdoutEvery = "holdout_every", minPerClass = "min_per_class", fallbackEpochs = "fallback_epochs"
+    }
+}
+
+/// What the model learns to output: class names (a classifier) or values (a regressor).
+public enum Targets: Equatable {
+    case classes([String])
+    case values([Double])
+
+    public var count: Int {
+        switch self {
+        case .classes(let c): return c.count
+        case .values(let v): return v.count
+        }
+    }
+
+    public subscript(_ rows: [Int]) -> Targets {
+        switch self {
+        case .classes(let c): return .classes(rows.map { c[$0] })
+        case .values(let v): return .values(rows.map { v[$0] })
+        }
+    }
+
+    /// Class names; every regression row is one group (as update_policy.py's `_is_numeric`).
+    var groups: [String] {
+        switch self {
+        case .classes(let c): return c
+        case .values(let v): return Array(repeating: "", count: v.count)
+        }
+    }
+}
+
+public struct LabelledRows: Equatable {
+    public var rows: [[Double]]
+    public var targets: Targets
+
+    public init(rows: [[Double]], targets: Targets) {
+        self.rows = rows
+        self.targets = targets
+    }
+
+    public var count: Int { rows.count }
+
+    public subscript(_ indices: [Int]) -> LabelledRows {
+        LabelledRows(rows: indices.map { rows[$0] }, targets: targets[indices])
+    }
+}
+
+public struct UpdateSettings: Equatable {
+    public var learningRate: Double
+    public var miniBatchSize: Int
+    public var shuffle = false
+}
+
+/// One on-device update. `update` runs at most `epochs` epochs on `training` and, after each one,
+/// calls `onEpochEnd(epoch, loss)` (the loss on `heldOut`; without it, the epoch's training loss
+/// when the engine knows it); returning true cancels the task. An engine that sees a non-finite
+/// weight or loss throws `UpdateDiverged`: the policy then keeps what came before (rolls back).
+public struct UpdateDiverged: Error, CustomStringConvertible, Equatable {
+    public var epoch: Int
+    public init(epoch: Int) { self.epoch = epoch }
+    public var description: String { "the update diverged in epoch \(epoch) (a non-finite weight or loss)" }
+}
+
+public protocol UpdateEngine {
+    associatedtype Personal
+    func baseLoss(heldOut: LabelledRows) throws -> Double
+    func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
+                onEpochEnd: (Int, Double) -> Bool) throws -> Personal?
+}
+
+/// One epoch's end in task A, as the progress handler saw it.
+public struct EpochDecision: Codable, Equatable {
+    public var epoch: Int
+    public var heldOutLoss: Double
+    public var bestEpoch: Int
+    public var cancel: Bool
+}
+
+public struct PolicyOutcome<Personal> {
+    public var order: [Int] = []  // the row order fed (indices into the screened rows)
+    public var holdout: [Int] = []  // held-out rows of task A, in the reordered numbering
+    public var holdoutLosses: [Double] = []  // index e: after e epochs of task A (0: the base)
+    public var decisions: [EpochDecision] = []
+    public var epochs = 0  // of task B (0: the base is kept)
+    public var skippedRows: [Int] = []  // rows refused before any update (non-finite features or targets)
+    public var note = ""  // why the base was kept, when it was
+    public var personal: Personal?
+
+    public var keptBase: Bool { epochs == 0 }
+}
+
+public enum UpdatePolicyRunner {
+    /// Round-robin over the classes (sorted by code point, as numpy sorts), each in capture order; a
+    /// regressor's rows keep their order.
+    public static func interleave(_ targets: Targets) -> [Int] {
+        guard case .classes(let labels) = targets else { return Array(0..<targets.count) }
+        var queues = sortedClasses(labels).map { c in labels.indices.filter { labels[$0] == c }[...] }
+        var order: [Int] = []
+        while queues.contains(where: { !$0.isEmpty }) {
+            for q in queues.indices where !queues[q].isEmpty { order.append(queues[q].removeFirst()) }
+        }
+        return order
+    }
+
+    /// The last ceil(count / holdoutEvery) rows of each class (a regressor: of all rows); none when
+    /// a class has fewer than minPerClass rows or holdoutEvery < 2.
+    public static func holdoutRows(_ targets: Targets, _ policy: UpdatePolicy) -> [Int] {
+        let groups = targets.groups
+        let classes = sortedClasses(groups)
+        let members = classes.map { c in groups.indices.filter { groups[$0] == c } }
+        guard policy.holdoutEvery >= 2, let fewest = members.map(\.count).min(), fewest >= policy.minPerClass else { return [] }
+        let held = members.flatMap { rows in rows.suffix((rows.count + policy.holdoutEvery - 1) / policy.holdoutEvery) }
+        return held.sorted()
+    }
+
+    static func sortedClasses(_ labels: [String]) -> [String] {
+        Set(labels).sorted { $0.unicodeScalars.map(\.value).lexicographicallyPrecedes($1.unicodeScalars.map(\.value)) }
+    }
+
+    /// The first minimum (as numpy's argmin); non-finite losses never count as the best.
+    static func bestEpoch(_ losses: [Double]) -> Int {
+        var best = 0
+        for (i, loss) in losses.enumerated() where loss.isFinite && (!losses[best].isFinite || loss < losses[best]) { best = i }
+        return best
+    }
+
+    /// Rows a model must never see: a non-finite feature, or a non-finite regression target.
+    public static func unusableRows(_ data: LabelledRows) -> [Int] {
+        data.rows.indices.filter { i in
+            if data.rows[i].contains(where: { !$0.isFinite }) { return true }
+            if case .values(let v) = data.targets, !v[i].isFinite { return true }
+            return false
+        }
+    }
+
+    public static func personalize<Engine: UpdateEngine>(_ data: LabelledRows, policy: UpdatePolicy = UpdatePolicy(),
+                                                         engine: Engine) throws -> PolicyOutcome<Engine.Personal> {
+        var outcome = PolicyOutcome<Engine.Personal>()
+        outcome.skippedRows = unusableRows(data)
+        let skipped = Set(outcome.skippedRows)
+        let usable = data[data.rows.indices.filter { !skipped.contains($0) }]
+        guard usable.count > 0 else {
+            outcome.note = data.count == 0 ? "no labelled rows: nothing to learn, the base is kept"
+                : "all \(data.count) labelled rows hold non-finite values: nothing to learn, the base is kept"
+            return outcome
+        }
+        outcome.order = interleave(usable.targets)
+        let ordered = usable[outcome.order]
+        let settings = UpdateSettings(learningRate: policy.learningRate, miniBatchSize: policy.miniBatchSize)
+        outcome.holdout = holdoutRows(ordered.targets, policy)
+        if outcome.holdout.isEmpty {
+            outcome.epochs = policy.fallbackEpochs
+        } else {
+            let held = Set(outcome.holdout)
+            var keep = ordered.rows.indices.filter { !held.contains($0) }
+            let heldOut = ordered[outcome.holdout]
+            outcome.holdoutLosses = [try engine.baseLoss(heldOut: heldOut)]
+            keep = interleave(ordered[keep].targets).map { keep[$0] }
+            var losses = outcome.holdoutLosses, decisions: [EpochDecision] = []
+            do {
+                _ = try engine.update(training: ordered[keep], epochs: policy.maxEpochs, settings: settings, heldOut: heldOut) { epoch, loss in
+                    losses.append(loss)
+                    let best = bestEpoch(losses)
+                    // A non-finite loss means the update diverged: stop here, keep what came before.
+                    let cancel = !loss.isFinite || epoch - best >= policy.patience
+                    decisions.append(EpochDecision(epoch: epoch, heldOutLoss: loss, bestEpoch: best, cancel: cancel))
+                    return cancel
+                }
+            } catch let diverged as UpdateDiverged {
+                outcome.note = "\(diverged): task A stopped there"
+            }
+            outcome.holdoutLosses = losses
+            outcome.decisions = decisions
+            outcome.epochs = bestEpoch(losses)
+            if outcome.epochs == 0 { outcome.note = "no epoch beat the base on the held-out rows: the base is kept" }
+        }
+        if outcome.epochs > 0 {
+            do {
+                outcome.personal = try engine.update(training: ordered, epochs: outcome.epochs, settings: settings,
+                                                     heldOut: nil) { _, _ in false }
+            } catch let diverged as UpdateDiverged {
+                outcome.personal = nil
+                outcome.epochs = 0
+                outcome.note = "\(diverged): rolled back to the base"
+            }
+        }
+        return outcome
+    }
+}

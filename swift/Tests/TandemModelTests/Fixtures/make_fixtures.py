@@ -1,0 +1,47 @@
+"""Writes the TandemModel XCTests' fixtures (small: a few kB) from the Python device runtime.
+
+    .venv/bin/python swift/Tests/TandemModelTests/Fixtures/make_fixtures.py
+
+Release-shaped models (the release exporter on seeded weights: batchnorm standardization, a dense
+body with ReLU, an updatable head; a classifier and a regressor), feature rows with the Python
+runtime's predictions, and update-policy traces as a release's golden_vectors.json holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[3]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "device")]
+
+import release_shaped  # noqa: E402
+
+
+def write(name: str, payload) -> None:
+    data = payload if isinstance(payload, bytes) else (json.dumps(payload, indent=1) + "\n").encode()
+    (HERE / name).write_bytes(data)
+    print(f"wrote {name} ({len(data)} bytes)")
+
+
+def main() -> None:
+    clf = release_shaped.model(seed=0)
+    X = release_shaped.rows(clf, 12)
+    write("classifier.mlmodel", clf.to_bytes())
+    write("classifier_rows.json", {"rows": X.tolist(), "probabilities": clf.predict_proba(X).tolist(),
+                                   "labels": clf.predict(X).tolist(), "class_labels": clf.class_labels})
+    Xl, yl = release_shaped.labelled(clf)
+    write("classifier_policy.json", {"update_policy": release_shaped.policy_trace(clf, Xl, yl)})
+
+    reg = release_shaped.model(seed=1, regression=True, labels=("value",))
+    X = release_shaped.rows(reg, 12)
+    write("regressor.mlmodel", reg.to_bytes())
+    write("regressor_rows.json", {"rows": X.tolist(), "values": reg.predict(X).reshape(-1, 1).tolist()})
+    Xl, yl = release_shaped.labelled(reg)
+    write("regressor_policy.json", {"update_policy": release_shaped.policy_trace(reg, Xl, yl)})
+
+
+if __name__ == "__main__":
+    main()
