@@ -1,0 +1,98 @@
+import Foundation
+import XCTest
+@testable import TandemSecurity
+
+final class ModelBackupTests: XCTestCase {
+    let key = SecurityFixtures.key
+    func blob(_ name: String) -> Data { SecurityFixtures.hex("backups", name) }
+    var base: Data { blob("base") }
+    var personal: Data { blob("personal") }
+
+    func testPythonBackupRestores() throws {
+        let r = try ModelBackup.restore(blob("counter_5"), key: key, installedBase: base, keyID: "device-key-1", minimumCounter: 5)
+        XCTAssertEqual(r.model, personal)
+        XCTAssertEqual(r.metadata.counter, 5)
+        XCTAssertEqual(r.metadata.baseVersion, "1.4.0")
+        XCTAssertEqual(r.metadata.sampleCount, 48)
+        XCTAssertEqual(r.metadata.createdAt, "2026-12-03T12:00:00+00:00")
+        XCTAssertEqual(try ModelBackup.readHeader(blob("counter_5"))["format_version"], 3)
+    }
+
+    func testSwiftBackupRoundTripsAndChecksTheBase() throws {
+        let made = try ModelBackup.create(personal: personal, base: base, baseVersion: "2.0", pseudonym: "p", sampleCount: 3,
+                                          counter: 2, key: key, keyID: "k2", createdAt: Date(timeIntervalSince1970: 1.5))
+        let r = try ModelBackup.restore(made, key: key, installedBase: base, minimumCounter: 2)
+        XCTAssertEqual(r.model, personal)
+        XCTAssertEqual(r.metadata.createdAt, "1970-01-01T00:00:01.500000+00:00")
+        XCTAssertThrowsError(try ModelBackup.restore(made, key: key, installedBase: blob("other_base"))) {
+            guard case BackupError.incompatibleBase = $0 else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try ModelBackup.open(made, key: key, keyID: "other")) {
+            guard case BackupError.wrongKeyID = $0 else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try ModelBackup.create(personal: Data("junk".utf8), base: base, baseVersion: "2", pseudonym: "p",
+                                                    sampleCount: 1, counter: 1, key: key, keyID: "k")) {
+            XCTAssertEqual($0 as? BackupError, .notAModel)
+        }
+    }
+
+    func testSixteenByteKeyIsRefused() {
+        XCTAssertThrowsError(try ModelBackup.restore(blob("counter_5"), key: key.prefix(16), installedBase: base)) {
+            XCTAssertEqual($0 as? BackupError, .keyLength(16))
+        }
+        XCTAssertThrowsError(try ModelBackup.create(personal: personal, base: base, baseVersion: "1", pseudonym: "p",
+                                                    sampleCount: 1, counter: 1, key: key.prefix(16), keyID: "k")) {
+            XCTAssertEqual($0 as? BackupError, .keyLength(16))
+        }
+    }
+
+    func testRollbackToAnOlderGenuineBackupIsRefused() throws {
+        XCTAssertEqual(try ModelBackup.restore(blob("counter_6"), key: key, installedBase: base, minimumCounter: 6).metadata.counter, 6)
+        XCTAssertThrowsError(try ModelBackup.restore(blob("counter_5"), key: key, installedBase: base, minimumCounter: 6)) {
+            XCTAssertEqual($0 as? BackupError, .rolledBack(counter: 5, minimum: 6))
+        }
+    }
+
+    func testFormat2StaysReadableAsCounterZero() throws {
+        let r = try ModelBackup.restore(blob("format_2"), key: key, installedBase: base)
+        XCTAssertEqual(r.metadata.counter, 0)
+        XCTAssertEqual(r.model, personal)
+        XCTAssertThrowsError(try ModelBackup.restore(blob("format_2"), key: key, installedBase: base, minimumCounter: 1))
+    }
+
+    func testUnknownMetadataFieldsAreIgnored() throws {
+        let r = try ModelBackup.restore(blob("unknown_fields"), key: key, installedBase: base)
+        XCTAssertEqual(r.metadata.counter, 9)
+        XCTAssertEqual(r.model, personal)
+    }
+
+    func testBadContentsAreBackupErrors() {
+        XCTAssertThrowsError(try ModelBackup.restore(blob("not_a_model"), key: key, installedBase: base)) {
+            XCTAssertEqual($0 as? BackupError, .notAModel)
+        }
+        for name in ["metadata_not_json", "metadata_missing_field", "metadata_wrong_type", "metadata_no_counter",
+                     "metadata_length_past_end"] {
+            XCTAssertThrowsError(try ModelBackup.restore(blob(name), key: key, installedBase: base), name) {
+                guard case BackupError.malformed = $0 else { return XCTFail("\(name): \($0)") }
+            }
+        }
+    }
+
+    func testTamperedBytesAndGarbage() {
+        var bad = blob("counter_5")
+        bad[bad.count - 1] ^= 1
+        XCTAssertThrowsError(try ModelBackup.restore(bad, key: key, installedBase: base)) {
+            guard case BackupError.tampered = $0 else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try ModelBackup.restore(Data("garbage".utf8), key: key, installedBase: base)) {
+            XCTAssertEqual($0 as? BackupError, .notABackup)
+        }
+    }
+
+    func testCoreMLPayloadCheck() {
+        XCTAssertTrue(CoreMLPayload.isModel(personal))
+        XCTAssertFalse(CoreMLPayload.isModel(Data([0x08, 0x04])))  // a spec version and nothing else
+        XCTAssertFalse(CoreMLPayload.isModel(Data([0xff, 0xff, 0xff])))
+        XCTAssertFalse(CoreMLPayload.isModel(personal.dropLast()))  // a length runs past the end
+    }
+}
