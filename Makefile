@@ -13,7 +13,7 @@ KEYCHAIN := $(TANDEM_HOME)/device-keychain.env
 SIGNING := $(TANDEM_HOME)/release-signing.env
 PUBLIC_KEY := $(TANDEM_HOME)/release-public-key.txt
 
-.PHONY: demo test install clean-demo bench
+.PHONY: demo test swift-test install clean-demo bench
 
 install: $(VENV)/.installed
 
@@ -37,7 +37,17 @@ demo: install $(KEYCHAIN) $(SIGNING)
 
 test: install
 	$(VENV)/bin/lint-imports
+	$(MAKE) --no-print-directory swift-test
 	$(PY) -m pytest -q
+
+# TandemKit (swift/): swift build + swift test in swift/.build, the scratch folder the pytest fixture
+# (tests/swift_build.py) reuses. No toolchain: one line and a failure, never a silent pass;
+# TANDEM_SKIP_SWIFT=1 skips on purpose (a developer's machine without Swift).
+swift-test:
+	@if [ "$$TANDEM_SKIP_SWIFT" = 1 ]; then echo "TANDEM_SKIP_SWIFT=1: Swift build and tests skipped on purpose"; \
+	elif ! command -v swift >/dev/null 2>&1; then \
+	  echo "no Swift toolchain on PATH: install Swift 6.x (swift.org; CI has it at /opt/swift/usr/bin) or set TANDEM_SKIP_SWIFT=1" >&2; exit 1; \
+	else cd swift && swift build --scratch-path .build && swift test --scratch-path .build; fi
 
 # Ingest at fleet scale, local store and moto S3 (minutes): writes bench/results.json, prints the table.
 bench: install
