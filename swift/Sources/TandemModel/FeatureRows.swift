@@ -6,6 +6,7 @@ public enum FeatureInputError: Error, CustomStringConvertible, Equatable {
     case notFinite(count: Int, total: Int, rows: [Int])
     case notNumeric(count: Int, total: Int, rows: [Int])
     case wrongWidth(expected: Int, got: Int, row: Int)
+    case outputNotFinite(count: Int, total: Int, rows: [Int])
     case notAnArray(String)
 
     public var description: String {
@@ -18,6 +19,9 @@ public enum FeatureInputError: Error, CustomStringConvertible, Equatable {
                 + "refused; features must be JSON numbers"
         case .wrongWidth(let expected, let got, let row):
             return "feature vector \(row) has \(got) values, the model takes \(expected)"
+        case .outputNotFinite(let count, let total, let rows):
+            return "\(count) of \(total) feature vectors drive the model to non-finite outputs (rows \(FeatureRows.list(rows))): "
+                + "refused; their values are far outside what the model was trained on"
         case .notAnArray(let why):
             return "the features file is not a JSON array of feature vectors (\(why))"
         }
@@ -28,7 +32,7 @@ public enum FeatureInputError: Error, CustomStringConvertible, Equatable {
 public struct ParsedRows: Equatable {
     public var rows: [[Double]]  // every row; a non-numeric cell reads as NaN here
     public var nonNumeric: [Int]  // rows holding a string, null or boolean
-    public var nonFinite: [Int]  // rows holding NaN or +-Infinity (or a number too large for a Double)
+    public var nonFinite: [Int]  // rows holding NaN or +-Infinity
 
     /// Indices of the rows fit for a model.
     public var valid: [Int] {

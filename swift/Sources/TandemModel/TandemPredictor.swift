@@ -81,6 +81,10 @@ public struct InterpretedModel: TandemPredictor {
             }
             result.values = values
         }
+        // Finite but huge inputs (1e308) overflow inside the network: refuse, never return NaN.
+        let outputs = kind == .classifier ? result.probabilities : result.values
+        let bad = FeatureRows.nonFiniteRows(outputs)
+        if !bad.isEmpty { throw FeatureInputError.outputNotFinite(count: bad.count, total: rows.count, rows: bad) }
         return result
     }
 }

@@ -1,0 +1,89 @@
+// The UpdateEngine an app uses on Apple platforms: Core ML's MLUpdateTask on the compiled base
+// model, the held-out loss measured by the progress handler at each epoch's end. (Not compiled on
+// Linux, where GoldenTraceEngine replays a release's trace instead.)
+#if canImport(CoreML)
+import CoreML
+import Foundation
+
+public struct CoreMLUpdateEngine: UpdateEngine {
+    public typealias Personal = MLModel
+    public let baseURL: URL  // the compiled base model (.mlmodelc)
+    public let base: CoreMLPredictor
+    /// The training input holding the target: the label (a classifier) or "<output>_true" (a regressor).
+    public let targetName: String
+
+    public init(compiledModelAt url: URL) throws {
+        baseURL = url
+        base = try CoreMLPredictor(compiledModelAt: url)
+        let training = base.model.modelDescription.trainingInputDescriptionsByName.keys
+        guard let target = training.first(where: { $0 != base.inputName }) else {
+            throw ModelRuntimeError.missingOutput("a training target input (is the model updatable?)")
+        }
+        targetName = target
+    }
+
+    public func baseLoss(heldOut: LabelledRows) throws -> Double {
+        try HeldOutLoss.of(base, heldOut)
+    }
+
+    func examples(_ data: LabelledRows) throws -> MLArrayBatchProvider {
+        var providers: [MLFeatureProvider] = []
+        for i in 0..<data.count {
+            var features: [String: MLFeatureValue] = [
+                base.inputName: try base.featureProvider(data.rows[i]).featureValue(for: base.inputName)!,
+            ]
+            switch data.targets {
+            case .classes(let labels): features[targetName] = MLFeatureValue(string: labels[i])
+            case .values(let values):
+                let target = try MLMultiArray(shape: [1], dataType: .double)
+                target[0] = NSNumber(value: values[i])
+                features[targetName] = MLFeatureValue(multiArray: target)
+            }
+            providers.append(try MLDictionaryFeatureProvider(dictionary: features))
+        }
+        return MLArrayBatchProvider(array: providers)
+    }
+
+    public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
+                       onEpochEnd: (Int, Double) -> Bool) throws -> MLModel? {
+        try FeatureRows.requireFinite(training.rows, dimension: base.inputDimension)
+        let configuration = MLModelConfiguration()
+        configuration.parameters = [.epochs: epochs, .learningRate: settings.learningRate,
+                                    .miniBatchSize: settings.miniBatchSize, .shuffle: settings.shuffle]
+        var personal: MLModel?, failure: Error?, epoch = 0
+        let done = DispatchSemaphore(value: 0)
+        try withoutActuallyEscaping(onEpochEnd) { onEpochEnd in
+            let handlers = MLUpdateProgressHandlers(forEvents: [.epochEnd], progressHandler: { context in
+                epoch += 1
+                let loss: Double
+                do {
+                    loss = try heldOut.map { try HeldOutLoss.of(try CoreMLPredictor(model: context.model), $0) }
+                        ?? (context.metrics[.lossValue] as? Double ?? .nan)
+                } catch {
+                    failure = error
+                    context.task.cancel()
+                    return
+                }
+                if loss.isInfinite || (heldOut != nil && !loss.isFinite) {
+                    failure = UpdateDiverged(epoch: epoch)
+                    context.task.cancel()
+                } else if onEpochEnd(epoch, loss) {
+                    personal = context.model
+                    context.task.cancel()
+                }
+            }, completionHandler: { context in
+                if personal == nil && failure == nil {
+                    if let error = context.task.error { failure = error } else { personal = context.model }
+                }
+                done.signal()
+            })
+            let task = try MLUpdateTask(forModelAt: baseURL, trainingData: try examples(training),
+                                        configuration: configuration, progressHandlers: handlers)
+            task.resume()
+            done.wait()
+        }
+        if let failure = failure { throw failure }  // UpdateDiverged: the policy keeps the base
+        return personal
+    }
+}
+#endif

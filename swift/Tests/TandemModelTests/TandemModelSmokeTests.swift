@@ -1,8 +1,0 @@
-import XCTest
-@testable import TandemModel
-
-final class TandemModelSmokeTests: XCTestCase {
-    func testFixturesAreBundled() {
-        XCTAssertNotNil(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-    }
-}
