@@ -6,6 +6,12 @@ import TandemKit
 // and has one line in this table.
 let commands: [String: (summary: String, run: ([String]) throws -> Int32)] = [
     "version": ("print TandemKit's version", { _ in print(TandemKit.version); return 0 }),
+    "pseudonym": ("pseudonyms of user ids under TANDEM_PSEUDONYM_KEY, as the server computes them", pseudonymCommand),
+    "seal": ("seal a file in Tandem's sealed container under TANDEM_ENCRYPTION_KEY", sealCommand),
+    "open": ("open a sealed container under TANDEM_ENCRYPTION_KEY (tampering refused)", openCommand),
+    "backup": ("encrypted backup of a personal model under TANDEM_BACKUP_KEY, with a monotonic counter", backupCommand),
+    "restore": ("restore a personal-model backup (tampering, another base, rollback refused)", restoreCommand),
+    "pull": ("download and verify a release (signature, checksums, minimum version) from a store or the gateway", pullCommand),
     "predict": ("predictions of a .mlmodel for a JSON array of feature vectors", predictCommand),
     "update-policy": ("replay a release's golden update-policy trace through TandemModel's policy", updatePolicyCommand),
     "featurize": ("feature vectors of raw windows under a release's feature_spec.json", featurizeCommand),

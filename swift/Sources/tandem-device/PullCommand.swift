@@ -1,0 +1,210 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import TandemKit
+
+/// `tandem-device pull (--store DIR | --gateway URL) [--channel NAME | --version N] [--model NAME]
+///  --public-key KEY... [--min-version N] --out DIR`: what an app does with an over-the-air base model.
+/// From a local store folder laid out like the bucket (`channels/<model>/<channel>.json`,
+/// `releases/<model>/<version>/`), or from the gateway's `GET /v1/releases/<channel>`. Verifies the
+/// manifest's signature against the pinned key(s), the manifest against the channel's checksum, every
+/// file's size and sha256, and the minimum version; writes the files only when all of it holds.
+func pullCommand(_ args: [String]) throws -> Int32 {
+    let o = try SecurityArguments(args, valued: ["--store", "--gateway", "--channel", "--version", "--model", "--public-key",
+                                                 "--min-version", "--out"])
+    let out = try o.required("--out", "DIR")
+    let keys = ReleaseKeys(try o.all("--public-key").map(readPublicKey))
+    guard !keys.keys.isEmpty else {
+        throw SecurityCommandError("no public key pinned: pass --public-key (the release public key); unsigned releases are never pulled")
+    }
+    let minimum = try o.int("--min-version")
+    let source: ReleaseSource
+    switch (o.optional("--store"), o.optional("--gateway")) {
+    case (let dir?, nil): source = try StoreFolder(root: URL(fileURLWithPath: dir), model: o.optional("--model"))
+    case (nil, let url?): source = try Gateway(base: url)
+    default: throw SecurityCommandError("give exactly one of --store DIR or --gateway URL")
+    }
+    let found: FoundRelease
+    if let version = o.optional("--version") {
+        guard o.optional("--channel") == nil else { throw SecurityCommandError("give --channel or --version, not both") }
+        found = try source.release(version: version)
+    } else {
+        let channel = o.optional("--channel") ?? "staging"
+        guard ReleaseCheck.isChannelName(channel) else { throw ReleaseError.badChannel(channel) }
+        found = try source.release(channel: channel)
+    }
+    let verified: ReleaseCheck.Verified
+    do {
+        verified = try ReleaseCheck.verify(manifest: found.manifest, signatureFile: found.signature, model: found.model,
+                                           version: found.version, keys: keys, minimumVersion: minimum,
+                                           pointerManifestSHA256: found.pointerManifestSHA256, fetch: found.fetch)
+    } catch {
+        throw SecurityCommandError("\(error); nothing was written")
+    }
+    try writeRelease(verified, signature: found.signature!, into: URL(fileURLWithPath: out))
+    print("\(verified.model) version \(verified.version): signature by \(verified.keyID) and \(verified.files.count) files verified into \(out)")
+    for name in verified.files.keys.sorted() {
+        print("  \(name)  sha256 \(TandemCrypto.sha256(verified.files[name]!).tandemHex)  \(verified.files[name]!.count) bytes")
+    }
+    return 0
+}
+
+/// A public key option: 64 hex characters, PEM, or the path of a file holding either.
+private func readPublicKey(_ text: String) throws -> TandemCrypto.Ed25519PublicKey {
+    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    if trimmed.hasPrefix("-----BEGIN") || (trimmed.count == 64 && Data(tandemHex: trimmed) != nil) {
+        return try ReleaseKeys.parse(trimmed)
+    }
+    guard let data = FileManager.default.contents(atPath: (trimmed as NSString).expandingTildeInPath) else {
+        throw SecurityCommandError("public key '\(trimmed.prefix(80))' is neither 64 hex characters, PEM, nor a readable file")
+    }
+    return try ReleaseKeys.parse(String(decoding: data, as: UTF8.self))
+}
+
+/// Stage every file beside `out`, then move them in: a failed write leaves no partial release.
+private func writeRelease(_ release: ReleaseCheck.Verified, signature: Data, into out: URL) throws {
+    let fm = FileManager.default
+    try fm.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
+    let staging = out.deletingLastPathComponent().appendingPathComponent(".pull-\(UUID().uuidString)")
+    try fm.createDirectory(at: staging, withIntermediateDirectories: false)
+    defer { try? fm.removeItem(at: staging) }
+    var all = release.files
+    all[ReleaseCheck.manifestName] = release.manifestBytes
+    all[ReleaseCheck.signatureName] = signature
+    for (name, data) in all { try data.write(to: staging.appendingPathComponent(name)) }
+    try fm.createDirectory(at: out, withIntermediateDirectories: true)
+    for name in all.keys {
+        let target = out.appendingPathComponent(name)
+        if fm.fileExists(atPath: target.path) { try fm.removeItem(at: target) }
+        try fm.moveItem(at: staging.appendingPathComponent(name), to: target)
+    }
+}
+
+/// What a source hands the check: nothing in it is trusted until `ReleaseCheck.verify` says so.
+struct FoundRelease {
+    let model: String
+    let version: String
+    let manifest: Data
+    let signature: Data?
+    let pointerManifestSHA256: String?
+    let fetch: (String) throws -> Data
+}
+
+protocol ReleaseSource {
+    func release(channel: String) throws -> FoundRelease
+    func release(version: String) throws -> FoundRelease
+}
+
+/// A local folder laid out like the store's bucket.
+struct StoreFolder: ReleaseSource {
+    let root: URL
+    let model: String
+
+    init(root: URL, model: String?) throws {
+        self.root = root
+        if let model { self.model = model; return }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("channels").path)) ?? []
+        let models = names.filter { !$0.hasPrefix(".") }
+        guard models.count == 1 else {
+            throw SecurityCommandError(models.isEmpty ? "no channels/ in the store \(root.path): is it a Tandem store?"
+                                                      : "the store holds several models (\(models.sorted().joined(separator: ", "))): pass --model")
+        }
+        self.model = models[0]
+    }
+
+    private func read(_ key: String) -> Data? { FileManager.default.contents(atPath: root.appendingPathComponent(key).path) }
+
+    func release(channel: String) throws -> FoundRelease {
+        guard let data = read("channels/\(model)/\(channel).json") else {
+            throw ReleaseError.notFound("channel '\(channel)' of \(model) points to no release yet")
+        }
+        guard let pointer = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let version = pointer["version"] as? String else {
+            throw ReleaseError.integrity("channel '\(channel)' of \(model) is malformed")
+        }
+        return try release(version: version, pointerSHA: (pointer["manifest_sha256"] as? String) ?? "")
+    }
+
+    func release(version: String) throws -> FoundRelease { try release(version: version, pointerSHA: nil) }
+
+    private func release(version: String, pointerSHA: String?) throws -> FoundRelease {
+        guard ReleaseCheck.releaseVersion(version) != nil else { throw ReleaseError.badVersion(version) }
+        let prefix = "releases/\(model)/\(version)/"
+        guard let manifest = read(prefix + ReleaseCheck.manifestName) else {
+            throw ReleaseError.notFound("there is no release \(model)/\(version)")
+        }
+        return FoundRelease(model: model, version: version, manifest: manifest, signature: read(prefix + ReleaseCheck.signatureName),
+                            pointerManifestSHA256: pointerSHA) { name in
+            guard let data = read(prefix + name) else { throw ReleaseError.integrity("\(name) of \(model)/\(version) is missing") }
+            return data
+        }
+    }
+}
+
+/// One HTTP answer, handed from URLSession's queue to the waiting command.
+private final class Answer: @unchecked Sendable {
+    var result: Result<(Data, Int), Error> = .failure(SecurityCommandError("no answer"))
+}
+
+/// The device gateway's release discovery (`GET /v1/releases/<channel>`): the signed manifest and
+/// where each file is; the gateway vouches for nothing, the app checks it all.
+struct Gateway: ReleaseSource {
+    let base: URL
+
+    init(base: String) throws {
+        guard let url = URL(string: base.hasSuffix("/") ? String(base.dropLast()) : base), url.scheme != nil else {
+            throw SecurityCommandError("--gateway \(base.prefix(80)) is not a URL")
+        }
+        self.base = url
+    }
+
+    func release(version: String) throws -> FoundRelease {
+        throw SecurityCommandError("the gateway serves releases by channel: pass --channel")
+    }
+
+    func release(channel: String) throws -> FoundRelease {
+        let body = try get(URL(string: base.absoluteString + "/v1/releases/\(channel)")!)
+        guard let answer = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any],
+              let model = answer["model"] as? String, let version = answer["version"] as? String,
+              let manifestB64 = answer["manifest"] as? String, let manifest = Data(base64Encoded: manifestB64) else {
+            throw ReleaseError.integrity("the gateway's answer for channel '\(channel)' is malformed")
+        }
+        let signature = (answer["signature"] as? String).flatMap { Data(base64Encoded: $0) }
+        let pointer = answer["pointer"] as? [String: Any]
+        var urls: [String: String] = [:]
+        for file in answer["files"] as? [[String: Any]] ?? [] {
+            if let name = file["name"] as? String, let url = file["url"] as? String { urls[name] = url }
+        }
+        return FoundRelease(model: model, version: version, manifest: manifest, signature: signature,
+                            pointerManifestSHA256: (pointer?["manifest_sha256"] as? String) ?? "") { name in
+            guard let link = urls[name] else { throw ReleaseError.integrity("the gateway lists no URL for \(name)") }
+            let url = link.hasPrefix("/") ? URL(string: base.absoluteString + link) : URL(string: link)
+            guard let url else { throw ReleaseError.integrity("the gateway's URL for \(name) is malformed") }
+            return try get(url)
+        }
+    }
+
+    private func get(_ url: URL) throws -> Data {
+        let answer = Answer()
+        let done = DispatchSemaphore(value: 0)
+        var request = URLRequest(url: url)
+        request.timeoutInterval = 30
+        URLSession.shared.dataTask(with: request) { data, response, error in
+            if let error { answer.result = .failure(error) }
+            else { answer.result = .success((data ?? Data(), (response as? HTTPURLResponse)?.statusCode ?? 0)) }
+            done.signal()
+        }.resume()
+        done.wait()  // the semaphore orders the write above before this read
+        switch answer.result {
+        case .failure(let error):
+            throw SecurityCommandError("the gateway at \(base.absoluteString) cannot be reached (\(error.localizedDescription)): is it running?")
+        case .success(let (data, status)):
+            guard status == 200 else {
+                let detail = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["detail"].map { "\($0)" } ?? ""
+                throw ReleaseError.notFound("GET \(url.path) answered \(status)\(detail.isEmpty ? "" : ": \(detail.prefix(200))")")
+            }
+            return data
+        }
+    }
+}
