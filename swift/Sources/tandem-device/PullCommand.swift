@@ -36,9 +36,17 @@ func pullCommand(_ args: [String]) throws -> Int32 {
     }
     let verified: ReleaseCheck.Verified
     do {
+        var pointerSHA: String? = nil
+        if let pointer = found.pointer {
+            let signed = try ChannelPointer.verify(pointer, keys: keys, model: found.model, channel: o.optional("--channel") ?? "staging")
+            guard signed.version == found.version else {
+                throw ReleaseError.integrity("the channel names version \(signed.version) but \(found.version) was served")
+            }
+            pointerSHA = signed.manifestSHA256
+        }
         verified = try ReleaseCheck.verify(manifest: found.manifest, signatureFile: found.signature, model: found.model,
                                            version: found.version, keys: keys, minimumVersion: minimum,
-                                           pointerManifestSHA256: found.pointerManifestSHA256, fetch: found.fetch)
+                                           pointerManifestSHA256: pointerSHA, fetch: found.fetch)
     } catch {
         throw SecurityCommandError("\(error); nothing was written")
     }
@@ -87,7 +95,8 @@ struct FoundRelease {
     let version: String
     let manifest: Data
     let signature: Data?
-    let pointerManifestSHA256: String?
+    /// The channel pointer as read (by channel only): verified by the command before it is used.
+    let pointer: [String: Any]?
     let fetch: (String) throws -> Data
 }
 
@@ -123,19 +132,19 @@ struct StoreFolder: ReleaseSource {
               let version = pointer["version"] as? String else {
             throw ReleaseError.integrity("channel '\(channel)' of \(model) is malformed")
         }
-        return try release(version: version, pointerSHA: (pointer["manifest_sha256"] as? String) ?? "")
+        return try release(version: version, pointer: pointer)
     }
 
-    func release(version: String) throws -> FoundRelease { try release(version: version, pointerSHA: nil) }
+    func release(version: String) throws -> FoundRelease { try release(version: version, pointer: nil) }
 
-    private func release(version: String, pointerSHA: String?) throws -> FoundRelease {
+    private func release(version: String, pointer: [String: Any]?) throws -> FoundRelease {
         guard ReleaseCheck.releaseVersion(version) != nil else { throw ReleaseError.badVersion(version) }
         let prefix = "releases/\(model)/\(version)/"
         guard let manifest = read(prefix + ReleaseCheck.manifestName) else {
             throw ReleaseError.notFound("there is no release \(model)/\(version)")
         }
         return FoundRelease(model: model, version: version, manifest: manifest, signature: read(prefix + ReleaseCheck.signatureName),
-                            pointerManifestSHA256: pointerSHA) { name in
+                            pointer: pointer) { name in
             guard let data = read(prefix + name) else { throw ReleaseError.integrity("\(name) of \(model)/\(version) is missing") }
             return data
         }
@@ -171,13 +180,15 @@ struct Gateway: ReleaseSource {
             throw ReleaseError.integrity("the gateway's answer for channel '\(channel)' is malformed")
         }
         let signature = (answer["signature"] as? String).flatMap { Data(base64Encoded: $0) }
-        let pointer = answer["pointer"] as? [String: Any]
+        guard let pointer = answer["pointer"] as? [String: Any] else {
+            throw ReleaseError.integrity("the gateway's answer for channel '\(channel)' has no channel pointer")
+        }
         var urls: [String: String] = [:]
         for file in answer["files"] as? [[String: Any]] ?? [] {
             if let name = file["name"] as? String, let url = file["url"] as? String { urls[name] = url }
         }
         return FoundRelease(model: model, version: version, manifest: manifest, signature: signature,
-                            pointerManifestSHA256: (pointer?["manifest_sha256"] as? String) ?? "") { name in
+                            pointer: pointer) { name in
             guard let link = urls[name] else { throw ReleaseError.integrity("the gateway lists no URL for \(name)") }
             let url = link.hasPrefix("/") ? URL(string: base.absoluteString + link) : URL(string: link)
             guard let url else { throw ReleaseError.integrity("the gateway's URL for \(name) is malformed") }
