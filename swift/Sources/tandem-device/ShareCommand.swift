@@ -2,7 +2,7 @@ import Foundation
 import TandemKit
 
 // tandem-device share --gateway URL --spec feature_spec.json --windows FILE --policy POLICY.json
-//                     [--user ID] [--devices-dir DIR] [--batch-size 64]
+//                     [--user ID] [--devices-dir DIR] [--batch-size 64] [--attempts 5]
 // FILE: {"user_id": "...", "device": {"device_model": ..., ...},
 //        "windows": [{"key": "0:1024", "captured_at": <ms>, "label": "walking", "window": [[...]]}, ...]}
 // (a window may carry "features" instead of "window": already featurized). Featurizes the raw windows
@@ -13,11 +13,11 @@ import TandemKit
 // TANDEM_ENCRYPTION_KEY (+ TANDEM_ENCRYPTION_KEY_ID, default e1) for the encrypted form.
 // The privacy ledger (dp) lives in --devices-dir/<user>/privacy_ledger.json. Prints a JSON summary.
 func shareCommand(_ args: [String]) throws -> Int32 {
-    let usage = "usage: share --gateway URL --spec FILE --windows FILE --policy FILE [--user ID] [--devices-dir DIR] [--batch-size N]"
+    let usage = "usage: share --gateway URL --spec FILE --windows FILE --policy FILE [--user ID] [--devices-dir DIR] [--batch-size N] [--attempts N]"
     var options: [String: String] = [:]
     var i = 0
     while i < args.count {
-        guard ["--gateway", "--spec", "--windows", "--policy", "--user", "--devices-dir", "--batch-size"].contains(args[i]), i + 1 < args.count else {
+        guard ["--gateway", "--spec", "--windows", "--policy", "--user", "--devices-dir", "--batch-size", "--attempts"].contains(args[i]), i + 1 < args.count else {
             throw ClientError.policy("bad option \(args[i]): \(usage)")
         }
         options[args[i]] = args[i + 1]
@@ -61,6 +61,10 @@ func shareCommand(_ args: [String]) throws -> Int32 {
         signer = try TandemCrypto.P256SigningKey()
     }
     let uploader = GatewayUploader(gateway: gateway, signer: signer)
+    if let text = options["--attempts"] {
+        guard let n = Int(text), n > 0 else { throw ClientError.policy("--attempts needs a positive integer") }
+        uploader.maxAttempts = n
+    }
     if !prepared.batches.isEmpty { try uploader.enroll() }
     var results: [[String: Any]] = []
     for batch in prepared.batches {
@@ -81,38 +85,43 @@ func shareCommand(_ args: [String]) throws -> Int32 {
     return 0
 }
 
-/// The windows file of `share`.
-struct ShareInput {
-    var userId: String?
-    var device: [String: String]
-    var windows: [DeviceWindow]
+/// The windows file of `share`. Read with `JSONDecoder` (correctly rounded doubles): Foundation's
+/// `JSONSerialization` on Linux reads long numbers through `Decimal` and can lose the last bit.
+struct ShareInput: Decodable {
+    struct Item: Decodable {
+        var key: String
+        var captured_at: Int64
+        var label: JSONValue
+        var window: [[Double]]?
+        var features: [Double]?
+    }
 
-    static func read(_ path: String, featurizer makeFeaturizer: () throws -> Featurizer) throws -> ShareInput {
-        guard let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any],
-              let items = object["windows"] as? [[String: Any]] else {
-            throw ClientError.wire("\(path): expected {\"user_id\", \"device\", \"windows\": [{key, captured_at, label, window|features}]}")
+    var user_id: String?
+    var device: [String: String]?
+    var windows: [Item]
+
+    var userId: String? { user_id }
+
+    static func read(_ path: String, featurizer makeFeaturizer: () throws -> Featurizer) throws -> (userId: String?, device: [String: String], windows: [DeviceWindow]) {
+        let input: ShareInput
+        do {
+            input = try JSONDecoder().decode(ShareInput.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw ClientError.wire("\(path): expected {\"user_id\", \"device\", \"windows\": [{key, captured_at (ms), label, window | features}]}")
         }
         var featurizer: Featurizer?
-        var windows: [DeviceWindow] = []
-        for (n, item) in items.enumerated() {
-            guard let key = item["key"] as? String, let captured = (item["captured_at"] as? NSNumber)?.int64Value else {
-                throw ClientError.wire("\(path): window \(n) needs a key and captured_at (milliseconds)")
-            }
-            let label: JSONValue
-            if let s = item["label"] as? String { label = .string(s) }
-            else if let x = (item["label"] as? NSNumber)?.doubleValue { label = .number(x) }
-            else { throw ClientError.wire("\(path): window \(n) has no label") }
+        let windows = try input.windows.enumerated().map { n, item -> DeviceWindow in
             let features: [Double]
-            if let given = item["features"] as? [NSNumber] {
-                features = given.map(\.doubleValue)
-            } else if let raw = item["window"] as? [[NSNumber]] {
+            if let given = item.features {
+                features = given
+            } else if let raw = item.window {
                 if featurizer == nil { featurizer = try makeFeaturizer() }
-                features = try featurizer!.features(window: raw.map { $0.map(\.doubleValue) })
+                features = try featurizer!.features(window: raw)
             } else {
                 throw ClientError.wire("\(path): window \(n) has neither window ([t][c]) nor features")
             }
-            windows.append(DeviceWindow(key: key, capturedAtMs: captured, features: features, label: label))
+            return DeviceWindow(key: item.key, capturedAtMs: item.captured_at, features: features, label: item.label)
         }
-        return ShareInput(userId: object["user_id"] as? String, device: object["device"] as? [String: String] ?? [:], windows: windows)
+        return (input.user_id, input.device ?? [:], windows)
     }
 }
