@@ -3,8 +3,10 @@ root: `.venv/bin/python swift/Tests/TandemSecurityTests/Fixtures/make_fixtures.p
 
 Holds: pseudonyms of a few ids (tandem.privacy.pseudonyms), sealed containers and batches sealed by
 tandem.contract.sealing / tandem.privacy.sealing (one with a fixed nonce so Swift can compare bytes),
-and personal-model backups by tandem.device.backup (format 3 with counters, format 2, and authentic
-containers with a bad payload or bad metadata). Keys are fixed test keys, never real ones."""
+personal-model backups by tandem.device.backup (format 3 with counters, format 2, and authentic
+containers with a bad payload or bad metadata), and two releases written and signed by
+tandem.release.layout (signed manifests, signed channel pointers at version 2 and back at 1).
+Keys are fixed test keys, never real ones."""
 
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ from tandem.contract import sealing  # noqa: E402
 from tandem.device import backup  # noqa: E402
 from tandem.privacy import sealing as batch_sealing  # noqa: E402
 from tandem.privacy.pseudonyms import pseudonymize  # noqa: E402
+from tandem.data.store import LocalStore  # noqa: E402
+from tandem.release import pointers, signing  # noqa: E402
+from tandem.release.layout import channel_key, release_prefix, set_channel, write_release  # noqa: E402
 
 KEY = bytes(range(32))
 WHEN = datetime(2026, 12, 3, 12, 0, 0, tzinfo=timezone.utc)
@@ -76,10 +81,34 @@ def main() -> None:
         "metadata_length_past_end": sealing.seal(struct.pack(">I", 10**6) + b"{}", KEY, backup.MAGIC,
                                                  {"format_version": 3, "key_id": "device-key-1"}).hex(),
     }
-    out = {"key": KEY.hex(), "pseudonyms": pseudonyms, "containers": containers, "backups": backups}
+    out = {"key": KEY.hex(), "pseudonyms": pseudonyms, "containers": containers, "backups": backups,
+           "releases": releases(base, personal)}
     path = Path(__file__).with_name("security_fixtures.json")
     path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+def releases(v1_model: bytes, v2_model: bytes) -> dict:
+    """Two releases of model "fixture-model" signed with a fixed test key; pointers at 2, then back at 1."""
+    import tempfile
+    signer = signing.Signer(signing.load_private(bytes(range(200, 232)).hex()))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalStore(Path(tmp))
+        out: dict = {"model": "fixture-model", "private_key": bytes(range(200, 232)).hex(),
+                     "public_key": signing.public_hex(signer.private.public_key()), "key_id": signer.key_id,
+                     "foreign_public_key": signing.generate()[1]}
+        for version, model in ((1, v1_model), (2, v2_model)):
+            files = {"model.mlmodel": model, "feature_spec.json": json.dumps({"version": version}).encode()}
+            write_release(store, "fixture-model", version, files, {"metrics": {"accuracy": 0.9}}, signer=signer)
+            prefix = release_prefix("fixture-model", version)
+            out[f"v{version}"] = {name: store.get(prefix + name).hex()
+                                  for name in ["manifest.json", "manifest.sig", *files]}
+        at2 = set_channel(store, "fixture-model", "staging", 2, signer=signer)
+        out["pointer_v2"] = store.get(channel_key("fixture-model", "staging")).decode()
+        out["pointer_v2_canonical"] = pointers.canonical_bytes(at2).decode()
+        set_channel(store, "fixture-model", "staging", 1, signer=signer)
+        out["pointer_v1"] = store.get(channel_key("fixture-model", "staging")).decode()
+    return out
 
 
 if __name__ == "__main__":
