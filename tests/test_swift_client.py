@@ -114,11 +114,16 @@ class FlakyProxy:
 
 
 @pytest.fixture
-def gateway(tandem_home):
+def gateway(tandem_home, monkeypatch):
+    """The real gateway over HTTP on 127.0.0.1, with a sealing key (the app's and the server's)."""
+    import secrets
+
     from tandem.data.store import store_from_settings
     from tandem.gateway.server import ThreadedGateway
     from tandem.settings import Settings
 
+    monkeypatch.setenv("TANDEM_ENCRYPTION_KEY", secrets.token_hex(32))
+    monkeypatch.setenv("TANDEM_ENCRYPTION_KEY_ID", "e7")
     settings = Settings()
     store = store_from_settings(settings)
     with ThreadedGateway(settings, store) as gw:
@@ -173,6 +178,30 @@ def test_swift_batch_lands_as_the_python_simulators_bytes(tandem_device, gateway
     again = json.loads(_share(tandem_device, gw.url, spec, windows, policy_file).stdout)
     assert [b["status"] for b in again["batches"]] == ["already landed", "already landed"]
     assert _landed(store) == expected
+
+
+def test_swift_sealed_batch_lands_sealed_with_the_simulators_plaintext(tandem_device, gateway, tmp_path):
+    """The encrypted form: Swift seals the gzip body (TandemSecurity's container), the gateway opens it
+    in memory and lands it sealed again under the same key id; opened, it is the simulator's parquet."""
+    from tandem.privacy import sealing
+    from tandem.privacy.policy import SharingPolicy
+
+    gw, store, settings = gateway
+    policy = SharingPolicy(forms=["encrypted"])
+    user = _user(6)
+    spec, policy_file = _spec_and_policy(tmp_path, policy)
+    summary = json.loads(_share(tandem_device, gw.url, spec, _windows_file(tmp_path / "w.json", user, features=True),
+                                policy_file).stdout)
+    assert [b["status"] for b in summary["batches"]] == ["landed", "landed"]
+    landed = _landed(store)
+    assert all(name.endswith(".sealed") for name in landed)
+    ring = sealing.keyring(settings)
+    opened = {}
+    for name, data in landed.items():
+        plain, header = sealing.open_sealed(data, ring)
+        assert header["key_id"] == "e7"
+        opened[name.replace(".sealed", ".parquet")] = plain
+    _assert_same_batches(opened, _expected_batches(user, policy, settings.require_pseudonym_key()))
 
 
 def test_swift_featurized_windows_land_as_the_python_rows(tandem_device, gateway, tmp_path):

@@ -53,9 +53,9 @@ public struct SharingClient {
         }
     }
 
-    /// Keyed HMAC-SHA256 of the user id, lowercase hex (`tandem/privacy/pseudonyms.py`).
-    public func pseudonym(of userId: String) -> String {
-        TandemCrypto.hmacSHA256(key: pseudonymKey, message: Data(userId.utf8)).tandemHex
+    /// The user's pseudonym (TandemSecurity: keyed HMAC-SHA256, as `tandem/privacy/pseudonyms.py`).
+    public func pseudonym(of userId: String) throws -> String {
+        try Pseudonyms.pseudonymize(userId, key: pseudonymKey)
     }
 
     public static func windowId(pseudonym: String, windowKey: String) -> String {
@@ -70,7 +70,7 @@ public struct SharingClient {
     /// ledger (`ledger`) admits what the budget allows and is charged here; save it before uploading.
     public func prepare(userId: String, device: [String: String], windows: [DeviceWindow], ledger: inout PrivacyLedger?,
                         createdAt: Date = Date()) throws -> Prepared {
-        let pseudonym = pseudonym(of: userId)
+        let pseudonym = try pseudonym(of: userId)
         let ordered = windows.enumerated().sorted { ($0.element.capturedAtMs, $0.offset) < ($1.element.capturedAtMs, $1.offset) }.map(\.element)
         var rows = ordered.map { (window: $0, id: Self.windowId(pseudonym: pseudonym, windowKey: $0.key)) }
         var refusal: String?

@@ -63,6 +63,8 @@ public struct WireBatch: Codable, Equatable {
     public static let format = "tandem.batch/v1"
     public static let contentType = "application/vnd.tandem.batch+json"
     public static let sealedContentType = "application/vnd.tandem.sealed-batch"
+    /// The sealed container's `content` header when it holds a gzip wire batch.
+    public static let sealedPlaintext = "application/vnd.tandem.batch+json+gzip"
 
     public struct Header: Codable, Equatable {
         public var task: String
