@@ -20,6 +20,7 @@ from tandem.cli import reference as reference_cli
 from tandem.cli import stack as stack_cli
 from tandem.cli.audit import audit_command
 from tandem.cli.evaluate import evaluate_command
+from tandem.cli.gateway import gateway_command
 from tandem.cli.tasks import init_command, tasks_command
 from tandem.data import revocations
 from tandem.data.ingest import accepted_entries, batch_ref
@@ -48,6 +49,8 @@ def share(
     seed: int = typer.Option(0, help="seed (synthetic source only)"),
     policy: str = typer.Option("pseudonymized", help="sharing policy: a preset (pseudonymized, anonymized, dp, "
                                "encrypted, all), a policy name (e.g. anonymized+dp/v1) or a path to a policy JSON"),
+    via: Optional[str] = typer.Option(None, help="a device gateway URL (e.g. $TANDEM_GATEWAY_URL): devices enroll, sign "
+                                      "and upload in wire format v1 through it instead of writing to the store"),
 ):
     """The devices' upload: share a fraction of each sharing user's windows as batches in the landing
     zone (incoming/), in the modified form the sharing policy declares. Keys: TANDEM_PSEUDONYM_KEY (and
@@ -65,9 +68,21 @@ def share(
             bar = progress.add_task("sharing", total=len(everyone))
             shared = devices.share_fleet(settings, store, everyone, fraction=fraction, holdout_every=holdout_every,
                                          batch_size=batch_size, policy=sharing_policy,
-                                         on_user=lambda _: progress.advance(bar))
+                                         on_user=lambda _: progress.advance(bar), via=via)
     except LedgerError as e:  # a device that cannot read its privacy ledger shares nothing
         console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1)
+    except Exception as e:  # the gateway's refusal or silence, in one line
+        from httpx import HTTPError
+
+        from tandem.fleet.gateway_client import GatewayRefused
+        if isinstance(e, GatewayRefused):
+            console.print(f"[red]error:[/] {e}")
+        elif isinstance(e, HTTPError):
+            console.print(f"[red]error:[/] the gateway at {via} does not answer ({type(e).__name__}): start it with "
+                          "`tandem gateway` or `tandem stack up`")
+        else:
+            raise
         raise typer.Exit(1)
     report = shared.report
     for line in report.refusals:
@@ -257,6 +272,7 @@ app.add_typer(reference_cli.app, name="reference")
 app.add_typer(device_cli.app, name="device")
 app.add_typer(stack_cli.app, name="stack")
 app.command("evaluate")(evaluate_command)
+app.command("gateway")(gateway_command)
 app.command("expectations")(expectations_cli.expectations_command)
 app.command("audit")(audit_command)
 app.command("tasks")(tasks_command)

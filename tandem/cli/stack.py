@@ -1,4 +1,4 @@
-"""`tandem stack up|down|status|deploy`: the local stack (S3 on moto, MLflow server, Prefect server,
+"""`tandem stack up|down|status|deploy`: the local stack (S3 on moto, the device gateway, MLflow server, Prefect server,
 deployments and a worker) on 127.0.0.1, everything under $TANDEM_HOME/stack/."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def _print_addresses(info) -> None:
     table.add_row("Prefect UI", info.prefect_url)
     table.add_row("MLflow UI", info.mlflow_url)
     table.add_row("S3 (moto)", f"{info.s3_url}  bucket [bold]{info.bucket}[/], store s3://{info.bucket}/store")
+    if getattr(info, "gateway_url", ""):
+        table.add_row("device gateway", f"{info.gateway_url}  (tandem share --via {info.gateway_url})")
     console.print(table)
     if info.deployments:
         console.print("deployments: " + ", ".join(info.deployments) + f"  (work pool [bold]{stack.WORK_POOL}[/])")
@@ -39,14 +41,15 @@ def up(
     s3_port: Optional[int] = typer.Option(None, help="port for the S3 endpoint (default: a free port)"),
     mlflow_port: Optional[int] = typer.Option(None, help="port for the MLflow server (default: a free port)"),
     prefect_port: Optional[int] = typer.Option(None, help="port for the Prefect server (default: a free port)"),
+    gateway_port: Optional[int] = typer.Option(None, help="port for the device gateway (default: a free port)"),
     deploy: bool = typer.Option(True, help="register deployments/prefect.yaml"),
     worker: bool = typer.Option(True, help="start a worker for the process work pool"),
 ):
-    """Start S3 (moto) + bucket, MLflow server, Prefect server, work pool, deployments and a worker;
+    """Start S3 (moto) + bucket, the device gateway, MLflow server, Prefect server, work pool, deployments and a worker;
     write $TANDEM_HOME/stack.env. Says so when the stack is already up."""
     home = Settings().home
     try:
-        info, started = stack.up(home, stack.Ports(s3_port, mlflow_port, prefect_port), deploy=deploy, worker=worker,
+        info, started = stack.up(home, stack.Ports(s3_port, mlflow_port, prefect_port, gateway_port), deploy=deploy, worker=worker,
                                  log=console.print)
     except stack.StackError as e:
         console.print(f"[red]stack up failed:[/] {e}")

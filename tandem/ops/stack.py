@@ -1,5 +1,6 @@
-"""A local production-like stack on 127.0.0.1: S3 (moto), an MLflow tracking server (SQLite backend,
-artifacts in S3), a Prefect server, the process work pool, the deployments and a worker.
+"""A local production-like stack on 127.0.0.1: S3 (moto), the device gateway (against the stack's S3
+store), an MLflow tracking server (SQLite backend, artifacts in S3), a Prefect server, the process work
+pool, the deployments and a worker.
 
 Everything lives under ``$TANDEM_HOME/stack/``: one log and one pid file per process, the Prefect and
 MLflow databases, and ``stack.json`` (ports, addresses). ``$TANDEM_HOME/stack.env`` holds the settings
@@ -44,7 +45,7 @@ BUCKET = "tandem"
 # moto's dummy credentials (moto accepts any); they are not secrets.
 MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 HOST = "127.0.0.1"
-SERVICES = ("moto", "mlflow", "prefect-server", "prefect-worker")  # start order; stopped in reverse
+SERVICES = ("moto", "gateway", "mlflow", "prefect-server", "prefect-worker")  # start order; stopped in reverse
 
 
 class StackError(RuntimeError):
@@ -56,6 +57,7 @@ class Ports:
     s3: int | None = None
     mlflow: int | None = None
     prefect: int | None = None
+    gateway: int | None = None
 
 
 @dataclass
@@ -70,6 +72,7 @@ class StackInfo:
     started_at: float = field(default_factory=time.time)
     deployments: list = field(default_factory=list)
     deploy_errors: list = field(default_factory=list)
+    gateway_url: str = ""  # where phones (and `tandem share --via`) upload
 
 
 def stack_dir(home: Path) -> Path:
@@ -230,7 +233,8 @@ def _wait_healthy(home: Path, name: str, url: str, timeout: float) -> float:
 
 
 def health_urls(info: StackInfo) -> dict[str, str]:
-    return {"moto": f"{info.s3_url}/", "mlflow": f"{info.mlflow_url}/health", "prefect-server": f"{info.prefect_api_url}/health"}
+    return {"moto": f"{info.s3_url}/", "mlflow": f"{info.mlflow_url}/health", "prefect-server": f"{info.prefect_api_url}/health",
+            **({"gateway": f"{info.gateway_url}/healthz"} if info.gateway_url else {})}
 
 
 def health(home: Path) -> dict[str, dict]:
@@ -280,6 +284,7 @@ def stack_settings(info: StackInfo) -> dict[str, str]:
         "MLFLOW_S3_ENDPOINT_URL": info.s3_url,
         "PREFECT_API_URL": info.prefect_api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "TANDEM_GATEWAY_URL": info.gateway_url,
         **MOTO_CREDENTIALS,
     }
 
@@ -351,7 +356,7 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
     ports = ports or Ports()
     taken: set[int] = set()
     chosen = {}
-    for key in ("s3", "mlflow", "prefect"):
+    for key in ("s3", "mlflow", "prefect", "gateway"):
         wanted = getattr(ports, key)
         if wanted is not None:
             if not _port_free(wanted):
@@ -364,6 +369,7 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
         home=str(home), ports=chosen, bucket=BUCKET,
         s3_url=f"http://{HOST}:{chosen['s3']}", mlflow_url=f"http://{HOST}:{chosen['mlflow']}",
         prefect_url=f"http://{HOST}:{chosen['prefect']}", prefect_api_url=f"http://{HOST}:{chosen['prefect']}/api",
+        gateway_url=f"http://{HOST}:{chosen['gateway']}",
     )
     settings = stack_settings(info)
     base = _base_env()
@@ -381,6 +387,9 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
                prefect_env, cwd=sdir)
         log(f"moto healthy in {_wait_healthy(home, 'moto', f'{info.s3_url}/', timeout):.1f} s")
         _create_bucket(info)
+        # 2b. the device gateway, on the stack's S3 store (phones upload here; `tandem share --via`)
+        _spawn(home, "gateway", [sys.executable, "-m", "tandem.gateway", "--host", HOST, "--port", str(chosen["gateway"])],
+               {**base, **settings}, cwd=sdir)
         # 3. MLflow
         mlflow_env = {**base, **MOTO_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": info.s3_url,
                       "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -390,6 +399,7 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
             "--host", HOST, "--port", str(chosen["mlflow"]), "--workers", "1"], mlflow_env, cwd=sdir)
         log(f"prefect server healthy in {_wait_healthy(home, 'prefect-server', f'{info.prefect_api_url}/health', timeout):.1f} s")
         log(f"mlflow healthy in {_wait_healthy(home, 'mlflow', f'{info.mlflow_url}/health', timeout):.1f} s")
+        log(f"gateway healthy in {_wait_healthy(home, 'gateway', f'{info.gateway_url}/healthz', timeout):.1f} s")
         _save_info(home, info)
         signing_env = _signing_key(home, settings)
         write_env_file(home, settings)
