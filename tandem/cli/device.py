@@ -8,31 +8,59 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
 
 from tandem.contract.features import FEATURE_NAMES
 from tandem.device.rules import RULES, check
-from tandem.device.runtime import DeviceModel
-from tandem.device.update import update
+from tandem.device.runtime import BadInput, DeviceModel, ModelError, row_list
+from tandem.device.update import UpdateDiverged, update
 
 app = typer.Typer(help="Device runtime: predict, personalize and check updatable Core ML models.",
                   no_args_is_help=True)
 
 
 def _read(data: Path, model: DeviceModel) -> tuple[np.ndarray, np.ndarray | None]:
-    """Feature matrix (in FEATURE_NAMES order) and labels (None if the file has no label column)."""
+    """Feature matrix (in FEATURE_NAMES order) and labels (None if the file has no label column).
+    Feature columns must be stored as numbers: text is refused, never coerced."""
     table = pq.read_table(data)
     missing = [n for n in FEATURE_NAMES if n not in table.column_names]
     if missing:
         raise typer.BadParameter(f"{data}: missing feature columns {missing[:5]}{'...' if len(missing) > 5 else ''}")
+    not_numbers = [n for n in FEATURE_NAMES
+                   if not (pa.types.is_floating(table.schema.field(n).type) or pa.types.is_integer(table.schema.field(n).type))]
+    if not_numbers:
+        raise typer.BadParameter(f"{data}: {len(not_numbers)} feature columns are not stored as numbers "
+                                 f"({', '.join(not_numbers[:3])}{', ...' if len(not_numbers) > 3 else ''}: "
+                                 f"{table.schema.field(not_numbers[0]).type}); write them as float64, as the shared-batch format does")
     X = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in FEATURE_NAMES]).astype(np.float64)
+    X = X.reshape(table.num_rows, len(FEATURE_NAMES))
     if model.input_dim is not None and model.input_dim != X.shape[1]:
         raise typer.BadParameter(f"model expects {model.input_dim} features, data has {X.shape[1]}")
     y = None
     if "label" in table.column_names:  # class names, or a regressor's numeric targets
         y = np.asarray(table.column("label").to_pylist(), dtype=object if model.is_classifier else np.float64)
     return X, y
+
+
+def _usable(model: DeviceModel, X, y, data: Path):
+    """The rows a model may see, with a one-line count of the rest on stderr (NaN/inf features or
+    targets, and finite features so large that the network overflows on them)."""
+    non_finite, overflow = model.usable_rows(X)
+    if y is not None and not model.is_classifier:
+        non_finite |= ~np.isfinite(y.astype(np.float64))
+    bad = non_finite | overflow
+    if bad.any():
+        typer.echo(f"skipped {int(bad.sum())} of {len(X)} rows of {data}: {int(non_finite.sum())} with NaN or infinite "
+                   f"values, {int(overflow.sum())} that overflow the model (rows {row_list(bad)})", err=True)
+    keep = ~bad
+    return X[keep], (y[keep] if y is not None else None), int(bad.sum())
+
+
+def _fail(message: str, code: int = 1):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
 
 
 def _accuracy(model: DeviceModel, X, y) -> float:
@@ -50,7 +78,7 @@ def _predict_regressor(m: DeviceModel, X, y, out: Path | None, show: int) -> Non
         typer.echo(f"{i:>5}  {pred[i]:12.6g}  {f'{y[i]:.6g}' if y is not None else ''}")
     if y is not None:
         err = pred - y
-        typer.echo(f"mae: {np.mean(np.abs(err)):.4f}  rmse: {np.sqrt(np.mean(err ** 2)):.4f} on {len(X)} rows")
+        typer.echo(f"mae: {np.mean(np.abs(err)):.4f}  rmse: {np.sqrt(np.mean(err ** 2)):.4f} on {len(X)} rows")  # usable rows only
     if out is not None:
         rows = [f"{p:.9g}" + (f",{t:.9g}" if y is not None else "") for p, t in zip(pred, y if y is not None else pred)]
         out.write_text("\n".join(["predicted" + (",target" if y is not None else ""), *rows]) + "\n")
@@ -65,6 +93,9 @@ def predict(model: Path = typer.Argument(..., exists=True, help=".mlmodel file")
     """Predict every row; print accuracy (a regressor: MAE and RMSE) when the data has labels."""
     m = DeviceModel.load(model)
     X, y = _read(data, m)
+    X, y, skipped = _usable(m, X, y, data)
+    if not len(X):
+        _fail(f"{data} has no usable rows ({f'all {skipped} skipped' if skipped else 'it is empty'}): nothing to predict")
     if not m.is_classifier:
         _predict_regressor(m, X, y, out, show)
         return
@@ -75,7 +106,8 @@ def predict(model: Path = typer.Argument(..., exists=True, help=".mlmodel file")
     for i in range(min(show, len(X))):
         typer.echo(f"{i:>5}  {str(pred[i]):<20} {probs[i].max():6.3f}  {y[i] if y is not None else ''}")
     if y is not None:
-        typer.echo(f"accuracy: {np.mean(pred.astype(str) == y.astype(str)):.4f} on {len(X)} rows")
+        typer.echo(f"accuracy: {np.mean(pred.astype(str) == y.astype(str)):.4f} on {len(X)} rows"
+                   + (f" ({skipped} skipped)" if skipped else ""))
     if out is not None:
         header = ["predicted", *[f"p_{c}" for c in labels]] + (["label"] if y is not None else [])
         lines = [",".join(header)]
@@ -98,11 +130,18 @@ def personalize(model: Path = typer.Argument(..., exists=True, help="base .mlmod
     X, y = _read(data, base)
     if y is None:
         raise typer.BadParameter(f"{data} has no label column")
+    X, y, skipped = _usable(base, X, y, data)
+    if not len(X):
+        _fail(f"{data} has no usable labelled rows ({f'all {skipped} skipped' if skipped else 'it is empty'}): "
+              f"nothing to personalize, {out} not written")
     try:
         result = update(base, X, y, epochs=epochs, learning_rate=learning_rate, mini_batch_size=mini_batch_size)
+    except UpdateDiverged as e:
+        _fail(f"{e}: {out} not written; lower --learning-rate")
+    except BadInput as e:
+        _fail(f"{e}; {out} not written")
     except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        _fail(str(e), 2)
     p = result.params
     typer.echo(f"{p.optimizer} lr={p.learning_rate} batch={p.mini_batch_size} epochs={p.epochs}; "
                f"updating {', '.join(result.updated_layers)}")
@@ -121,7 +160,10 @@ def personalize(model: Path = typer.Argument(..., exists=True, help="base .mlmod
 @app.command(name="check")
 def check_cmd(model: Path = typer.Argument(..., exists=True, help=".mlmodel file")):
     """Check Core ML's rules for updatable models; exit 1 naming the broken rule(s)."""
-    violations = check(DeviceModel.load(model))
+    try:
+        violations = check(DeviceModel.load(model))
+    except ModelError as e:  # e.g. no network the rules can look at
+        _fail(f"{model}: {e}")
     broken = {v.rule for v in violations}
     for rule, text in RULES.items():
         typer.echo(f"{'FAIL' if rule in broken else 'ok  '}  {rule:<20} {text}")

@@ -23,6 +23,30 @@ class ModelError(ValueError):
     """The spec cannot be run by the device runtime."""
 
 
+class BadInput(ValueError):
+    """Feature rows a model must not see: NaN, infinities, or values that overflow the network."""
+
+
+def finite_rows(X) -> np.ndarray:
+    """Mask of the rows of a 2-D float array holding only finite values."""
+    X = np.asarray(X, dtype=np.float64)
+    return np.isfinite(X.reshape(len(X), -1)).all(axis=1) if len(X) else np.zeros(0, bool)
+
+
+def row_list(mask: np.ndarray, limit: int = 5) -> str:
+    """The indices where ``mask`` is True, shortened for a one-line message."""
+    rows = np.flatnonzero(mask)
+    return ", ".join(map(str, rows[:limit])) + (", ..." if len(rows) > limit else "")
+
+
+def refuse_non_finite(X, what: str = "feature vectors") -> None:
+    """BadInput with a count when any row holds NaN or an infinity (checked before any model sees it)."""
+    bad = ~finite_rows(X)
+    if bad.any():
+        raise BadInput(f"{int(bad.sum())} of {len(bad)} {what} hold NaN or infinite values (rows {row_list(bad)}): "
+                       "refused; drop them or fix the featurizer's input")
+
+
 class UnsupportedLayer(ModelError):
     def __init__(self, name: str, kind: str | None, detail: str = "not supported by the device runtime"):
         super().__init__(f"layer {name!r} of type {kind!r}: {detail}")
@@ -304,10 +328,39 @@ class DeviceModel:
     # ---- prediction ----
     def _batch(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        return X.reshape(1, -1) if X.ndim == 1 else X.reshape(len(X), -1)
+        if X.ndim == 1:
+            return X.reshape(1, -1)
+        return X.reshape(len(X), -1) if len(X) else X.reshape(0, self.input_dim or (X.shape[1] if X.ndim > 1 else 0))
 
     def outputs(self, X) -> dict[str, np.ndarray]:
-        return run_model(self.spec, {self.input_name: self._batch(X)})
+        """Every output for rows of finite features; a NaN/inf row, or one so large that the network
+        overflows on it (1e308), is refused with a count rather than turned into NaN predictions."""
+        X = self._batch(X)
+        refuse_non_finite(X)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = run_model(self.spec, {self.input_name: X})
+        produced = [v for k, v in out.items() if k != self.input_name and v.dtype.kind == "f" and len(v) == len(X)]
+        bad = np.zeros(len(X), bool)
+        for v in produced:
+            bad |= ~finite_rows(v)
+        if bad.any():
+            raise BadInput(f"{int(bad.sum())} of {len(X)} feature vectors drive the model to non-finite outputs "
+                           f"(rows {row_list(bad)}): refused; their values are far outside what it was trained on")
+        return out
+
+    def usable_rows(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(non-finite rows, rows the network overflows on): masks of the rows to skip, for callers
+        that skip with a count instead of refusing the whole input."""
+        X = self._batch(X)
+        non_finite = ~finite_rows(X)
+        overflow = np.zeros(len(X), bool)
+        if (~non_finite).any():
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = run_model(self.spec, {self.input_name: np.where(non_finite[:, None], 0.0, X)})
+            for k, v in out.items():
+                if k != self.input_name and v.dtype.kind == "f" and len(v) == len(X):
+                    overflow |= ~finite_rows(v)
+        return non_finite, overflow & ~non_finite
 
     def predict_proba(self, X) -> np.ndarray:
         if not self.is_classifier:

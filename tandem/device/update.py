@@ -15,18 +15,31 @@ import numpy as np
 from tandem.device.runtime import (
     NN_KINDS,
     PIPELINE_KINDS,
+    BadInput,
     DeviceModel,
     ModelError,
     UnsupportedLayer,
     batchnorm_scale_shift,
     class_labels_of,
     inner_product_params,
+    finite_rows,
     load_spec,
     pipeline_models,
+    refuse_non_finite,
+    row_list,
     run_model,
     run_network,
     weight_values,
 )
+
+
+class UpdateDiverged(ModelError):
+    """An update step left a non-finite weight or loss: the personal model is not produced."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"the update diverged in epoch {epoch}, mini-batch {step} (a weight or the loss became "
+                         "non-finite or left float32's range, which Core ML stores weights in)")
+        self.epoch, self.step = epoch, step
 
 
 @dataclass(frozen=True)
@@ -257,7 +270,7 @@ class _Optimizer:
 def _network_inputs(spec, net_model, stages, X) -> dict:
     """Model inputs -> the network's inputs (running non-updatable pipeline stages first)."""
     X = np.asarray(X, dtype=np.float64)
-    X = X.reshape(1, -1) if X.ndim == 1 else X.reshape(len(X), -1)
+    X = X.reshape(1, -1) if X.ndim == 1 else X if X.ndim == 2 else X.reshape(len(X), -1)
     feats = {spec.description.input[0].name: X}
     for stage in stages:
         feats = run_model(stage, feats)
@@ -274,18 +287,33 @@ def _targets(net_model, nn, y) -> np.ndarray:
         except KeyError as e:
             raise ValueError(f"label {e.args[0]!r} is not one of the model's class labels {labels}") from None
     t = np.asarray(y, dtype=np.float64)
-    return t.reshape(len(t), -1)
+    return t.reshape(len(t), -1) if len(t) else t.reshape(0, 1)
 
 
 def _prepare(model, X, y):
     model = DeviceModel.load(model)
     spec = load_spec(model.spec)  # a private copy: the personal model must not alias the base
     net_model, nn, stages = trainable(spec)
+    X = np.asarray(X, dtype=np.float64)
+    X = X.reshape(len(X), -1) if len(X) else np.zeros((0, model.input_dim or 0))
+    refuse_non_finite(X)  # before any row reaches a forward pass or a gradient
     inputs = _network_inputs(spec, net_model, stages, X)
     t = _targets(net_model, nn, y)
     if len(t) != len(next(iter(inputs.values()))):
         raise ValueError("X and y have different lengths")
+    if t.dtype.kind == "f":
+        refuse_non_finite(t, "targets")
     return spec, net_model, nn, inputs, t
+
+
+def _refuse_overflow(tr: "_Trainer", inputs: dict, n: int) -> None:
+    """Rows of finite features so large that the base's outputs are not finite (1e308) are refused."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = tr.forward(inputs)[tr.loss_input].reshape(n, -1)
+    bad = ~finite_rows(out)
+    if bad.any():
+        raise BadInput(f"{int(bad.sum())} of {n} feature vectors drive the model to non-finite outputs "
+                       f"(rows {row_list(bad)}): refused; their values are far outside what it was trained on")
 
 
 def evaluate_loss(model, X, y) -> float:
@@ -302,20 +330,28 @@ def update(model, X, y, on_epoch=None, **overrides) -> UpdateResult:
     feature rows); returning True cancels the task, as ``context.task.cancel()`` does."""
     spec, net_model, nn, inputs, t = _prepare(model, X, y)
     params = resolve_params(spec, **overrides)
+    if len(t) == 0:  # nothing to learn from: a no-op, the base comes back unchanged
+        base = DeviceModel.load(model)
+        return UpdateResult(DeviceModel.load(base.to_bytes()), [], params, float("nan"), float("nan"), [])
     tr = _Trainer(net_model, nn)
+    _refuse_overflow(tr, inputs, len(t))
     loss_before = tr.loss(tr.forward(inputs), t)
     opt = _Optimizer(params)
     rng = np.random.default_rng(params.seed)
     (name, x_all), = inputs.items()
     n, history = len(t), []
-    for _ in range(params.epochs):
+    for epoch in range(1, params.epochs + 1):
         order = rng.permutation(n) if params.shuffle else np.arange(n)
         total = 0.0
-        for start in range(0, n, params.mini_batch_size):  # the last, smaller batch is used too
+        for step, start in enumerate(range(0, n, params.mini_batch_size), 1):  # the last, smaller batch is used too
             idx = order[start:start + params.mini_batch_size]
-            blobs = tr.forward({name: x_all[idx]})
-            total += tr.loss(blobs, t[idx]) * len(idx)
-            opt.step(tr.params, tr.gradients(blobs, t[idx]), tr.trainable)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                blobs = tr.forward({name: x_all[idx]})
+                loss = tr.loss(blobs, t[idx])
+                opt.step(tr.params, tr.gradients(blobs, t[idx]), tr.trainable)
+            if not np.isfinite(loss) or not _weights_finite(tr):  # checked after every step
+                raise UpdateDiverged(epoch, step)
+            total += loss * len(idx)
         history.append(total / n)
         if on_epoch is not None and on_epoch(len(history), _current_proba(spec, net_model, trainable(spec)[2], nn, tr)):
             break
@@ -323,6 +359,15 @@ def update(model, X, y, on_epoch=None, **overrides) -> UpdateResult:
     stored = _Trainer(net_model, nn)  # the float32 weights as saved, not the float64 working copy
     loss_after = stored.loss(stored.forward(inputs), t)
     return UpdateResult(DeviceModel(spec), history, params, loss_before, loss_after, sorted(tr.trainable))
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _weights_finite(tr: "_Trainer") -> bool:
+    """Every updatable weight finite and storable as float32 (Core ML's weight type)."""
+    return all(np.isfinite(v).all() and np.abs(v).max(initial=0.0) <= FLOAT32_MAX
+               for name in tr.trainable for v in tr.params[name] if v is not None)
 
 
 def _current_proba(spec, net_model, stages, nn, tr: _Trainer):

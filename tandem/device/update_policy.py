@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tandem.device.runtime import DeviceModel
-from tandem.device.update import update
+from tandem.device.update import UpdateDiverged, update
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class PolicyResult:
     holdout_losses: list[float] = field(default_factory=list)  # index e: after e epochs of task A (0: base)
     loss_before: float = float("nan")  # task B's loss on all labelled windows, before / after
     loss_after: float = float("nan")
+    skipped: list[int] = field(default_factory=list)  # rows refused before any update (NaN/inf, overflow)
+    note: str = ""  # why the base was kept, when it was
 
 
 def _is_numeric(y) -> bool:
@@ -106,31 +108,66 @@ def epoch_loss(predict, Xv, yv, class_labels) -> float:
     return cross_entropy(out, yv, class_labels)
 
 
+def best_epoch(losses) -> int:
+    """The first minimum (np.argmin's choice); a non-finite loss never counts as the best."""
+    finite = np.where(np.isfinite(losses), losses, np.inf)
+    return int(np.argmin(finite)) if np.isfinite(finite).any() else 0
+
+
+def unusable_rows(base: DeviceModel, X, y) -> np.ndarray:
+    """Rows no update may see: NaN/inf features or targets, or features the base overflows on."""
+    if not len(X):
+        return np.zeros(0, bool)
+    non_finite, overflow = base.usable_rows(X)
+    bad = non_finite | overflow
+    if _is_numeric(y):
+        bad |= ~np.isfinite(np.asarray(y, dtype=np.float64))
+    return bad
+
+
 def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
     policy = policy or UpdatePolicy()
     base = DeviceModel.load(base)
     X = np.asarray(X, dtype=np.float64)
+    X = X.reshape(len(X), -1) if len(X) else np.zeros((0, base.input_dim or 0))
     y = np.asarray(y, dtype=np.float64) if _is_numeric(y) else np.asarray(y).astype(str)
+    bad = unusable_rows(base, X, y)
+    skipped = np.flatnonzero(bad).tolist()
+    if bad.all():  # empty, or nothing usable: a no-op that says so
+        note = "no labelled rows" if not len(X) else f"all {len(X)} labelled rows are unusable (NaN, inf or overflow)"
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, skipped=skipped, note=note + ": the base is kept")
+    X, y = X[~bad], y[~bad]
     order = interleave(y)
     X, y = X[order], y[order]  # rows are renumbered: holdout indices refer to this order
     common = dict(learning_rate=policy.learning_rate, mini_batch_size=policy.mini_batch_size, shuffle=False)
     hold = holdout_rows(y, policy)
     losses: list[float] = []
+    note = ""
     if len(hold):
         keep = np.setdiff1d(np.arange(len(y)), hold)
         Xv, yv = X[hold], y[hold]
         losses.append(held_out_loss(base, Xv, yv))
 
         def progress(epoch: int, predict) -> bool:  # the app's progress handler at .epochEnd
-            losses.append(epoch_loss(predict, Xv, yv, base.class_labels))
-            return epoch - int(np.argmin(losses)) >= policy.patience
+            with np.errstate(over="ignore", invalid="ignore"):
+                losses.append(epoch_loss(predict, Xv, yv, base.class_labels))
+            return not np.isfinite(losses[-1]) or epoch - best_epoch(losses) >= policy.patience
 
         keep = keep[interleave(y[keep])]
-        update(base, X[keep], y[keep], on_epoch=progress, epochs=policy.max_epochs, **common)
-        epochs = int(np.argmin(losses))  # first minimum
+        try:
+            update(base, X[keep], y[keep], on_epoch=progress, epochs=policy.max_epochs, **common)
+        except UpdateDiverged as e:
+            note = f"{e} (task A stopped there)"
+        epochs = best_epoch(losses)  # first minimum
     else:
         epochs = policy.fallback_epochs
     if epochs == 0:
-        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses)
-    result = update(base, X, y, epochs=epochs, **common)
-    return PolicyResult(result.model, epochs, hold.tolist(), losses, result.loss_before, result.loss_after)
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, skipped=skipped,
+                            note=note or "no epoch beat the base on the held-out rows: the base is kept")
+    try:
+        result = update(base, X, y, epochs=epochs, **common)
+    except UpdateDiverged as e:  # roll back: the phone keeps the base
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, skipped=skipped,
+                            note=f"{e}: rolled back to the base")
+    return PolicyResult(result.model, epochs, hold.tolist(), losses, result.loss_before, result.loss_after,
+                        skipped=skipped, note=note)
