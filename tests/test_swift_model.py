@@ -1,0 +1,126 @@
+"""TandemModel (Swift) against the Python device runtime: `tandem-device predict` on release-shaped
+models (a classifier and a regressor built by the release exporter, a pipeline with a Scaler stage,
+a tanh network) within 1e-6; `tandem-device update-policy` replays golden traces to the golden
+epochs and catches a trace the policy disagrees with; NaN, infinities and text are refused with a
+count."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tandem.contract.features import FEATURE_NAMES
+from tests.swift_build import run_device
+
+sys.path.insert(0, str(Path(__file__).parent / "device"))
+import device_builders  # noqa: E402
+import release_shaped  # noqa: E402
+
+from tandem.device.runtime import DeviceModel  # noqa: E402
+
+TOLERANCE = 1e-6
+HAR_LABELS = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
+
+
+@pytest.fixture(scope="module")
+def models():
+    """name -> (DeviceModel, feature rows). The classifier has a release's shape and size (the task's
+    feature vector, 128 hidden units, six classes)."""
+    d = len(FEATURE_NAMES)
+    clf = release_shaped.model(seed=3, d=d, hidden=(128,), labels=HAR_LABELS)
+    reg = release_shaped.model(seed=4, d=2, hidden=(32,), labels=("value",), regression=True)
+    pipe_spec, _ = device_builders.pipeline_spec(seed=5)
+    pipe = DeviceModel.load(pipe_spec.SerializeToString())
+    tanh = DeviceModel.load(device_builders.regressor_spec(seed=6).SerializeToString())
+    rng = np.random.default_rng(7)
+    return {"classifier": (clf, release_shaped.rows(clf, 200)), "regressor": (reg, release_shaped.rows(reg, 200)),
+            "pipeline": (pipe, rng.normal(0, 3, (100, pipe.input_dim))),
+            "tanh-regressor": (tanh, rng.normal(0, 2, (100, 5)))}
+
+
+def predict(binary, tmp_path, model: DeviceModel, rows, *extra, check=True):
+    model.save(tmp_path / "model.mlmodel")
+    (tmp_path / "features.json").write_text(json.dumps(rows if isinstance(rows, list) else rows.tolist()))
+    done = run_device(binary, "predict", "--model", str(tmp_path / "model.mlmodel"),
+                      "--features", str(tmp_path / "features.json"), *extra, check=check)
+    return done, (json.loads(done.stdout) if done.returncode == 0 else None)
+
+
+@pytest.mark.parametrize("name", ["classifier", "regressor", "pipeline", "tanh-regressor"])
+def test_swift_predictions_equal_the_python_runtime(name, models, tandem_device, tmp_path):
+    model, X = models[name]
+    _, out = predict(tandem_device, tmp_path, model, X)
+    if model.is_classifier:
+        python = model.predict_proba(X)
+        swift = np.array(out["probabilities"])
+        assert out["kind"] == "classifier" and out["class_labels"] == [str(c) for c in model.class_labels]
+        assert out["labels"] == [str(v) for v in model.predict(X)]
+    else:
+        python = model.outputs(X)[model.spec.description.output[0].name].reshape(len(X), -1)
+        swift = np.array(out["values"])
+    assert swift.shape == python.shape
+    worst = float(np.abs(swift - python).max())
+    print(f"{name}: max |swift - python| = {worst:.3g} over {python.size} outputs")
+    assert worst <= TOLERANCE
+    assert len({round(v, 3) for v in python.ravel()}) > 10  # the outputs vary: a constant would not test much
+
+
+def test_non_finite_and_non_numeric_rows_are_refused_with_a_count(models, tandem_device, tmp_path):
+    model, X = models["classifier"]
+    rows = X[:10].tolist()
+    rows[2][0], rows[5][7], rows[8][1] = float("nan"), float("inf"), "0.5"  # Python's json writes NaN/Infinity
+    done, _ = predict(tandem_device, tmp_path, model, rows, check=False)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "1 of 10 feature vectors hold values that are not numbers (rows 8)" in done.stderr
+    rows[8][1] = -float("inf")
+    done, _ = predict(tandem_device, tmp_path, model, rows, check=False)
+    assert done.returncode == 1 and "3 of 10 feature vectors hold NaN or infinite values (rows 2, 5, 8)" in done.stderr
+    done, out = predict(tandem_device, tmp_path, model, rows, "--skip-invalid")
+    assert out["skipped_rows"] == [2, 5, 8] and "skipped 3 of 10 feature vectors" in done.stderr
+    assert [p is None for p in out["probabilities"]] == [i in (2, 5, 8) for i in range(10)]
+    kept = [i for i in range(10) if i not in (2, 5, 8)]
+    assert np.abs(np.array([out["probabilities"][i] for i in kept]) - model.predict_proba(X[kept])).max() <= TOLERANCE
+    huge = X[:3].copy()
+    huge[1] = 1e308  # finite, but the network overflows on it
+    done, _ = predict(tandem_device, tmp_path, model, huge, check=False)
+    assert done.returncode == 1 and "1 of 3 feature vectors drive the model to non-finite outputs" in done.stderr
+
+
+def policy_file(tmp_path, model, X, y, name="golden_vectors.json"):
+    trace = release_shaped.policy_trace(model, X, y)
+    path = tmp_path / name
+    path.write_text(json.dumps({"format": "tandem-golden/v1", "update_policy": trace}))
+    return trace, path
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_swift_policy_replays_the_golden_trace_to_the_golden_epochs(kind, tandem_device, tmp_path):
+    model = release_shaped.model(seed=0) if kind == "classifier" else \
+        release_shaped.model(seed=1, regression=True, labels=("value",))
+    X, y = release_shaped.labelled(model)
+    trace, path = policy_file(tmp_path, model, X, y)
+    model.save(tmp_path / "model.mlmodel")
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), "--model", str(tmp_path / "model.mlmodel"))
+    out = json.loads(done.stdout)
+    assert out["matches"] is True and all(out["checks"].values()), out["checks"]
+    assert out["epochs"] == trace["epochs"] and out["holdout"] == trace["holdout"] and out["order"] == trace["order"]
+    assert out["task_a_epochs"] == len(trace["holdout_losses"]) - 1
+    assert abs(out["base_loss"] - trace["holdout_losses"][0]) <= 1e-9
+    if kind == "classifier":
+        assert out["epochs"] > 0 and out["decisions"][-1]["cancel"] is True  # stopped `patience` after the best
+
+
+def test_swift_policy_catches_a_trace_it_disagrees_with(tandem_device, tmp_path):
+    model = release_shaped.model(seed=0)
+    X, y = release_shaped.labelled(model)
+    trace = release_shaped.policy_trace(model, X, y)
+    trace["epochs"] += 1  # the recorded choice no longer follows from the recorded losses
+    path = tmp_path / "tampered.json"
+    path.write_text(json.dumps({"update_policy": trace}))
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
+    assert done.returncode == 1 and json.loads(done.stdout)["checks"]["epochs"] is False
+    assert done.stderr.strip() == "the update policy disagrees with the golden trace on: epochs"
