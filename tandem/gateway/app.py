@@ -193,7 +193,7 @@ def _client_batch_id(body_json: bytes) -> str | None:
 def presign(gw: Gateway, request: Request, body: bytes) -> dict:
     got, _ = signed(gw, request, body)
     if not isinstance(gw.store, S3Store):
-        raise Refused(501, "presigned uploads need an S3 store (TANDEM_STORE=s3://...)")
+        raise Refused(404, "this gateway offers no presigned uploads: its store is not S3 (TANDEM_STORE=s3://...)")
     try:
         doc = json.loads(body)
         client_id, size, kind = doc["client_batch_id"], doc["bytes"], doc.get("kind", "parquet")
@@ -262,7 +262,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         status, answer, headers = await run_in_threadpool(upload, gw, request, body, sealed)
         return JSONResponse(answer, status_code=status, headers=headers)
 
-    @app.post("/v1/uploads", responses={400: ERROR, 401: ERROR, 413: ERROR, 429: ERROR, 501: ERROR},
+    @app.post("/v1/uploads", responses={400: ERROR, 401: ERROR, 404: ERROR, 413: ERROR, 429: ERROR},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                   "type": "object", "required": ["client_batch_id", "bytes"],
                   "properties": {"client_batch_id": {"type": "string"}, "bytes": {"type": "integer"},
