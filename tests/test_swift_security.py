@@ -238,6 +238,12 @@ def test_swift_pull_verifies_a_release_as_tandem_pull_does(tandem_device, publis
     inline = device(tandem_device, "pull", "--store", str(published["store"].root), "--public-key", published["public"],
                     "--out", str(tmp_path / "inline"))
     assert inline.returncode == 0, inline.stderr
+    # the settings `tandem pull` reads: the store under TANDEM_HOME, pinned keys and the minimum from the environment
+    env = {"TANDEM_HOME": str(published["home"]), "TANDEM_RELEASE_PUBLIC_KEYS": published["public"]}
+    assert device(tandem_device, "pull", "--out", str(tmp_path / "env"), env=env).returncode == 0
+    above = device(tandem_device, "pull", "--out", str(tmp_path / "env3"), env={**env, "TANDEM_MIN_RELEASE_VERSION": "3"},
+                   check=False)
+    assert above.returncode != 0 and "below the minimum version 3" in above.stderr and not (tmp_path / "env3").exists()
 
 
 def _flipped(published, tmp_path, relative: str) -> LocalStore:

@@ -126,6 +126,8 @@ def create_backup(personal, *, base, base_version: str, pseudonym: str, sample_c
     if isinstance(counter, bool) or not isinstance(counter, int) or counter < 0:
         raise BackupError("the backup counter must be a non-negative integer")
     body = personal.to_bytes() if isinstance(personal, DeviceModel) else bytes(personal)
+    if not isinstance(personal, DeviceModel):
+        _load_model(body, "the personal model to back up")
     meta = BackupMetadata(
         base_version=str(base_version), base_sha256=_sha(base), pseudonym=pseudonym,
         sample_count=int(sample_count),
@@ -178,11 +180,14 @@ def open_backup(blob: bytes, *, key: bytes, key_id: str | None = None, min_count
     if meta.counter < min_counter:
         raise RolledBackBackup(f"backup counter {meta.counter} is older than {min_counter}, the newest this device "
                                "has written or restored: refusing to roll the personal model back")
+    return Restored(_load_model(body, "backup payload"), meta)
+
+
+def _load_model(body: bytes, what: str) -> DeviceModel:
     try:
-        model = DeviceModel.load(body)
+        return DeviceModel.load(body)
     except (ModelError, DecodeError, ValueError) as exc:
-        raise MalformedBackup(f"backup payload is not a Core ML model ({type(exc).__name__})") from None
-    return Restored(model, meta)
+        raise MalformedBackup(f"{what} is not a Core ML model ({type(exc).__name__})") from None
 
 
 def restore_backup(blob: bytes, *, key: bytes, installed_base, key_id: str | None = None,

@@ -157,6 +157,8 @@ def test_payload_that_is_not_a_core_ml_model_is_a_backup_error(setup):
     for body in (b"\xff\xff\xff garbage", b"\x08\x04"):  # undecodable; decodable but no model type
         with pytest.raises(MalformedBackup, match="not a Core ML model"):
             restore_backup(_sealed(_plain(_meta(base, body), body)), key=KEY, installed_base=base)
+        with pytest.raises(MalformedBackup, match="not a Core ML model"):  # and none is ever written
+            create_backup(body, base=base, base_version="1", pseudonym=PSEUDONYM, sample_count=1, key=KEY, key_id="k")
 
 
 def test_unknown_metadata_fields_of_a_newer_app_are_ignored(setup):

@@ -4,26 +4,42 @@ import FoundationNetworking
 #endif
 import TandemKit
 
-/// `tandem-device pull (--store DIR | --gateway URL) [--channel NAME | --version N] [--model NAME]
+/// `tandem-device pull [--store DIR | --gateway URL] [--channel NAME | --version N] [--model NAME]
 ///  --public-key KEY... [--min-version N] --out DIR`: what an app does with an over-the-air base model.
 /// From a local store folder laid out like the bucket (`channels/<model>/<channel>.json`,
-/// `releases/<model>/<version>/`), or from the gateway's `GET /v1/releases/<channel>`. Verifies the
+/// `releases/<model>/<version>/`; the default: TANDEM_STORE or $TANDEM_HOME/store, as `tandem pull`),
+/// or from the gateway's `GET /v1/releases/<channel>`. Keys and the minimum may also come from
+/// TANDEM_RELEASE_PUBLIC_KEYS (comma-separated) and TANDEM_MIN_RELEASE_VERSION, as for `tandem pull`. Verifies the
 /// manifest's signature against the pinned key(s), the manifest against the channel's checksum, every
 /// file's size and sha256, and the minimum version; writes the files only when all of it holds.
 func pullCommand(_ args: [String]) throws -> Int32 {
     let o = try SecurityArguments(args, valued: ["--store", "--gateway", "--channel", "--version", "--model", "--public-key",
                                                  "--min-version", "--out"])
     let out = try o.required("--out", "DIR")
-    let keys = ReleaseKeys(try o.all("--public-key").map(readPublicKey))
+    let env = ProcessInfo.processInfo.environment
+    let pinned = o.all("--public-key") + (env["TANDEM_RELEASE_PUBLIC_KEYS"] ?? "").split(separator: ",").map(String.init)
+        .filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+    let keys = ReleaseKeys(try pinned.map(readPublicKey))
     guard !keys.keys.isEmpty else {
-        throw SecurityCommandError("no public key pinned: pass --public-key (the release public key); unsigned releases are never pulled")
+        throw SecurityCommandError("no public key pinned: pass --public-key (the release public key) or set "
+                                   + "TANDEM_RELEASE_PUBLIC_KEYS; unsigned releases are never pulled")
     }
-    let minimum = try o.int("--min-version")
+    var minimum = try o.int("--min-version")
+    if minimum == nil, let text = env["TANDEM_MIN_RELEASE_VERSION"], !text.isEmpty {
+        guard let n = Int(text), n >= 1 else { throw SecurityCommandError("TANDEM_MIN_RELEASE_VERSION must be a positive integer") }
+        minimum = n
+    }
     let source: ReleaseSource
     switch (o.optional("--store"), o.optional("--gateway")) {
-    case (let dir?, nil): source = try StoreFolder(root: URL(fileURLWithPath: dir), model: o.optional("--model"))
+    case (let dir?, nil): source = try StoreFolder(root: URL(fileURLWithPath: dir), model: o.optional("--model") ?? env["TANDEM_MODEL_NAME"])
     case (nil, let url?): source = try Gateway(base: url)
-    default: throw SecurityCommandError("give exactly one of --store DIR or --gateway URL")
+    case (nil, nil):
+        let store = env["TANDEM_STORE"] ?? ((env["TANDEM_HOME"] ?? ".tandem") + "/store")
+        guard !store.contains("://") else {
+            throw SecurityCommandError("TANDEM_STORE is not a local folder: pass --store DIR (a copy laid out like the bucket) or --gateway URL")
+        }
+        source = try StoreFolder(root: URL(fileURLWithPath: store), model: o.optional("--model") ?? env["TANDEM_MODEL_NAME"])
+    default: throw SecurityCommandError("give one of --store DIR or --gateway URL, not both")
     }
     let found: FoundRelease
     if let version = o.optional("--version") {
