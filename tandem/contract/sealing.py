@@ -6,7 +6,9 @@ associated data, so the header can be read before decrypting (to pick the key) b
     | nonce (12 bytes) | ciphertext + 16-byte tag
 
 The header names the key (``key_id``) and the algorithm, never the key. cryptography only, so the
-device runtime can use it."""
+device runtime can use it. TandemKit's twin (``swift/Sources/TandemSecurity/SealedContainer.swift``)
+writes the same bytes (the header JSON exactly as ``json.dumps(..., sort_keys=True)``) and both sides
+are tested against each other (``tests/test_swift_security.py``)."""
 
 from __future__ import annotations
 
