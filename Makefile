@@ -49,9 +49,11 @@ swift-test:
 	  echo "no Swift toolchain on PATH: install Swift 6.x (swift.org; CI has it at /opt/swift/usr/bin) or set TANDEM_SKIP_SWIFT=1" >&2; exit 1; \
 	else cd swift && swift build --scratch-path .build && swift test --scratch-path .build; fi
 
-# Ingest at fleet scale, local store and moto S3 (minutes): writes bench/results.json, prints the table.
+# Ingest at fleet scale, local store and moto S3 (minutes), then featurization windows/s in Swift (release
+# build) against numpy (after ingest: bench_ingest rewrites results.json whole): bench/results.json.
 bench: install
 	nice $(PY) bench/bench_ingest.py
+	nice $(PY) bench/bench_swift_featurize.py
 
 clean-demo:
 	rm -rf $(TANDEM_HOME)
