@@ -4,6 +4,7 @@ built-in task and every `tandem init` template, within 1e-9; what it refuses, in
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,3 +79,15 @@ def test_bad_windows_are_refused_not_coerced(records, tandem_device, tmp_path):
     sensor = records["har"]
     short = [sensor["windows"][0][:-1]]
     assert "got 127 samples" in _refusal(tandem_device, tmp_path, sensor["spec"], short)
+
+
+def test_real_hapt_windows_match_the_golden_features(tandem_device, tmp_path):
+    """tests/fixtures: real HAPT windows and the features the device golden path computed (kept current
+    by test_feature_ops)."""
+    fixtures = Path(__file__).parent / "fixtures"
+    spec = json.loads((fixtures / "feature_spec.json").read_text())
+    golden = json.loads((fixtures / "feature_golden.json").read_text())["windows"]
+    swift = np.array(json.loads(featurize(tandem_device, tmp_path, spec, [w["raw"] for w in golden]).stdout))
+    diff = np.abs(swift - np.array([w["features"] for w in golden])).max()
+    print(f"HAPT golden windows: {len(golden)} windows, max |swift - python| = {diff:.3g}")
+    assert diff <= TOLERANCE

@@ -84,3 +84,25 @@ final class FeaturizerParityTests: XCTestCase {
         XCTAssertEqual(values.map(\.bitPattern), expected.map(\.bitPattern))
     }
 }
+
+/// Real recordings: HAPT user 01's first windows of each activity and the features the server's golden
+/// path computed (copies of tests/fixtures/feature_spec.json and feature_golden.json).
+final class HAPTGoldenTests: XCTestCase {
+    func testRealHAPTWindowsMatchTheGoldenFeatures() throws {
+        let folder = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil)).appendingPathComponent("hapt")
+        let featurizer = try Featurizer(specURL: folder.appendingPathComponent("feature_spec.json"))
+        let golden = try XCTUnwrap(AnyJSON.parse(Data(contentsOf: folder.appendingPathComponent("feature_golden.json"))) as? [String: Any])
+        let windows = try XCTUnwrap(golden["windows"] as? [[String: Any]])
+        XCTAssertGreaterThanOrEqual(windows.count, 6)
+        var worst = 0.0
+        for window in windows {
+            let raw = try XCTUnwrap(window["raw"] as? [Any]).map { try XCTUnwrap($0 as? [Any]).map { try XCTUnwrap(jsonDouble($0)) } }
+            let expected = try XCTUnwrap(window["features"] as? [Any]).map { try XCTUnwrap(jsonDouble($0)) }
+            let got = try featurizer.features(window: raw)
+            XCTAssertEqual(got.count, expected.count)
+            worst = max(worst, zip(got, expected).map { abs($0 - $1) }.max() ?? .infinity)
+        }
+        print("featurizer parity HAPT golden windows: \(windows.count) windows, max |swift - python| \(worst)")
+        XCTAssertLessThanOrEqual(worst, FeaturizerParityTests.tolerance)
+    }
+}
