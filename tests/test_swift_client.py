@@ -306,3 +306,17 @@ def test_dp_ledger_refuses_past_the_budget_in_pythons_format(tandem_device, gate
     again = json.loads(_share(tandem_device, gw.url, spec, windows, policy_file, "--devices-dir", str(devices)).stdout)
     assert [b["status"] for b in again["batches"]] == ["already landed"]
     assert len(PrivacyLedger.load(devices, USER).charges) == 5
+
+
+def test_the_xctests_fixtures_are_what_python_computes_today():
+    """TandemClientTests compare against Fixtures/policy_fixtures.json: it must still be what the Python
+    side computes (generalization, noise scales, clipping, identities, request signing)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "swift/Tests/TandemClientTests/Fixtures/make_fixtures.py"
+    spec = importlib.util.spec_from_file_location("tandem_client_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = json.loads(module.OUT.read_text())
+    assert committed == json.loads(json.dumps(module.build())), \
+        "swift/Tests/TandemClientTests/Fixtures/policy_fixtures.json is stale: rerun make_fixtures.py"

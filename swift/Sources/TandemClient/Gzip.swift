@@ -13,7 +13,7 @@ public enum Gzip {
         return try zlibRun(data, compressing: true)
         #elseif canImport(Compression)
         var out = Data([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])  // magic, deflate, no flags, no mtime, unknown OS
-        out.append(try appleRaw(data, operation: COMPRESSION_STREAM_ENCODE))
+        out.append(try appleRaw(data, compress: true))
         withUnsafeBytes(of: crc32(data).littleEndian) { out.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt32(truncatingIfNeeded: data.count).littleEndian) { out.append(contentsOf: $0) }
         return out
@@ -28,7 +28,7 @@ public enum Gzip {
         guard bytes.count >= 18, bytes[0] == 0x1f, bytes[1] == 0x8b, bytes[2] == 8, bytes[3] == 0 else {
             throw ClientError.wire("not a gzip stream (or one with optional header fields)")
         }
-        let plain = try appleRaw(Data(bytes[10..<(bytes.count - 8)]), operation: COMPRESSION_STREAM_DECODE)
+        let plain = try appleRaw(Data(bytes[10..<(bytes.count - 8)]), compress: false)
         let crc = bytes[(bytes.count - 8)...].prefix(4).enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
         guard crc == crc32(plain) else { throw ClientError.wire("gzip checksum mismatch") }
         return plain
@@ -66,9 +66,10 @@ public enum Gzip {
         return output
     }
     #elseif canImport(Compression)
-    static func appleRaw(_ input: Data, operation: compression_stream_operation) throws -> Data {
+    /// Raw deflate (RFC 1951: Compression's `.zlib`), the body of a gzip member.
+    static func appleRaw(_ input: Data, compress: Bool) throws -> Data {
         var output = Data()
-        let filter = try OutputFilter(operation == COMPRESSION_STREAM_ENCODE ? .compress : .decompress, using: .zlib) { output.append($0 ?? Data()) }
+        let filter = try OutputFilter(compress ? .compress : .decompress, using: .zlib) { output.append($0 ?? Data()) }
         try filter.write(input)
         try filter.finalize()
         return output

@@ -19,6 +19,13 @@ struct PolicyFixtures: Decodable {
     let policies: [Policy]
     let clip: Clip
     let gzip_hex: String
+    let identity: Identity
+    let pseudonymized_public: JSONValue
+
+    struct Identity: Decodable {
+        let key, user, pseudonym, batch_id, x963_hex, install_id, message: String
+        let window_keys, window_ids: [String]
+    }
 
     static let shared: PolicyFixtures = {
         let url = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("policy_fixtures.json")

@@ -51,6 +51,30 @@ def build() -> dict:
         "feature_names": list(FEATURE_NAMES), "classes": list(CLASSES), "generalization": generalization, "policies": policies,
         "clip": {"input": raw.tolist(), "expected": clip_features(raw).tolist()},
         "gzip_hex": gzip.compress(b"tandem wire batch \x00\x01\xff" * 50, mtime=0).hex(),
+        "identity": identity(),
+        "pseudonymized_public": SharingPolicy().public_dict(),
+    }
+
+
+def identity() -> dict:
+    """Pseudonym, window ids and batch id of one user (the simulator's functions), and the request
+    signing message and install id (the gateway's), for fixed inputs."""
+    import hashlib
+
+    from tandem.contract import request_signing
+    from tandem.privacy.pseudonyms import pseudonymize
+
+    key = b"fixture-pseudonym-key"
+    pseudonym = pseudonymize("user-\u00e9-1", key)
+    window_ids = [hashlib.sha256(f"{pseudonym}|{k}".encode()).hexdigest()[:32] for k in ("0:0", "0:64", "3:1024")]
+    x963 = bytes.fromhex("04" + "11" * 32 + "22" * 32)
+    return {
+        "key": key.decode(), "user": "user-\u00e9-1", "pseudonym": pseudonym, "window_keys": ["0:0", "0:64", "3:1024"],
+        "window_ids": window_ids,
+        "batch_id": hashlib.sha256(f"{pseudonym}|{'|'.join(window_ids)}".encode()).hexdigest()[:24],
+        "x963_hex": x963.hex(), "install_id": request_signing.install_id(x963),
+        "message": request_signing.message("post", "/v1/batches", "ab" * 32, "1764766800", "n" * 16,
+                                           request_signing.install_id(x963)).decode(),
     }
 
 
