@@ -54,6 +54,7 @@ swift-test:
 bench: install
 	nice $(PY) bench/bench_ingest.py
 	nice $(PY) bench/bench_swift_featurize.py
+	nice $(PY) bench/bench_gateway.py
 
 clean-demo:
 	rm -rf $(TANDEM_HOME)

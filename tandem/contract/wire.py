@@ -12,6 +12,7 @@ import gzip
 import json
 import re
 import zlib
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ HEX64, HEX32 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{32}")
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _FEATURES = frozenset(FEATURE_NAMES)
+TASK_TAG = TASK.tag  # computed once: the tag digests the whole task definition
 
 
 class WireError(ValueError):
@@ -62,15 +64,20 @@ def encode(table: pa.Table, client_batch_id: str, created_at: str, policy: dict)
     columns = {}
     for name in COLUMNS:
         col = table.column(name)
-        columns[name] = col.cast(pa.int64()).to_pylist() if name == "captured_at" else col.to_pylist()
-    header = {"task": TASK.tag, "policy": policy, **first, "client_batch_id": client_batch_id,
+        if name == "captured_at":
+            columns[name] = col.cast(pa.int64()).to_numpy().tolist()
+        elif pa.types.is_floating(col.type):
+            columns[name] = col.to_numpy().tolist()  # Python floats: json writes their shortest round-trip form
+        else:
+            columns[name] = col.to_pylist()
+    header = {"task": TASK_TAG, "policy": policy, **first, "client_batch_id": client_batch_id,
               "created_at": created_at, "row_count": n}
     return json.dumps({"format": FORMAT, "header": header, "columns": columns}, allow_nan=False,
                       separators=(",", ":")).encode()
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=6, mtime=0)
+    return gzip.compress(data, compresslevel=1, mtime=0)  # level 1: 4x faster than 6, the body only 1.2x larger (floats)
 
 
 # --- decode (the gateway's side) --------------------------------------------------------------------
@@ -117,8 +124,8 @@ def check_header(doc: dict, max_rows: int) -> dict:
                if k not in header]
     if missing:
         raise WireError(f"header lacks {', '.join(missing)}")
-    if header["task"] != TASK.tag:
-        raise WireError(f"batch made under task {str(header['task'])[:80]!r}, this gateway serves {TASK.tag!r}")
+    if header["task"] != TASK_TAG:
+        raise WireError(f"batch made under task {str(header['task'])[:80]!r}, this gateway serves {TASK_TAG!r}")
     if not isinstance(header["policy"], dict) or not isinstance(header["policy"].get("name"), str):
         raise WireError("header.policy must be the policy's public JSON object (with its name)")
     if not isinstance(header["pseudonym"], str) or not HEX64.fullmatch(header["pseudonym"]):
@@ -138,7 +145,7 @@ def check_header(doc: dict, max_rows: int) -> dict:
 
 
 def _numbers(name: str, values: list, n: int) -> np.ndarray:
-    if not all(type(v) in (float, int) for v in values):
+    if not set(map(type, values)) <= {float, int}:  # bool is not int here: true/false are refused
         if any(isinstance(v, str) and v in NON_FINITE for v in values):
             raise WireError(f"column {name} holds NaN or infinity, which task {TASK.name} forbids")
         raise WireError(f"column {name} must hold only numbers")
@@ -148,8 +155,21 @@ def _numbers(name: str, values: list, n: int) -> np.ndarray:
     return arr
 
 
+def _feature_matrix(columns: dict) -> np.ndarray:
+    """All features as one (features, rows) float64 array: one type check and one conversion for the
+    whole batch; only a bad batch pays for finding the column to name."""
+    feats = [columns[name] for name in FEATURE_NAMES]
+    if set(map(type, chain.from_iterable(feats))) <= {float, int}:
+        matrix = np.array(feats, dtype=np.float64)
+        if np.isfinite(matrix).all():
+            return matrix
+    for name in FEATURE_NAMES:
+        _numbers(name, columns[name], len(columns[name]))
+    raise WireError("features hold a value that is not a finite number")  # not reached: _numbers names it
+
+
 def _strings(name: str, values: list, pattern: re.Pattern | None = None) -> list:
-    if not all(type(v) is str and len(v) <= 256 for v in values):
+    if not set(map(type, values)) <= {str} or max(map(len, values), default=0) > 256:
         raise WireError(f"column {name} must hold only strings (at most 256 characters)")
     if pattern is not None and not all(pattern.fullmatch(v) for v in values):
         raise WireError(f"column {name} must hold {pattern.pattern} strings")
@@ -187,8 +207,9 @@ def from_document(doc: dict, max_rows: int) -> WireBatch:
     if not all(type(v) is int and 0 <= v < 2**53 for v in stamps):
         raise WireError("column captured_at must hold integer milliseconds since the Unix epoch")
     data["captured_at"] = pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
-    for name in FEATURE_NAMES:
-        data[name] = _numbers(name, columns[name], n)
+    matrix = _feature_matrix(columns)
+    for j, name in enumerate(FEATURE_NAMES):
+        data[name] = matrix[j]
     label = columns[LABEL_COLUMN]
     data[LABEL_COLUMN] = _strings(LABEL_COLUMN, label) if CLASSIFICATION else _numbers(LABEL_COLUMN, label, n)
     for name in DEVICE_COLUMNS:
