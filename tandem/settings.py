@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = Field(None, description="Ed25519 private key (64 hex or PEM) that signs release manifests")
     signing_key_block: str | None = Field(None, description="name of a Prefect Secret block holding the signing key (when TANDEM_SIGNING_KEY is unset)")
     release_public_keys: str | None = Field(None, description="comma-separated pinned public keys (hex, PEM file paths) pull verifies with")
+    min_release_version: int | None = Field(None, ge=1, description="the lowest release version `tandem pull` accepts "
+                                            "(what an app build pins against rollbacks; --min-version)")
     holdout_share: float = Field(0.2, ge=0, lt=1, description="share of pseudonyms never trained on: the production flow "
                                  "scores candidates and runs the update gate on them (chosen by a keyed hash)")
     publish_lease_seconds: int = Field(120, ge=10, description="the publish lock expires this long after its last renewal")
@@ -120,11 +122,24 @@ class Settings(BaseSettings):
         return self.pseudonym_key.get_secret_value().encode()
 
 
+# The first start in a fresh PREFECT_HOME runs migrations; on a busy 2-core machine that can pass
+# Prefect's 20 s default. Prefect reads it when it is imported: set before any Prefect import.
+EPHEMERAL_STARTUP_TIMEOUT_SECONDS = "120"
+
+
+def prefect_environment(debug: bool = False) -> None:
+    """Prefect's settings the CLI relies on, in the environment before Prefect is imported (a value
+    the user exported wins). Without --debug the temporary server logs only what is critical: its
+    tracebacks (a full disk, a locked database) would bury the one line that says what to do."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_SECONDS)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not debug:
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+
+
 def prepare_prefect_home(settings: Settings) -> None:
     """Ephemeral Prefect keeps its database under TANDEM_HOME unless told otherwise."""
     os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes one level only
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The first start in a fresh PREFECT_HOME runs migrations; on a busy 2-core machine that can pass
-    # Prefect's 20 s default.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_SECONDS)

@@ -60,7 +60,7 @@ def judge(store, key, **kwargs) -> dict:
 
 def _publish(store, version=1, signer=SIGNER):
     write_release(store, "m", version, FILES, {}, signer=signer)
-    set_channel(store, "m", "staging", version)
+    set_channel(store, "m", "staging", version, signer=signer)
 
 
 def test_a_tampered_model_with_recomputed_manifest_and_channel_is_refused(store, tmp_path):

@@ -62,7 +62,7 @@ def test_channel_moves_and_remembers_history(store):
 
 def test_pull_verifies_and_writes_all_files(store, tmp_path):
     write_release(store, "m", 1, FILES, {}, signer=SIGNER)
-    set_channel(store, "m", "staging", 1)
+    set_channel(store, "m", "staging", 1, signer=SIGNER)
     out = tmp_path / "app" / "model"
     manifest = pull(store, "m", out, TRUST, channel="staging")
     assert (out / "model.mlmodel").read_bytes() == FILES["model.mlmodel"]
@@ -72,7 +72,7 @@ def test_pull_verifies_and_writes_all_files(store, tmp_path):
 
 def test_pull_refuses_a_tampered_file_and_writes_nothing(store, tmp_path):
     write_release(store, "m", 1, FILES, {}, signer=SIGNER)
-    set_channel(store, "m", "staging", 1)
+    set_channel(store, "m", "staging", 1, signer=SIGNER)
     store.put(release_prefix("m", 1) + "model.mlmodel", b"tampered!")  # an attacker or a bad copy
     out = tmp_path / "out"
     with pytest.raises(IntegrityError, match="model.mlmodel"):

@@ -1,29 +1,36 @@
 """One clear line for every mistake: what is wrong and what to do, a non-zero exit, and a traceback
-only with ``--debug``. The `tandem` console script enters here."""
+only with ``--debug``. The `tandem` console script enters here.
+
+Kept light on purpose: `tandem --help` must not load torch, Prefect, MLflow or GX, so this module
+imports only what every command needs and recognizes heavy libraries' errors by class name."""
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 
 import click
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, PartialCredentialsError
-from google.protobuf.message import DecodeError
-from pydantic import ValidationError
+import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tandem.task import TaskError
+from tandem.settings import prefect_environment
 
 # Tandem's own errors whose message is the one line (matched by name: their modules derive from the
 # active task, and this module must import before a bad TANDEM_TASK is reported)
 OWN_ERRORS = {"ReleaseError", "SigningKeyError", "RevocationError", "ReferenceError", "LeaseTimeout",
-              "StoreTaskError", "TaskError"}
+              "StoreTaskError", "TaskError", "ParamsError", "PointerError"}
 
 console = Console(stderr=True)
 
+# Exit codes a CI script can rely on: 0 done, 1 an error, 3 a candidate the gates blocked (nothing
+# published), 130 interrupted.
+EXIT_ERROR, EXIT_BLOCKED = 1, 3
 
-def _validation(e: ValidationError) -> str:
+
+def _validation(e) -> str:
     first = e.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or e.title
     if e.title == "Settings":
@@ -35,7 +42,7 @@ def _validation(e: ValidationError) -> str:
     return f"{e.title} {where}: {msg}{more}"
 
 
-def _client_error(e: ClientError) -> str:
+def _client_error(e) -> str:
     code = e.response.get("Error", {}).get("Code", "")
     bucket = e.response.get("Error", {}).get("BucketName", "")
     if code == "NoSuchBucket":
@@ -45,20 +52,66 @@ def _client_error(e: ClientError) -> str:
     return f"S3 error {code}: {e.response.get('Error', {}).get('Message', '')}".strip()
 
 
-def explain(e: BaseException) -> str | None:
-    """The one line for a known mistake, or None (an unexpected error)."""
-    if isinstance(e, ValidationError):
+def _names(e: BaseException) -> set[str]:
+    return {c.__name__ for c in type(e).__mro__}
+
+
+def _where() -> str:
+    home = os.environ.get("TANDEM_HOME", ".tandem")
+    return f"TANDEM_HOME ({home})" + (f" or TANDEM_STORE ({os.environ['TANDEM_STORE']})" if os.environ.get("TANDEM_STORE") else "")
+
+
+def _os_error(e: OSError) -> str | None:
+    what = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full{what}: free space under {_where()}, or point them at a larger disk, and rerun"
+    if e.errno == errno.EROFS or (e.errno in (errno.EACCES, errno.EPERM) and e.filename):
+        return (f"cannot write{what or ' the store'}: the file system is read-only or not writable by this user; "
+                f"make {_where()} writable, or point them at a writable folder, and rerun")
+    return None
+
+
+def _sqlite(e: BaseException) -> str | None:
+    text = str(e).lower()
+    if "database or disk is full" in text or "no space left" in text:
+        return f"the disk is full (a local database could not grow): free space under {_where()} and rerun"
+    if "readonly database" in text or "read-only file system" in text:
+        return f"a local database is read-only: make {_where()} writable and rerun"
+    return None
+
+
+def _prefect_start(e: BaseException) -> str | None:
+    if "ephemeral Prefect API server" in str(e) or "ephemeral server" in str(e).lower():
+        return ("the temporary Prefect server did not start in time (a busy machine or a first run's migrations): "
+                "rerun, raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start one with `tandem stack up` "
+                "(or set PREFECT_API_URL to a running server)")
+    return None
+
+
+def explain_one(e: BaseException) -> str | None:
+    """The one line for one known exception, or None."""
+    names = _names(e)
+    if "ValidationError" in names and hasattr(e, "errors") and hasattr(e, "title"):
         return _validation(e)
-    if isinstance(e, (NoCredentialsError, PartialCredentialsError)):
+    if names & {"NoCredentialsError", "PartialCredentialsError"}:
         return "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for the S3 store"
-    if isinstance(e, EndpointConnectionError):
+    if names & {"ReadTimeoutError", "ConnectTimeoutError"}:
+        return (f"S3 at {getattr(e, 'kwargs', {}).get('endpoint_url', '?')} did not answer in time: is the endpoint "
+                "healthy? (TANDEM_S3_ENDPOINT_URL; the wait is bounded by TANDEM_S3_TIMEOUT_SECONDS); rerun when it is")
+    if "EndpointConnectionError" in names:
         return f"cannot reach S3 at {e.kwargs.get('endpoint_url', '?')}: is the endpoint up? (TANDEM_S3_ENDPOINT_URL)"
-    if isinstance(e, ClientError):
+    if "ClientError" in names and hasattr(e, "response"):
         return _client_error(e)
-    if isinstance(e, DecodeError):
+    if "DecodeError" in names and type(e).__module__.startswith("google.protobuf"):
         return "the file is not a Core ML model (.mlmodel protobuf): pass the model.mlmodel of a release"
     if any(c.__name__ in OWN_ERRORS and c.__module__.startswith("tandem.") for c in type(e).__mro__):
         return str(e)
+    if isinstance(e, OSError) and (line := _os_error(e)):
+        return line
+    if names & {"OperationalError", "MlflowException", "DatabaseError"} and (line := _sqlite(e)):
+        return line
+    if (line := _prefect_start(e)) and isinstance(e, (RuntimeError, TimeoutError)):
+        return line
     if isinstance(e, RuntimeError) and str(e).startswith(("TANDEM_", "no evaluation users")):
         return str(e)
     if isinstance(e, FileNotFoundError) and "tandem share" in str(e):
@@ -68,30 +121,56 @@ def explain(e: BaseException) -> str | None:
     return None
 
 
+def _chain(e: BaseException):
+    """The exception and what it was raised from or during (MLflow and Prefect wrap the cause)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def explain(e: BaseException) -> str | None:
+    """The one line for a known mistake (the first known one along the chain of causes), or None."""
+    for link in _chain(e):
+        line = explain_one(link)
+        if line is not None:
+            return line
+    return None
+
+
 def _app(argv: list[str]):
     """The full CLI, which derives its schema from TANDEM_TASK; if that names no task, `init` and
     `tasks` still run (they make and list tasks) and anything else ends in the task's one line."""
     try:
         return importlib.import_module("tandem.cli.main").app
-    except TaskError:
-        if argv[:1] in (["init"], ["tasks"]):
+    except Exception as e:
+        if type(e).__name__ == "TaskError" and argv[:1] in (["init"], ["tasks"]):
             return importlib.import_module("tandem.cli.tasks").bootstrap
         raise
+
+
+def _exit_code(rv) -> int:
+    """What the command returned: typer (0.29) returns a `typer.Exit`'s code instead of raising it."""
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    if debug:
+        os.environ["TANDEM_DEBUG"] = "1"  # the flows' engine logs reach the terminal only then
+    prefect_environment(debug)  # before anything imports Prefect, which reads its settings on import
     try:
         app = _app(argv)
-        app(args=argv, prog_name="tandem", standalone_mode=False)
-    except click.exceptions.Exit as e:
+        return _exit_code(app(args=argv, prog_name="tandem", standalone_mode=False))
+    except (click.exceptions.Exit, typer.Exit) as e:
         return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort, KeyboardInterrupt):
         console.print("aborted")
         return 130
     except Exception as e:
@@ -99,13 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()  # typer's own (vendored) click usage errors: their message is the one line
-            return e.exit_code
+            return e.exit_code or EXIT_ERROR
         line = explain(e)
         if line is None:
             line = f"unexpected {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''} (rerun with --debug for the traceback)"
         console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
-        return 1
-    return 0
+        return EXIT_ERROR
 
 
 def entry() -> None:

@@ -56,7 +56,11 @@ def evaluate_command(
     if not simulation:
         return _protocol(settings, folds, seeds, no_flow, no_mlflow, no_audit)
     if params_file:
-        params = EvaluationParams.model_validate(json.loads(params_file.read_text()))
+        try:
+            given = json.loads(params_file.read_text())
+        except ValueError as e:
+            raise typer.BadParameter(f"{params_file} is not JSON ({e})", param_hint="--params-file")
+        params = EvaluationParams.model_validate(given)
     else:
         params = EvaluationParams.quick() if quick else EvaluationParams()
     if rounds is not None:
@@ -71,7 +75,7 @@ def evaluate_command(
                "claims": result["claims"], "methods": {n: m["mean"] for n, m in result["methods"].items()}}
     else:
         evaluate = launch.flow("flows.evaluate:evaluate", settings)
-        out = evaluate(params, track=not no_mlflow, audit=not no_audit)
+        out = launch.run_flow(evaluate, params, track=not no_mlflow, audit=not no_audit)
     table = Table(title="evaluation users (never share)")
     table.add_column("method")
     table.add_column("accuracy %", justify="right")
@@ -99,7 +103,7 @@ def _regression(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool
         out = {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "claims": result["claims"],
                "mlflow_run_id": None if no_mlflow else regression_eval.log_to_mlflow(settings, result, files)}
     else:
-        out = launch.flow("flows.evaluate:evaluate_regression", settings)(folds, seeds, track=not no_mlflow)
+        out = launch.run_flow(launch.flow("flows.evaluate:evaluate_regression", settings), folds, seeds, track=not no_mlflow)
     c = out["claims"]
     table = Table(title=f"never-sharing users' later rows: {c['target']} ({c['folds']} folds x {c['seeds']} seeds, {c['users']} users)")
     for column in ("method", "MAE", "RMSE"):
@@ -124,7 +128,7 @@ def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, 
                "seconds": result["seconds_total"]}
     else:
         evaluate_protocol = launch.flow("flows.evaluate:evaluate_protocol", settings)
-        out = evaluate_protocol(folds, seeds, track=not no_mlflow, audit=not no_audit)
+        out = launch.run_flow(evaluate_protocol, folds, seeds, track=not no_mlflow, audit=not no_audit)
     c = out["claims"]
     console.print(f"generic {100 * c['generic_mean']:.1f} % ± {100 * c['generic_sd_over_seeds']:.2f} over seeds "
                   f"({c['folds']} folds x {c['seeds']} seeds, {c['users']} users)")

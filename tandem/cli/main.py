@@ -1,4 +1,9 @@
-"""The `tandem` command."""
+"""The `tandem` command.
+
+It starts fast (issue 17): only typer, rich and the settings load here. Each command imports the
+library it needs when it runs, and the heavy sub-commands (evaluate, audit, device, stack, reference,
+expectations) are loaded only when named (`tandem.cli.lazy`), so `tandem --help`, `tandem tasks`,
+`tandem keys` and `tandem releases` never load torch, Prefect, MLflow or GX."""
 
 from __future__ import annotations
 
@@ -9,33 +14,16 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from tandem import pipeline
-from tandem.cli import device as device_cli
-from tandem.cli import expectations as expectations_cli
 from tandem.cli import launch
-from tandem.cli import reference as reference_cli
-from tandem.cli import stack as stack_cli
-from tandem.cli.audit import audit_command
-from tandem.cli.evaluate import evaluate_command
-from tandem.cli.gateway import gateway_command
+from tandem.cli.errors import EXIT_BLOCKED
+from tandem.cli.lazy import LazyGroup
 from tandem.cli.tasks import init_command, tasks_command
-from tandem.data import revocations
-from tandem.data.ingest import accepted_entries, batch_ref
-from tandem.data.store import store_from_settings
-from tandem.fleet import devices, users
-from tandem.privacy.ledger import LedgerError
-from tandem.privacy.policy import load_policy
-from tandem.release import channels, signing
-from tandem.release.layout import ReleaseError, list_channels, list_releases
-from tandem.release.layout import pull as pull_release
-from tandem.release.params import RunParams
-from tandem.release.tracker import Tracker
 from tandem.settings import Settings
 
-app = typer.Typer(help="Tandem: server/device training for iOS apps.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Tandem: server/device training for iOS apps.", no_args_is_help=True, add_completion=False,
+                  cls=LazyGroup)
 console = Console()
 
 
@@ -55,12 +43,20 @@ def share(
     """The devices' upload: share a fraction of each sharing user's windows as batches in the landing
     zone (incoming/), in the modified form the sharing policy declares. Keys: TANDEM_PSEUDONYM_KEY (and
     TANDEM_PSEUDONYM_KEY_ID); for encrypted, TANDEM_ENCRYPTION_KEY (hex, 32 bytes) and TANDEM_ENCRYPTION_KEY_ID."""
+    from rich.progress import Progress
+
+    from tandem.data.store import store_from_settings
+    from tandem.fleet import devices, users
+    from tandem.privacy.ledger import LedgerError
+    from tandem.privacy.policy import load_policy
+
     settings = Settings()
     try:
         sharing_policy = load_policy(policy)
     except (ValueError, OSError) as e:
         raise typer.BadParameter(str(e).splitlines()[0], param_hint="--policy")
-    kwargs = {"n_users": users_, "seed": seed} if source == "synthetic" else {}
+    dropped = users.Dropped()  # what the task's table left out, said below (never a silent loss)
+    kwargs = {"n_users": users_, "seed": seed} if source == "synthetic" else {"dropped": dropped}
     everyone = users.load_fleet(source, **kwargs)
     store = store_from_settings(settings)
     try:
@@ -85,6 +81,8 @@ def share(
             raise
         raise typer.Exit(1)
     report = shared.report
+    for line in dropped.lines():
+        console.print(f"[yellow]{line}[/]")
     for line in report.refusals:
         console.print(f"[yellow]{line}[/]")
     console.print(f"{report.users} users shared {report.windows} windows in {len(report.written) + len(report.already_there)} "
@@ -99,11 +97,13 @@ def ingest(direct: bool = typer.Option(False, help="run in this process without 
     """Ingest the new batches, without training: validate them in chunks (Great Expectations), append the
     good rows to the table of accepted rows (one commit per chunk), quarantine the bad ones with a
     reason, ledger every batch once. Runs the `ingest` flow (Prefect ephemeral unless PREFECT_API_URL)."""
+    from tandem import pipeline
+
     settings = Settings()
     if direct:
         summary = pipeline.ingest_new(pipeline.Context(settings))
     else:
-        summary = launch.flow("flows.ingest:ingest", settings)()
+        summary = launch.run_flow(launch.flow("flows.ingest:ingest", settings))
     console.print(f"batches: {summary['new_batches']} new, {summary['accepted']} accepted, {summary['quarantined']} quarantined")
     for batch, reason in summary.get("quarantine_reasons", {}).items():
         console.print(f"  [yellow]quarantined[/] {batch}: {reason}")
@@ -112,24 +112,30 @@ def ingest(direct: bool = typer.Option(False, help="run in this process without 
 
 @app.command()
 def run(
-    params_file: Optional[Path] = typer.Option(None, exists=True, help="JSON with the run parameters (RunParams)"),
-    epochs: Optional[int] = typer.Option(None, help="override the pretraining epochs"),
+    params_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                               help="JSON with the run parameters (RunParams); unknown names are refused"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="override the pretraining epochs"),
     force: bool = typer.Option(False, help="train and release even with no new batches"),
 ):
     """Run the train-and-release flow locally (Prefect in ephemeral mode unless PREFECT_API_URL is set):
-    ingest first, then train on the table's latest version."""
+    ingest first, then train on the table's latest version. Exit 3 when the gates block the candidate."""
+    from tandem import pipeline
+    from tandem.release.params import RunParams, load_run_params
+
     settings = Settings()
-    params = RunParams.model_validate(json.loads(params_file.read_text())) if params_file else RunParams()
+    params = load_run_params(params_file.read_text(), f"--params-file {params_file}") if params_file else RunParams()
+    overrides = {"train": {"epochs": epochs}} if epochs is not None else {}
+    # validated again with the overrides: --epochs goes through the same checks as the file
+    params = RunParams.model_validate({**params.model_dump(), **overrides,
+                                       "train": {**params.train.model_dump(), **overrides.get("train", {})},
+                                       "force": force or params.force})
     ctx = pipeline.Context(settings)
     pipeline.preflight(ctx)  # a missing key or an unreachable store: one line now, not a traceback later
     train_and_release = launch.flow("flows.train_release:train_and_release", settings)
-    if epochs is not None:
-        params.train.epochs = epochs
-    params.force = force or params.force
-    result = train_and_release(params)
+    result = launch.run_flow(train_and_release, params)
     _print_outcome(result)
     if result.get("status") == "blocked":
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_BLOCKED)  # nothing published: a CI script must not carry on as if it had
 
 
 def _headline(metrics: dict) -> str:
@@ -159,6 +165,9 @@ def _print_outcome(result: dict) -> None:
 @app.command()
 def releases():
     """List published versions and where each channel points."""
+    from tandem.data.store import store_from_settings
+    from tandem.release.layout import list_channels, list_releases
+
     settings = Settings()
     store = store_from_settings(settings)
     channels = list_channels(store, settings.model_name)
@@ -187,15 +196,27 @@ def pull(
     public_key: Optional[list[str]] = typer.Option(None, "--public-key", help="the release public key the app pins "
                                                    "(hex, PEM or a file); repeat during a key rotation. Also "
                                                    "TANDEM_RELEASE_PUBLIC_KEYS"),
+    min_version: Optional[int] = typer.Option(None, min=1, help="refuse any release below this version (what the app "
+                                              "build pins against rollbacks). Also TANDEM_MIN_RELEASE_VERSION"),
 ):
-    """What an app build runs: download a release, verify the manifest's signature against the pinned
-    public key and every file's sha256 against the manifest. On any mismatch it fails and writes nothing."""
+    """What an app build runs: download a release, verify the channel pointer's and the manifest's
+    signatures against the pinned public key, the version against the pinned minimum and every
+    file's sha256 against the manifest. On any mismatch it fails and writes nothing."""
+    from tandem.data.store import store_from_settings
+    from tandem.release import signing
+    from tandem.release.layout import ReleaseError
+    from tandem.release.layout import pull as pull_release
+
     settings = Settings()
     trust = signing.trusted_from(settings, public_key)
     if not trust.keys:
         raise ReleaseError("no public key pinned: pass --public-key (the release public key) or set "
                            "TANDEM_RELEASE_PUBLIC_KEYS; unsigned releases are never pulled")
-    manifest = pull_release(store_from_settings(settings), settings.model_name, out, trust, channel=channel, version=version)
+    if out.exists() and not out.is_dir():
+        raise ReleaseError(f"--out {out} is a file, not a folder: name a folder for the release files")
+    floor = min_version if min_version is not None else settings.min_release_version
+    manifest = pull_release(store_from_settings(settings), settings.model_name, out, trust, channel=channel,
+                            version=version, min_version=floor)
     console.print(f"{settings.model_name} version {manifest['version']}: signature by {manifest.get('signed_by')} and "
                   f"{len(manifest['files'])} files verified into {out}")
     for name, meta in manifest["files"].items():
@@ -215,13 +236,16 @@ def rollback():
 
 
 def _move(action: str, version: str | None = None) -> None:
+    from tandem.data.store import store_from_settings
+    from tandem.release import channels, signing
+    from tandem.release.tracker import Tracker
+
     settings = Settings()
+    signer = signing.require_signer(settings)  # the moved pointer is signed: app builds refuse unsigned ones
     store, tracker = store_from_settings(settings), Tracker(settings)
-    try:
-        pointer = channels.promote(tracker, store, version) if action == "promote" else channels.rollback(tracker, store)
-    except ReleaseError as e:
-        console.print(f"[red]error:[/] {e}")
-        raise typer.Exit(1)
+    # a ReleaseError (nothing to promote or roll back to) is the one error line and a non-zero exit
+    pointer = (channels.promote(tracker, store, version, signer) if action == "promote"
+               else channels.rollback(tracker, store, signer))
     console.print(f"production -> {settings.model_name} version {pointer['version']} ({pointer['reason']})")
 
 
@@ -232,6 +256,10 @@ def revoke(
     reason: str = typer.Option(..., help="why, e.g. 'erasure request' or 'poisoned batch'"),
 ):
     """Withdraw accepted data from every future snapshot; the next release's manifest says what was withdrawn."""
+    from tandem.data import revocations
+    from tandem.data.ingest import accepted_entries, batch_ref
+    from tandem.data.store import store_from_settings
+
     if (batch is None) == (pseudonym is None):
         raise typer.BadParameter("give exactly one of --batch or --pseudonym")
     settings = Settings()
@@ -254,6 +282,9 @@ def keys_create(out_dir: Path = typer.Option(..., help="folder for release-signi
                                              "release-public-key.txt (what app builds pin)")):
     """A new Ed25519 key pair. Export TANDEM_SIGNING_KEY from the env file on the server only; never
     put it in the store, git or CI logs."""
+    from tandem.release import signing
+    from tandem.release.layout import ReleaseError
+
     private, public = signing.generate()
     out_dir.mkdir(parents=True, exist_ok=True)
     secret = out_dir / "release-signing.env"
@@ -268,15 +299,9 @@ def keys_create(out_dir: Path = typer.Option(..., help="folder for release-signi
 
 
 app.add_typer(keys_app, name="keys")
-app.add_typer(reference_cli.app, name="reference")
-app.add_typer(device_cli.app, name="device")
-app.add_typer(stack_cli.app, name="stack")
-app.command("evaluate")(evaluate_command)
-app.command("gateway")(gateway_command)
-app.command("expectations")(expectations_cli.expectations_command)
-app.command("audit")(audit_command)
 app.command("tasks")(tasks_command)
 app.command("init")(init_command)
+# reference, device, stack, evaluate, expectations, audit: registered lazily (tandem.cli.lazy.LAZY)
 
 if __name__ == "__main__":
     app()

@@ -17,9 +17,16 @@ console = Console()
 
 
 def _describe(manifest: dict) -> str:
-    labels = ", ".join(f"{k} {v}" for k, v in manifest["label_counts"].items())
+    """One line: a classifier's windows per label, or a regressor's target range."""
+    if "label_counts" in manifest:
+        targets = ", ".join(f"{k} {v}" for k, v in manifest["label_counts"].items())
+    elif "target_range" in manifest:
+        low, high = manifest["target_range"]
+        targets = f"targets {low:g} to {high:g}"
+    else:
+        targets = "no target summary"
     return (f"reference set v{manifest['version']} of {manifest['model']}: {manifest['rows']} windows from "
-            f"{manifest['devices']} test devices ({labels}); sha256 {manifest['sha256'][:12]}…, added {manifest['added_at']}")
+            f"{manifest['devices']} test devices ({targets}); sha256 {manifest['sha256'][:12]}…, added {manifest['added_at']}")
 
 
 @app.command()

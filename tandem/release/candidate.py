@@ -63,6 +63,7 @@ def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) 
     run_id = tracker.start_run(
         run_name=f"train-{snapshot.snapshot_id}",
         params={"train": params.train.model_dump(), "device": params.device.model_dump(),
+                "gates": params.gates.model_dump(),  # the thresholds a candidate was judged by
                 "dp_sgd": params.dp_sgd.model_dump(), "channel": params.channel,
                 "data_window_days": params.data_window_days, "snapshot_id": snapshot.snapshot_id,
                 "dataset_rows": snapshot.manifest["rows"], "dataset_users": snapshot.manifest["users"]},

@@ -118,27 +118,36 @@ def scores(device: DeviceModel, users: list[EvalUser]) -> dict:
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
 
 
+def _moved_by(setting: str) -> str:
+    """Where the threshold lives, so a blocked team knows what to change (and that it is a choice)."""
+    return f" (the run parameter gates.{setting}: set it in --params-file, e.g. {{\"gates\": {{\"{setting}\": ...}}}})"
+
+
 def comparison_gate(candidate: dict, production: dict | None, version: str | None, t: GateThresholds) -> dict:
     """Candidate against the absolute floor and against production on the same users (a regressor:
-    its MAE and RMSE may exceed production's by at most `max_error_increase`, in target units)."""
+    its MAE and RMSE may exceed production's by at most `max_error_increase`, in target units). Each
+    failure names the run parameter that moves its threshold."""
     failures = []
     if features.CLASSIFICATION and candidate["accuracy"] < t.min_accuracy:
-        failures.append(f"accuracy {candidate['accuracy']:.3f} is below the floor {t.min_accuracy:.3f}")
+        failures.append(f"accuracy {candidate['accuracy']:.3f} is below the floor {t.min_accuracy:.3f}"
+                        + _moved_by("min_accuracy"))
     if not features.CLASSIFICATION and t.max_mae is not None and candidate["mae"] > t.max_mae:
-        failures.append(f"MAE {candidate['mae']:.3f} is above the ceiling {t.max_mae:.3f}")
+        failures.append(f"MAE {candidate['mae']:.3f} is above the ceiling {t.max_mae:.3f}" + _moved_by("max_mae"))
     if production is not None:
-        higher_better = ((("accuracy", t.max_accuracy_drop), ("macro_f1", t.max_macro_f1_drop))
-                         if features.CLASSIFICATION else ())
-        for key, allowed in (*higher_better, ("gain", t.max_personalization_gain_drop)):
+        higher_better = ((("accuracy", t.max_accuracy_drop, "max_accuracy_drop"),
+                          ("macro_f1", t.max_macro_f1_drop, "max_macro_f1_drop")) if features.CLASSIFICATION else ())
+        for key, allowed, setting in (*higher_better, ("gain", t.max_personalization_gain_drop,
+                                                       "max_personalization_gain_drop")):
             if candidate[key] < production[key] - allowed:
                 failures.append(f"{key} {candidate[key]:.3f} is more than {allowed:.3f} below production "
-                                f"v{version}'s {production[key]:.3f}")
+                                f"v{version}'s {production[key]:.3f}" + _moved_by(setting))
         lower_better = () if features.CLASSIFICATION else ("mae", "rmse")
         for key in lower_better:
             if candidate[key] > production[key] + t.max_error_increase:
                 failures.append(f"{key} {candidate[key]:.3f} is more than {t.max_error_increase:.3f} above production "
-                                f"v{version}'s {production[key]:.3f}")
+                                f"v{version}'s {production[key]:.3f}" + _moved_by("max_error_increase"))
     return {"passed": not failures, "failures": failures, "production_version": version,
+            "thresholds": t.model_dump(),
             **{f"candidate_{k}": v for k, v in candidate.items()},
             **{f"production_{k}": v for k, v in (production or {}).items()}}
 

@@ -9,10 +9,10 @@ import os
 import re
 import shutil
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
+from tandem.release import pointers
 from tandem.release.signing import SIGNATURE, SignatureError, Signer, TrustedKeys
 
 RELEASES = "releases/"
@@ -103,19 +103,30 @@ def list_releases(store: Store, model: str | None = None) -> list[dict]:
 
 
 def read_channel(store: Store, model: str, channel: str) -> dict | None:
+    """The channel's pointer, or None; a pointer that is not a JSON object is an IntegrityError."""
     try:
-        return get_json(store, channel_key(model, channel))
+        pointer = get_json(store, channel_key(model, channel))
     except NotFound:
         return None
+    except ValueError:
+        pointer = None
+    if not isinstance(pointer, dict):
+        raise IntegrityError(f"the pointer of channel {channel!r} of {model} ({channel_key(model, channel)}) is not a JSON "
+                             "object: the store's copy is damaged; re-point the channel (`tandem promote --version N` "
+                             "for production, the next run for staging)")
+    return pointer
 
 
 def list_channels(store: Store, model: str) -> dict[str, dict]:
-    return {Path(k).stem: get_json(store, k) for k in store.list(f"{CHANNELS}{model}/") if k.endswith(".json")}
+    found = {Path(k).stem: read_channel(store, model, Path(k).stem) for k in store.list(f"{CHANNELS}{model}/")
+             if k.endswith(".json")}
+    return {name: pointer for name, pointer in found.items() if pointer is not None}
 
 
 def set_channel(store: Store, model: str, channel: str, version: str | int, reason: str = "",
-                history: list[str] | None = None) -> dict:
-    """Point a channel at a complete release, in one atomic write. `history` (newest first) defaults
+                history: list[str] | None = None, signer: Signer | None = None) -> dict:
+    """Point a channel at a complete release, in one atomic write, signed by `signer`
+    (`tandem.release.pointers`: `pull` refuses an unsigned pointer). `history` (newest first) defaults
     to the versions it pointed to before; a rollback passes it shortened instead."""
     check_channel(channel)
     check_version(version)
@@ -124,32 +135,47 @@ def set_channel(store: Store, model: str, channel: str, version: str | int, reas
         manifest_bytes = store.get(manifest_key)
     except NotFound:
         raise ReleaseError(f"no complete release {model}/{version} to point {channel!r} at") from None
-    previous = read_channel(store, model, channel)
+    try:
+        previous = read_channel(store, model, channel)
+    except IntegrityError:  # a damaged pointer is replaced, its history lost
+        previous = None
     if history is None:
         history = ([previous["version"]] + previous.get("history", [])) if previous else []
+    issued_at = pointers.now()
     pointer = {
         "model": model,
         "channel": channel,
         "version": str(version),
         "manifest": manifest_key,
         "manifest_sha256": sha256_hex(manifest_bytes),
-        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "issued_at": issued_at,
+        "updated_at": issued_at,
         "reason": reason,
         "history": history[:20],
     }
+    if signer is not None:
+        pointer = pointers.sign(pointer, signer)
     put_json(store, channel_key(model, channel), pointer)
     return pointer
 
 
 def fetch_release(store: Store, model: str, channel: str | None = "staging", version: str | int | None = None,
-                  names: list[str] | None = None, trust: TrustedKeys | None = None) -> tuple[dict, bytes, dict[str, bytes]]:
+                  names: list[str] | None = None, trust: TrustedKeys | None = None,
+                  min_version: int | None = None) -> tuple[dict, bytes, dict[str, bytes]]:
     """(manifest, manifest bytes, {file: bytes}) of a release, by channel or version, every file
-    verified against the manifest and, with `trust`, the manifest's signature against the pinned keys;
-    on any mismatch raise IntegrityError. `names` limits which files are read (default: all)."""
+    verified against the manifest and, with `trust`, the channel pointer's and the manifest's
+    signatures against the pinned keys; a version below `min_version` is refused (a rollback the
+    app build did not ask for). On any mismatch raise IntegrityError. `names` limits which files are
+    read (default: all)."""
     if version is None:
         pointer = read_channel(store, model, check_channel(channel))
         if pointer is None:
             raise ReleaseError(f"channel {channel!r} of {model} points to no release yet")
+        if trust is not None:
+            try:
+                pointers.verify(pointer, trust, model, channel)
+            except pointers.PointerError as e:
+                raise IntegrityError(str(e)) from None
         version = check_version(pointer.get("version"))
         manifest_bytes = _get(store, release_prefix(model, version) + MANIFEST, model, version)
         if sha256_hex(manifest_bytes) != pointer.get("manifest_sha256"):
@@ -157,6 +183,10 @@ def fetch_release(store: Store, model: str, channel: str | None = "staging", ver
     else:
         version = check_version(version)
         manifest_bytes = _get(store, release_prefix(model, version) + MANIFEST, model, version)
+    try:
+        pointers.check_minimum(version, min_version, f"{model}/{version}")
+    except pointers.PointerError as e:
+        raise IntegrityError(str(e)) from None
     if trust is not None:
         try:
             signature = store.get(release_prefix(model, version) + SIGNATURE)
@@ -197,13 +227,15 @@ def _get(store: Store, key: str, model: str, version: str) -> bytes:
 
 
 def pull(store: Store, model: str, out: str | os.PathLike, trust: TrustedKeys, channel: str | None = "staging",
-         version: str | int | None = None) -> dict:
-    """Download a release into `out`, verifying the manifest's signature against the pinned keys and
-    every file against the manifest first. On any mismatch raise IntegrityError and write nothing."""
+         version: str | int | None = None, min_version: int | None = None) -> dict:
+    """Download a release into `out`, verifying the channel pointer's and the manifest's signatures
+    against the pinned keys, the version against `min_version` and every file against the manifest
+    first. On any mismatch raise IntegrityError and write nothing."""
     if not isinstance(trust, TrustedKeys) or not trust.keys:
         raise IntegrityError("no public key pinned: pass --public-key or set TANDEM_RELEASE_PUBLIC_KEYS; nothing was written")
     try:
-        manifest, manifest_bytes, files = fetch_release(store, model, channel, version, trust=trust)
+        manifest, manifest_bytes, files = fetch_release(store, model, channel, version, trust=trust,
+                                                        min_version=min_version)
     except IntegrityError as e:
         raise IntegrityError(f"{e}; nothing was written") from None
     out = Path(out)

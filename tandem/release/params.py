@@ -3,6 +3,7 @@ renders a form for them and a bad value fails before any work starts."""
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -12,7 +13,11 @@ from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.dp_sgd_params import DpSgdConfig
 from tandem.training.model import TrainConfig
 
-__all__ = ["DeviceUpdateConfig", "GateThresholds", "RunParams", "TrainConfig"]
+__all__ = ["DeviceUpdateConfig", "GateThresholds", "ParamsError", "RunParams", "TrainConfig", "load_run_params"]
+
+
+class ParamsError(ValueError):
+    """A params file that is not JSON, or names a parameter that does not exist."""
 
 
 class GateThresholds(BaseModel):
@@ -51,3 +56,33 @@ class RunParams(BaseModel):
     data_window_days: int | None = Field(
         None, ge=1, description="train only on batches captured in the last N days (None: all accepted batches)")
     force: bool = Field(False, description="train and release even when no new batch arrived since the last release")
+
+
+def unknown_keys(model: type[BaseModel], given: dict, where: str = "") -> list[str]:
+    """Dotted names in `given` that `model` has no field for (a guessed name would be silently ignored)."""
+    unknown = []
+    for key, value in given.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            unknown.append(where + str(key))
+            continue
+        inner = field.annotation
+        if isinstance(value, dict) and isinstance(inner, type) and issubclass(inner, BaseModel):
+            unknown += unknown_keys(inner, value, f"{where}{key}.")
+    return unknown
+
+
+def load_run_params(text: str, source: str = "the params file") -> RunParams:
+    """RunParams from a JSON text; not JSON, not an object, or an unknown key: one ParamsError line."""
+    try:
+        given = json.loads(text)
+    except ValueError as e:
+        raise ParamsError(f"{source} is not JSON ({e}): write an object like "
+                          '{"train": {"epochs": 30}, "gates": {"min_accuracy": 0.6}}') from None
+    if not isinstance(given, dict):
+        raise ParamsError(f"{source} holds a JSON {type(given).__name__}, not an object of run parameters")
+    unknown = unknown_keys(RunParams, given)
+    if unknown:
+        raise ParamsError(f"{source} names unknown parameters {', '.join(unknown)}: see RunParams "
+                          "(tandem/release/params.py) for the names")
+    return RunParams.model_validate(given)

@@ -47,7 +47,7 @@ def publish_release(tracker: Tracker, store: Store, run_id: str, files: dict[str
     tracker.tag_version(version, {"release": f"releases/{model}/{version}/"})
     tracker.log_dict(run_id, manifest, "release/manifest.json")
     if channel:
-        move_channel(tracker, store, channel, version, reason=f"run {run_id}")
+        move_channel(tracker, store, channel, version, reason=f"run {run_id}", signer=signer)
     return manifest
 
 
