@@ -26,16 +26,6 @@ func backupCommand(_ args: [String]) throws -> Int32 {
 
 /// The newest backup counter this device has written or restored (on a phone: a keychain item).
 enum BackupState {
-    static func read(_ path: String) throws -> Int {
-        guard let data = FileManager.default.contents(atPath: path) else { return 0 }
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-              let n = (object["backup_counter"] as? NSNumber)?.intValue, n >= 0 else {
-            throw SecurityCommandError("backup state \(path) is malformed (expected {\"backup_counter\": N})")
-        }
-        return n
-    }
-
-    static func write(_ counter: Int, to path: String) throws {
-        try writeAtomically(Data("{\"backup_counter\": \(counter)}\n".utf8), to: path)
-    }
+    static func read(_ path: String) throws -> Int { try FileBackupCounter(url: URL(fileURLWithPath: path)).load() }
+    static func write(_ counter: Int, to path: String) throws { try FileBackupCounter(url: URL(fileURLWithPath: path)).save(counter) }
 }

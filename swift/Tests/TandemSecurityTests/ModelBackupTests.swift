@@ -96,3 +96,28 @@ final class ModelBackupTests: XCTestCase {
         XCTAssertFalse(CoreMLPayload.isModel(personal.dropLast()))  // a length runs past the end
     }
 }
+
+final class BackupCounterTests: XCTestCase {
+    func testCounterGrowsWithBackupsAndRefusesOlderRestores() throws {
+        let key = SecurityFixtures.key, base = SecurityFixtures.hex("backups", "base"), personal = SecurityFixtures.hex("backups", "personal")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tandem-counter-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let counters = FileBackupCounter(url: folder.appendingPathComponent("counter.json"))
+        XCTAssertEqual(try counters.load(), 0)
+        let first = try ModelBackup.createNext(personal: personal, base: base, baseVersion: "1", pseudonym: "p", sampleCount: 1,
+                                               key: key, keyID: "k", counters: counters)
+        let second = try ModelBackup.createNext(personal: personal, base: base, baseVersion: "1", pseudonym: "p", sampleCount: 1,
+                                                key: key, keyID: "k", counters: counters)
+        XCTAssertEqual(try counters.load(), 2)
+        XCTAssertEqual(try ModelBackup.restoreAdvancing(second, key: key, installedBase: base, counters: counters).metadata.counter, 2)
+        XCTAssertThrowsError(try ModelBackup.restoreAdvancing(first, key: key, installedBase: base, counters: counters)) {
+            XCTAssertEqual($0 as? BackupError, .rolledBack(counter: 1, minimum: 2))
+        }
+        // a fresh install that only has its keychain counter restores the Python-made backup 6 and moves to 6
+        XCTAssertEqual(try ModelBackup.restoreAdvancing(SecurityFixtures.hex("backups", "counter_6"), key: key, installedBase: base,
+                                                        counters: counters).metadata.counter, 6)
+        XCTAssertEqual(try counters.load(), 6)
+        try Data("nope".utf8).write(to: counters.url)
+        XCTAssertThrowsError(try counters.load())
+    }
+}
