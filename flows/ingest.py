@@ -36,9 +36,11 @@ def ingest() -> dict:
         entries = ingest_on_dask.with_options(task_runner=batch_task_runner(ctx.settings))(ctx, chunks, run_id)
     else:
         entries = ingest_chunks(ctx, chunks, run_id)  # parallel processes on this machine
-    summary = {**pipeline.summarize(entries), **settle_landing(ctx)}
+    summary = {**pipeline.summarize(entries), **settle_landing(ctx), "reference_check": ctx.reference_windows.describe()}
     for batch_id, reason in summary["quarantine_reasons"].items():
         log.warning("quarantined batch %s: %s", batch_id, reason)
     log.info("%d accepted, %d quarantined; table version %s", summary["accepted"], summary["quarantined"],
              summary["table_version"])
+    log.info("reference check by %s (%s); false-match rate on accepted rows: %s", summary["reference_check"]["mode"],
+             summary["reference_check"]["why"], summary["reference_check"]["false_match_rate"])
     return summary

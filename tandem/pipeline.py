@@ -12,7 +12,8 @@ from functools import cached_property
 
 from tandem.data import bulk_ingest, ingest, reference, revocations, store_task, table
 from tandem.data.ingest import BatchRef
-from tandem.data.limits import Limits, feature_digests, features_frame
+from tandem.data.limits import Limits, ReferenceKeys
+from tandem.data.reference_keys import reference_keys
 from tandem.data.snapshot import Snapshot, table_snapshot
 from tandem.data.store import Store, store_from_settings
 from tandem.privacy import sealing
@@ -48,14 +49,19 @@ class Context:
         return sealing.keyring(self.settings)
 
     @cached_property
-    def reference_windows(self) -> frozenset[str]:
-        """Digests of the reference set's windows: a batch holding any is quarantined (it would
-        inflate what the candidates are scored on)."""
+    def reference_windows(self) -> ReferenceKeys:
+        """What marks the reference set's windows (`tandem.data.reference_keys`): a batch holding any is
+        quarantined (it would inflate what the candidates are scored on)."""
         try:
             users = reference.load(self.store, self.settings.model_name)
         except reference.ReferenceError:
-            return frozenset()
-        return frozenset(d for u in users for d in feature_digests(features_frame(u.features)))
+            return ReferenceKeys()
+        return reference_keys(self.store, users)
+
+    @cached_property
+    def revoked(self) -> frozenset[str]:
+        """sha256 of withdrawn batches: a later upload of the same bytes is quarantined."""
+        return revocations.load(self.store).digests
 
     @cached_property
     def signer(self) -> signing.Signer:
@@ -84,7 +90,7 @@ def judge_batch(ctx: Context, ref: BatchRef, run_id: str | None = None) -> dict:
     """Validate one batch on its own and record it in the ledger once (accepted, or quarantined with a
     reason); the chunks below do the same for many batches at once."""
     return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir,
-                                Limits.from_settings(ctx.settings), None, ctx.reference_windows)
+                                Limits.from_settings(ctx.settings), None, ctx.reference_windows, ctx.revoked)
 
 
 def plan_chunks(ctx: Context, refs: list[BatchRef]) -> list[list[BatchRef]]:
@@ -95,13 +101,13 @@ def ingest_chunk(ctx: Context, refs: list[BatchRef], run_id: str | None = None) 
     """Validate a chunk of batches in one pass, append the good rows to the table in one commit,
     quarantine the bad ones, ledger all of them once."""
     judges = bulk_ingest.Judges(ctx.keyring, ctx.settings.expectations_dir, Limits.from_settings(ctx.settings),
-                                reference_windows=ctx.reference_windows)
+                                reference_windows=ctx.reference_windows, revoked=ctx.revoked)
     return bulk_ingest.ingest_chunk(ctx.store, refs, judges, run_id)
 
 
 def ingest_chunks(ctx: Context, chunks: list[list[BatchRef]], run_id: str | None = None) -> list[dict]:
     """Every chunk, in parallel processes on this machine."""
-    return bulk_ingest.run_chunks(ctx.settings, chunks, run_id, reference_windows=ctx.reference_windows)
+    return bulk_ingest.run_chunks(ctx.settings, chunks, run_id, reference_windows=ctx.reference_windows, revoked=ctx.revoked)
 
 
 def settle_landing(ctx: Context) -> dict:
@@ -121,7 +127,7 @@ def ingest_new(ctx: Context, run_id: str | None = None) -> dict:
     """`tandem ingest` in-process: discover, validate, ledger and append the new batches."""
     refs = discover_batches(ctx)
     entries = ingest_chunks(ctx, plan_chunks(ctx, refs), run_id)
-    return {**summarize(entries), **settle_landing(ctx)}
+    return {**summarize(entries), **settle_landing(ctx), "reference_check": ctx.reference_windows.describe()}
 
 
 # train

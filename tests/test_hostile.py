@@ -150,8 +150,8 @@ def test_symlinks_and_fifos_are_refused_without_being_read(tmp_path, users, monk
     (incoming / "linked-dir").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     os.mkfifo(incoming / "pipe.parquet")
     refs = ingest.discover(store)
-    # the linked folder is never entered (its x.parquet is not a batch of ours)
-    assert {r.key.split("/")[-1] for r in refs} == {"environ.parquet", "outside.parquet", "pipe.parquet"}
+    # the linked folder is never entered (its x.parquet is not a batch of ours), but recorded and quarantined
+    assert {r.key.split("/")[-1] for r in refs} == {"environ.parquet", "outside.parquet", "pipe.parquet", "linked-dir"}
     for ref in refs:
         entry = ingest.process_batch(store, ref, {})
         assert entry["outcome"] == "quarantined" and entry["reason"].startswith("refused"), entry

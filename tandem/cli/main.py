@@ -252,10 +252,14 @@ def _move(action: str, version: str | None = None) -> None:
 @app.command()
 def revoke(
     batch: Optional[str] = typer.Option(None, help="a batch id (ledger/batches/<id>.json) or its incoming/ key"),
-    pseudonym: Optional[str] = typer.Option(None, help="a pseudonym: every row it shared (an erasure request)"),
+    pseudonym: Optional[str] = typer.Option(None, help="a pseudonym, or its first 16+ characters as in incoming/<day>/<prefix>/: "
+                                            "every row it shared"),
     reason: str = typer.Option(..., help="why, e.g. 'erasure request' or 'poisoned batch'"),
+    erase: bool = typer.Option(False, "--erase", help="also erase: rewrite the table without the rows, vacuum its old "
+                               "versions, delete the landing-zone objects (recorded in ledger/erasures/)"),
 ):
-    """Withdraw accepted data from every future snapshot; the next release's manifest says what was withdrawn."""
+    """Withdraw accepted data from every future snapshot (the rows stay in the table's versions and in
+    incoming/), or with --erase remove it from the store; the next release's manifest says what was withdrawn."""
     from tandem.data import revocations
     from tandem.data.ingest import accepted_entries, batch_ref
     from tandem.data.store import store_from_settings
@@ -264,14 +268,21 @@ def revoke(
         raise typer.BadParameter("give exactly one of --batch or --pseudonym")
     settings = Settings()
     store = store_from_settings(settings)
+    kind, value, known = "pseudonym", pseudonym, None
     if batch is not None:
-        batch_id = batch_ref(batch).batch_id if batch.startswith("incoming/") else batch
+        kind, value = "batch", batch_ref(batch).batch_id if batch.startswith("incoming/") else batch
         known = {e["batch_id"] for e in accepted_entries(store)}
-        record = revocations.revoke(store, "batch", batch_id, reason, known)
-    else:
-        record = revocations.revoke(store, "pseudonym", pseudonym, reason)
-    console.print(f"revoked {record['kind']} {record['value'][:24]} ({record['reason']}): left out of every snapshot "
-                  f"from the next run on (record {revocations.REVOCATIONS}{record['id']}.json)")
+    if erase:
+        done = revocations.erase(store, kind, value, reason, known)
+        console.print(f"erased {kind} ({done['reason']}): {done['rows_deleted']} rows rewritten out of the table "
+                      f"(now version {done['table_version']}), {done['table_files_vacuumed']} old table files vacuumed, "
+                      f"{done['landing_objects_deleted']} landing-zone objects deleted (record {revocations.ERASURES}{done['id']}-…)")
+        return
+    record = revocations.revoke(store, kind, value, reason, known)
+    copies = f" and {len(record['copies'])} byte-identical copies" if record.get("copies") else ""
+    console.print(f"withdrawn {record['kind']} {record['value'][:24]}{copies} ({record['reason']}): left out of every "
+                  f"snapshot from the next run on; not erased: its rows stay in the table's versions and in incoming/ "
+                  f"(erase with --erase) (record {revocations.REVOCATIONS}{record['id']}.json)")
 
 
 keys_app = typer.Typer(help="Release signing keys.", no_args_is_help=True)

@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tandem.data import ingest, landing
+from tandem.data import identity, ingest, landing, run_guard
 from tandem.data import table as accepted_table
 from tandem.data.ingest import BatchRef
 from tandem.data.limits import Limits, Usage, admission_columns, check_admission, check_file, pseudonym_days_of
-from tandem.data.store import Store, store_from_settings
+from tandem.data.store import Store, sha256_hex, store_from_settings
 from tandem.data.validation import BatchVerdict
 from tandem.data.validation.bulk import Candidate, structural, validate_many
 from tandem.privacy import sealing
@@ -65,7 +66,8 @@ class Judges:
     suites_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     usage: Usage = field(default_factory=Usage)
-    reference_windows: frozenset[str] = frozenset()
+    reference_windows: object = frozenset()  # a frozenset of digests, or `tandem.data.limits.ReferenceKeys`
+    revoked: frozenset[str] = frozenset()  # sha256 of withdrawn batches: their copies are quarantined
 
 
 def _bulk_material(data: bytes | None, batch_id: str, limits: Limits) -> Candidate | None:
@@ -88,13 +90,18 @@ def ingest_chunk(store: Store, refs: list[BatchRef], judges: Judges, run_id: str
     if judges.usage.store is None:
         judges.usage.store = store
     with ThreadPoolExecutor(min(IO_THREADS, len(refs))) as pool:  # GETs wait on the network, parquet decoding frees the GIL
-        datas = list(pool.map(lambda ref: ingest.fetch(store, ref), refs))
+        fetched = list(pool.map(lambda ref: ingest.fetch_with_meta(store, ref), refs))
+        datas = [data for data, _ in fetched]
+        metas = {ref.batch_id: meta for ref, (_, meta) in zip(refs, fetched)}
         found = list(pool.map(lambda rd: _bulk_material(rd[1], rd[0].batch_id, judges.limits), zip(refs, datas)))
         results: dict[str, tuple[dict, bool]] = {}
         for group in _passes(refs, found):
-            results.update(_judge_and_commit(store, pool, [(refs[i], datas[i], found[i]) for i in group], judges, run_id))
+            results.update(_judge_and_commit(store, pool, [(refs[i], datas[i], found[i]) for i in group], judges, run_id,
+                                             metas))
     by_partition: dict[str, list[str]] = {}
     for ref in refs:
+        if results[ref.batch_id][0].get("retry"):
+            continue  # maybe still being copied in: offered again, judged again once its bytes change
         by_partition.setdefault(landing.partition_of(ref.key), []).append(ref.batch_id)
     for partition, ids in by_partition.items():
         landing.write_cursor(store, partition, ids)
@@ -117,7 +124,8 @@ def _passes(refs: list[BatchRef], found: list[Candidate | None]) -> list[list[in
 
 def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
                       group: list[tuple[BatchRef, bytes | None, Candidate | None]], judges: Judges,
-                      run_id: str | None) -> dict:
+                      run_id: str | None, metas: dict[str, dict] | None = None) -> dict:
+    metas = metas or {}
     by_id = {ref.batch_id: (ref, data) for ref, data, _ in group}
     candidates = [c for _, _, c in group if c is not None]
     outcome = validate_many(candidates, judges.suites_dir)
@@ -127,15 +135,21 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
 
     results: dict[str, tuple[dict, bool]] = {}
     valid = list(good)
-    for batch_id, days in zip(valid, pseudonym_days_of([tables[b] for b in valid])):  # the limits across batches, in order
+    foreign = identity.foreign_window_ids(store, [tables[b] for b in valid])  # one lookup for the chunk
+    for i, (batch_id, days) in enumerate(zip(valid, pseudonym_days_of([tables[b] for b in valid]))):  # in order
         # the rows themselves only to compare with the reference set's windows, when there is one
         frame = tables[batch_id].select(admission_columns(judges.reference_windows)).to_pandas() if judges.reference_windows else None
-        breach = check_admission(days, frame, judges.usage, judges.limits, judges.reference_windows)
+        ref, data = by_id[batch_id]
+        breach = ((judges.revoked and identity.revoked_copy(sha256_hex(data), judges.revoked))
+                  or identity.pseudonyms_breach(days)
+                  or identity.skew_breach(identity.max_captured(tables[batch_id]), ingest.uploaded_at(metas.get(batch_id, {})),
+                                          judges.limits.max_clock_skew_seconds)
+                  or foreign[i]
+                  or check_admission(days, frame, judges.usage, judges.limits, judges.reference_windows))
         if breach:
             del good[batch_id]
-            ref, data = by_id[batch_id]
             results[batch_id] = ingest.record(store, ref, data, ingest.refused(breach, batch_id, tables[batch_id].num_rows),
-                                              PARQUET_TRANSPORT, run_id)
+                                              PARQUET_TRANSPORT, run_id, meta=metas.get(batch_id))
         else:
             judges.usage.add(days)
     for batch_id in alone:  # the per-batch judge, exactly as before, for its reason and GX result
@@ -144,33 +158,37 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
             verdict, transport = ingest.not_regular(ref)
         else:
             verdict, transport = ingest.judge(data, batch_id, judges.keyring, judges.suites_dir, judges.limits,
-                                              judges.usage, judges.reference_windows)
+                                              judges.usage, judges.reference_windows, store=store,
+                                              meta=metas.get(batch_id), revoked=judges.revoked)
         if verdict.ok:
             plain, _ = ingest.open_batch(data, judges.keyring)
             tables[batch_id] = pq.read_table(io.BytesIO(plain))
             good[batch_id] = (verdict.reason, transport)
         else:
-            results[batch_id] = ingest.record(store, ref, data or b"", verdict, transport, run_id)
+            results[batch_id] = ingest.record(store, ref, data or b"", verdict, transport, run_id, meta=metas.get(batch_id))
     if not good:
         return results
 
     ids = [ref.batch_id for ref, _, _ in group if ref.batch_id in good]
+    run_guard.require_run()  # a worker whose run was killed writes nothing more
     version = accepted_table.commit(store, {b: tables[b] for b in ids}, run_id)
 
     def ledger(batch_id: str) -> tuple[dict, bool]:  # only after the commit: see the module's docstring
         ref, data = by_id[batch_id]
         reason, transport = good[batch_id]
         verdict = BatchVerdict(True, reason, {}, tables[batch_id].num_rows)
-        return ingest.record(store, ref, data, verdict, transport, run_id, {**_facts(tables[batch_id]), "table_version": version})
+        return ingest.record(store, ref, data, verdict, transport, run_id, {**_facts(tables[batch_id]), "table_version": version},
+                             metas.get(batch_id))
 
     results.update(zip(ids, pool.map(ledger, ids)))
     return results
 
 
 def run_chunk(settings: Settings, refs: list[BatchRef], run_id: str | None = None,
-              reference_windows: frozenset[str] = frozenset()) -> list[dict]:
+              reference_windows=frozenset(), revoked: frozenset[str] = frozenset()) -> list[dict]:
     """One chunk in any process: the store, keys and limits are rebuilt from the settings there."""
-    judges = Judges(sealing.keyring(settings), settings.expectations_dir, Limits.from_settings(settings), reference_windows=reference_windows)
+    judges = Judges(sealing.keyring(settings), settings.expectations_dir, Limits.from_settings(settings),
+                    reference_windows=reference_windows, revoked=revoked)
     return ingest_chunk(store_from_settings(settings), refs, judges, run_id)
 
 
@@ -178,19 +196,60 @@ def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
+PRELOAD = ["tandem.data.run_guard", "tandem.data.bulk_ingest"]  # imported once by the forkserver
+
+
+def _context():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
 def run_chunks(settings: Settings, chunks: list[list[BatchRef]], run_id: str | None = None,
-               workers: int | None = None, reference_windows: frozenset[str] = frozenset()) -> list[dict]:
+               workers: int | None = None, reference_windows=frozenset(),
+               revoked: frozenset[str] = frozenset()) -> list[dict]:
     """Every chunk, in parallel processes (one chunk runs in this process). A forkserver starts the
     workers (once per process, with the heavy imports preloaded): a plain fork would copy locks held
-    by other threads (Prefect's) and delta-rs's async runtime, which refuses to run in a forked child."""
+    by other threads (Prefect's) and delta-rs's async runtime, which refuses to run in a forked child.
+    Workers die with the run (`tandem.data.run_guard`). A worker that dies (memory, a crash) breaks the
+    pool: the chunks it took down are judged again in halves in fresh processes, down to the one batch
+    that kills its process, which is quarantined; the others are ingested."""
     workers = min(workers or default_workers(), len(chunks))
     if workers <= 1:
-        return [e for chunk in chunks for e in run_chunk(settings, chunk, run_id, reference_windows)]
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tandem.data.bulk_ingest"])
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = [pool.submit(run_chunk, settings, chunk, run_id, reference_windows) for chunk in chunks]
-        return [e for f in futures for e in f.result()]
+        return [e for chunk in chunks for e in run_chunk(settings, chunk, run_id, reference_windows, revoked)]
+    entries: list[dict] = []
+    lost: list[list[BatchRef]] = []
+    with ProcessPoolExecutor(workers, mp_context=_context(), initializer=run_guard.guard, initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(run_chunk, settings, chunk, run_id, reference_windows, revoked) for chunk in chunks]
+        for chunk, future in zip(chunks, futures):
+            try:
+                entries += future.result()
+            except BrokenProcessPool:
+                lost.append(chunk)
+    for chunk in lost:
+        entries += _isolate(settings, chunk, run_id, reference_windows, revoked)
+    return entries
+
+
+def _isolate(settings: Settings, refs: list[BatchRef], run_id: str | None, reference_windows,
+             revoked: frozenset[str]) -> list[dict]:
+    """`refs` in one fresh process; when that dies too, each half alone, down to single batches."""
+    with ProcessPoolExecutor(1, mp_context=_context(), initializer=run_guard.guard, initargs=(os.getpid(),)) as pool:
+        try:
+            return pool.submit(run_chunk, settings, refs, run_id, reference_windows, revoked).result()
+        except BrokenProcessPool:
+            pass
+    if len(refs) > 1:
+        half = len(refs) // 2
+        return (_isolate(settings, refs[:half], run_id, reference_windows, revoked)
+                + _isolate(settings, refs[half:], run_id, reference_windows, revoked))
+    ref = refs[0]
+    reason = "killed its judge: the process judging this batch died (out of memory or a crash); quarantined alone"
+    verdict = BatchVerdict(False, reason, {"success": False, "error": "judge process died"}, 0)
+    store = store_from_settings(settings)
+    entry, new = ingest.record(store, ref, b"", verdict, {"stored_format": "none"}, run_id)
+    landing.write_cursor(store, landing.partition_of(ref.key), [ref.batch_id])
+    return [{**entry, "new": new}]
 
 
 def settle(store: Store) -> list[str]:

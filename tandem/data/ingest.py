@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import pyarrow.parquet as pq
 
-from tandem.data import landing, table
+from tandem.data import identity, landing, table
 from tandem.data import limits as batch_limits
 from tandem.data.limits import Limits, Usage
 from tandem.data.store import NotFound, NotRegular, Store, get_json, put_json, sha256_hex
@@ -93,20 +93,23 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+RETRY_REASONS = ("unreadable parquet",)  # maybe still being copied in: changed bytes under the key are judged again
+
+
 def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id: str | None = None,
                   suites_dir: Path | None = None, limits: Limits | None = None, usage: Usage | None = None,
-                  reference_windows: frozenset[str] = frozenset()) -> dict:
+                  reference_windows=frozenset(), revoked: frozenset[str] = frozenset()) -> dict:
     """Validate one batch and record its outcome once. Returns the ledger entry (the existing one
     when another run got there first). `keyring`: the keys sealed batches may be opened with;
     `limits`, `usage` (accepted so far; default: what the table holds) and `reference_windows` (digests
     of the reference set's windows): see `tandem.data.limits`. Whatever goes wrong with this one object quarantines it; it never stops
     the run."""
-    data = fetch(store, ref)
+    data, meta = fetch_with_meta(store, ref)
     if data is None:
         verdict, transport = not_regular(ref)
     else:
         verdict, transport = judge(data, ref.batch_id, keyring, suites_dir, limits or Limits(), usage or Usage(store),
-                                   reference_windows)
+                                   reference_windows, store=store, meta=meta, revoked=revoked)
     facts = None
     if verdict.ok:  # into the table first, then the ledger: the order the chunks keep (`bulk_ingest`)
         rows = pq.read_table(io.BytesIO(open_batch(data, keyring)[0]))
@@ -114,8 +117,9 @@ def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id
         facts = {"policy": sorted(verdict.frame["policy"].unique().tolist()),
                  "captured_from": captured.min().isoformat(), "captured_to": captured.max().isoformat(),
                  "table_version": table.commit(store, {ref.batch_id: rows}, run_id)}
-    entry = record(store, ref, data or b"", verdict, transport, run_id, facts)[0]
-    landing.write_cursor(store, landing.partition_of(ref.key), [ref.batch_id])
+    entry = record(store, ref, data or b"", verdict, transport, run_id, facts, meta)[0]
+    if not entry.get("retry"):
+        landing.write_cursor(store, landing.partition_of(ref.key), [ref.batch_id])
     return entry
 
 
@@ -129,13 +133,30 @@ def fetch(store: Store, ref: BatchRef) -> bytes | None:
         return None
 
 
+def fetch_with_meta(store: Store, ref: BatchRef) -> tuple[bytes | None, dict]:
+    """`fetch`, and what identifies this version of the object (size, modified, etag) when the store says."""
+    getter = getattr(store, "get_with_meta", None)
+    if getter is None:
+        return fetch(store, ref), {}
+    try:
+        return getter(ref.key)
+    except NotFound:
+        raise RuntimeError(f"batch {ref.batch_id} vanished from {ref.key}: the landing zone must not lose data") from None
+    except NotRegular:
+        return None, {}
+
+
+def uploaded_at(meta: dict) -> datetime | None:
+    return datetime.fromtimestamp(meta["modified"], timezone.utc) if meta.get("modified") else None
+
+
 def not_regular(ref: BatchRef) -> tuple[BatchVerdict, dict]:
     reason = f"refused: {ref.key} is not a regular file (a symlink or special file); it was not read"
     return BatchVerdict(False, reason, {"success": False, "error": "not a regular file"}, 0), {"stored_format": "none"}
 
 
 def record(store: Store, ref: BatchRef, data: bytes, verdict: BatchVerdict, transport: dict, run_id: str | None,
-           facts: dict | None = None) -> tuple[dict, bool]:
+           facts: dict | None = None, meta: dict | None = None) -> tuple[dict, bool]:
     """Write a judged batch's outcome once: quarantine a bad one, then its ledger entry (create-only).
     `facts`: what an accepted batch's entry adds (policy, captured_from/to, table_version). Returns
     (the ledger entry, whether this call wrote it; else another run's entry)."""
@@ -150,7 +171,10 @@ def record(store: Store, ref: BatchRef, data: bytes, verdict: BatchVerdict, tran
         "processed_at": _now(),
         "run_id": run_id,
         "stored_format": transport["stored_format"],
+        **({"object": meta} if meta else {}),
     }
+    if not verdict.ok and verdict.reason.startswith(RETRY_REASONS):
+        entry["retry"] = True  # not in the cursor: offered again, and judged again once its bytes change
     if verdict.ok:
         entry.update(facts or {})
     else:
@@ -163,7 +187,12 @@ def record(store: Store, ref: BatchRef, data: bytes, verdict: BatchVerdict, tran
         entry["quarantine"] = base
     if put_json(store, ledger_key(ref.batch_id), entry, if_absent=True):
         return entry, True
-    return get_json(store, ledger_key(ref.batch_id)), False
+    existing = get_json(store, ledger_key(ref.batch_id))
+    if existing.get("retry") and existing.get("sha256") != entry["sha256"]:
+        # the object was incomplete when judged (still being copied in) and has changed since: this verdict replaces it
+        put_json(store, ledger_key(ref.batch_id), {**entry, "rejudged": existing.get("processed_at")})
+        return entry, True
+    return existing, False
 
 
 def open_batch(data: bytes, keyring: dict[str, bytes]) -> tuple[bytes, dict]:
@@ -180,11 +209,13 @@ def refused(reason: str, batch_id: str, rows: int = 0) -> BatchVerdict:
 
 
 def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None, limits: Limits,
-          usage: Usage, reference_windows: frozenset[str]) -> tuple[BatchVerdict, dict]:
+          usage: Usage, reference_windows, store: Store | None = None, meta: dict | None = None,
+          revoked: frozenset[str] = frozenset()) -> tuple[BatchVerdict, dict]:
     """The per-batch judge: (verdict, transport facts). Any exception while judging quarantines this
-    batch with its type as the reason; it never stops the run."""
+    batch with its type as the reason; it never stops the run. `store`: to look up window-id owners;
+    `meta`: the object's upload time; `revoked`: sha256 of withdrawn batches."""
     try:
-        return _judge(data, batch_id, keyring, suites_dir, limits, usage, reference_windows)
+        return _judge(data, batch_id, keyring, suites_dir, limits, usage, reference_windows, store, meta or {}, revoked)
     except Exception as exc:  # a bug or a hostile file the judges did not foresee: this batch only
         sealed = sealing.is_sealed(data)  # a sealed batch's error text might quote its plaintext
         why = type(exc).__name__ + ("" if sealed or not str(exc) else f": {str(exc).splitlines()[0][:200]}")
@@ -194,8 +225,11 @@ def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pat
 
 
 def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None, limits: Limits,
-           usage: Usage, reference_windows: frozenset[str]) -> tuple[BatchVerdict, dict]:
+           usage: Usage, reference_windows, store: Store | None, meta: dict,
+           revoked: frozenset[str]) -> tuple[BatchVerdict, dict]:
     stored = sealing.STORED_FORMAT if sealing.is_sealed(data) else "parquet"
+    if revoked and identity.revoked_copy(sha256_hex(data), revoked):
+        return refused(identity.revoked_copy(sha256_hex(data), revoked), batch_id), {"stored_format": stored}
     if len(data) > limits.max_batch_bytes:  # before opening or parsing anything
         return refused(batch_limits.check_file(data, limits), batch_id), {"stored_format": stored}
     try:
@@ -211,7 +245,11 @@ def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pa
     verdict = validate_batch(plain, batch_id, transport=transport, suites_dir=suites_dir)
     if verdict.ok:
         days = batch_limits.pseudonym_days(verdict.frame)
-        breach = batch_limits.check_admission(days, verdict.frame, usage, limits, reference_windows)
+        rows = pq.read_table(io.BytesIO(plain), columns=["pseudonym", "window_id", "captured_at"])
+        breach = (identity.pseudonyms_breach(days)
+                  or identity.skew_breach(identity.max_captured(rows), uploaded_at(meta), limits.max_clock_skew_seconds)
+                  or (identity.foreign_window_ids(store, [rows])[0] if store is not None else None)
+                  or batch_limits.check_admission(days, verdict.frame, usage, limits, reference_windows))
         if breach:
             return refused(breach, batch_id, verdict.rows), transport
         usage.add(days)  # later batches of this run count it

@@ -78,6 +78,20 @@ def _is_batch(key: str) -> bool:
     return key.endswith(BATCH_SUFFIXES)
 
 
+def _irregular(store: Store, key: str) -> bool:
+    """A local landing zone's entry that is not a regular file (a symlink, a linked folder, a FIFO):
+    offered like a batch so that the ingest records and quarantines it instead of skipping it unseen.
+    S3 holds nothing but objects."""
+    if not isinstance(store, LocalStore):
+        return False
+    path = store.root / key
+    return path.is_symlink() or not path.is_file()
+
+
+def _offered(store: Store, key: str) -> bool:
+    return _is_batch(key) or _irregular(store, key)
+
+
 def _closed(store: Store) -> set[str]:
     _, files = children(store, CURSORS)
     return {f[: -len(".closed")] for f in files if f.endswith(".closed")}
@@ -115,14 +129,16 @@ def open_partitions(store: Store) -> list[str]:
     dirs, _ = children(store, INCOMING)
     closed = _closed(store)
     days = [d for d in dirs if DAY.match(d) and d not in closed]
-    return days + ([FLAT] if any(not DAY.match(d) for d in dirs) else [])
+    stray = any(_irregular(store, f"{INCOMING}{f}") for f in children(store, INCOMING)[1])
+    return days + ([FLAT] if stray or any(not DAY.match(d) for d in dirs) else [])
 
 
 def partition_keys(store: Store, partition: str) -> list[str]:
     if partition != FLAT:
-        return [k for k in store.list(f"{INCOMING}{partition}/") if _is_batch(k)]
-    dirs, _ = children(store, INCOMING)
-    return [k for d in dirs if not DAY.match(d) for k in store.list(f"{INCOMING}{d}/") if _is_batch(k)]
+        return [k for k in store.list(f"{INCOMING}{partition}/") if _offered(store, k)]
+    dirs, files = children(store, INCOMING)
+    stray = [f"{INCOMING}{f}" for f in files if _irregular(store, f"{INCOMING}{f}")]  # e.g. a linked device folder
+    return stray + [k for d in dirs if not DAY.match(d) for k in store.list(f"{INCOMING}{d}/") if _offered(store, k)]
 
 
 def new_keys(store: Store, batch_id_of) -> dict[str, list[str]]:

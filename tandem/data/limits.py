@@ -31,6 +31,8 @@ class Limits:
     max_batch_rows: int = 10_000
     max_pseudonym_rows_per_day: int = 5_000
     max_pseudonym_batches_per_day: int = 50
+    max_batch_decoded_bytes: int = 256 * 2**20
+    max_clock_skew_seconds: int = 600
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
@@ -99,7 +101,25 @@ def check_file(data: bytes, limits: Limits, parquet: pq.ParquetFile | None = Non
         return f"limit: {meta.num_row_groups} row groups is more than the {limits.max_row_groups} a batch may have"
     if meta.num_rows > limits.max_batch_rows:
         return f"limit: {meta.num_rows} rows is more than the {limits.max_batch_rows} a batch may have"
+    decoded = decoded_bytes(meta)
+    if decoded > limits.max_batch_decoded_bytes:
+        return (f"limit: would decode to about {decoded} bytes (parquet footer), more than the "
+                f"{limits.max_batch_decoded_bytes} a batch may (TANDEM_MAX_BATCH_DECODED_BYTES); it was not read")
     return None
+
+
+def decoded_bytes(meta: pq.FileMetaData) -> int:
+    """An upper bound of what reading the file costs in memory, from the footer alone: each column
+    chunk's uncompressed size, and for a dictionary-encoded chunk its values times its whole
+    uncompressed size (a tiny file can repeat one huge dictionary entry on every row)."""
+    total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            size = max(int(chunk.total_uncompressed_size), 0)
+            total += size * max(int(chunk.num_values), 1) if chunk.has_dictionary_page else size
+    return total
 
 
 def pseudonym_days(frame: pd.DataFrame) -> dict[str, int]:
@@ -132,13 +152,44 @@ def _utc_days(captured_at: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.strftime(pc.cast(captured_at, pa.date32()), format="%Y-%m-%d")
 
 
-def admission_columns(reference_windows: frozenset[str]) -> list[str]:
-    """The columns `check_admission` reads (the features only when there are reference windows to compare with)."""
-    return ["pseudonym", "captured_at", *(FEATURE_NAMES if reference_windows else ())]
+@dataclass(frozen=True)
+class ReferenceKeys:
+    """What marks a row as the reference set's (the team's test devices, never shared). ``values``
+    mode: quantized feature digests, where feature vectors are distinctive (`false_match_rate`: the
+    share of accepted rows that match, measured when the keys were made). ``identity`` mode, where
+    genuine rows repeat (a low-dimensional tabular task): only the test devices' pseudonyms and
+    window ids. Both modes check the identity keys when the reference set has them."""
+
+    digests: frozenset[str] = frozenset()
+    pseudonyms: frozenset[str] = frozenset()
+    window_ids: frozenset[str] = frozenset()
+    mode: str = "values"
+    false_match_rate: float | None = None
+    measured_rows: int = 0
+    why: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.pseudonyms or self.window_ids or (self.mode == "values" and self.digests))
+
+    def describe(self) -> dict:
+        return {"mode": self.mode, "false_match_rate": self.false_match_rate, "measured_on_rows": self.measured_rows,
+                "reference_rows": len(self.digests), "why": self.why}
+
+
+def _keys(reference) -> ReferenceKeys:
+    return reference if isinstance(reference, ReferenceKeys) else ReferenceKeys(digests=frozenset(reference or ()))
+
+
+def admission_columns(reference_windows) -> list[str]:
+    """The columns `check_admission` reads (the features only when reference windows are compared by value)."""
+    keys = _keys(reference_windows)
+    by_value = keys.mode == "values" and keys.digests
+    return ["pseudonym", "captured_at", *(["window_id"] if keys.pseudonyms or keys.window_ids else []),
+            *(FEATURE_NAMES if by_value else ())]
 
 
 def check_admission(days: dict[str, int], frame: pd.DataFrame | None, usage: Usage, limits: Limits,
-                    reference_windows: frozenset[str]) -> str | None:
+                    reference_windows) -> str | None:
     """Why a valid batch may still not enter (a per-pseudonym limit, the reference set's windows), or None.
     `days`: the batch's `pseudonym_days`; `frame`: its rows, needed only when there are reference windows."""
     return check_usage(days, usage, limits) or check_reference(frame, reference_windows)
@@ -158,11 +209,20 @@ def check_usage(days: dict[str, int], usage: Usage, limits: Limits) -> str | Non
     return None
 
 
+QUANTUM_DECIMALS = 6  # float noise below 1e-6 (a 1e-12 shift, a float32 round trip of small values) digests alike
+
+
+def quantized(frame: pd.DataFrame) -> np.ndarray:
+    """The features rounded to QUANTUM_DECIMALS (and -0.0 made 0.0): what content identity compares."""
+    return np.round(frame[list(FEATURE_NAMES)].to_numpy(np.float64), QUANTUM_DECIMALS) + 0.0
+
+
 def feature_digests(frame: pd.DataFrame, with_pseudonym: bool = False) -> pd.Series:
-    """A 64-bit digest per row of its feature values (and pseudonym), vectorized: the same window under
-    a fresh window id has the same digest."""
-    columns = (["pseudonym"] if with_pseudonym else []) + list(FEATURE_NAMES)
-    values = frame[columns].astype({c: np.float64 for c in FEATURE_NAMES})
+    """A 64-bit digest per row of its quantized feature values (and pseudonym), vectorized: the same
+    window under a fresh window id, or shifted by float noise, has the same digest."""
+    values = pd.DataFrame(quantized(frame), columns=list(FEATURE_NAMES), index=frame.index)
+    if with_pseudonym:
+        values.insert(0, "pseudonym", frame["pseudonym"].astype(str).to_numpy())
     return pd.util.hash_pandas_object(values, index=False).map("{:016x}".format)
 
 
@@ -170,20 +230,64 @@ def features_frame(values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(values, columns=list(FEATURE_NAMES))
 
 
-def check_reference(frame: pd.DataFrame, reference_windows: frozenset[str]) -> str | None:
+def check_reference(frame: pd.DataFrame | None, reference_windows) -> str | None:
     """Rows that are reference windows would inflate what candidates are scored on."""
-    if not reference_windows:
+    keys = _keys(reference_windows)
+    if not keys or frame is None:
         return None
-    hits = int(feature_digests(frame).isin(reference_windows).sum())
+    hit = np.zeros(len(frame), dtype=bool)
+    if keys.pseudonyms:
+        hit |= frame["pseudonym"].isin(keys.pseudonyms).to_numpy()
+    if keys.window_ids and "window_id" in frame:
+        hit |= frame["window_id"].isin(keys.window_ids).to_numpy()
+    if keys.mode == "values" and keys.digests:
+        hit |= feature_digests(frame).isin(keys.digests).to_numpy()
+    hits = int(hit.sum())
     if hits:
         return f"reference: {hits} of {len(frame)} rows are windows of the reference set (the team's test devices, never shared)"
     return None
 
 
-def dedup_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """A window shared twice counts once: by window id, and by content per pseudonym (the same rows
-    under fresh window ids)."""
+HEADROOM = 100  # distinctive: the feature columns' distinct values allow 100x more vectors than there are rows
+
+
+def distinctive(frame: pd.DataFrame) -> bool:
+    """Whether rows are told apart by their content: the product of each feature column's number of
+    distinct (quantized) values exceeds the rows HEADROOM times over. HAR's 157 continuous features
+    do by far; a low-dimensional tabular task (a day 0-9, a count) repeats genuinely, and content
+    identity would throw real rows away there. Extra rows only lower the product's share, so a replay
+    cannot make a distinctive task look repetitive without many times its rows."""
+    if frame.empty:
+        return True
+    frame = frame.sample(n=min(len(frame), 20_000), random_state=0)  # a sample judges it (1M rows x 157 sorts would not do)
+    values = quantized(frame)
+    distinct = [len(np.unique(values[:, j])) for j in range(values.shape[1])]
+    return float(np.sum(np.log10(np.maximum(distinct, 1)))) >= np.log10(len(frame) * HEADROOM)
+
+
+def dedup_rows(frame: pd.DataFrame, report: dict | None = None) -> pd.DataFrame:
+    """A window counts once per snapshot: by window id, and by content whoever sent it (the same rows
+    under a new pseudonym and fresh window ids: a replay, a Sybil fleet). Content is compared only where
+    feature vectors are distinctive (`distinctive`); else per window id alone. The first copy in
+    `frame`'s order is kept; `report` (a dict) receives how many rows were dropped and from where."""
+    before = len(frame)
     frame = frame.drop_duplicates("window_id")
+    by_id = before - len(frame)
     if frame.empty:
         return frame
-    return frame[~feature_digests(frame, with_pseudonym=True).duplicated()]
+    digests = feature_digests(frame)
+    content = distinctive(frame)
+    dropped = digests.duplicated() if content else pd.Series(False, index=frame.index)
+    if report is not None:
+        report.update({"by_window_id": by_id, "by_content": int(dropped.sum()),
+                       "content_identity": "across pseudonyms" if content else "off (feature vectors repeat genuinely)"})
+        if dropped.any():
+            first = pd.Series(frame.index, index=digests.to_numpy()).groupby(level=0).first()
+            kept_at = first.reindex(digests[dropped].to_numpy()).to_numpy()
+            pairs = pd.DataFrame({"kept_pseudonym": frame.loc[kept_at, "pseudonym"].str[:12].to_numpy(),
+                                  "dropped_pseudonym": frame.loc[dropped, "pseudonym"].str[:12].to_numpy()})
+            if "batch_id" in frame:
+                pairs["dropped_batch"] = frame.loc[dropped, "batch_id"].to_numpy()
+            sources = pairs.value_counts().reset_index(name="rows").head(100)
+            report["sources"] = sources.to_dict("records")
+    return frame[~dropped.to_numpy()]

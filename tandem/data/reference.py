@@ -26,6 +26,9 @@ from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
 
 REFERENCE = "reference/"
 ARRAYS = ("windows", "labels", "devices", "window_keys", "captured_at")
+# optional: what the test devices' app sends as their identity (pseudonym, window id per window), so that
+# their uploads are recognised by who sent them where feature values repeat genuinely (tabular tasks)
+IDENTITY_ARRAYS = ("pseudonyms", "window_ids")
 _VERSION = re.compile(r"^v(\d+)$")
 
 
@@ -43,6 +46,8 @@ class ReferenceUser:
     windows: np.ndarray  # (n, WINDOW, channels) raw
     window_keys: list[str]
     captured_at: np.ndarray  # (n,) datetime64[ms]
+    pseudonyms: tuple[str, ...] = ()  # the device's pseudonym(s), when the registration names them
+    window_ids: tuple[str, ...] = ()
 
     @property
     def y(self) -> np.ndarray:
@@ -65,6 +70,9 @@ def recordings_bytes(devices: dict[str, dict]) -> bytes:
         "window_keys": np.concatenate([np.asarray(devices[d]["window_keys"]).astype(str) for d in names]),
         "captured_at": np.concatenate([np.asarray(devices[d]["captured_at"]).astype("datetime64[ms]") for d in names]),
     }
+    for name in IDENTITY_ARRAYS:
+        if all(name in devices[d] for d in names):
+            arrays[name] = np.concatenate([np.asarray(devices[d][name]).astype(str) for d in names])
     sink = io.BytesIO()
     np.savez_compressed(sink, **arrays)
     return sink.getvalue()
@@ -74,7 +82,7 @@ def _read(data: bytes) -> dict[str, np.ndarray]:
     """The arrays of a ``recordings.npz``, checked; a ReferenceError says what is wrong."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in ARRAYS if name in npz.files}
+            arrays = {name: npz[name] for name in ARRAYS + IDENTITY_ARRAYS if name in npz.files}
     except Exception as exc:
         raise ReferenceError(f"not a recordings .npz file ({type(exc).__name__}); see `tandem reference add --help`") from None
     missing = [name for name in ARRAYS if name not in arrays]
@@ -99,7 +107,7 @@ def _read(data: bytes) -> dict[str, np.ndarray]:
             raise ReferenceError(f"labels must be finite numbers ({TASK.target.name}, {TASK.target.unit})")
         if target.min() < TASK.target.min or target.max() > TASK.target.max:
             raise ReferenceError(f"{TASK.target.name} outside its range [{TASK.target.min:g}, {TASK.target.max:g}]")
-    for name in ("devices", "window_keys", "captured_at"):
+    for name in ("devices", "window_keys", "captured_at", *(a for a in IDENTITY_ARRAYS if a in arrays)):
         if len(arrays[name]) != n:
             raise ReferenceError(f"{name} has {len(arrays[name])} entries for {n} windows")
     return arrays
@@ -165,7 +173,9 @@ def load(store: Store, model: str) -> list[ReferenceUser]:
         rows = np.flatnonzero(arrays["devices"].astype(str) == device)
         rows = rows[np.argsort(arrays["captured_at"][rows], kind="stable")]
         windows = arrays["windows"][rows].astype(np.float64)
+        identity = {name: tuple(sorted(set(arrays[name][rows].astype(str).tolist())))
+                    for name in IDENTITY_ARRAYS if name in arrays}
         users.append(ReferenceUser(device, featurize(windows), _labels(arrays["labels"][rows]), windows,
                                    arrays["window_keys"][rows].astype(str).tolist(),
-                                   arrays["captured_at"][rows].astype("datetime64[ms]")))
+                                   arrays["captured_at"][rows].astype("datetime64[ms]"), **identity))
     return users

@@ -97,7 +97,9 @@ def table_snapshot(store: Store, data_window_days: int | None = None, withdrawn:
     # a window shared twice counts once, by id or by content (the first by batch id, as the
     # batch-by-batch snapshot did); a withdrawn pseudonym's rows are left out
     frame = rows.sort_by([(accepted.BATCH_ID, "ascending")]).to_pandas()
-    frame, removed = withdrawn.filter(dedup_rows(frame))
+    duplicates: dict = {}
+    frame, removed = withdrawn.filter(frame)  # first: a withdrawn first copy must not take a later one with it
+    frame = dedup_rows(frame, duplicates)
     if not len(frame):
         return None
     frame = frame.sort_values(["captured_at", "window_id"]).reset_index(drop=True)
@@ -124,6 +126,7 @@ def table_snapshot(store: Store, data_window_days: int | None = None, withdrawn:
         "batches": batches,
         "policies": policies,
     }
+    manifest["duplicates"] = duplicates  # rows counted once: how many by window id, by content, and whose
     if k_report is not None:
         manifest["k_anonymity"] = k_report
     if withdrawn.records:

@@ -86,9 +86,19 @@ class LocalStore:
         except OSError as e:
             raise NotRegular(f"{key} cannot be opened as a regular file ({e.strerror})") from None
         with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 raise NotRegular(f"{key} is not a regular file: refused")
-            return f.read()
+            data = f.read()
+        return data
+
+    def get_with_meta(self, key: str) -> tuple[bytes, dict]:
+        """The bytes and what identifies this version of the object: size, modification time (epoch
+        seconds: the upload time) and an etag that changes when the object is rewritten."""
+        path = self._path(key)
+        data = self.get(key)
+        info = path.stat()
+        return data, {"size": len(data), "modified": info.st_mtime_ns / 1e9, "etag": f"{info.st_mtime_ns}-{info.st_size}"}
 
     def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
         path = self._path(key)
@@ -157,6 +167,17 @@ class S3Store:
             if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 raise NotFound(key) from None
             raise
+
+    def get_with_meta(self, key: str) -> tuple[bytes, dict]:
+        """The bytes, size, LastModified (epoch seconds: the upload time) and ETag, in one GET."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                raise NotFound(key) from None
+            raise
+        data = response["Body"].read()
+        return data, {"size": len(data), "modified": response["LastModified"].timestamp(), "etag": response.get("ETag", "")}
 
     def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
         extra = {"IfNoneMatch": "*"} if if_absent else {}

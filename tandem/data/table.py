@@ -14,6 +14,7 @@ loser reloads and drops what the winner committed. So a batch's rows enter the t
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ import boto3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from tandem.contract.schema import BATCH_SCHEMA
@@ -33,7 +34,13 @@ POLICIES = "table/policies/"
 BATCH_ID = "batch_id"  # the column that says which batch a row came from
 TABLE_SCHEMA = pa.schema([*BATCH_SCHEMA, pa.field(BATCH_ID, pa.string(), nullable=False)])
 APP_PREFIX = "tandem.batch/"
-_WRITER = WriterProperties(compression="ZSTD")
+# No column statistics for text columns: the Delta log keeps each file's min/max as plain JSON, and a
+# pseudonym, a key id or a device model there would outlive an erasure of the rows themselves.
+# Numbers and times keep theirs (the per-day limits skip files by captured_at).
+TEXT_COLUMNS = tuple(f.name for f in TABLE_SCHEMA if pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+_WRITER = WriterProperties(compression="ZSTD", column_properties={
+    name: ColumnProperties(statistics_enabled="NONE") for name in TEXT_COLUMNS})
+STATS_COLUMNS = ",".join(f.name for f in TABLE_SCHEMA if f.name not in TEXT_COLUMNS)
 
 
 def app_id(batch_id: str) -> str:
@@ -119,6 +126,7 @@ def _create(where: TableLocation) -> None:
     """The empty table, unless it exists; a rival creating it at the same moment wins harmlessly."""
     try:
         DeltaTable.create(where.uri, TABLE_SCHEMA, mode="ignore", name="tandem accepted rows",
+                          configuration={"delta.dataSkippingStatsColumns": STATS_COLUMNS},
                           storage_options=where.storage_options)
     except Exception:  # delta-rs raises a generic error when version 0 appeared meanwhile
         if _open(where) is None:
@@ -172,6 +180,27 @@ def _all_rows(batches: dict[str, pa.Table]) -> pa.Table:
         return pa.concat_tables([batch_rows(b, t) for b, t in batches.items()])
     ids = np.repeat(np.array(list(batches), dtype=object), [t.num_rows for t in plain])
     return rows.append_column(BATCH_ID, pa.array(ids, pa.string()))
+
+
+def erase_batches(store: Store, batch_ids: list[str]) -> dict:
+    """Rewrite the table without the rows of `batch_ids`, then vacuum every file no longer in the
+    latest version, so no older version can bring the rows back. The delete's predicate (kept in
+    the Delta log) names batch ids only, never a pseudonym. Returns the numbers."""
+    table = open_table(store)
+    if table is None or not batch_ids:
+        return {"rows_deleted": 0, "files_vacuumed": 0, "table_version": None if table is None else table.version()}
+    ids = sorted(set(batch_ids))
+    if any(not _SAFE_ID.fullmatch(b) for b in ids):
+        raise ValueError("batch ids must be lowercase hex")
+    predicate = f"{BATCH_ID} IN ({', '.join(repr(b) for b in ids)})"
+    metrics = table.delete(predicate, writer_properties=_WRITER)
+    table = open_table(store)
+    removed = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
+    return {"rows_deleted": int(metrics.get("num_deleted_rows", 0)), "files_vacuumed": len(removed),
+            "table_version": table.version()}
+
+
+_SAFE_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
 
 
 def table_version(store: Store) -> int | None:

@@ -19,10 +19,11 @@ from tandem.contract.features import FEATURE_NAMES
 from tandem.data import reference, store_task
 from tandem.data.reference import ReferenceUser
 from tandem.data.store import Store
-from tandem.fleet.sharing import ShareReport, share_user, write_local_data
+from tandem.fleet.sharing import ShareReport, share_user, window_ids, write_local_data
 from tandem.fleet.users import UserData, split_users
 from tandem.privacy import sealing
 from tandem.privacy.policy import SharingPolicy
+from tandem.privacy.pseudonyms import pseudonymize
 from tandem.settings import Settings
 
 INDEX = "evaluation.json"
@@ -94,13 +95,18 @@ def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, f
         if on_user:
             on_user(user)
     write_evaluation_devices(settings.home, evaluators, key, key_id)
-    register_reference(store, settings.model_name, evaluators)
+    register_reference(store, settings.model_name, evaluators, key)
     return FleetShare(report, sharers, evaluators)
 
 
-def register_reference(store: Store, model: str, users: list[UserData]) -> dict:
+def register_reference(store: Store, model: str, users: list[UserData], key: bytes | None = None) -> dict:
     """The team's side of the demo: the never-sharing users' recordings become the store's reference set,
-    under test-device names (a raw user id never enters the store)."""
+    under test-device names (a raw user id never enters the store); with the devices' `key`, also their
+    pseudonyms and window ids, so their uploads are known by identity where values repeat genuinely."""
     recordings = {f"test-device-{i:02d}": {"windows": u.windows, "labels": u.labels, "window_keys": u.window_keys,
                                            "captured_at": u.captured_at} for i, u in enumerate(users)}
+    if key is not None:
+        for i, u in enumerate(users):
+            recordings[f"test-device-{i:02d}"].update(pseudonyms=[pseudonymize(u.user_id, key)] * len(u),
+                                                      window_ids=window_ids(u, np.arange(len(u)), key))
     return reference.add(store, model, reference.recordings_bytes(recordings), source="tandem share (simulated test devices)")
