@@ -196,3 +196,23 @@ def test_format_2_backups_stay_readable_as_counter_zero(setup):
         restore_backup(old, key=KEY, installed_base=base, min_counter=1)
     with pytest.raises(BackupError, match="unsupported backup format version 9"):
         restore_backup(_sealed(_plain(meta, body), format_version=9), key=KEY, installed_base=base)
+
+
+def test_hostile_bytes_are_backup_errors(setup):
+    """Every truncation and seeded random mutations end in a BackupError: never struct.error,
+    TypeError or DecodeError, and never a success."""
+    base, _, blob, _, _ = setup
+    for n in range(0, len(blob), 97):
+        with pytest.raises(BackupError):
+            restore_backup(blob[:n], key=KEY, installed_base=base)
+    rng = np.random.default_rng(20)
+    for _ in range(300):
+        bad = bytearray(blob)
+        for pos in rng.integers(0, len(bad), size=rng.integers(1, 5)):
+            bad[pos] = int(rng.integers(0, 256))
+        if bytes(bad) != blob:
+            with pytest.raises(BackupError):
+                restore_backup(bytes(bad), key=KEY, installed_base=base)
+    for _ in range(100):
+        with pytest.raises(BackupError):
+            restore_backup(MAGIC + rng.bytes(int(rng.integers(0, 200))), key=KEY, installed_base=base)

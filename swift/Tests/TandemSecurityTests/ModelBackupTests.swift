@@ -121,3 +121,44 @@ final class BackupCounterTests: XCTestCase {
         XCTAssertThrowsError(try counters.load())
     }
 }
+
+/// Hostile bytes never crash the parsers: every truncation and many seeded random mutations of a
+/// backup end in a `BackupError` (never a trap, never a success with other bytes).
+final class BackupHostileBytesTests: XCTestCase {
+    struct SeededGenerator: RandomNumberGenerator {  // deterministic, so a failure reproduces
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9e3779b97f4a7c15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
+            z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
+            return z ^ (z >> 31)
+        }
+    }
+
+    func testTruncationsAndMutationsAreBackupErrors() {
+        let key = SecurityFixtures.key, base = SecurityFixtures.hex("backups", "base")
+        let blob = SecurityFixtures.hex("backups", "counter_5")
+        for length in stride(from: 0, to: blob.count, by: 7) {
+            XCTAssertThrowsError(try ModelBackup.restore(blob.prefix(length), key: key, installedBase: base)) {
+                XCTAssertTrue($0 is BackupError, "length \(length): \($0)")
+            }
+        }
+        var rng = SeededGenerator(state: 20)
+        for round in 0..<500 {
+            var bad = blob
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                bad[Int.random(in: 0..<bad.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+            }
+            if bad == blob { continue }
+            XCTAssertThrowsError(try ModelBackup.restore(bad, key: key, installedBase: base)) {
+                XCTAssertTrue($0 is BackupError, "round \(round): \($0)")
+            }
+        }
+        for round in 0..<200 {
+            let junk = Data((0..<Int.random(in: 0...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            XCTAssertThrowsError(try ModelBackup.restore(Data("TNDB".utf8) + junk, key: key, installedBase: base), "junk \(round)")
+            _ = CoreMLPayload.isModel(junk)  // must not trap
+        }
+    }
+}
