@@ -356,7 +356,7 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
     ports = ports or Ports()
     taken: set[int] = set()
     chosen = {}
-    for key in ("s3", "mlflow", "prefect", "gateway"):
+    for key in ("s3", "mlflow", "prefect", "gateway"):  # info.ports keeps the first three; the gateway's is in its URL
         wanted = getattr(ports, key)
         if wanted is not None:
             if not _port_free(wanted):
@@ -366,7 +366,7 @@ def up(home: Path, ports: Ports | None = None, *, deploy: bool = True, worker: b
             chosen[key] = free_port(taken | set(p for p in asdict(ports).values() if p))
         taken.add(chosen[key])
     info = StackInfo(
-        home=str(home), ports=chosen, bucket=BUCKET,
+        home=str(home), ports={k: chosen[k] for k in ("s3", "mlflow", "prefect")}, bucket=BUCKET,
         s3_url=f"http://{HOST}:{chosen['s3']}", mlflow_url=f"http://{HOST}:{chosen['mlflow']}",
         prefect_url=f"http://{HOST}:{chosen['prefect']}", prefect_api_url=f"http://{HOST}:{chosen['prefect']}/api",
         gateway_url=f"http://{HOST}:{chosen['gateway']}",
