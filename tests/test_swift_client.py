@@ -67,9 +67,10 @@ class FlakyProxy:
     (by Idempotency-Key), forwards the request (so the gateway lands it) and then answers the phone 503
     instead of the gateway's answer, with `Retry-After`."""
 
-    def __init__(self, upstream: str, fail: int, retry_after: str = "0"):
+    def __init__(self, upstream: str, fail: int, retry_after: str = "0", status: int = 503):
         proxy = self
         self.upstream, self.fail, self.retry_after, self.seen, self.failed = upstream, fail, retry_after, [], set()
+        self.status = status
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -91,9 +92,9 @@ class FlakyProxy:
                 if self.path == "/v1/batches" and proxy.fail > 0 and key not in proxy.failed:
                     proxy.fail -= 1
                     proxy.failed.add(key)
-                    status, payload = 503, b'{"detail": "upstream answer lost"}'
+                    status, payload = proxy.status, b'{"detail": "upstream answer lost"}'
                 self.send_response(status)
-                if status == 503:
+                if status == proxy.status:
                     self.send_header("Retry-After", proxy.retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -267,6 +268,12 @@ def test_retry_after_is_honoured_and_a_dead_gateway_is_one_line(tandem_device, g
         waited = time.monotonic() - started
     assert waited >= 1.0  # the client slept the gateway's Retry-After before retrying (a lower bound only)
     assert len(_landed(store)) == 2
+    # a daily limit's Retry-After (hours) is not slept through: one line saying when to retry
+    with FlakyProxy(gw.url, fail=1, retry_after="3600", status=429) as proxy:
+        later = _share(tandem_device, proxy.url, spec, _windows_file(tmp_path / "w2.json", _user(8), features=True),
+                       policy_file, check=False)
+    assert later.returncode != 0 and len(later.stderr.strip().splitlines()) == 1
+    assert "HTTP 429" in later.stderr and "retry after 3600 s" in later.stderr
     from tandem.gateway.server import free_port
 
     dead = _share(tandem_device, f"http://127.0.0.1:{free_port()}", spec, windows, policy_file, "--attempts", "2",

@@ -12,6 +12,7 @@ public final class GatewayUploader {
         public let status: Int
         public let json: [String: Any]
         public let attempts: Int
+        public var retryAfter: TimeInterval? = nil
         public var detail: String { json["detail"] as? String ?? "" }
     }
 
@@ -21,6 +22,9 @@ public final class GatewayUploader {
     public var maxAttempts = 5
     public var baseDelay: TimeInterval = 0.5
     public var maxDelay: TimeInterval = 30
+    /// A `Retry-After` longer than this (a daily limit: hours to midnight UTC) is not slept through:
+    /// the answer comes back at once, so the app can schedule the upload for later.
+    public var maxRetryAfter: TimeInterval = 120
     let session: URLSession
     let sleep: (TimeInterval) -> Void
 
@@ -57,7 +61,8 @@ public final class GatewayUploader {
         }
         let answer = try send(method: "POST", path: "/v1/batches", body: body, headers: headers)
         guard answer.status == 200 || answer.status == 201 else {
-            throw ClientError.upload("batch refused by the gateway (HTTP \(answer.status)): \(answer.detail)")
+            let later = answer.retryAfter.map { " (retry after \(Int($0)) s)" } ?? ""
+            throw ClientError.upload("batch refused by the gateway (HTTP \(answer.status)): \(answer.detail)\(later)")
         }
         return answer
     }
@@ -80,7 +85,8 @@ public final class GatewayUploader {
     }
 
     /// One request with retries: network errors, 429 and 5xx are retried after `Retry-After` seconds
-    /// when the gateway names them, else after base * 2^attempt (capped, with jitter); other answers return.
+    /// when the gateway names them (up to `maxRetryAfter`), else after base * 2^attempt (capped, with
+    /// jitter); other answers return.
     func send(method: String, path: String, body: Data, headers: [String: String]) throws -> Answer {
         var attempt = 0
         while true {
@@ -97,15 +103,17 @@ public final class GatewayUploader {
             case .success(let (response, data)):
                 let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
                 let status = response.statusCode
-                guard status == 429 || status >= 500, attempt < maxAttempts else { return Answer(status: status, json: json, attempts: attempt) }
                 retryAfter = response.value(forHTTPHeaderField: "Retry-After").flatMap(TimeInterval.init)
+                let answer = Answer(status: status, json: json, attempts: attempt, retryAfter: retryAfter)
+                guard status == 429 || status >= 500, attempt < maxAttempts else { return answer }
+                if let wait = retryAfter, wait > maxRetryAfter { return answer }
             case .failure(let error):
                 guard attempt < maxAttempts else {
                     throw ClientError.upload("gateway \(gateway.absoluteString) unreachable after \(attempt) attempts (\(error.localizedDescription)): check the URL and that it runs")
                 }
             }
             let backoff = min(maxDelay, baseDelay * pow(2, Double(attempt - 1))) * (0.5 + TandemCrypto.SecureRandom.uniform() / 2)
-            sleep(retryAfter.map { min($0, maxDelay * 10) } ?? backoff)
+            sleep(retryAfter.map { max(0, $0) } ?? backoff)
         }
     }
 
