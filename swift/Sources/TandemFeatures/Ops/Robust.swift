@@ -6,18 +6,22 @@ struct RobustOp: FeatureOp {
     static let name = "robust"
     static let version = 1
     static let kind = "features"
+    enum Statistic: String { case iqr, mad, skewness, kurtosis }
     static let statistics: Set<String> = ["iqr", "mad", "skewness", "kurtosis"]
     static let tinyVariance = 1e-20
     let inputs: [Int]
-    let statistics: [String]
+    let statistics: [Statistic]
 
     init(step: SpecStep, context: inout CompileContext) throws {
-        statistics = try step.param("statistics", as: [String].self)
-        if let unknown = statistics.first(where: { !RobustOp.statistics.contains($0) }) {
-            throw step.error("unknown statistic \(unknown) (robust v1 has \(RobustOp.statistics.sorted()))")
+        let names = try step.param("statistics", as: [String].self)
+        statistics = try names.map {
+            guard let s = Statistic(rawValue: $0) else {
+                throw step.error("unknown statistic \($0) (robust v1 has \(RobustOp.statistics.sorted()))")
+            }
+            return s
         }
         inputs = try context.inputs(of: step)
-        try context.addFeatures(step.inputs.flatMap { s in statistics.map { "\(s)_\($0)" } }, by: step)
+        try context.addFeatures(step.inputs.flatMap { s in names.map { "\(s)_\($0)" } }, by: step)
     }
 
     func apply(_ series: inout [[Double]], _ features: inout [Double]) {
@@ -27,15 +31,15 @@ struct RobustOp: FeatureOp {
             var moments: (m2: Double, d: [Double])?
             for stat in statistics {
                 switch stat {
-                case "iqr", "mad":
+                case .iqr, .mad:
                     if sorted.isEmpty { sorted = x.sorted() }
-                    if stat == "iqr" {
+                    if stat == .iqr {
                         features.append(sortedQuantile(sorted, 0.75) - sortedQuantile(sorted, 0.25))
                     } else {
                         let median = sortedQuantile(sorted, 0.5)
                         features.append(sortedQuantile(x.map { Swift.abs($0 - median) }.sorted(), 0.5))
                     }
-                default:  // skewness, kurtosis
+                case .skewness, .kurtosis:
                     if moments == nil {
                         let d = centered(x)
                         moments = (pairwiseSum(d.map { $0 * $0 }) / Double(d.count), d)
@@ -43,7 +47,7 @@ struct RobustOp: FeatureOp {
                     let (m2, d) = moments!
                     guard m2 >= RobustOp.tinyVariance else { features.append(0.0); continue }
                     let n = Double(d.count)
-                    if stat == "skewness" {
+                    if stat == .skewness {
                         features.append((pairwiseSum(d.map { pow($0, 3.0) }) / n) / pow(m2, 1.5))
                     } else {
                         features.append((pairwiseSum(d.map { pow($0, 4.0) }) / n) / (m2 * m2) - 3.0)

@@ -3,20 +3,24 @@ struct StatsOp: FeatureOp {
     static let name = "stats"
     static let version = 1
     static let kind = "features"
+    enum Statistic: String { case mean, std, min, max, madDiff = "mad_diff" }
     static let statistics: Set<String> = ["mean", "std", "min", "max", "mad_diff"]
     let inputs: [Int]
-    let statistics: [String]
+    let statistics: [Statistic]
 
     init(step: SpecStep, context: inout CompileContext) throws {
-        statistics = try step.param("statistics", as: [String].self)
-        if let unknown = statistics.first(where: { !StatsOp.statistics.contains($0) }) {
-            throw step.error("unknown statistic \(unknown) (stats v1 has \(StatsOp.statistics.sorted()))")
+        let names = try step.param("statistics", as: [String].self)
+        statistics = try names.map {
+            guard let s = Statistic(rawValue: $0) else {
+                throw step.error("unknown statistic \($0) (stats v1 has \(StatsOp.statistics.sorted()))")
+            }
+            return s
         }
         inputs = try context.inputs(of: step)
-        if statistics.contains("mad_diff"), let s = inputs.first(where: { context.length($0) < 2 }) {
+        if statistics.contains(.madDiff), let s = inputs.first(where: { context.length($0) < 2 }) {
             throw step.error("mad_diff needs 2 samples, series \(step.inputs[inputs.firstIndex(of: s)!]) has 1")
         }
-        try context.addFeatures(step.inputs.flatMap { s in statistics.map { "\(s)_\($0)" } }, by: step)
+        try context.addFeatures(step.inputs.flatMap { s in names.map { "\(s)_\($0)" } }, by: step)
     }
 
     func apply(_ series: inout [[Double]], _ features: inout [Double]) {
@@ -25,13 +29,13 @@ struct StatsOp: FeatureOp {
             let n = Double(x.count)
             for stat in statistics {
                 switch stat {
-                case "mean": features.append(mean(x))
-                case "std":
+                case .mean: features.append(mean(x))
+                case .std:
                     let m = mean(x)
                     features.append((pairwiseSum(x.map { ($0 - m) * ($0 - m) }) / n).squareRoot())
-                case "min": features.append(x.min()!)
-                case "max": features.append(x.max()!)
-                default:  // mad_diff
+                case .min: features.append(x.min()!)
+                case .max: features.append(x.max()!)
+                case .madDiff:
                     features.append(pairwiseSum((0..<(x.count - 1)).map { Swift.abs(x[$0 + 1] - x[$0]) }) / Double(x.count - 1))
                 }
             }
