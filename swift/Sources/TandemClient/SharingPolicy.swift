@@ -64,6 +64,11 @@ public struct SharingPolicy: Codable, Equatable {
             guard epsilonFeatures > 0, epsilonLabels > 0, delta > 0, delta < 1 else {
                 throw ClientError.policy("policy \(name): epsilons must be > 0 and delta within (0, 1)")
             }
+            // what the ledger charges per window: without it a device could share past any budget
+            guard let events = mechanism?.windowEvents, !events.isEmpty else {
+                throw ClientError.policy("policy \(name) has the dp form but no mechanism.window_events: the ledger could not charge it")
+            }
+            for event in events { _ = try event.pureEpsilon() }
         }
         if has("anonymized") {
             for (column, level) in deviceLevels {
@@ -76,9 +81,7 @@ public struct SharingPolicy: Codable, Equatable {
 
     /// The events charged to the ledger per shared window (none without dp).
     public func windowEvents() -> [PrivacyEvent] {
-        guard has("dp") else { return [] }
-        if let events = mechanism?.windowEvents { return events }
-        return []
+        has("dp") ? mechanism?.windowEvents ?? [] : []
     }
 
     static func describe(_ error: Error) -> String {

@@ -33,6 +33,11 @@ final class PolicyTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("no clip_bounds"))
         }
         object = try JSONSerialization.jsonObject(with: good) as! [String: Any]
+        object["mechanism"] = ["window_events": []]
+        XCTAssertThrowsError(try SharingPolicy.load(json: JSONSerialization.data(withJSONObject: object))) {
+            XCTAssertTrue("\($0)".contains("window_events"))
+        }
+        object = try JSONSerialization.jsonObject(with: good) as! [String: Any]
         object["forms"] = ["dp", "secret"]
         XCTAssertThrowsError(try SharingPolicy.load(json: JSONSerialization.data(withJSONObject: object)))
         XCTAssertThrowsError(try SharingPolicy.load(json: Data("{".utf8)))
