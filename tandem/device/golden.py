@@ -171,8 +171,8 @@ def policy_trace(model, X, y, policy=None) -> dict:
 
 # ---- Swift -----------------------------------------------------------------------------------
 
-# The XCTest sources (a classifier's probabilities, a regressor's values), with __GOLDEN__, __MODEL__,
-# __APP_MODULE__, __FORMAT__ and __TOLERANCE__ to fill in.
+# The XCTest sources (a classifier's probabilities, a regressor's values), calling TandemKit, with
+# __GOLDEN__, __MODEL__, __APP_MODULE__, __FORMAT__ and __TOLERANCE__ to fill in.
 _TEMPLATES = resources.files("tandem.device") / "templates"
 _SWIFT = {"classifier": (_TEMPLATES / "TandemGoldenTests.swift.in").read_text(),
           "regressor": (_TEMPLATES / "TandemGoldenRegressorTests.swift.in").read_text()}
@@ -181,10 +181,10 @@ _SWIFT = {"classifier": (_TEMPLATES / "TandemGoldenTests.swift.in").read_text(),
 def swift_xctest(golden_json_name: str = "TandemGolden", tolerance: float = 1e-4, *,
                  model_resource: str = "Tandem", app_module: str = "Tandem", kind: str = "classifier") -> str:
     """Swift XCTest source checking the app against ``<golden_json_name>.json`` (`kind`: the
-    golden model's, "classifier" or "regressor").
-
-    The app must provide ``TandemFeaturizer.features(window: [[Double]]) -> [Double]`` (window is
-    window_samples rows of the task's channels, see feature_spec.json) and bundle the compiled model as ``<model_resource>.mlmodelc``.
+    golden model's, "classifier" or "regressor") through TandemKit: its Featurizer over the
+    bundled feature_spec.json, the model (Core ML's ``<model_resource>.mlmodelc``, or TandemKit's
+    interpreter of ``<model_resource>.mlmodel``), its update policy and one MLUpdateTask step. The
+    test target of ``app_module`` depends on TandemKit; TANDEM_GOLDEN_DIR may name a pulled release.
     """
     golden_json_name = golden_json_name.removesuffix(".json")
     for name, value in (("golden_json_name", golden_json_name), ("model_resource", model_resource),

@@ -60,9 +60,10 @@ def test_swift_xctest_is_balanced():
     for token in ("__GOLDEN__", "__MODEL__", "__APP_MODULE__", "__TOLERANCE__", "__FORMAT__"):
         assert token not in src
     assert src.count("{") == src.count("}") and src.count("(") == src.count(")") and src.count("[") == src.count("]")
-    assert 'forResource: "TandemGolden", withExtension: "json"' in src
-    assert "@testable import TandemApp" in src and "TandemFeaturizer.features(window:" in src
-    assert "MLUpdateTask(" in src and "tolerance: Double = 0.0001" in src
+    assert 'resource("TandemGolden", "json")' in src and 'optionalResource("TandemHAR", "mlmodelc")' in src
+    assert "import TandemKit" in src and "test target of TandemApp" in src and "TandemFeaturizer.features(window:" in src
+    assert "CoreMLUpdateEngine(" in src and "GoldenTraceEngine(" in src and "tolerance: Double = 0.0001" in src
+    assert src.count("#if canImport(CoreML)") == src.count("#endif")
     with pytest.raises(ValueError):
         swift_xctest('x"); evil(', 1e-4)
 
@@ -71,7 +72,7 @@ def test_the_regressor_xctest_checks_values_and_trains_on_the_mse_target():
     src = swift_xctest("golden_vectors", 1e-4, model_resource="TandemModel", kind="regressor")
     assert src.count("{") == src.count("}") and src.count("(") == src.count(")") and src.count("[") == src.count("]")
     assert "let outputName: String" in src and "let predictionsAfter: [Double]" in src
-    assert "trainingInputDescriptionsByName" in src and "probabilit" not in src.split("import CoreML")[1]
+    assert "targets: .values(step.labels)" in src and "probabilit" not in src.split("import CoreML")[1]
     assert src != swift_xctest("golden_vectors", 1e-4, model_resource="TandemModel")
     with pytest.raises(ValueError, match="kind"):
         swift_xctest("golden_vectors", 1e-4, kind="ranker")

@@ -74,7 +74,13 @@ public struct LabelledRows: Equatable {
 public struct UpdateSettings: Equatable {
     public var learningRate: Double
     public var miniBatchSize: Int
-    public var shuffle = false
+    public var shuffle: Bool
+
+    public init(learningRate: Double, miniBatchSize: Int, shuffle: Bool = false) {
+        self.learningRate = learningRate
+        self.miniBatchSize = miniBatchSize
+        self.shuffle = shuffle
+    }
 }
 
 /// One on-device update. `update` runs at most `epochs` epochs on `training` and, after each one,
