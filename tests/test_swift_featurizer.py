@@ -48,6 +48,8 @@ def test_swift_features_match_python(task, records, tandem_device, tmp_path):
     print(f"{task}: {len(windows)} windows x {python.shape[1]} features, max |swift - python| = {diff.max():.3g} "
           f"({rec['cases'][worst[0]]}, {rec['spec']['feature_names'][worst[1]]})")
     assert diff.max() <= TOLERANCE, f"{rec['cases'][worst[0]]} {rec['spec']['feature_names'][worst[1]]}: {diff.max()}"
+    if all(step["op"] == "value" for step in rec["spec"]["steps"]):  # copies: printed and read back exactly
+        assert (swift == python).all()
 
     inputs = np.array(json.loads(featurize(tandem_device, tmp_path, rec["spec"], rec["windows"], "--model-input").stdout))
     assert np.abs(inputs - np.array(rec["model_inputs"])).max() <= TOLERANCE
