@@ -289,11 +289,18 @@ def test_swift_pull_refuses_a_foreign_key_an_altered_pointer_and_a_rollback(tand
     done = pull(tandem_device, {**published, "store": LocalStore(root)}, tmp_path / "c")
     assert done.returncode != 0 and "not signed" in done.stderr
 
-    # a genuine, signed move back to version 1 passes the signature but not the app's minimum version
+    # a genuine, signed move back to version 1 passes the signature but not the app's minimum version,
+    # pinned (--min-version) or remembered from what it installed before (--state)
+    state = tmp_path / "installed.json"
+    assert pull(tandem_device, published, tmp_path / "d2", "--state", str(state)).returncode == 0
+    assert json.loads(state.read_text()) == {"installed_version": 2}
     set_channel(LocalStore(root), published["model"], "staging", 1, signer=published["signer"])
     assert pull(tandem_device, {**published, "store": LocalStore(root)}, tmp_path / "d").returncode == 0
     done = pull(tandem_device, {**published, "store": LocalStore(root)}, tmp_path / "e", "--min-version", "2")
     assert done.returncode != 0 and "below the minimum version 2" in done.stderr and not (tmp_path / "e").exists()
+    done = pull(tandem_device, {**published, "store": LocalStore(root)}, tmp_path / "f", "--state", str(state))
+    assert done.returncode != 0 and "below the minimum version 2" in done.stderr and not (tmp_path / "f").exists()
+    assert json.loads(state.read_text()) == {"installed_version": 2}
 
 
 def test_swift_pull_through_the_gateway(tandem_device, published, tmp_path):

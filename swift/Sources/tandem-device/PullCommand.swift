@@ -5,7 +5,10 @@ import FoundationNetworking
 import TandemKit
 
 /// `tandem-device pull [--store DIR | --gateway URL] [--channel NAME | --version N] [--model NAME]
-///  --public-key KEY... [--min-version N] --out DIR`: what an app does with an over-the-air base model.
+///  --public-key KEY... [--min-version N] [--state FILE] --out DIR`: what an app does with an
+/// over-the-air base model. With --state (the app's record of the newest version it installed,
+/// `{"installed_version": N}`) nothing older than that is accepted and the record advances: a client
+/// never goes below the highest version it has seen (TUF's rule against rollbacks).
 /// From a local store folder laid out like the bucket (`channels/<model>/<channel>.json`,
 /// `releases/<model>/<version>/`; the default: TANDEM_STORE or $TANDEM_HOME/store, as `tandem pull`),
 /// or from the gateway's `GET /v1/releases/<channel>`. Keys and the minimum may also come from
@@ -14,7 +17,7 @@ import TandemKit
 /// file's size and sha256, and the minimum version; writes the files only when all of it holds.
 func pullCommand(_ args: [String]) throws -> Int32 {
     let o = try SecurityArguments(args, valued: ["--store", "--gateway", "--channel", "--version", "--model", "--public-key",
-                                                 "--min-version", "--out"])
+                                                 "--min-version", "--state", "--out"])
     let out = try o.required("--out", "DIR")
     let env = ProcessInfo.processInfo.environment
     let pinned = o.all("--public-key") + (env["TANDEM_RELEASE_PUBLIC_KEYS"] ?? "").split(separator: ",").map(String.init)
@@ -29,6 +32,8 @@ func pullCommand(_ args: [String]) throws -> Int32 {
         guard let n = Int(text), n >= 1 else { throw SecurityCommandError("TANDEM_MIN_RELEASE_VERSION must be a positive integer") }
         minimum = n
     }
+    let state = o.optional("--state")
+    if let state, let installed = try installedVersion(state) { minimum = max(minimum ?? installed, installed) }
     let source: ReleaseSource
     switch (o.optional("--store"), o.optional("--gateway")) {
     case (let dir?, nil): source = try StoreFolder(root: URL(fileURLWithPath: dir), model: o.optional("--model") ?? env["TANDEM_MODEL_NAME"])
@@ -67,11 +72,25 @@ func pullCommand(_ args: [String]) throws -> Int32 {
         throw SecurityCommandError("\(error); nothing was written")
     }
     try writeRelease(verified, signature: found.signature!, into: URL(fileURLWithPath: out))
+    if let state {
+        let newest = max(verified.version, try installedVersion(state) ?? 0)
+        try writeAtomically(Data("{\"installed_version\": \(newest)}\n".utf8), to: state)
+    }
     print("\(verified.model) version \(verified.version): signature by \(verified.keyID) and \(verified.files.count) files verified into \(out)")
     for name in verified.files.keys.sorted() {
         print("  \(name)  sha256 \(TandemCrypto.sha256(verified.files[name]!).tandemHex)  \(verified.files[name]!.count) bytes")
     }
     return 0
+}
+
+/// The newest release version this app has installed (nil before the first).
+private func installedVersion(_ path: String) throws -> Int? {
+    guard let data = FileManager.default.contents(atPath: path) else { return nil }
+    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+          let n = (object["installed_version"] as? NSNumber)?.intValue, n >= 1 else {
+        throw SecurityCommandError("release state \(path) is malformed (expected {\"installed_version\": N})")
+    }
+    return n
 }
 
 /// A public key option: 64 hex characters, PEM, or the path of a file holding either.
