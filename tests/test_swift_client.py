@@ -327,3 +327,30 @@ def test_the_xctests_fixtures_are_what_python_computes_today():
     committed = json.loads(module.OUT.read_text())
     assert committed == json.loads(json.dumps(module.build())), \
         "swift/Tests/TandemClientTests/Fixtures/policy_fixtures.json is stale: rerun make_fixtures.py"
+
+
+def test_share_mistakes_are_one_line(tandem_device, tandem_home, tmp_path, monkeypatch):
+    """No pseudonym key, a file that is not a policy, a dp policy without a ledger folder: one line each,
+    a non-zero exit, nothing sent (the gateway URL answers nothing)."""
+    from tandem.privacy.policy import SharingPolicy
+
+    user = _user(9)
+    spec, policy_file = _spec_and_policy(tmp_path, SharingPolicy(forms=["dp"]))
+    windows = _windows_file(tmp_path / "w.json", user, features=True)
+    nowhere = "http://127.0.0.1:9"
+    bad_policy = tmp_path / "bad.json"
+    bad_policy.write_text('{"name": "pseudonymized/v1"}')
+    good_policy = tmp_path / "plain.json"
+    good_policy.write_text(SharingPolicy().public_json())
+    cases = [((spec, windows, policy_file), "--devices-dir", "privacy ledger"),
+             ((spec, windows, bad_policy), None, "not a sharing policy"),
+             ((spec, tmp_path / "missing.json", good_policy), None, "cannot read the windows file"),
+             ((tmp_path / "nospec.json", windows, good_policy), None, "cannot read the feature spec")]
+    for (s, w, p), extra, expected in cases:
+        done = _share(tandem_device, nowhere, s, w, p, check=False)
+        assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert (extra or expected) in done.stderr, done.stderr
+    monkeypatch.delenv("TANDEM_PSEUDONYM_KEY")
+    done = _share(tandem_device, nowhere, spec, windows, policy_file, check=False)
+    assert done.returncode != 0 and "TANDEM_PSEUDONYM_KEY is not set" in done.stderr
+

@@ -32,7 +32,7 @@ func shareCommand(_ args: [String]) throws -> Int32 {
         throw ClientError.policy("TANDEM_PSEUDONYM_KEY is not set: export the app's pseudonymization key (a secret) in the environment")
     }
     let specURL = URL(fileURLWithPath: specPath)
-    var client = try SharingClient(spec: Data(contentsOf: specURL), policyJSON: Data(contentsOf: URL(fileURLWithPath: policyPath)),
+    var client = try SharingClient(spec: readShareFile(specPath, "feature spec"), policyJSON: readShareFile(policyPath, "policy"),
                                    pseudonymKey: Data(pseudonymKey.utf8), keyId: env["TANDEM_PSEUDONYM_KEY_ID"] ?? "k1")
     if let size = options["--batch-size"] {
         guard let n = Int(size), n > 0 else { throw ClientError.policy("--batch-size needs a positive integer") }
@@ -105,7 +105,9 @@ struct ShareInput: Decodable {
     static func read(_ path: String, featurizer makeFeaturizer: () throws -> Featurizer) throws -> (userId: String?, device: [String: String], windows: [DeviceWindow]) {
         let input: ShareInput
         do {
-            input = try JSONDecoder().decode(ShareInput.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+            input = try JSONDecoder().decode(ShareInput.self, from: readShareFile(path, "windows file"))
+        } catch let error as ClientError {
+            throw error
         } catch {
             throw ClientError.wire("\(path): expected {\"user_id\", \"device\", \"windows\": [{key, captured_at (ms), label, window | features}]}")
         }
@@ -124,4 +126,12 @@ struct ShareInput: Decodable {
         }
         return (input.user_id, input.device ?? [:], windows)
     }
+}
+
+/// A file `share` reads, or one line saying which one could not be read.
+func readShareFile(_ path: String, _ what: String) throws -> Data {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw ClientError.policy("cannot read the \(what) \(path): no such file or not readable")
+    }
+    return data
 }
