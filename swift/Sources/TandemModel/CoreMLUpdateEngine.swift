@@ -45,20 +45,32 @@ public struct CoreMLUpdateEngine: UpdateEngine {
     }
 
     public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                       onEpochEnd: (Int, Double) -> Bool) throws -> MLModel? {
+                       onEpochEnd: @escaping (Int, Double) -> Bool) throws -> MLModel? {
         try FeatureRows.requireFinite(training.rows, dimension: base.inputDimension)
         let configuration = MLModelConfiguration()
         configuration.parameters = [.epochs: epochs, .learningRate: settings.learningRate,
                                     .miniBatchSize: settings.miniBatchSize, .shuffle: settings.shuffle]
         var personal: MLModel?, failure: Error?, epoch = 0
         let done = DispatchSemaphore(value: 0)
-        try withoutActuallyEscaping(onEpochEnd) { onEpochEnd in
-            let handlers = MLUpdateProgressHandlers(forEvents: [.epochEnd], progressHandler: { context in
+        do {
+            // Checked after every mini-batch: a non-finite training loss means a weight went
+            // non-finite; the task is cancelled and the policy keeps the base.
+            let handlers = MLUpdateProgressHandlers(forEvents: [.miniBatchEnd, .epochEnd], progressHandler: { context in
+                if let stepLoss = context.metrics[.lossValue] as? Double, !stepLoss.isFinite {
+                    failure = UpdateDiverged(epoch: epoch + 1)
+                    context.task.cancel()
+                    return
+                }
+                guard context.event == .epochEnd else { return }
                 epoch += 1
                 let loss: Double
                 do {
                     loss = try heldOut.map { try HeldOutLoss.of(try CoreMLPredictor(model: context.model), $0) }
                         ?? (context.metrics[.lossValue] as? Double ?? .nan)
+                } catch FeatureInputError.outputNotFinite(_, _, _) {
+                    failure = UpdateDiverged(epoch: epoch)  // the weights went non-finite
+                    context.task.cancel()
+                    return
                 } catch {
                     failure = error
                     context.task.cancel()

@@ -84,7 +84,7 @@ public final class GoldenTraceEngine: UpdateEngine {
     }
 
     public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                       onEpochEnd: (Int, Double) -> Bool) throws -> Int? {
+                       onEpochEnd: @escaping (Int, Double) -> Bool) throws -> Int? {
         guard heldOut != nil else { return epochs }  // task B: nothing recorded per epoch
         let expected = trace.inputs.count - trace.holdout.count
         guard training.count == expected else { throw TraceReplayError.trainingSize(expected: expected, got: training.count) }

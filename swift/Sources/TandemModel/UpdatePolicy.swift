@@ -97,7 +97,7 @@ public protocol UpdateEngine {
     associatedtype Personal
     func baseLoss(heldOut: LabelledRows) throws -> Double
     func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                onEpochEnd: (Int, Double) -> Bool) throws -> Personal?
+                onEpochEnd: @escaping (Int, Double) -> Bool) throws -> Personal?
 }
 
 /// One epoch's end in task A, as the progress handler saw it.

@@ -70,7 +70,7 @@ final class UpdatePolicyTests: XCTestCase {
         }
         func baseLoss(heldOut: LabelledRows) throws -> Double { losses[0] }
         func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                    onEpochEnd: (Int, Double) -> Bool) throws -> Int? {
+                    onEpochEnd: @escaping (Int, Double) -> Bool) throws -> Int? {
             trainedOn.append(training.count)
             if heldOut == nil {
                 if divergeInTaskB { throw UpdateDiverged(epoch: 1) }
