@@ -2,14 +2,17 @@
 Swift featurizer (TandemKit's TandemFeatures) to reproduce within 1e-9.
 
 The features module serves one task per process (TANDEM_TASK, read at import), so the cases of several
-tasks are computed one subprocess per task (`task_records`). Windows are synthetic, seeded and within
-the task's channel bounds: typical signals plus edge cases (zeros, constants, extreme in-range values).
+tasks are computed one subprocess per task (`task_records`). Windows are the first few of the task's
+own example data when its folder holds a CSV table (`tandem init` writes one), then synthetic ones, seeded
+and within the task's channel bounds: typical signals plus edge cases (zeros, constants, extreme in-range
+values).
 
     python -m tandem.device.feature_cases OUT_DIR   # write <task>.json for every built-in task and template
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -35,11 +38,42 @@ def template_names() -> list[str]:
 
 
 def write_template(template: str, folder: Path) -> Path:
-    """A task folder from a `tandem init` template, as `tandem init` writes its task.yaml (the task's
-    name is the template's name; no data file: the cases are synthetic)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "task.yaml").write_text((TEMPLATES / template / "task.yaml").read_text().replace("__NAME__", template))
+    """A task folder made by `tandem init` from a template (task.yaml and its example data.csv; the
+    task's name is the template's name)."""
+    done = subprocess.run([sys.executable, "-m", "tandem.cli", "init", str(folder), "--template", template,
+                           "--name", template, "--force"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"tandem init --template {template} failed: {done.stderr.strip()[-2000:]}")
     return folder
+
+
+def _own_data_cases(per_task: int = 3) -> list[tuple[str, np.ndarray]]:
+    """The first windows of the active task's own example table (a CSV in its folder), if it has one:
+    the first user's first sessions (sensor) or first rows (tabular)."""
+    from tandem.contract import features
+
+    source = features.TASK.data.source
+    path = Path(getattr(source, "path", "") or "")
+    path = path if path.is_absolute() else features.TASK.folder / path
+    if getattr(source, "kind", None) != "table" or path.suffix != ".csv" or not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    column = {name: source.columns.get(name, name) for name in features.CHANNELS}
+    first_user = [r for r in rows if r[source.user] == rows[0][source.user]]
+    if features.TASK.inputs.kind == "tabular":
+        return [(f"data{i}", np.array([[float(r[column[c]]) for c in features.CHANNELS]])) for i, r in
+                enumerate(first_user[:per_task])]
+    out: list[tuple[str, np.ndarray]] = []
+    sessions = dict.fromkeys(r[source.session] for r in first_user) if source.session else {None: None}
+    for session in sessions:
+        part = [r for r in first_user if session is None or r[source.session] == session]
+        signals = np.array([[float(r[column[c]]) for c in features.CHANNELS] for r in part])
+        windows, _, _ = features.cut_windows(signals, np.array([r[source.target] for r in part]))
+        out += [(f"data{len(out) + i}", w) for i, w in enumerate(windows[:per_task - len(out)])]
+        if len(out) >= per_task:
+            break
+    return out
 
 
 def _sensor_cases(window: int, rate: float, bounds: np.ndarray, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
@@ -81,14 +115,15 @@ def cases() -> list[tuple[str, np.ndarray]]:
     """Named raw windows (window, channels) for the active task."""
     from tandem.contract import features
 
+    own = _own_data_cases()
     rng = np.random.default_rng(SEED)
     task = features.TASK
     if task.inputs.kind == "sensor":
         bounds = np.array([features.CHANNEL_BOUNDS[name] for name in features.CHANNELS], dtype=np.float64)
-        return _sensor_cases(features.WINDOW, features.SAMPLE_RATE_HZ, bounds, rng)
+        return own + _sensor_cases(features.WINDOW, features.SAMPLE_RATE_HZ, bounds, rng)
     lo = np.array([float(c.min) for c in task.inputs.columns])
     hi = np.array([float(c.max) for c in task.inputs.columns])
-    return _tabular_cases(lo, hi, rng)
+    return own + _tabular_cases(lo, hi, rng)
 
 
 def record() -> dict:
