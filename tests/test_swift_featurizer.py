@@ -4,6 +4,9 @@ built-in task and every `tandem init` template, within 1e-9; what it refuses, in
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +96,21 @@ def test_real_hapt_windows_match_the_golden_features(tandem_device, tmp_path):
     diff = np.abs(swift - np.array([w["features"] for w in golden])).max()
     print(f"HAPT golden windows: {len(golden)} windows, max |swift - python| = {diff:.3g}")
     assert diff <= TOLERANCE
+
+
+def test_make_swift_test_without_a_toolchain_fails_in_one_line(tmp_path):
+    """`make test`'s Swift step: no toolchain on PATH is a failure with one line saying what to do;
+    TANDEM_SKIP_SWIFT=1 skips on purpose (and says so)."""
+    root = Path(__file__).resolve().parents[1]
+    make = shutil.which("make")
+    env = {k: v for k, v in os.environ.items() if k != "TANDEM_SKIP_SWIFT"}
+    env["PATH"] = str(tmp_path)  # an empty folder: no swift, nothing else either
+    done = subprocess.run([make, "--no-print-directory", "-C", str(root), "swift-test"], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if not line.startswith("make")]
+    assert len(ours) == 1 and "no Swift toolchain on PATH" in ours[0] and "TANDEM_SKIP_SWIFT=1" in ours[0]
+
+    skipped = subprocess.run([make, "--no-print-directory", "-C", str(root), "swift-test"],
+                             env={**env, "TANDEM_SKIP_SWIFT": "1"}, capture_output=True, text=True)
+    assert skipped.returncode == 0 and "skipped on purpose" in skipped.stdout
