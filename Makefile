@@ -32,7 +32,7 @@ $(SIGNING): $(VENV)/.installed
 
 demo: install $(KEYCHAIN) $(SIGNING)
 	@set -a; [ -n "$$TANDEM_PSEUDONYM_KEY" ] || . $(KEYCHAIN); [ -n "$$TANDEM_SIGNING_KEY" ] || . $(SIGNING); set +a; \
-	$(TANDEM) share && $(TANDEM) run && $(TANDEM) releases && \
+	$(TANDEM) share --via embedded && $(TANDEM) run && $(TANDEM) releases && \
 	$(TANDEM) pull --channel staging --out $(TANDEM_HOME)/app-build/model --public-key $(PUBLIC_KEY)
 
 test: install

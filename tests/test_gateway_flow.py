@@ -105,3 +105,17 @@ def test_through_the_gateway_on_s3_with_a_presigned_upload(s3_endpoint, s3_bucke
     first = run_flow()
     assert first["status"] == "published", first
     assert first["accepted"] == len(shared.report.written) + 1 and first["quarantined"] == 0
+
+
+def test_share_via_an_embedded_gateway_twice_lands_once(tandem_home):
+    """What `make demo` runs: a gateway in the share's own process, over loopback HTTP."""
+    env = {**os.environ, "TANDEM_HOME": str(tandem_home)}
+    cmd = [sys.executable, "-m", "tandem.cli", "share", "--source", "synthetic", "--users", "5", "--via", "embedded"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0 and "through the device gateway at http://127.0.0.1:" in first.stdout, first.stdout + first.stderr
+    store = store_from_settings(Settings())
+    landed = store.list("incoming/")
+    assert landed and len(store.list("gateway/idempotency/")) == len(landed)
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and f"0 new, {len(landed)} already" in " ".join(second.stdout.split()), second.stdout
+    assert store.list("incoming/") == landed

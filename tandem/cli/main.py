@@ -37,8 +37,9 @@ def share(
     seed: int = typer.Option(0, help="seed (synthetic source only)"),
     policy: str = typer.Option("pseudonymized", help="sharing policy: a preset (pseudonymized, anonymized, dp, "
                                "encrypted, all), a policy name (e.g. anonymized+dp/v1) or a path to a policy JSON"),
-    via: Optional[str] = typer.Option(None, help="a device gateway URL (e.g. $TANDEM_GATEWAY_URL): devices enroll, sign "
-                                      "and upload in wire format v1 through it instead of writing to the store"),
+    via: Optional[str] = typer.Option(None, help="a device gateway URL (e.g. $TANDEM_GATEWAY_URL), or `embedded` (a gateway "
+                                      "in this process on a free 127.0.0.1 port): devices enroll, sign and upload in wire "
+                                      "format v1 through it instead of writing to the store"),
 ):
     """The devices' upload: share a fraction of each sharing user's windows as batches in the landing
     zone (incoming/), in the modified form the sharing policy declares. Keys: TANDEM_PSEUDONYM_KEY (and
@@ -59,6 +60,12 @@ def share(
     kwargs = {"n_users": users_, "seed": seed} if source == "synthetic" else {"dropped": dropped}
     everyone = users.load_fleet(source, **kwargs)
     store = store_from_settings(settings)
+    embedded = None
+    if via == "embedded":  # the real door over loopback HTTP, for as long as this share runs (make demo)
+        from tandem.gateway.server import ThreadedGateway
+
+        embedded = ThreadedGateway(settings, store).start()
+        via = embedded.url
     try:
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task("sharing", total=len(everyone))
@@ -80,6 +87,9 @@ def share(
         else:
             raise
         raise typer.Exit(1)
+    finally:
+        if embedded is not None:
+            embedded.stop()
     report = shared.report
     for line in dropped.lines():
         console.print(f"[yellow]{line}[/]")
@@ -87,6 +97,8 @@ def share(
         console.print(f"[yellow]{line}[/]")
     console.print(f"{report.users} users shared {report.windows} windows in {len(report.written) + len(report.already_there)} "
                   f"batches: [bold]{len(report.written)} new[/], {len(report.already_there)} already in {store.url}/incoming/")
+    if via:
+        console.print(f"through the device gateway at {via} (wire format v1, signed)")
     console.print(f"policy {sharing_policy.name}" + (f"; {report.withheld} windows withheld: privacy budget spent"
                                                       if report.withheld else ""))
     console.print(f"{len(shared.evaluators)} evaluation users never share; their data stays in {settings.devices_dir}")
