@@ -354,3 +354,24 @@ def test_share_mistakes_are_one_line(tandem_device, tandem_home, tmp_path, monke
     done = _share(tandem_device, nowhere, spec, windows, policy_file, check=False)
     assert done.returncode != 0 and "TANDEM_PSEUDONYM_KEY is not set" in done.stderr
 
+
+
+def test_a_python_written_ledger_is_honoured_by_the_swift_device(tandem_device, gateway, tmp_path):
+    """Three windows already charged by the Python device (same file, same user): under a budget of 55
+    (5 windows of epsilon 10) the Swift device shares only 2 more and says so."""
+    from tandem.privacy.ledger import PrivacyLedger
+    from tandem.privacy.policy import SharingPolicy
+
+    gw, store, _ = gateway
+    policy = SharingPolicy(forms=["dp"], user_budget_epsilon=55.0)
+    devices = tmp_path / "devices"
+    earlier = PrivacyLedger.load(devices, USER)
+    earlier.charge(policy, ["earlier-1", "earlier-2", "earlier-3"])
+    earlier.save()
+    spec, policy_file = _spec_and_policy(tmp_path, policy)
+    done = _share(tandem_device, gw.url, spec, _windows_file(tmp_path / "w.json", _user(10), features=True), policy_file,
+                  "--devices-dir", str(devices))
+    summary = json.loads(done.stdout)
+    assert (summary["windows"], summary["withheld"]) == (2, N_WINDOWS - 2)
+    assert "privacy budget reached" in done.stderr
+    assert len(PrivacyLedger.load(devices, USER).charges) == 5
