@@ -46,18 +46,36 @@ public struct PolicyTrace: Decodable, Equatable {
         if let release = try? decoder.decode(Release.self, from: data), let trace = release.update_policy {
             return trace
         }
-        return try decoder.decode(PolicyTrace.self, from: data)
+        do {
+            return try decoder.decode(PolicyTrace.self, from: data)
+        } catch {
+            throw TraceReplayError.noTrace(Self.why(error))
+        }
+    }
+
+    /// A decoding error in one line: the missing key or the path to the bad value.
+    static func why(_ error: Error) -> String {
+        switch error as? DecodingError {
+        case .keyNotFound(let key, _)?: return "no '\(key.stringValue)'"
+        case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?:
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? "not JSON" : "a bad value at '\(path)'"
+        default: return "\(error)"
+        }
     }
 }
 
 public enum TraceReplayError: Error, CustomStringConvertible, Equatable {
     case traceEnds(epoch: Int)
     case trainingSize(expected: Int, got: Int)
+    case noTrace(String)
 
     public var description: String {
         switch self {
         case .traceEnds(let epoch):
             return "the golden trace ends before epoch \(epoch), but the policy did not cancel task A there: the policies disagree"
+        case .noTrace(let why):
+            return "not a golden update-policy trace (\(why)): pass a release's golden_vectors.json"
         case .trainingSize(let expected, let got):
             return "task A trains on \(got) rows here, on \(expected) in the golden trace: the held-out split disagrees"
         }

@@ -58,6 +58,15 @@ final class UpdatePolicyTests: XCTestCase {
         }
     }
 
+    func testAFileWithoutATraceIsRefusedInOneLine() {
+        XCTAssertThrowsError(try PolicyTrace.load(Data("{\"format\": \"tandem-golden/v1\"}".utf8))) { error in
+            XCTAssertEqual(error as? TraceReplayError, .noTrace("no 'policy'"))
+        }
+        XCTAssertThrowsError(try PolicyTrace.load(Data("[1,".utf8))) { error in
+            XCTAssertEqual("\(error)", "not a golden update-policy trace (not JSON): pass a release's golden_vectors.json")
+        }
+    }
+
     /// Scripted losses per epoch; throws UpdateDiverged in task B when asked to (a fault that Core ML
     /// produces only with a diverging model, injected here).
     final class ScriptedEngine: UpdateEngine {
