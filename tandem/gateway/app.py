@@ -76,13 +76,17 @@ def signed(gw: Gateway, request: Request, body: bytes) -> tuple[dict, dict]:
         signing.verify(got, request.method, request.url.path, bytes.fromhex(record["public_key"]))
     except signing.SigningError as e:
         raise Refused(401, str(e)) from None
-    if state.nonce_seen(gw.store, got[signing.INSTALL], got[signing.NONCE]):
+    if state.nonce_seen(gw.store, *_nonce(got)):
         raise Refused(401, "replayed request: this nonce was used before; re-sign with a fresh nonce")
     return got, record
 
 
+def _nonce(got: dict) -> tuple[str, str, int]:
+    return got[signing.INSTALL], got[signing.NONCE], int(got[signing.TIMESTAMP])
+
+
 def _claim_nonce(gw: Gateway, got: dict) -> None:
-    if not state.claim_nonce(gw.store, got[signing.INSTALL], got[signing.NONCE]):
+    if not state.claim_nonce(gw.store, *_nonce(got)):
         raise Refused(401, "replayed request: this nonce was used before; re-sign with a fresh nonce")
 
 
@@ -113,7 +117,7 @@ def enroll(gw: Gateway, request: Request, body: bytes) -> tuple[int, dict]:
         proof = verifier.verify(att, x963)
     except attestation.AttestationError as e:
         raise Refused(401, f"attestation refused: {e}") from None
-    if state.nonce_seen(gw.store, install, got[signing.NONCE]):
+    if state.nonce_seen(gw.store, *_nonce(got)):
         raise Refused(401, "replayed request: this nonce was used before; re-sign with a fresh nonce")
     _claim_nonce(gw, got)
     record = {"public_key": x963.hex(), "attestation": proof, "enrolled_at": int(time.time())}

@@ -2,7 +2,9 @@
 stateless replicas on one store agree:
 
 - ``gateway/installs/<install id>.json``: an enrollment (the public key, how it was attested);
-- ``gateway/nonces/<install id>/<nonce>``: a nonce seen (a replay is refused);
+- ``gateway/nonces/<day of the request's signed timestamp>/<install id>/<nonce>``: a nonce seen (a replay
+  is refused). A replay carries its signed timestamp, so it meets its nonce in the same day's folder; a
+  day older than the clock skew allows can be deleted whole (the timestamp check refuses its requests);
 - ``gateway/counts/<day>/<install|pseudonym>/<id>/<slot>``: one object per batch landed that day. A
   batch claims the lowest free slot number below the limit with a create-only write; two replicas
   racing for one slot cannot both win, so the count never passes the limit;
@@ -40,17 +42,18 @@ def enroll(store: Store, install: str, record: dict) -> bool:
     return store.put(install_key(install), json.dumps(record, sort_keys=True).encode(), if_absent=True)
 
 
-def _nonce_key(install: str, nonce: str) -> str:
-    return f"{PREFIX}nonces/{install}/{nonce}"
+def _nonce_key(install: str, nonce: str, timestamp: int) -> str:
+    day = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
+    return f"{PREFIX}nonces/{day}/{install}/{nonce}"
 
 
-def nonce_seen(store: Store, install: str, nonce: str) -> bool:
-    return store.exists(_nonce_key(install, nonce))
+def nonce_seen(store: Store, install: str, nonce: str, timestamp: int) -> bool:
+    return store.exists(_nonce_key(install, nonce, timestamp))
 
 
-def claim_nonce(store: Store, install: str, nonce: str) -> bool:
+def claim_nonce(store: Store, install: str, nonce: str, timestamp: int) -> bool:
     """False when another request (perhaps on another replica) used this nonce first."""
-    return store.put(_nonce_key(install, nonce), b"", if_absent=True)
+    return store.put(_nonce_key(install, nonce, timestamp), b"", if_absent=True)
 
 
 def utc_day(now: datetime | None = None) -> str:
