@@ -107,7 +107,7 @@ def start_gateway(home: Path) -> tuple[subprocess.Popen, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads (the bound on load)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (the bound on load)")
     parser.add_argument("--rounds", type=int, default=2, help="send the day's batches this many times (fresh stores)")
     args = parser.parse_args()
     load_start = os.getloadavg()
