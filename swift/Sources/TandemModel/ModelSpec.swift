@@ -92,10 +92,24 @@ public enum ClassLabels: Equatable {
     }
 }
 
+/// NetworkUpdateParameters: the loss, the optimizer's default settings and the default epochs.
+public struct UpdateParametersSpec: Equatable {
+    public enum Loss: Equatable { case none, crossEntropy(input: String), meanSquaredError(input: String) }
+    public enum Optimizer: Equatable {
+        case none
+        case sgd(learningRate: Double, miniBatchSize: Int, momentum: Double)
+        case adam(learningRate: Double, miniBatchSize: Int, beta1: Double, beta2: Double, eps: Double)
+    }
+    public var losses: [Loss] = []
+    public var optimizer: Optimizer = .none
+    public var epochs = 0
+}
+
 public struct NeuralNetwork: Equatable {
     public var layers: [Layer] = []
     public var classLabels: ClassLabels = .none
     public var labelProbabilityLayerName = ""
+    public var updateParams = UpdateParametersSpec()
 }
 
 public indirect enum ModelType: Equatable {
@@ -229,10 +243,47 @@ public struct ModelSpec: Equatable {
                 try ProtoReader.forEachField(in: v.bytes) { lf, lv in if lf == 1 { try Repeated.varints(lv, into: &labels) } }
                 nn.classLabels = .ints(labels)
             case 200: nn.labelProbabilityLayerName = v.string
+            case 10: nn.updateParams = try updateParameters(v.bytes)
             default: break
             }
         }
         return nn
+    }
+
+    /// The `defaultValue` (field 1) of a DoubleParameter or Int64Parameter message.
+    static func defaultValue(_ data: ArraySlice<UInt8>) throws -> ProtoValue? {
+        var found: ProtoValue?
+        try ProtoReader.forEachField(in: data) { f, v in if f == 1 { found = v } }
+        return found
+    }
+
+    static func updateParameters(_ data: ArraySlice<UInt8>) throws -> UpdateParametersSpec {
+        var u = UpdateParametersSpec()
+        try ProtoReader.forEachField(in: data) { f, v in
+            switch f {
+            case 1:  // LossLayer: categoricalCrossEntropyLossLayer = 10, meanSquaredErrorLossLayer = 11; input = 1
+                try ProtoReader.forEachField(in: v.bytes) { lf, lv in
+                    guard lf == 10 || lf == 11 else { return }
+                    var input = ""
+                    try ProtoReader.forEachField(in: lv.bytes) { pf, pv in if pf == 1 { input = pv.string } }
+                    u.losses.append(lf == 10 ? .crossEntropy(input: input) : .meanSquaredError(input: input))
+                }
+            case 2:  // Optimizer: sgdOptimizer = 10, adamOptimizer = 11
+                try ProtoReader.forEachField(in: v.bytes) { of, ov in
+                    var values: [Int: ProtoValue] = [:]
+                    try ProtoReader.forEachField(in: ov.bytes) { pf, pv in values[pf] = try defaultValue(pv.bytes) }
+                    let lr = values[1]?.double ?? 0, batch = values[2]?.int ?? 0
+                    if of == 10 { u.optimizer = .sgd(learningRate: lr, miniBatchSize: batch, momentum: values[3]?.double ?? 0) }
+                    if of == 11 {
+                        u.optimizer = .adam(learningRate: lr, miniBatchSize: batch, beta1: values[3]?.double ?? 0,
+                                            beta2: values[4]?.double ?? 0, eps: values[5]?.double ?? 0)
+                    }
+                }
+            case 3: u.epochs = try defaultValue(v.bytes)?.int ?? 0
+            default: break
+            }
+        }
+        return u
     }
 
     static func layer(_ data: ArraySlice<UInt8>) throws -> Layer {

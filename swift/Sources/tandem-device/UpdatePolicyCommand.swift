@@ -1,45 +1,57 @@
-// tandem-device update-policy --golden golden_vectors.json [--model model.mlmodel]
-// Replays a release's update-policy trace through TandemModel's policy (its own row order,
-// held-out split, cancellation and choice of epochs; the held-out losses per epoch come from the
-// trace, since Core ML's update cannot run on Linux) and reports each decision as JSON. With
-// --model the base's held-out loss is recomputed by the spec interpreter. Exit 1 when the policy
-// disagrees with the trace.
+// tandem-device update-policy --golden golden_vectors.json [--model model.mlmodel] [--engine replay|interpreter]
+// Runs a release's update-policy trace through TandemModel's policy (its own row order, held-out
+// split, cancellation and choice of epochs) and reports each decision as JSON. The update itself:
+//   replay       the held-out losses per epoch come from the trace (Core ML cannot run on Linux);
+//                with --model the base's held-out loss is recomputed by the spec interpreter;
+//   interpreter  TandemKit computes every update step (needs --model); the losses per epoch and
+//                the personal model's outputs are compared with the trace too.
+// Exit 1 when the policy disagrees with the trace.
 import Foundation
 import TandemKit
 
 func updatePolicyCommand(_ args: [String]) throws -> Int32 {
-    let options = try ModelCommandArguments(args, valued: ["--golden", "--model"])
+    let options = try ModelCommandArguments(args, valued: ["--golden", "--model", "--engine"])
     let trace = try PolicyTrace.load(try Data(contentsOf: try options.file("--golden")))
     let base: InterpretedModel? = try options.optional("--model").map { _ in try InterpretedModel(contentsOf: try options.file("--model")) }
-    let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy,
-                                                     engine: GoldenTraceEngine(trace: trace, base: base))
-    let baseLoss = outcome.holdoutLosses.first
-    let goldenBaseLoss = trace.holdoutLosses.first
-    var checks: [(String, Bool)] = [
-        ("order", outcome.order == trace.order),
-        ("holdout", outcome.holdout == trace.holdout),
-        ("epochs", outcome.epochs == trace.epochs),
-        ("epochs_run", outcome.holdoutLosses.count == trace.holdoutLosses.count),
-    ]
-    if base != nil, let mine = baseLoss, let theirs = goldenBaseLoss {
+    let engineName = options.optional("--engine") ?? "replay"
+    var checks: [(String, Bool)] = []
+    var report: [(String, JSONOut)] = []
+    let holdoutLosses: [Double], decisions: [EpochDecision]
+    switch engineName {
+    case "replay":
+        let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy,
+                                                         engine: GoldenTraceEngine(trace: trace, base: base))
+        checks += policyChecks(outcome, trace)
+        report += summary(outcome, trace)
+        (holdoutLosses, decisions) = (outcome.holdoutLosses, outcome.decisions)
+    case "interpreter":
+        guard let base = base else { throw ModelCommandError("--engine interpreter needs --model FILE") }
+        let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy,
+                                                         engine: try InterpretedUpdateEngine(base: base))
+        checks += policyChecks(outcome, trace)
+        report += summary(outcome, trace)
+        let worstLoss = zip(outcome.holdoutLosses, trace.holdoutLosses).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+        checks.append(("holdout_losses", outcome.holdoutLosses.count == trace.holdoutLosses.count && worstLoss <= 1e-9))
+        let personal: TandemPredictor = outcome.personal ?? base
+        let got = try personal.predict(trace.inputs)
+        let mine = personal.kind == .classifier ? got.probabilities.flatMap { $0 } : got.values.map { $0.first ?? .nan }
+        let theirs = trace.probabilitiesAfter?.flatMap { $0 } ?? trace.predictionsAfter ?? []
+        let worstOutput = zip(mine, theirs).map { abs($0 - $1) }.max() ?? .nan
+        checks.append(("personal_outputs", mine.count == theirs.count && worstOutput <= 1e-6))
+        report += [("max_holdout_loss_difference", .number(worstLoss)), ("max_personal_output_difference", .number(worstOutput))]
+        (holdoutLosses, decisions) = (outcome.holdoutLosses, outcome.decisions)
+    default:
+        throw ModelCommandError("--engine must be replay or interpreter, got '\(engineName)'")
+    }
+    if base != nil, let mine = holdoutLosses.first, let theirs = trace.holdoutLosses.first {
         checks.append(("base_loss", abs(mine - theirs) <= 1e-9 * max(1, abs(theirs))))
     }
-    let decisions = outcome.decisions.map { d in
-        JSONOut.object([("epoch", .int(d.epoch)), ("held_out_loss", .number(d.heldOutLoss)),
-                        ("best_epoch", .int(d.bestEpoch)), ("cancel", .bool(d.cancel))])
-    }
-    let report: [(String, JSONOut)] = [
-        ("epochs", .int(outcome.epochs)),
-        ("golden_epochs", .int(trace.epochs)),
-        ("kept_base", .bool(outcome.keptBase)),
-        ("task_a_epochs", .int(max(outcome.holdoutLosses.count - 1, 0))),
-        ("holdout", .ints(outcome.holdout)),
-        ("order", .ints(outcome.order)),
-        ("base_loss", baseLoss.map(JSONOut.number) ?? .null),
-        ("golden_base_loss", goldenBaseLoss.map(JSONOut.number) ?? .null),
-        ("skipped_rows", .ints(outcome.skippedRows)),
-        ("decisions", .array(decisions)),
-        ("note", .string(outcome.note)),
+    report += [
+        ("engine", .string(engineName)),
+        ("decisions", .array(decisions.map { d in
+            JSONOut.object([("epoch", .int(d.epoch)), ("held_out_loss", .number(d.heldOutLoss)),
+                            ("best_epoch", .int(d.bestEpoch)), ("cancel", .bool(d.cancel))])
+        })),
         ("checks", .object(checks.map { ($0.0, .bool($0.1)) })),
         ("matches", .bool(checks.allSatisfy(\.1))),
     ]
@@ -50,4 +62,17 @@ func updatePolicyCommand(_ args: [String]) throws -> Int32 {
         return 1
     }
     return 0
+}
+
+private func policyChecks<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) -> [(String, Bool)] {
+    [("order", outcome.order == trace.order), ("holdout", outcome.holdout == trace.holdout),
+     ("epochs", outcome.epochs == trace.epochs), ("epochs_run", outcome.holdoutLosses.count == trace.holdoutLosses.count)]
+}
+
+private func summary<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) -> [(String, JSONOut)] {
+    [("epochs", .int(outcome.epochs)), ("golden_epochs", .int(trace.epochs)), ("kept_base", .bool(outcome.keptBase)),
+     ("task_a_epochs", .int(max(outcome.holdoutLosses.count - 1, 0))), ("holdout", .ints(outcome.holdout)),
+     ("order", .ints(outcome.order)), ("base_loss", outcome.holdoutLosses.first.map(JSONOut.number) ?? .null),
+     ("golden_base_loss", trace.holdoutLosses.first.map(JSONOut.number) ?? .null),
+     ("skipped_rows", .ints(outcome.skippedRows)), ("note", .string(outcome.note))]
 }
