@@ -114,3 +114,21 @@ def test_make_swift_test_without_a_toolchain_fails_in_one_line(tmp_path):
     skipped = subprocess.run([make, "--no-print-directory", "-C", str(root), "swift-test"],
                              env={**env, "TANDEM_SKIP_SWIFT": "1"}, capture_output=True, text=True)
     assert skipped.returncode == 0 and "skipped on purpose" in skipped.stdout
+
+
+def test_every_python_feature_op_has_a_swift_twin_of_the_same_version():
+    """Each op of tandem/contract/feature_ops has one Swift file in TandemFeatures/Ops with the same
+    name and version (a new op or a bumped version on one side only fails here, before any build)."""
+    import re
+
+    from tandem.contract.feature_ops import OPS
+
+    ops = Path(__file__).resolve().parents[1] / "swift" / "Sources" / "TandemFeatures" / "Ops"
+    swift = {}
+    for source in ops.glob("*.swift"):
+        text = source.read_text()
+        name = re.search(r'static let name = "([a-z0-9_]+)"', text)
+        version = re.search(r"static let version = (\d+)", text)
+        if name and version:
+            swift[name.group(1)] = int(version.group(1))
+    assert swift == {op: module.VERSION for op, module in OPS.items()}
