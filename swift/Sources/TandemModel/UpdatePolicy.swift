@@ -204,7 +204,9 @@ public enum UpdatePolicyRunner {
             outcome.holdoutLosses = losses
             outcome.decisions = decisions
             outcome.epochs = bestEpoch(losses)
-            if outcome.epochs == 0 { outcome.note = "no epoch beat the base on the held-out rows: the base is kept" }
+            if outcome.epochs == 0 && outcome.note.isEmpty {
+                outcome.note = "no epoch beat the base on the held-out rows: the base is kept"
+            }
         }
         if outcome.epochs > 0 {
             do {

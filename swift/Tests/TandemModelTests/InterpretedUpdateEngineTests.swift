@@ -1,0 +1,80 @@
+import XCTest
+@testable import TandemModel
+
+/// TandemKit's own update (InterpretedUpdateEngine) against the Python runtime's recorded policy
+/// traces: the same held-out losses per epoch, the same chosen epochs, the same personal model.
+final class InterpretedUpdateEngineTests: XCTestCase {
+    private func run(_ trace: String, _ model: String) throws -> (PolicyTrace, PolicyOutcome<InterpretedModel>, InterpretedModel) {
+        let golden = try PolicyTrace.load(Data(contentsOf: try fixtureURL(trace)))
+        let base = try InterpretedModel(contentsOf: try fixtureURL(model))
+        let outcome = try UpdatePolicyRunner.personalize(golden.data, policy: golden.policy,
+                                                         engine: try InterpretedUpdateEngine(base: base))
+        return (golden, outcome, base)
+    }
+
+    private func maxDifference(_ a: [Double], _ b: [Double]) -> Double {
+        XCTAssertEqual(a.count, b.count)
+        return zip(a, b).map { abs($0 - $1) }.max() ?? .nan
+    }
+
+    func testClassifierUpdateReproducesTheTrace() throws {
+        let (golden, outcome, _) = try run("classifier_policy.json", "classifier.mlmodel")
+        XCTAssertEqual(outcome.epochs, golden.epochs)
+        XCTAssertLessThanOrEqual(maxDifference(outcome.holdoutLosses, golden.holdoutLosses), 1e-12)
+        let personal = try XCTUnwrap(outcome.personal)
+        let got = try personal.predict(golden.inputs).probabilities.flatMap { $0 }
+        XCTAssertLessThanOrEqual(maxDifference(got, try XCTUnwrap(golden.probabilitiesAfter).flatMap { $0 }), 1e-9)
+    }
+
+    func testRegressorUpdateReproducesTheTrace() throws {
+        let (golden, outcome, _) = try run("regressor_policy.json", "regressor.mlmodel")
+        XCTAssertEqual(outcome.epochs, golden.epochs)
+        XCTAssertLessThanOrEqual(maxDifference(outcome.holdoutLosses, golden.holdoutLosses), 1e-12)
+        let personal = try XCTUnwrap(outcome.personal)
+        let got = try personal.predict(golden.inputs).values.map { $0[0] }
+        XCTAssertLessThanOrEqual(maxDifference(got, try XCTUnwrap(golden.predictionsAfter)), 1e-9)
+    }
+
+    func testADivergingUpdateThrowsAfterTheStepAndThePolicyKeepsTheBase() throws {
+        let golden = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy.json")))
+        let base = try InterpretedModel(contentsOf: try fixtureURL("classifier.mlmodel"))
+        let engine = try InterpretedUpdateEngine(base: base)
+        // Finite rows the base handles, but one step at this rate sends the weights past float32.
+        let huge = LabelledRows(rows: golden.inputs.map { $0.map { $0 * 1e150 } }, targets: golden.targets)
+        XCTAssertNoThrow(try base.predict(huge.rows))
+        XCTAssertThrowsError(try engine.update(training: huge, epochs: 3, settings: UpdateSettings(learningRate: 1.0, miniBatchSize: 8),
+                                               heldOut: nil, onEpochEnd: { _, _ in false })) { error in
+            XCTAssertEqual(error as? UpdateDiverged, UpdateDiverged(epoch: 1))
+        }
+        var policy = golden.policy
+        policy.learningRate = 1.0
+        let outcome = try UpdatePolicyRunner.personalize(huge, policy: policy, engine: engine)
+        XCTAssertTrue(outcome.keptBase)
+        XCTAssertNil(outcome.personal)
+        XCTAssertTrue(outcome.note.contains("diverged"), outcome.note)
+    }
+
+    func testWhatItRefuses() throws {
+        let base = try InterpretedModel(contentsOf: try fixtureURL("classifier.mlmodel"))
+        let engine = try InterpretedUpdateEngine(base: base)
+        let rows = LabelledRows(rows: [Array(repeating: 0, count: 8)], targets: .classes(["sit"]))
+        XCTAssertThrowsError(try engine.update(training: rows, epochs: 1, settings: UpdateSettings(learningRate: 0.1, miniBatchSize: 8, shuffle: true),
+                                               heldOut: nil, onEpochEnd: { _, _ in false })) {
+            XCTAssertEqual($0 as? UpdateEngineError, .shuffleUnsupported)
+        }
+        var bad = rows
+        bad.rows[0][3] = .nan
+        XCTAssertThrowsError(try engine.update(training: bad, epochs: 1, settings: UpdateSettings(learningRate: 0.1, miniBatchSize: 8),
+                                               heldOut: nil, onEpochEnd: { _, _ in false })) {
+            XCTAssertEqual($0 as? FeatureInputError, .notFinite(count: 1, total: 1, rows: [0]))
+        }
+        var frozen = base.spec
+        if case .neuralNetworkClassifier(var nn)? = frozen.type {
+            for i in nn.layers.indices { nn.layers[i].isUpdatable = false }
+            frozen.type = .neuralNetworkClassifier(nn)
+        }
+        XCTAssertThrowsError(try InterpretedUpdateEngine(base: try InterpretedModel(spec: frozen))) {
+            XCTAssertEqual($0 as? UpdateEngineError, .notUpdatable("no updatable layer in the network"))
+        }
+    }
+}
