@@ -124,3 +124,30 @@ def test_swift_policy_catches_a_trace_it_disagrees_with(tandem_device, tmp_path)
     done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
     assert done.returncode == 1 and json.loads(done.stdout)["checks"]["epochs"] is False
     assert done.stderr.strip() == "the update policy disagrees with the golden trace on: epochs"
+
+
+def adam_classifier() -> DeviceModel:
+    return DeviceModel.load(device_builders.classifier_spec(w=device_builders.random_weights(8, d=6, hidden=(10,), k=3),
+                                                            updatable=("dense0", "head"), optimizer="adam",
+                                                            epochs_set=tuple(range(1, 41))).SerializeToString())
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor", "adam-classifier", "release-sized"])
+def test_swift_update_computes_what_the_golden_trace_records(kind, tandem_device, tmp_path):
+    """TandemKit's own update (no replay): the held-out loss after every epoch, the chosen epochs and
+    the personal model's outputs equal the Python runtime's."""
+    model = {"classifier": lambda: release_shaped.model(seed=0),
+             "regressor": lambda: release_shaped.model(seed=1, regression=True, labels=("value",)),
+             "adam-classifier": adam_classifier,
+             "release-sized": lambda: release_shaped.model(seed=2, d=len(FEATURE_NAMES), hidden=(128,), labels=HAR_LABELS)}[kind]()
+    X, y = release_shaped.labelled(model)
+    trace, path = policy_file(tmp_path, model, X, y)
+    model.save(tmp_path / "model.mlmodel")
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), "--model", str(tmp_path / "model.mlmodel"),
+                      "--engine", "interpreter")
+    out = json.loads(done.stdout)
+    assert out["matches"] is True and all(out["checks"].values()), out["checks"]
+    assert out["epochs"] == trace["epochs"]
+    print(f"{kind}: epochs {out['epochs']}, max loss difference {out['max_holdout_loss_difference']:.3g}, "
+          f"max personal output difference {out['max_personal_output_difference']:.3g}")
+    assert out["max_holdout_loss_difference"] <= 1e-9 and out["max_personal_output_difference"] <= TOLERANCE
