@@ -220,6 +220,8 @@ def test_signature_problems_are_401(door, users):
     assert ok.status_code == 201, ok.text
     after = landing(store)
     refused(post(d, body, nonce="replay-me-0123456789"), 401, "replayed")
+    retry = post(d, body)  # re-signed, no Idempotency-Key: the header's client_batch_id is the key
+    assert retry.status_code == 200 and retry.json()["status"] == "already landed"
     assert landing(store) == after
 
 

@@ -26,6 +26,7 @@ from tandem.release.layout import ReleaseError, check_version, release_prefix
 from tandem.settings import Settings
 
 ENROLL_MAX_BYTES = 64 * 1024
+INSTALL_CACHE = 100_000  # enrollments kept in memory per replica (they never change once written)
 IDEMPOTENCY = "Idempotency-Key"
 ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}}
 
@@ -46,6 +47,8 @@ class Gateway:
         record = self.installs.get(install_id) or state.read_install(self.store, install_id)
         if record is None:
             raise Refused(401, "unknown install: enroll first (POST /v1/enroll)")
+        if len(self.installs) >= INSTALL_CACHE:  # bounded memory on a large fleet: start over
+            self.installs.clear()
         self.installs[install_id] = record
         return record
 
@@ -145,14 +148,15 @@ def upload(gw: Gateway, request: Request, body: bytes, sealed: bool) -> tuple[in
             body_json = wire.inflate(plain, s.gateway_max_inflated_bytes)
         else:
             body_json = wire.inflate(body, s.gateway_max_inflated_bytes)
-        idem = idem or _client_batch_id(body_json)
+        doc = wire.parse_json(body_json)
+        idem = idem or _client_batch_id(doc)
         prior = state.read_idempotent(gw.store, install, idem) if idem else None
         if prior is not None:
             if prior["body_sha256"] != digest:
                 raise Refused(409, f"{IDEMPOTENCY} / client_batch_id {idem!r} was used before with different bytes")
             _claim_nonce(gw, got)
             return 200, {**prior["answer"], "status": "already landed"}, {}
-        batch = wire.from_document(wire.parse_json(body_json), s.max_batch_rows)
+        batch = wire.from_document(doc, s.max_batch_rows)
         policy = policy_of(batch.header)
         if policy.has("encrypted") != sealed:
             raise Refused(400, f"policy {policy.name} {'requires' if policy.has('encrypted') else 'forbids'} a sealed body "
@@ -176,7 +180,12 @@ def upload(gw: Gateway, request: Request, body: bytes, sealed: bool) -> tuple[in
         state.release_slot(gw.store, slot)
         raise Refused(429, f"this pseudonym has landed its {s.max_pseudonym_batches_per_day} batches for {day} (UTC); "
                       "retry after midnight UTC", retry)
-    new = gw.store.put(key, data, if_absent=True)
+    try:
+        new = gw.store.put(key, data, if_absent=True)
+    except Exception:  # the store failed: the batch did not land, so it must not count
+        state.release_slot(gw.store, pslot)
+        state.release_slot(gw.store, slot)
+        raise
     if not new:  # the same windows landed before (through the gateway or directly): they count once
         state.release_slot(gw.store, pslot)
         state.release_slot(gw.store, slot)
@@ -185,11 +194,11 @@ def upload(gw: Gateway, request: Request, body: bytes, sealed: bool) -> tuple[in
     return (201 if new else 200), answer, {}
 
 
-def _client_batch_id(body_json: bytes) -> str | None:
+def _client_batch_id(doc: dict) -> str | None:
     """The header's client batch id, read before the full check so an idempotent retry answers early."""
     try:
-        value = json.loads(body_json, parse_constant=lambda c: None)["header"]["client_batch_id"]
-    except (ValueError, KeyError, TypeError):
+        value = doc["header"]["client_batch_id"]
+    except (KeyError, TypeError):
         return None
     return value if isinstance(value, str) and wire.CLIENT_ID.fullmatch(value) else None
 
@@ -296,6 +305,10 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
             raise HTTPException(404, f"there is no release {model}/{version[:12]}") from None
         if name not in manifest.get("files", {}):  # only what the manifest names: never another key
             raise HTTPException(404, f"{name[:60]!r} is not a file of {model}/{version}")
-        return Response(store.get(release_prefix(model, version) + name), media_type="application/octet-stream")
+        try:
+            data = store.get(release_prefix(model, version) + name)
+        except NotFound:
+            raise HTTPException(404, f"{name[:60]!r} of {model}/{version} is missing from the store") from None
+        return Response(data, media_type="application/octet-stream")
 
     return app
