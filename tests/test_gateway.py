@@ -302,3 +302,40 @@ def test_task_route_names_the_wire_columns(door):
     gw, _, _ = door
     got = httpx.get(f"{gw.url}/v1/task").json()
     assert got["task"] == TASK.tag and list(got["columns"]) == list(wire.COLUMNS)
+
+
+def test_a_presigned_wire_upload_is_completed_into_the_same_batch(s3_endpoint, s3_bucket, users, tmp_path):
+    """Large fleets: the bytes go straight to the bucket (moto over HTTP) under the install's staging
+    prefix; completing it lands the simulator's exact parquet, and a broken one is refused and removed."""
+    from tandem.data.store import S3Store
+
+    store = S3Store(s3_bucket, "store", endpoint_url=s3_endpoint)
+    settings = Settings(home=tmp_path, store=f"s3://{s3_bucket}/store", s3_endpoint_url=s3_endpoint)
+    with ThreadedGateway(settings, store) as gw:
+        d = device(gw)
+        table = table_for(users[1])
+
+        def staged(body: bytes, client_id: str) -> str:
+            ask = json.dumps({"client_batch_id": client_id, "bytes": len(body), "kind": "wire"}).encode()
+            grant = d.request("POST", "/v1/uploads", ask, {"Content-Type": "application/json"})
+            assert grant.status_code == 200, grant.text
+            grant = grant.json()
+            assert grant["key"].startswith(f"gateway/uploads/{d.install_id}/")
+            r = httpx.post(grant["url"], data=grant["fields"], files={"file": ("batch", body)})
+            assert r.status_code in (200, 204), r.text
+            return grant["key"]
+
+        body, _ = wire_body(table, "presigned-wire")
+        key = staged(body, "presigned-wire")
+        done = d.request("POST", "/v1/uploads/complete", json.dumps({"key": key}).encode(),
+                         {"Content-Type": "application/json"})
+        assert done.status_code == 201, done.text
+        assert store.get(done.json()["batch"]) == table_bytes(table) and not store.exists(key)
+        before = landing(store)
+        bad = staged(b"not gzip at all", "presigned-bad")
+        r = d.request("POST", "/v1/uploads/complete", json.dumps({"key": bad}).encode(), {"Content-Type": "application/json"})
+        refused(r, 400, "not valid gzip")
+        assert landing(store) == before and not store.exists(bad)
+        other = d.request("POST", "/v1/uploads/complete", json.dumps({"key": "incoming/x.parquet"}).encode(),
+                          {"Content-Type": "application/json"})
+        refused(other, 400, "not one /v1/uploads granted to this install")

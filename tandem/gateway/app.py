@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from tandem.settings import Settings
 ENROLL_MAX_BYTES = 64 * 1024
 INSTALL_CACHE = 100_000  # enrollments kept in memory per replica (they never change once written)
 IDEMPOTENCY = "Idempotency-Key"
+WIRE_KINDS = {"wire": ".json.gz", "sealed-wire": ".sealed"}  # presigned uploads the gateway completes
 ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}}
 
 
@@ -130,12 +132,18 @@ def enroll(gw: Gateway, request: Request, body: bytes) -> tuple[int, dict]:
 
 def upload(gw: Gateway, request: Request, body: bytes, sealed: bool) -> tuple[int, dict, dict]:
     got, _ = signed(gw, request, body)
-    install = got[signing.INSTALL]
-    s = gw.settings
-    digest = got[signing.CONTENT_SHA256]
     idem = request.headers.get(IDEMPOTENCY)
     if idem is not None and not wire.CLIENT_ID.fullmatch(idem):
         raise Refused(400, f"{IDEMPOTENCY} must be 1-64 of [A-Za-z0-9_.-]")
+    return land(gw, got, body, sealed, idem)
+
+
+def land(gw: Gateway, got: dict, body: bytes, sealed: bool, idem: str | None) -> tuple[int, dict, dict]:
+    """Check a wire batch (`body`, signed for in `got`) and land it: every check first, then the nonce,
+    the daily slots, the batch (create-only) and the idempotency record."""
+    install = got[signing.INSTALL]
+    s = gw.settings
+    digest = hashlib.sha256(body).hexdigest()
     seal_with = None
     try:
         if sealed:
@@ -211,9 +219,10 @@ def presign(gw: Gateway, request: Request, body: bytes) -> dict:
         doc = json.loads(body)
         client_id, size, kind = doc["client_batch_id"], doc["bytes"], doc.get("kind", "parquet")
         assert isinstance(client_id, str) and wire.CLIENT_ID.fullmatch(client_id)
-        assert type(size) is int and size >= 1 and kind in ("parquet", "sealed")
+        assert type(size) is int and size >= 1 and kind in ("parquet", "sealed", *WIRE_KINDS)
     except (ValueError, KeyError, TypeError, AssertionError):
-        raise Refused(400, "body must be JSON {client_batch_id, bytes: positive integer, kind: parquet|sealed}") from None
+        raise Refused(400, "body must be JSON {client_batch_id, bytes: positive integer, "
+                      "kind: parquet|sealed|wire|sealed-wire}") from None
     limit = min(size, gw.settings.max_batch_bytes)
     if size > gw.settings.max_batch_bytes:
         raise Refused(413, f"{size} bytes, the limit is {gw.settings.max_batch_bytes} per batch")
@@ -225,11 +234,41 @@ def presign(gw: Gateway, request: Request, body: bytes) -> dict:
         raise Refused(429, f"this install has landed its batches for {day} (UTC); retry after midnight UTC",
                       {"Retry-After": str(state.seconds_to_midnight())})
     name = hashlib.sha256(f"{install}|{client_id}".encode()).hexdigest()[:24]
-    suffix = sealing.SEALED_SUFFIX if kind == "sealed" else ".parquet"
-    key = f"{INCOMING}dt={day}/{install[:16]}/{name}{suffix}"
+    if kind in WIRE_KINDS:  # staged: the gateway checks and converts it on POST /v1/uploads/complete
+        state.release_slot(gw.store, slot)  # counted when it lands
+        key = f"{state.staged_prefix(install)}{name}{WIRE_KINDS[kind]}"
+        limit = min(size, gw.settings.gateway_max_body_bytes)
+    else:
+        suffix = sealing.SEALED_SUFFIX if kind == "sealed" else ".parquet"
+        key = f"{INCOMING}dt={day}/{install[:16]}/{name}{suffix}"
     post = gw.store.client.generate_presigned_post(
         gw.store.bucket, gw.store._key(key), Conditions=[["content-length-range", 1, limit]], ExpiresIn=300)
     return {"url": post["url"], "fields": post["fields"], "key": key, "expires_in": 300, "max_bytes": limit}
+
+
+def complete(gw: Gateway, request: Request, body: bytes) -> tuple[int, dict, dict]:
+    """A wire batch the install put into its staging prefix with a presigned POST: checked and landed
+    exactly like a batch sent through the gateway, then the staged object is deleted (landed or refused)."""
+    got, _ = signed(gw, request, body)
+    try:
+        key = json.loads(body)["key"]
+        assert isinstance(key, str)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise Refused(400, "body must be JSON {key: the key /v1/uploads granted}") from None
+    prefix = state.staged_prefix(got[signing.INSTALL])
+    name = key[len(prefix):] if key.startswith(prefix) else ""
+    if not re.fullmatch(r"[0-9a-f]{24}(\.json\.gz|\.sealed)", name):
+        raise Refused(400, "key is not one /v1/uploads granted to this install")
+    try:
+        data = gw.store.get(key)
+    except NotFound:
+        raise Refused(404, "nothing was uploaded at that key (or it expired and was completed already)") from None
+    try:
+        if len(data) > gw.settings.gateway_max_body_bytes:
+            raise Refused(413, f"the staged batch holds {len(data)} bytes, the limit is {gw.settings.gateway_max_body_bytes}")
+        return land(gw, got, data, key.endswith(".sealed"), None)
+    finally:
+        gw.store.delete(key)
 
 
 def create_app(settings: Settings, store: Store) -> FastAPI:
@@ -279,10 +318,19 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                   "type": "object", "required": ["client_batch_id", "bytes"],
                   "properties": {"client_batch_id": {"type": "string"}, "bytes": {"type": "integer"},
-                                 "kind": {"type": "string", "enum": ["parquet", "sealed"]}}}}}}})
+                                 "kind": {"type": "string", "enum": ["parquet", "sealed", *WIRE_KINDS]}}}}}}})
     async def uploads_route(request: Request):
         body = await read_body(request, ENROLL_MAX_BYTES)
         return await run_in_threadpool(presign, gw, request, body)
+
+    @app.post("/v1/uploads/complete", status_code=201,
+              responses={200: {}, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR, 413: ERROR, 429: ERROR},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                  "type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}}}}}})
+    async def complete_route(request: Request):
+        body = await read_body(request, ENROLL_MAX_BYTES)
+        status, answer, headers = await run_in_threadpool(complete, gw, request, body)
+        return JSONResponse(answer, status_code=status, headers=headers)
 
     @app.get("/v1/releases/{channel}", responses={400: ERROR, 404: ERROR})
     def release_route(channel: str) -> dict:

@@ -8,7 +8,8 @@ stateless replicas on one store agree:
 - ``gateway/counts/<day>/<install|pseudonym>/<id>/<slot>``: one object per batch landed that day. A
   batch claims the lowest free slot number below the limit with a create-only write; two replicas
   racing for one slot cannot both win, so the count never passes the limit;
-- ``gateway/idempotency/<install id>/<key digest>.json``: the body digest and answer of a landed request.
+- ``gateway/idempotency/<install id>/<key digest>.json``: the body digest and answer of a landed request;
+- ``gateway/uploads/<install id>/<name>``: a wire batch uploaded with a presigned POST, until completed.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def claim_slot(store: Store, day: str, kind: str, who: str, limit: int) -> str |
 def release_slot(store: Store, key: str | None) -> None:
     if key:
         store.delete(key)
+
+
+def staged_prefix(install: str) -> str:
+    """Where an install's presigned wire-format uploads wait for `POST /v1/uploads/complete`."""
+    return f"{PREFIX}uploads/{install}/"
 
 
 def _idem_key(install: str, key: str) -> str:
