@@ -13,12 +13,14 @@ public struct CoreMLUpdateEngine: UpdateEngine {
     public let targetName: String
 
     public init(compiledModelAt url: URL) throws {
-        baseURL = url
-        base = try CoreMLPredictor(compiledModelAt: url)
-        let training = base.model.modelDescription.trainingInputDescriptionsByName.keys
-        guard let target = training.first(where: { $0 != base.inputName }) else {
+        let predictor = try CoreMLPredictor(compiledModelAt: url)
+        let inputName = predictor.inputName
+        let training = predictor.model.modelDescription.trainingInputDescriptionsByName.keys
+        guard let target = training.first(where: { $0 != inputName }) else {
             throw ModelRuntimeError.missingOutput("a training target input (is the model updatable?)")
         }
+        baseURL = url
+        base = predictor
         targetName = target
     }
 
