@@ -87,13 +87,15 @@ def test_revoke_by_folder_prefix_and_erase_through_the_cli(ctx, users):
     assert out.returncode == 0 and "erased" in out.stdout, out.stdout + out.stderr
     root = Path(store.url)
     assert not any(victim[:16] in str(p) for p in (root / "incoming").rglob("*"))
-    every = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
-    assert victim.encode() not in every.replace(b"ledger/revocations", b"")  # the table, its log, incoming/
+    # only the withdrawal record names it (so that later uploads stay withdrawn); nothing else in the store
+    holders = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and victim.encode() in p.read_bytes()]
+    assert all(h.startswith("ledger/revocations/") for h in holders), holders
+    assert victim not in set(accepted.open_table(store).to_pyarrow_table(columns=["pseudonym"]).column("pseudonym").to_pylist())
     table_bytes_all = b"".join(p.read_bytes() for p in (root / accepted.TABLE).rglob("*") if p.is_file())
     assert victim.encode() not in table_bytes_all and victim[:16].encode() not in table_bytes_all
     erasures = [json.loads(p.read_text()) for p in (root / "ledger" / "erasures").glob("*.json")]
     assert len(erasures) == 1 and erasures[0]["rows_deleted"] == 8 and victim not in json.dumps(erasures[0])
-    assert accepted.open_table(store).to_pyarrow_table(columns=["pseudonym"]).num_rows == 24 - 8
+    assert accepted.open_table(store).to_pyarrow_table(columns=["pseudonym"]).num_rows == 32 - 8  # the copy is in the table
 
 
 def test_an_ambiguous_prefix_is_refused(ctx, users):
@@ -199,3 +201,16 @@ def test_a_symlinked_device_folder_is_recorded_and_quarantined(ctx, users, tmp_p
     assert set(entries) == {"incoming/dt=2026-01-05/linked", "incoming/flatlinked"}
     assert all(e["outcome"] == "quarantined" and "not a regular file" in e["reason"] for e in entries.values())
     assert rows_of(ctx) == 0 and not ingest.discover(ctx.store)
+
+
+@pytest.mark.parametrize("column,value", [("key_id", "3F2504E0-4F89-11D3-9A0C-0305E82C3301"), ("key_id", "hapt-user-05"),
+                                          ("device_model", "JaneDoe"), ("os_version", "35.209.900"),
+                                          ("app_version", "3520.9900.1761")])
+def test_free_text_columns_must_look_like_what_tandem_emits(ctx, users, column, value):
+    ctx.store.put("incoming/q/x.parquet", table_bytes(replace_column(good_table(users[0], 8, KEY), column, [value] * 8)))
+    ctx.store.put("incoming/r/y.parquet", table_bytes(good_table(users[1], 8, KEY)))
+    entries = ingest_all(ctx)
+    entry = entries["incoming/q/x.parquet"]
+    assert entry["outcome"] == "quarantined" and column in entry["reason"], entry["reason"]
+    assert value not in json.dumps(entry) and value not in ctx.store.get(f"{entry['quarantine']}reason.txt").decode()
+    assert entries["incoming/r/y.parquet"]["outcome"] == "accepted" and rows_of(ctx) == 8

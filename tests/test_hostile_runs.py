@@ -56,6 +56,29 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        for child in children(todo.pop()) - found:
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def processes_of(home: Path) -> list[str]:
+    """Live processes (psutil, like pgrep -f with the environment) started with this TANDEM_HOME."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if p.pid != os.getpid() and p.environ().get("TANDEM_HOME") == str(home) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"{p.pid} {' '.join(p.info['cmdline'] or [])[:120]}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -108,13 +131,14 @@ def test_kill_9_at_any_point_then_a_rerun_publishes(home, point):
     proc = start_run({**env, "TANDEM_TEST_PAUSE_SECONDS": "600"}, params, "tests.paused_run") if point == "publish" \
         else start_run(env, params)
     wait_for(lambda: POINTS[point](store, settings.model_name), f"the {point} step", proc)
-    server = children(proc.pid)
+    tree = descendants(proc.pid)  # its Prefect server, ingest forkserver and workers, resource tracker
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
 
-    # the killed run's ephemeral Prefect server (and anything else it started) goes away by itself
-    wait_for(lambda: not any(alive(pid) for pid in server), "the killed run's children to exit")
+    # the killed run's ephemeral Prefect server, ingest workers (and anything else it started) go away by themselves
+    wait_for(lambda: not any(alive(pid) for pid in tree), "the killed run's processes to exit")
+    wait_for(lambda: not processes_of(settings.home), "no process of the killed run (by its TANDEM_HOME)")
     assert list_releases(store, settings.model_name) == []
 
     rerun = start_run(env, params)

@@ -120,6 +120,11 @@ def ingest(direct: bool = typer.Option(False, help="run in this process without 
     for batch, reason in summary.get("quarantine_reasons", {}).items():
         console.print(f"  [yellow]quarantined[/] {batch}: {reason}")
     console.print(f"table of accepted rows: version {summary['table_version']}")
+    check = summary.get("reference_check")
+    if check:
+        rate = "not measured (no accepted rows)" if check["false_match_rate"] is None else f"{check['false_match_rate']:.4%}"
+        console.print(f"reference check by {check['mode']} ({check['why']}); false matches on "
+                      f"{check['measured_on_rows']} accepted rows: {rate}")
 
 
 @app.command()

@@ -142,6 +142,7 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
         ref, data = by_id[batch_id]
         breach = ((judges.revoked and identity.revoked_copy(sha256_hex(data), judges.revoked))
                   or identity.pseudonyms_breach(days)
+                  or identity.text_shape_breach(tables[batch_id])
                   or identity.skew_breach(identity.max_captured(tables[batch_id]), ingest.uploaded_at(metas.get(batch_id, {})),
                                           judges.limits.max_clock_skew_seconds)
                   or foreign[i]

@@ -14,6 +14,7 @@ import pyarrow.dataset as ds
 
 from tandem.data import table as accepted
 from tandem.data.store import Store
+from tandem.data.validation.shapes import EMITTED_SHAPES
 
 
 def pseudonyms_breach(days: dict[str, int]) -> str | None:
@@ -77,4 +78,19 @@ def foreign_window_ids(store: Store, tables: list[pa.Table]) -> list[str | None]
 def revoked_copy(digest: str, revoked: frozenset[str]) -> str | None:
     if digest in revoked:
         return "revoked: the same bytes as a withdrawn batch (a copy is withdrawn with it)"
+    return None
+
+
+def text_shape_breach(table: pa.Table) -> str | None:
+    """A free-text column holding a value Tandem never emits there (`EMITTED_SHAPES`); the reason names
+    the column and the shape, never the value. One regex pass over each column's distinct values."""
+    for column, shape in EMITTED_SHAPES.items():
+        if column not in table.column_names:
+            continue
+        values = pc.unique(table.column(column).cast(pa.string()))
+        ok = pc.match_substring_regex(values, shape)
+        bad = len(values) - pc.sum(pc.fill_null(ok, False).cast(pa.int64())).as_py() if len(values) else 0
+        if bad:
+            return (f"shape: {column} holds {bad} value(s) not shaped like what Tandem emits there "
+                    f"(tandem.data.validation.shapes.EMITTED_SHAPES); values not quoted")
     return None

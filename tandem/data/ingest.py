@@ -245,8 +245,9 @@ def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pa
     verdict = validate_batch(plain, batch_id, transport=transport, suites_dir=suites_dir)
     if verdict.ok:
         days = batch_limits.pseudonym_days(verdict.frame)
-        rows = pq.read_table(io.BytesIO(plain), columns=["pseudonym", "window_id", "captured_at"])
+        rows = pq.read_table(io.BytesIO(plain))
         breach = (identity.pseudonyms_breach(days)
+                  or identity.text_shape_breach(rows)
                   or identity.skew_breach(identity.max_captured(rows), uploaded_at(meta), limits.max_clock_skew_seconds)
                   or (identity.foreign_window_ids(store, [rows])[0] if store is not None else None)
                   or batch_limits.check_admission(days, verdict.frame, usage, limits, reference_windows))

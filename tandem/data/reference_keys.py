@@ -22,10 +22,11 @@ def accepted_sample(store: Store, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
     dt = accepted.open_table(store)
     if dt is None:
         return features_frame(np.empty((0, len(FEATURE_NAMES))))
-    table = dt.to_pyarrow_table(columns=list(FEATURE_NAMES))
-    if table.num_rows > rows:
-        table = table.take(np.linspace(0, table.num_rows - 1, rows).astype(np.int64))
-    return table.to_pandas()
+    dataset = dt.to_pyarrow_dataset()
+    total = dataset.count_rows()
+    if total <= rows:
+        return dataset.to_table(columns=list(FEATURE_NAMES)).to_pandas()
+    return dataset.take(np.linspace(0, total - 1, rows).astype(np.int64), columns=list(FEATURE_NAMES)).to_pandas()
 
 
 def reference_keys(store: Store, users: list[ReferenceUser]) -> ReferenceKeys:

@@ -56,6 +56,16 @@ def require_run() -> None:
         os._exit(1)
 
 
-# Imported as the forkserver's first preload: the forkserver is a child of the run (a `-c` process).
-if sys.argv[:1] == ["-c"] and "multiprocessing.forkserver" in sys.modules and os.getppid() != 1:
+def _in_forkserver_preload() -> bool:
+    """Whether this import runs inside multiprocessing's forkserver main loop (its preload)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "main" and frame.f_code.co_filename.endswith("multiprocessing/forkserver.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+# Imported as the forkserver's first preload: the forkserver, a child of the run, exits with it.
+if _in_forkserver_preload():
     threading.Thread(target=_watch, args=(os.getppid(), os.getppid()), daemon=True, name="tandem-run-guard").start()
