@@ -23,11 +23,14 @@ def blobs(n=600, n_features=features.N_FEATURES, n_classes=6, seed=0, spread=1.0
 
 
 def test_config_defaults_and_validation():
+    # The built-in HAR task's own tuned values (its task.yaml `training`), both dense layers updatable
+    # (its `model.updatable: all`): what HAR has always shipped.
     c = TrainConfig()
     assert (c.epochs, c.learning_rate, c.batch_size, c.hidden_sizes, c.patience, c.validation_fraction, c.seed,
             c.updatable_layers) == (150, 2.72e-3, 128, [128], 30, 0.2, 0, ["body.0", "head"])
     assert (c.dropout, c.label_smoothing) == (0.187, 0.178)
-    assert TrainConfig(hidden_sizes=[8], updatable_layers=["body.0", "head"]).updatable_layers == ["body.0", "head"]
+    assert TrainConfig(hidden_sizes=[8, 4]).updatable_layers == ["body.0", "body.1", "head"]
+    assert TrainConfig(hidden_sizes=[8], updatable_layers=["head"]).updatable_layers == ["head"]
     for bad in ({"epochs": 0}, {"epochs": 1001}, {"learning_rate": 0}, {"hidden_sizes": []},
                 {"hidden_sizes": [0]}, {"hidden_sizes": [5000]}, {"hidden_sizes": [8] * 7},
                 {"updatable_layers": ["body.2"]}, {"updatable_layers": ["nope"]},

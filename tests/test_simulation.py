@@ -77,7 +77,7 @@ def test_fedavg_runs_and_learns(users):
     mean, std = federated_stats(clients)
     X = np.concatenate([c.X for c in clients])
     assert np.allclose(mean, X.mean(0)) and np.allclose(std, X.std(0), rtol=1e-6)
-    result = fedavg(clients, rounds_per_call=3)
+    result = fedavg(clients, n_classes=6, rounds_per_call=3)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     pred = model.predict_proba(result.model, evaluators[0].features).argmax(1)
     assert (pred == y(evaluators[0])).mean() > 0.5

@@ -197,7 +197,7 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
             if d.wave <= r:
                 rows = d.available(r, params.rounds)
                 clients.append(Client(d.user.features[rows], label_indices(d.user.labels[rows])))
-        fed_net = fedavg(clients, fcfg, init=fed_net).model
+        fed_net = fedavg(clients, fcfg, n_classes=len(CLASSES), init=fed_net).model
         pred = _TorchPredictor(fed_net)
         per_user = {uid: accuracy(pred, u.features[splits[uid][1]], u.labels[splits[uid][1]]) for uid, u in eval_users.items()}
         fed_rounds.append({"round": r, "clients": len(clients), "generic": {"mean": float(np.mean(list(per_user.values()))), "per_user": per_user}})

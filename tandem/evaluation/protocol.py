@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from tandem.contract.features import CLASSES
+from tandem.contract.features import CLASSES, TASK
 from tandem.device.runtime import DeviceModel
 from tandem.device.update_policy import UpdatePolicy, personalize
 from tandem.evaluation.protocol_data import Side, fold_split, server_data, sides
@@ -41,6 +41,19 @@ from tandem.training.pretrain import convert
 BUDGETS = {"u20": {"per_user": 20}, "pc5": {"per_class": 5}, "pc10": {"per_class": 10}, "pc20": {"per_class": 20}}
 
 
+def task_policy(**overrides) -> UpdatePolicy:
+    """The app's update policy with the task's device mini-batch size (task.yaml `device.batch_size`):
+    the evaluation personalizes as the task's devices do."""
+    return UpdatePolicy(**{"mini_batch_size": TASK.device.batch_size, **overrides})
+
+
+def layers_for(train: model.TrainConfig, all_layers: bool | None) -> list[str]:
+    """The dense layers the device updates: every one or the head only; None: what the task ships."""
+    if all_layers is None:
+        return TASK.model.updatable_layers(len(train.hidden_sizes))
+    return model.dense_layer_names(len(train.hidden_sizes)) if all_layers else ["head"]
+
+
 @dataclass
 class ProtocolConfig:
     folds: int = 3
@@ -50,9 +63,9 @@ class ProtocolConfig:
     fl_rounds: int = 30
     fl_local_epochs: int = 2
     fedprox_mu: float = 0.01
-    policy: UpdatePolicy = UpdatePolicy()
+    policy: UpdatePolicy = field(default_factory=task_policy)
     fl_budgets: tuple[str, ...] = ("u20", "pc20")  # FL bases are personalized at these budgets
-    update_all_layers: bool = True  # every dense layer updatable on the device (else the head only)
+    update_all_layers: bool | None = None  # every dense layer updatable, or the head only; None: as the task ships
 
 
 def _acc(predict, side: Side) -> float:
@@ -80,7 +93,7 @@ def run_one(users, fold: int, seed: int, cfg: ProtocolConfig, train: model.Train
     t0 = time.perf_counter()
 
     X, y, groups = server_data(S)
-    layers = model.dense_layer_names(len(train.hidden_sizes)) if cfg.update_all_layers else ["head"]
+    layers = layers_for(train, cfg.update_all_layers)
     train = train.model_copy(update={"seed": seed, "updatable_layers": layers})
     bases = {"tandem": _convert(model.train(X, y, train, groups=groups).model, train, device)}
     fl = FLConfig(rounds=cfg.fl_rounds, local_epochs=cfg.fl_local_epochs, hidden_sizes=list(train.hidden_sizes),
@@ -91,7 +104,7 @@ def run_one(users, fold: int, seed: int, cfg: ProtocolConfig, train: model.Train
                               ("fedprox", shared_clients, {"mu": cfg.fedprox_mu}),
                               ("fedper", shared_clients, {"personal": ("head",)})):
         fcfg = FLConfig(**{**fl.__dict__, **kw})
-        bases[name] = _convert(federate(clients, fcfg).model, train, device)
+        bases[name] = _convert(federate(clients, fcfg, n_classes=len(CLASSES)).model, train, device)
     info["seconds_training"] = time.perf_counter() - t0
 
     for name, base in bases.items():

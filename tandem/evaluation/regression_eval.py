@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +28,13 @@ import numpy as np
 from tandem.contract.features import TASK
 from tandem.device.runtime import DeviceModel
 from tandem.device.update_policy import UpdatePolicy, personalize
-from tandem.evaluation.protocol import _t95, summarize
+from tandem.evaluation.protocol import _t95, summarize, task_policy
 from tandem.evaluation.protocol_data import fold_split, sides
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig, RunParams
 from tandem.release.tracker import Tracker
 from tandem.training import model
+from tandem.training.device_update import target_scaled_rate
 from tandem.training.personalization import pick_labelled
 from tandem.training.pretrain import convert
 
@@ -50,7 +51,7 @@ class RegressionConfig:
     seeds: int = 1
     fraction: float = 0.5  # share of its earlier rows a sharing user shares
     labelled_per_user: int = TASK.evaluation.labelled_per_user
-    policy: UpdatePolicy = UpdatePolicy()
+    policy: UpdatePolicy = field(default_factory=task_policy)
 
 
 def _errors(predicted: np.ndarray, true: np.ndarray) -> tuple[float, float]:
@@ -68,7 +69,11 @@ def run_one(users, fold: int, seed: int, cfg: RegressionConfig, log=print) -> di
     groups = np.concatenate([[s.user.user_id] * len(s.shared) for s in S])
     train = model.TrainConfig(seed=seed)
     params = RunParams(train=train, device=DeviceUpdateConfig())
-    base = DeviceModel.load(convert(model.train(X, y, train, groups=groups, regression=True), params, {}))
+    trained = model.train(X, y, train, groups=groups, regression=True)
+    base = DeviceModel.load(convert(trained, params, {}))
+    # the policy's rate is stated for the standardized target, as the task's device rate is
+    policy = replace(cfg.policy, learning_rate=target_scaled_rate(
+        cfg.policy.learning_rate, float(trained.model.target_std), train.updatable_layers, True))
     local_cfg = train.model_copy(update={"epochs": 150, "patience": 20})
     out: dict[str, dict[str, float]] = {f"{m}_{e}": {} for m in METHODS for e in ("mae", "rmse")}
     for s in E:
@@ -77,7 +82,7 @@ def run_one(users, fold: int, seed: int, cfg: RegressionConfig, log=print) -> di
         Xl, yl = s.X[lab], s.user.labels[lab].astype(np.float64)
         local = model.train(Xl, yl, local_cfg, regression=True).model
         predictions = {"generic": base.predict(s.X[s.test]),
-                       "personalized": personalize(base, Xl, yl, cfg.policy).model.predict(s.X[s.test]),
+                       "personalized": personalize(base, Xl, yl, policy).model.predict(s.X[s.test]),
                        "own_mean": np.full(len(s.test), yl.mean()),
                        "local_only": model.predict_values(local, s.X[s.test])}
         for m, p in predictions.items():
@@ -117,12 +122,26 @@ def evaluate(folds: int = 3, seeds: int = 1, users=None, log=print, **config) ->
               "generic_mae_sd_over_seeds": g["sd_over_seeds"], "personalized_mae_sd_over_seeds": p["sd_over_seeds"],
               "personalization_mae_change": vs["mean"], "personalization_mae_change_ci95": vs["ci95"],
               "personalization_harmed_share": vs["worse_share"]}
+    claims["targets"] = task_targets(claims)
     return {"schema": "tandem/evaluation-regression/v1", "runs": runs, "summary": summary,
             "comparisons": comparisons, "claims": claims,
             "config": {"folds": folds, "seeds": seeds, "fraction": cfg.fraction,
                        "labelled_per_user": cfg.labelled_per_user, "policy": cfg.policy.as_dict(),
                        "train": model.TrainConfig().model_dump(mode="json")},
             "seconds_total": time.perf_counter() - t}
+
+
+def task_targets(claims: dict) -> dict[str, bool]:
+    """The task's own targets (task.yaml `evaluation.targets`): only those it sets are graded."""
+    t = TASK.evaluation.targets
+    out = {}
+    if t.generic_mae is not None:
+        out[f"generic_mae_at_most_{t.generic_mae:g}"] = claims["generic_mae_mean"] <= t.generic_mae
+    if t.mae_change is not None:
+        out[f"personalization_mae_change_at_most_{t.mae_change:+g}"] = claims["personalization_mae_change"] <= t.mae_change
+    if t.harmed_share is not None:
+        out[f"harmed_at_most_{100 * t.harmed_share:g}_percent"] = claims["personalization_harmed_share"] <= t.harmed_share
+    return out
 
 
 # ---- report ----------------------------------------------------------------------------------------
@@ -158,6 +177,8 @@ def markdown(result: dict, command: str) -> str:
     paired = ["| personalized vs | MAE change | 95 % CI | users better | users worse |", "|---|---:|---|---:|---:|"]
     paired += [f"| {LABELS[v['b'][:-4]]} | {v['mean']:+.4f} | [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}] | "
                f"{v['a_better']} | {v['a_worse']} |" for v in result["comparisons"].values()]
+    targets = "\n".join(f"* {k}: **{'yes' if v else 'NO'}**" for k, v in c.get("targets", {}).items()) or \
+        "none set: reported, not graded"
     return f"""# Tandem evaluation, regression task {c['task']} ({c['folds']} folds x {c['seeds']} seeds)
 
 Reproduce: `{command}`. Target: {c['target']} ({c['unit']}). Every user never shares in exactly one
@@ -168,6 +189,10 @@ Paired differences are per user (mean over seeds), 95 % CI over users (Student t
 Generic MAE **{c['generic_mae_mean']:.4f} ± {c['generic_mae_sd_over_seeds']:.4f}**; personalized
 **{c['personalized_mae_mean']:.4f} ± {c['personalized_mae_sd_over_seeds']:.4f}**; the update raises
 the error of {100 * c['personalization_harmed_share']:.0f} % of users.
+
+## Targets (task.yaml `evaluation.targets`)
+
+{targets}
 
 ## Methods
 

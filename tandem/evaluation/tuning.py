@@ -108,7 +108,12 @@ def tuned_config(fold: int, n_folds: int = 3, path: Path = TUNED_FILE) -> model.
     if not path.exists():
         return None
     entry = json.loads(path.read_text()).get(f"{n_folds}:{fold}")
-    return model.TrainConfig.model_validate(entry["train_config"]) if entry else None
+    if not entry:
+        return None
+    # The study chose pretraining hyperparameters; which layers the device updates is the task's (and
+    # the protocol's) setting, not the study's.
+    chosen = {k: v for k, v in entry["train_config"].items() if k != "updatable_layers"}
+    return model.TrainConfig.model_validate(chosen)
 
 
 def main(argv=None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,34 @@ def _function(task: Task, ref: str):
         raise TaskError(f"task {task.name}: {path.name} has no function {name!r}") from None
 
 
-def load_users(task: Task, **kwargs) -> list[UserData]:
+@dataclass
+class Dropped:
+    """What reading a task's table left out, and why: `tandem share` says it (never a silent loss)."""
+
+    nan_rows: int = 0  # rows with a missing value in a column the task reads
+    undeclared: dict[str, int] = field(default_factory=dict)  # label -> rows whose label is not a declared class
+    users: list[str] = field(default_factory=list)  # users left with no usable example (raw ids: device-side only)
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.nan_rows:
+            out.append(f"dropped {self.nan_rows} rows with a missing value (NaN) in a column the task reads")
+        if self.undeclared:
+            labels = ", ".join(f"{label!r}: {n}" for label, n in sorted(self.undeclared.items()))
+            out.append(f"dropped {sum(self.undeclared.values())} rows whose label is not one of the task's classes "
+                       f"({labels}): declare them in task.yaml `target.labels` to keep them")
+        if self.users:
+            out.append(f"dropped {len(self.users)} users with no usable example left; who never shares is unchanged "
+                       "(held-out users are chosen by their place in the whole table)")
+        return out
+
+
+def load_users(task: Task, dropped: Dropped | None = None, **kwargs) -> list[UserData]:
+    """The task's users; a table source counts what it leaves out into `dropped`."""
     source = task.data.source
     if source.kind == "loader":
         return _function(task, source.loader)(**kwargs)
-    return read_table(task, **kwargs)
+    return read_table(task, dropped=dropped, **kwargs)
 
 
 def synthetic_users(task: Task, n_users: int, windows_per_class: int, seed: int) -> list[UserData]:
@@ -56,9 +80,14 @@ def _table(path: Path) -> pd.DataFrame:
     raise TaskError(f"{path}: a table source is .parquet or .csv")
 
 
-def read_table(task: Task, users: list | None = None) -> list[UserData]:
+def read_table(task: Task, users: list | None = None, dropped: Dropped | None = None) -> list[UserData]:
     """The task's table file: one row per example (tabular) or per sample (sensor: windows are cut
-    inside runs of one label within a session)."""
+    inside runs of one label within a session, never across a row with a missing value).
+
+    What is left out is counted into `dropped`: rows with a NaN, rows whose label is not a declared
+    class, users with nothing usable. A user keeps its place (its index among all the table's users)
+    whatever is dropped, so a dropped user never shifts which users never share."""
+    dropped = dropped if dropped is not None else Dropped()
     source = task.data.source
     path = Path(source.path)
     path = path if path.is_absolute() else (task.folder or Path(".")) / path
@@ -70,39 +99,64 @@ def read_table(task: Task, users: list | None = None) -> list[UserData]:
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise TaskError(f"{path}: no column(s) {', '.join(missing)} (the task names them)")
-    frame = frame.dropna(subset=wanted)
+    place = {user: i for i, user in enumerate(sorted(frame[source.user].dropna().unique()))}
+    everyone = set(place)
+    broken = frame[wanted].isna().any(axis=1).to_numpy()
+    dropped.nan_rows += int(broken.sum())
+    if task.classification:  # a row with an undeclared label is left out like one with a gap
+        undeclared = ~frame[source.target].astype(str).isin(features.CLASSES).to_numpy() & ~broken
+        for label, n in frame.loc[undeclared, source.target].astype(str).value_counts().items():
+            dropped.undeclared[label] = dropped.undeclared.get(label, 0) + int(n)
+        broken = broken | undeclared
+    frame = frame.assign(_broken=broken).dropna(subset=[source.user, source.time])
     times = frame[source.time]
     order_key = pd.to_datetime(times, utc=True) if not pd.api.types.is_numeric_dtype(times) else times
     frame = frame.assign(_order=order_key).sort_values([source.user, "_order"], kind="stable")
     fleet = []
-    for index, (user, rows) in enumerate(frame.groupby(source.user, sort=True)):
+    for user, rows in frame.groupby(source.user, sort=True):
         if users is not None and user not in users:
+            everyone.discard(user)
             continue
+        index = place[user]
         values = rows[list(inputs.values())].to_numpy(np.float64)
+        broken = rows["_broken"].to_numpy()
         target = rows[source.target].to_numpy()
-        target = target.astype(str) if features.CLASSIFICATION else target.astype(np.float64)
         if task.inputs.kind == "tabular":
-            windows, labels, starts = values[:, None, :], target, np.arange(len(rows))
-            sessions = np.zeros(len(rows), dtype=int)
+            keep = ~broken
+            windows, labels, starts = values[keep][:, None, :], target[keep], np.flatnonzero(keep)
+            sessions = np.zeros(len(labels), dtype=int)
         else:
-            parts = [features.cut_windows(values[m], target[m]) + (s,) for s, m in _sessions(rows, source.session)]
+            parts = [_cut(values[m], target[m], broken[m]) + (s,) for s, m in _sessions(rows, source.session)]
             parts = [p for p in parts if len(p[1])]
-            if not parts:
-                continue
-            windows = np.concatenate([p[0] for p in parts])
-            labels = np.concatenate([p[1] for p in parts])
-            starts = np.concatenate([p[2] for p in parts])
-            sessions = np.concatenate([np.full(len(p[1]), p[3]) for p in parts])
+            windows = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, 1, len(inputs)))
+            labels = np.concatenate([p[1] for p in parts]) if parts else target[:0]
+            starts = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.int64)
+            sessions = np.concatenate([np.full(len(p[1]), p[3]) for p in parts]) if parts else np.empty(0, int)
+        labels = labels.astype(str) if features.CLASSIFICATION else labels.astype(np.float64)
         keys = [f"{s}:{int(t)}" for s, t in zip(sessions, starts)]
         captured = EPOCH + np.timedelta64(index, "D") + (np.arange(len(labels)) * 1000).astype("timedelta64[ms]")
-        if task.classification:
-            keep = np.isin(labels, features.CLASSES)
-            windows, labels, keys, captured = windows[keep], labels[keep], [k for k, m in zip(keys, keep) if m], captured[keep]
         if len(labels):
-            fleet.append(UserData(f"user-{user}", windows, labels, keys, captured, device_metadata(index)))
+            fleet.append(UserData(f"user-{user}", windows, labels, keys, captured, device_metadata(index), index=index))
+            everyone.discard(user)
+    dropped.users.extend(str(u) for u in sorted(everyone, key=str) if users is None or u in users)
     if not fleet:
         raise TaskError(f"{path}: no usable examples (check the label values and the window length)")
     return fleet
+
+
+def _cut(values: np.ndarray, target: np.ndarray, broken: np.ndarray):
+    """Windows of one session, cut separately in each stretch between rows with a missing value
+    (starts stay the sample's index in the session, so window keys do not move)."""
+    edges = np.flatnonzero(broken)
+    parts = []
+    for begin, end in zip(np.r_[0, edges + 1], np.r_[edges, len(values)]):
+        if end - begin >= 1:
+            w, y, start = features.cut_windows(values[begin:end], target[begin:end])
+            parts.append((w, y, start + begin))
+    parts = [p for p in parts if len(p[1])]
+    if not parts:
+        return np.empty((0, features.WINDOW, values.shape[1])), target[:0], np.empty(0, np.int64)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
 def _sessions(rows: pd.DataFrame, column: str | None):

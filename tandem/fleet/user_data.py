@@ -24,6 +24,7 @@ class UserData:
     window_keys: list[str]  # stable per window on this device, e.g. "0:1024" (experiment:start)
     captured_at: np.ndarray  # (n,) datetime64[ms]
     device: dict = field(default_factory=dict)
+    index: int | None = None  # the user's place among all users of its source (None: its place in the list)
 
     @cached_property
     def features(self) -> np.ndarray:

@@ -8,12 +8,13 @@ stay here, on the "device"; what leaves it goes through `sharing`.
 from __future__ import annotations
 
 from tandem.contract import features
-from tandem.fleet.task_source import load_users, synthetic_users
+from tandem.fleet.task_source import Dropped, load_users, synthetic_users
 from tandem.fleet.user_data import EPOCH, UserData, device_metadata  # noqa: F401  (the fleet's public names)
 
 
 def task_fleet(**kwargs) -> list[UserData]:
-    """The active task's data set, one UserData per user, examples in capture order."""
+    """The active task's data set, one UserData per user, examples in capture order (`dropped=Dropped()`
+    collects what a table source left out)."""
     return load_users(features.TASK, **kwargs)
 
 
@@ -33,8 +34,14 @@ def load_fleet(source: str = "task", **kwargs) -> list[UserData]:
                      f"{features.TASK.data.name}) or 'synthetic'")
 
 
+def place(user: UserData, position: int) -> int:
+    """A user's place for choosing who never shares: its index among all users of its source when
+    known (so a user dropped for bad data shifts no one), else its position in the list."""
+    return position if user.index is None else user.index
+
+
 def split_users(fleet: list[UserData], holdout_every: int = 5) -> tuple[list[UserData], list[UserData]]:
     """(sharing users, evaluation users): every `holdout_every`-th user never shares anything."""
-    sharing = [u for i, u in enumerate(fleet) if (i + 1) % holdout_every]
-    evaluation = [u for i, u in enumerate(fleet) if not (i + 1) % holdout_every]
+    sharing = [u for i, u in enumerate(fleet) if (place(u, i) + 1) % holdout_every]
+    evaluation = [u for i, u in enumerate(fleet) if not (place(u, i) + 1) % holdout_every]
     return sharing, evaluation

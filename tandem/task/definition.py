@@ -73,7 +73,25 @@ class NumericTarget(_Strict):
 
 class ModelSpec(_Strict):
     hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], description="the MLP body's layer widths")
-    updatable: Literal["head"] = Field("head", description="which layers the device may update")
+    updatable: Literal["head", "all"] = Field(
+        "head", description="which dense layers the device may update: 'head' (the last one only) or 'all'")
+
+    def updatable_layers(self, n_hidden: int | None = None) -> list[str]:
+        """The dense layers the released model lets the device update (names as in the exported network)."""
+        n_hidden = len(self.hidden_sizes) if n_hidden is None else n_hidden
+        return ["head"] if self.updatable == "head" else [*(f"body.{i}" for i in range(n_hidden)), "head"]
+
+
+class TrainingSpec(_Strict):
+    """The server's pretraining hyperparameters for this task (e.g. a tuning study's choice). Any left
+    out take Tandem's generic defaults (`tandem.training.model.GENERIC_TRAINING`): never another task's."""
+    epochs: int | None = Field(None, ge=1, le=1000)
+    learning_rate: float | None = Field(None, gt=0, le=1)
+    batch_size: int | None = Field(None, ge=1, le=65536)
+    weight_decay: float | None = Field(None, ge=0, le=1)
+    patience: int | None = Field(None, ge=1, le=1000)
+    dropout: float | None = Field(None, ge=0, lt=1)
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
 
 
 class DeviceDefaults(_Strict):
@@ -90,9 +108,24 @@ class SharingDefaults(_Strict):
                                           "other features clip to their plausible range")
 
 
+class EvaluationTargets(_Strict):
+    """What `tandem evaluate` grades this task against; a target left out is not graded."""
+    generic_accuracy: float | None = Field(None, ge=0, le=1, description="classifier: the generic model's mean "
+                                                                         "accuracy on never-sharing users, at least")
+    generic_sd_points: float | None = Field(None, ge=0, description="classifier: its sd over seeds, at most (points)")
+    gain_points: float | None = Field(None, description="classifier: personalization's mean gain, at least (points)")
+    harmed_share: float | None = Field(None, ge=0, le=1, description="share of users personalization harms, at most")
+    generic_mae: float | None = Field(None, ge=0, description="regressor: the generic model's MAE, at most "
+                                                              "(target units)")
+    mae_change: float | None = Field(None, description="regressor: personalized minus generic MAE, at most "
+                                                       "(target units; 0: it must not raise the error)")
+
+
 class EvaluationSpec(_Strict):
     holdout_share: float = Field(0.2, ge=0, lt=1, description="share of pseudonyms never trained on")
     labelled_per_user: int = Field(20, ge=1, description="labelled examples each held-out user personalizes on")
+    targets: EvaluationTargets = Field(default_factory=EvaluationTargets,
+                                       description="what the evaluation grades (none: reported, not graded)")
 
 
 class TableSource(_Strict):
@@ -132,6 +165,7 @@ class Task(_Strict):
         default_factory=lambda: ["device_model", "os_version", "app_version", "locale"],
         description="device metadata shared with every batch, generalized for k-anonymity")
     model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
     device: DeviceDefaults = Field(default_factory=DeviceDefaults)
     sharing: SharingDefaults = Field(default_factory=SharingDefaults)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
@@ -152,9 +186,10 @@ class Task(_Strict):
         return "classification" if self.classification else "regression"
 
     def digest(self) -> str:
-        """sha256 of the definition's canonical JSON (the data source excluded: it says where demo
-        data comes from, not what a batch means)."""
-        body = self.model_dump(mode="json", exclude={"data"})
+        """sha256 of the definition's canonical JSON. Excluded, as they do not change what a batch
+        means: the data source (where demo data comes from), the server's training hyperparameters
+        and the evaluation's targets (how the server trains and grades)."""
+        body = self.model_dump(mode="json", exclude={"data": True, "training": True, "evaluation": {"targets"}})
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     @property

@@ -93,10 +93,11 @@ def federation(clients: list[Client], n_classes: int, hidden_sizes, seed: int):
     return clients, model, template, torch.Generator().manual_seed(seed), weights / weights.sum()
 
 
-def fedavg(clients: list[Client], cfg: FedAvgConfig | None = None, n_classes: int = 6,
+def fedavg(clients: list[Client], cfg: FedAvgConfig | None = None, *, n_classes: int,
            init: Classifier | None = None, rounds_per_call: int | None = None, on_round=None) -> TrainResult:
     """Run FedAvg over `clients` (all participate every round) starting from `init` (or a fresh,
-    seeded network). The standardization is (re)computed federatedly from these clients."""
+    seeded network); `n_classes` is the task's class count. The standardization is (re)computed
+    federatedly from these clients."""
     cfg = cfg or FedAvgConfig()
     clients, model, template, generator, weights = federation(clients, n_classes, cfg.hidden_sizes, cfg.seed)
     if init is not None:

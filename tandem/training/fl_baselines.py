@@ -61,8 +61,9 @@ class FLResult(TrainResult):
     personal_states: list[dict] = field(default_factory=list)  # per client: its personal layers
 
 
-def federate(clients: list[Client], cfg: FLConfig | None = None, n_classes: int = 6) -> FLResult:
-    """Run `cfg.rounds` rounds with every client; the returned model is what a newcomer receives."""
+def federate(clients: list[Client], cfg: FLConfig | None = None, *, n_classes: int) -> FLResult:
+    """Run `cfg.rounds` rounds with every client; the returned model is what a newcomer receives.
+    `n_classes`: the task's class count (the head's width; a client need not hold every class)."""
     cfg = cfg or FLConfig()
     clients, model, net, generator, w = federation(clients, n_classes, cfg.hidden_sizes, cfg.seed)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -24,28 +24,47 @@ from tandem.contract.features import CLASSES, CLASSIFICATION, TASK
 STD_FLOOR = 1e-6
 
 
-class TrainConfig(BaseModel):
-    """Pretraining hyperparameters of the task's network (the body's widths default to the task's)."""
+# Tandem's generic pretraining defaults, for a task whose task.yaml has no `training` section (or
+# leaves a value out): the reference point the HAR study started from (tandem/evaluation/tuning.py's
+# first trial), plain Adam without regularization tricks. Documented in docs/bring-your-own-task.md.
+GENERIC_TRAINING = {"epochs": 100, "learning_rate": 1e-3, "batch_size": 64, "weight_decay": 1e-3,
+                    "patience": 15, "dropout": 0.0, "label_smoothing": 0.0}
 
-    # Defaults: the Optuna study on the release split's sharing users (tandem/tuning.py,
-    # tandem/builtin_tasks/har/tuned_models.json "3:0"), rounded to 3 digits.
-    epochs: int = Field(150, ge=1, le=1000, description="maximum number of training epochs")
-    learning_rate: float = Field(2.72e-3, gt=0, le=1, description="Adam learning rate")
-    batch_size: int = Field(128, ge=1, le=65536, description="mini-batch size")
+
+def _task_default(name: str):
+    """The task's own value (its task.yaml `training` section), else the generic one."""
+    value = getattr(TASK.training, name)
+    return GENERIC_TRAINING[name] if value is None else value
+
+
+def _task_updatable(data: dict) -> list[str]:
+    return TASK.model.updatable_layers(len(data.get("hidden_sizes") or TASK.model.hidden_sizes))
+
+
+class TrainConfig(BaseModel):
+    """Pretraining hyperparameters of the task's network: the task's own (`training` and `model` in its
+    task.yaml), else GENERIC_TRAINING; the updatable layers are what the task's `model.updatable` says."""
+
+    epochs: int = Field(_task_default("epochs"), ge=1, le=1000, description="maximum number of training epochs")
+    learning_rate: float = Field(_task_default("learning_rate"), gt=0, le=1, description="Adam learning rate")
+    batch_size: int = Field(_task_default("batch_size"), ge=1, le=65536, description="mini-batch size")
     hidden_sizes: list[int] = Field(
         default_factory=lambda: list(TASK.model.hidden_sizes), min_length=1, max_length=6,
         description="width of each hidden dense layer (body.0, body.1, ...); 1..6 layers of 1..4096 units")
-    weight_decay: float = Field(4.74e-5, ge=0, le=1, description="Adam weight decay (L2 penalty)")
-    patience: int = Field(30, ge=1, le=1000,
+    weight_decay: float = Field(_task_default("weight_decay"), ge=0, le=1, description="Adam weight decay (L2 penalty)")
+    patience: int = Field(_task_default("patience"), ge=1, le=1000,
                           description="stop after this many epochs without a lower validation loss")
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="share of training data (of users, when grouped) held out for validation")
     seed: int = Field(0, ge=0, description="seed of initialization, split and shuffling")
-    dropout: float = Field(0.187, ge=0, lt=1, description="dropout after each hidden layer while training (none at inference)")
-    label_smoothing: float = Field(0.178, ge=0, lt=1, description="cross-entropy label smoothing while training")
+    dropout: float = Field(_task_default("dropout"), ge=0, lt=1,
+                           description="dropout after each hidden layer while training (none at inference)")
+    label_smoothing: float = Field(_task_default("label_smoothing"), ge=0, lt=1,
+                                   description="cross-entropy label smoothing while training")
     updatable_layers: list[str] = Field(
-        default_factory=lambda: ["body.0", "head"], min_length=1,
-        description='dense layers the app may update on the device: "head" and/or "body.<i>"')
+        default_factory=_task_updatable, min_length=1,
+        description='dense layers the app may update on the device: "head" and/or "body.<i>"; the task\'s '
+                    '`model.updatable` decides (head: the head only)')
 
     @field_validator("hidden_sizes")
     @classmethod
@@ -62,6 +81,9 @@ class TrainConfig(BaseModel):
         for name in self.updatable_layers:
             if name not in valid:
                 raise ValueError(f"unknown updatable layer {name!r}: choose from {valid}")
+        if TASK.model.updatable == "head" and self.updatable_layers != ["head"]:
+            raise ValueError(f"task {TASK.name} lets the device update the head only (model.updatable: head in "
+                             f"its task.yaml), not {self.updatable_layers}: set model.updatable: all to allow more")
         return self
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from tandem.contract.features import CLASSES, CLASSIFICATION, FEATURE_NAMES, label_indices
 from tandem.training import export as coreml_export
 from tandem.training import model
+from tandem.training.device_update import target_scaled_rate
 from tandem.training.dp_sgd import train_user_level
 
 
@@ -44,12 +45,18 @@ def pretrain(frame: pd.DataFrame, config: model.TrainConfig, on_epoch=None, dp_s
 
 
 def convert(result: model.TrainResult, params, metadata: dict) -> bytes:
-    """The updatable Core ML model, serialized."""
+    """The updatable Core ML model, serialized. A regressor whose body layers are updatable gets the
+    device learning rate in target units (`device_update.target_scaled_rate`)."""
+    net, device = result.model, params.device
+    rate = target_scaled_rate(device.learning_rate, float(net.target_std), params.train.updatable_layers, net.regression,
+                              device.learning_rate_range[0])
+    if rate != device.learning_rate:
+        device = device.model_copy(update={"learning_rate": rate})
     spec = coreml_export.to_updatable_mlmodel(
         result.model,
         class_labels=list(CLASSES),
         updatable_layers=params.train.updatable_layers,
-        update=params.device,
+        update=device,
         metadata={k: str(v) for k, v in metadata.items()},
     )
     return spec.SerializeToString()
