@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".tandem"), description="everything local: store, MLflow, Prefect, simulated devices")
     store: str | None = Field(None, description="a local folder or s3://bucket/prefix (default: $TANDEM_HOME/store)")
     s3_endpoint_url: str | None = Field(None, description="an S3-compatible endpoint (MinIO, moto)")
+    s3_timeout_seconds: float = Field(15.0, gt=0, le=600, description="how long one S3 request may wait for an answer "
+                                      "(two attempts): a hanging endpoint fails the run instead of stalling it")
     mlflow_tracking_uri: str | None = Field(None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "TANDEM_TRACKING_URI"),
                                      description="MLflow tracking URI (default: SQLite under TANDEM_HOME)")
     mlflow_artifacts: str | None = Field(None, description="artifact root for a local tracking store")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import shutil
 import sys
 
 import click
@@ -98,6 +99,9 @@ def explain_one(e: BaseException) -> str | None:
     if names & {"ReadTimeoutError", "ConnectTimeoutError"}:
         return (f"S3 at {getattr(e, 'kwargs', {}).get('endpoint_url', '?')} did not answer in time: is the endpoint "
                 "healthy? (TANDEM_S3_ENDPOINT_URL; the wait is bounded by TANDEM_S3_TIMEOUT_SECONDS); rerun when it is")
+    if "ConnectionClosedError" in names:
+        return (f"S3 at {getattr(e, 'kwargs', {}).get('endpoint_url', '?')} closed the connection without an answer: "
+                "is the endpoint healthy? (TANDEM_S3_ENDPOINT_URL); rerun when it is")
     if "EndpointConnectionError" in names:
         return f"cannot reach S3 at {e.kwargs.get('endpoint_url', '?')}: is the endpoint up? (TANDEM_S3_ENDPOINT_URL)"
     if "ClientError" in names and hasattr(e, "response"):
@@ -130,13 +134,36 @@ def _chain(e: BaseException):
         e = e.__cause__ or e.__context__
 
 
-def explain(e: BaseException) -> str | None:
-    """The one line for a known mistake (the first known one along the chain of causes), or None."""
-    for link in _chain(e):
-        line = explain_one(link)
-        if line is not None:
-            return line
+LOW_DISK_BYTES = 16 * 2**20  # below this, a failing write is the likeliest cause of an unexplained error
+
+
+def _low_disk() -> str | None:
+    """A folder Tandem writes to (its home, Prefect's home, a local store) whose disk is (nearly) full."""
+    for name, default in (("TANDEM_HOME", ".tandem"), ("PREFECT_HOME", None), ("TANDEM_STORE", None)):
+        value = os.environ.get(name, default)
+        if not value or value.startswith("s3://"):
+            continue
+        path = os.path.abspath(os.path.expanduser(value))
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        try:
+            if shutil.disk_usage(path).free < LOW_DISK_BYTES:
+                return f"{name} ({value})"
+        except OSError:
+            continue
     return None
+
+
+def explain(e: BaseException) -> str | None:
+    """The one line for a known mistake (the first known one along the chain of causes), or None.
+    An error that is only a symptom (Prefect's server answering 500, its temporary server exiting,
+    anything unexplained) while a disk Tandem writes to is full is reported as the full disk."""
+    line = next((found for link in _chain(e) if (found := explain_one(link)) is not None), None)
+    if line is None or line == _prefect_start(e) or any("500 Internal Server Error" in str(x) for x in _chain(e)):
+        full = _low_disk()
+        if full:
+            return f"the disk is full under {full}: free space there, or point it at a larger disk, and rerun"
+    return line
 
 
 def _app(argv: list[str]):

@@ -29,18 +29,31 @@ def flow(entrypoint: str, settings: Settings):
     return found
 
 
+ENGINE = ("prefect", "uvicorn", "fastapi", "sqlalchemy", "alembic", "httpx")
+RUN_LOGS = ("prefect.flow_runs", "prefect.task_runs")  # the flows' own messages (progress, quarantines, blocks)
+
+
 class _NoEngineErrors(logging.Filter):
-    """Drops Prefect's error records and tracebacks from the terminal (they stay in Prefect's API)."""
+    """Keeps the engine's warnings, errors and tracebacks out of the terminal (they stay in Prefect's
+    API); the flows' own messages stay, except the engine's failure reports in them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        engine = record.name.startswith(("prefect", "uvicorn", "fastapi", "sqlalchemy", "alembic"))
-        return not (engine and (record.levelno >= logging.ERROR or record.exc_info))
+        if not record.name.startswith(ENGINE):
+            return True
+        if record.name.startswith(RUN_LOGS):
+            failure = any(m in str(record.msg) for m in ("failed with exception", "Finished in state Failed",
+                                                          "Crashed", "failed due to"))
+            return record.levelno < logging.ERROR and not record.exc_info and not failure
+        return record.levelno < logging.WARNING and not record.exc_info
 
 
 def quiet_engine_errors() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _NoEngineErrors) for f in handler.filters):
             handler.addFilter(_NoEngineErrors())
+    # Prefect's log shipper writes "--- Error logging to API ---" itself when the server fails (a full
+    # disk): the stdlib's switch for handler errors, off as in production
+    logging.raiseExceptions = False
 
 
 def _slow_start(e: BaseException) -> bool:

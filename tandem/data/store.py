@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tandem.settings import Settings
@@ -150,11 +151,12 @@ class LocalStore:
 class S3Store:
     """The same layout under ``s3://bucket/prefix``; any S3-compatible endpoint (MinIO, moto)."""
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None):
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None,
+                 timeout: float = 15.0):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self.client = client or boto3.client("s3", endpoint_url=endpoint_url)
+        self.client = client or boto3.client("s3", endpoint_url=endpoint_url, config=s3_config(timeout))
 
     def _key(self, key: str) -> str:
         _check_key(key)
@@ -211,13 +213,20 @@ class S3Store:
         return sorted(k for k in keys if not hidden(k) and not k.endswith("/"))
 
 
-def open_store(url: str, endpoint_url: str | None = None) -> Store:
+def s3_config(timeout: float) -> Config:
+    """Bounded waits: an endpoint that accepts and never answers fails a call after about
+    2 x `timeout` (two attempts), not botocore's default 60 s x 5 attempts per call."""
+    return Config(connect_timeout=min(5.0, timeout), read_timeout=timeout,
+                  retries={"max_attempts": 2, "mode": "standard"})
+
+
+def open_store(url: str, endpoint_url: str | None = None, timeout: float = 15.0) -> Store:
     """``s3://bucket/prefix`` opens S3; anything else is a local folder."""
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://"):].partition("/")
-        return S3Store(bucket, prefix, endpoint_url=endpoint_url)
+        return S3Store(bucket, prefix, endpoint_url=endpoint_url, timeout=timeout)
     return LocalStore(url)
 
 
 def store_from_settings(settings: Settings) -> Store:
-    return open_store(settings.store_url, settings.s3_endpoint_url)
+    return open_store(settings.store_url, settings.s3_endpoint_url, settings.s3_timeout_seconds)

@@ -60,7 +60,10 @@ def locate(store: Store) -> TableLocation:
         return TableLocation(str(store.root / TABLE), None)
     if isinstance(store, S3Store):
         prefix = f"{store.prefix}/{TABLE}" if store.prefix else TABLE
-        options = {"conditional_put": "etag", "AWS_REGION": store.client.meta.region_name or "us-east-1"}
+        timeout = store.client.meta.config.read_timeout  # the store's bound on a hanging endpoint, for delta-rs too
+        options = {"conditional_put": "etag", "AWS_REGION": store.client.meta.region_name or "us-east-1",
+                   "timeout": f"{timeout:g}s", "connect_timeout": "5s", "max_retries": "1",
+                   "retry_timeout": f"{2 * timeout:g}s"}
         endpoint = store.client.meta.endpoint_url
         if endpoint and not endpoint.startswith("https://s3."):
             options["AWS_ENDPOINT_URL"] = endpoint

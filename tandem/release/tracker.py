@@ -5,6 +5,7 @@ on worker threads can log to the flow's run safely."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -56,9 +57,21 @@ class Tracker:
 
     @cached_property
     def client(self) -> MlflowClient:
-        if self.settings.tracking_uri.startswith("sqlite:"):
-            self.settings.home.mkdir(parents=True, exist_ok=True)
-        return MlflowClient(self.settings.tracking_uri)
+        uri = self.settings.tracking_uri
+        if not uri.startswith("sqlite:"):
+            return MlflowClient(uri)
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        # Two first runs on a new home would both create and migrate the database (alembic: "Online
+        # migration expected to match one row"): one process at a time opens the store, under a lock.
+        with open(database.with_name(database.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                client = MlflowClient(uri)
+                client.search_experiments(max_results=1)  # creates and migrates the store now, under the lock
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return client
 
     @property
     def is_local(self) -> bool:
