@@ -13,7 +13,11 @@ With a user's labelled windows (X, y), in capture order:
 Both tasks use shuffle = false, so a phone reproduces every step exactly (Core ML's shuffling RNG
 is not ours); instead the app feeds the windows interleaved over classes (`interleave`), so no
 mini-batch holds one class only (batches of one class each drag the head to that class in turn:
-more labels then hurt). numpy + protobuf only, like the rest of `tandem.device`.
+more labels then hurt). Rows with NaN/inf features or targets, or features the base overflows on,
+are skipped with a count before either task; a task whose weights go non-finite is stopped there
+(task A keeps its earlier epochs; task B rolls back to the base); no usable rows keep the base.
+numpy + protobuf only, like the rest of `tandem.device`. TandemKit's UpdatePolicyRunner (Swift) is
+its twin.
 """
 
 from __future__ import annotations
