@@ -144,5 +144,5 @@ def test_revoke_records_once_and_refuses_what_it_cannot_withdraw(tandem_home, ca
     one_error_line(*tandem(capsys, "revoke", "--pseudonym", "hapt-user-05", "--reason", "erasure request"),
                    "not a pseudonym")
     code, text = tandem(capsys, "revoke", "--pseudonym", "ab" * 32, "--reason", "erasure request")
-    assert code == 0 and "revoked pseudonym" in text, text
+    assert code == 0 and "withdrawn pseudonym" in text, text  # withdrawn, not erased (that is --erase)
     assert len(list((tandem_home / "store" / "ledger" / "revocations").glob("*.json"))) == 1
