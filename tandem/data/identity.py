@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from tandem.data import table as accepted
 from tandem.data.store import Store
@@ -39,13 +38,22 @@ def max_captured(table: pa.Table) -> datetime:
     return pc.max(table.column("captured_at")).as_py()
 
 
+_held: dict[tuple[str, int], pa.Table] = {}  # one table version's owners, kept while the version is current
+
+
 def table_owners(store: Store, window_ids: pa.Array) -> pa.Table:
-    """(window_id, pseudonym) of the table's rows whose window id is among `window_ids`."""
+    """(window_id, pseudonym) of the table's rows whose window id is among `window_ids`. The two columns
+    of the current version are read once and kept (batches judged one by one, e.g. sealed ones, would
+    otherwise each scan the table)."""
     dt = accepted.open_table(store)
     if dt is None or not len(window_ids):
         return pa.table({"window_id": pa.array([], pa.string()), "pseudonym": pa.array([], pa.string())})
-    return dt.to_pyarrow_dataset().to_table(columns=["window_id", "pseudonym"],
-                                            filter=ds.field("window_id").isin(window_ids))
+    key = (store.url, dt.version())
+    if key not in _held:
+        _held.clear()
+        _held[key] = dt.to_pyarrow_table(columns=["window_id", "pseudonym"])
+    held = _held[key]
+    return held.filter(pc.is_in(held["window_id"], value_set=window_ids))
 
 
 def foreign_window_ids(store: Store, tables: list[pa.Table]) -> list[str | None]:
