@@ -32,20 +32,25 @@ def _accepted_rows(store) -> pa.Table:
 
 
 def test_share_via_the_gateway_then_run_publishes_on_those_batches(tandem_home):
+    """What `make demo` runs: `tandem share --via embedded` (a gateway in the share's own process, over
+    loopback HTTP); the same devices again through a gateway server land nothing; then the flow."""
     settings = Settings()
     store = store_from_settings(settings)
-    with ThreadedGateway(settings, store) as gw:
-        env = {**os.environ, "TANDEM_HOME": str(tandem_home)}
-        share = subprocess.run([sys.executable, "-m", "tandem.cli", "share", "--source", "synthetic", "--users", "8",
-                                "--batch-size", "16", "--fraction", "0.8", "--holdout-every", "4", "--via", gw.url],
-                               env=env, capture_output=True, text=True, timeout=600)
-        assert share.returncode == 0, share.stdout + share.stderr
-        landed = [k for k in store.list("incoming/")]
-        idempotency = store.list("gateway/idempotency/")
-        assert landed and len(idempotency) == len(landed)  # every batch in the landing zone came through the door
-        installs = store.list("gateway/installs/")
-        assert len(installs) == 6  # 8 users, every 4th never shares
-        first = run_flow()
+    env = {**os.environ, "TANDEM_HOME": str(tandem_home)}
+    cmd = [sys.executable, "-m", "tandem.cli", "share", "--source", "synthetic", "--users", "8", "--batch-size", "16",
+           "--fraction", "0.8", "--holdout-every", "4", "--via", "embedded"]
+    share = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert share.returncode == 0, share.stdout + share.stderr
+    assert "through the device gateway at http://127.0.0.1:" in share.stdout
+    landed = store.list("incoming/")
+    assert landed and len(store.list("gateway/idempotency/")) == len(landed)  # every batch came through the door
+    assert len(store.list("gateway/installs/")) == 6  # 8 users, every 4th never shares
+    with ThreadedGateway(settings, store) as gw:  # the same devices (their install keys kept) share again
+        again = devices.share_fleet(settings, store, fleet.load_fleet("synthetic", n_users=8, seed=0), fraction=0.8,
+                                    holdout_every=4, batch_size=16, policy=load_policy("pseudonymized"), via=gw.url)
+    assert again.report.written == [] and sorted(again.report.already_there) == landed
+    assert store.list("incoming/") == landed and len(store.list("gateway/installs/")) == 6
+    first = run_flow()
     assert first["status"] == "published", first
     assert first["accepted"] == first["new_batches"] == len(landed) and first["quarantined"] == 0
     batch_ids = set(_accepted_rows(store).column(accepted_table.BATCH_ID).to_pylist())
@@ -106,16 +111,3 @@ def test_through_the_gateway_on_s3_with_a_presigned_upload(s3_endpoint, s3_bucke
     assert first["status"] == "published", first
     assert first["accepted"] == len(shared.report.written) + 1 and first["quarantined"] == 0
 
-
-def test_share_via_an_embedded_gateway_twice_lands_once(tandem_home):
-    """What `make demo` runs: a gateway in the share's own process, over loopback HTTP."""
-    env = {**os.environ, "TANDEM_HOME": str(tandem_home)}
-    cmd = [sys.executable, "-m", "tandem.cli", "share", "--source", "synthetic", "--users", "5", "--via", "embedded"]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0 and "through the device gateway at http://127.0.0.1:" in first.stdout, first.stdout + first.stderr
-    store = store_from_settings(Settings())
-    landed = store.list("incoming/")
-    assert landed and len(store.list("gateway/idempotency/")) == len(landed)
-    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0 and f"0 new, {len(landed)} already" in " ".join(second.stdout.split()), second.stdout
-    assert store.list("incoming/") == landed
