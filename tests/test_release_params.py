@@ -87,3 +87,24 @@ def test_the_thresholds_are_logged_to_the_candidates_mlflow_run(tandem_home):
     logged = tracker.client.get_run(run_id).data.params
     assert logged["gates.min_accuracy"] == "0.55" and logged["gates.max_accuracy_drop"] == "0.04", logged
     assert "gates.parity_tolerance" in logged
+
+
+def test_a_blocked_candidate_exits_3_and_names_the_setting(tmp_path):
+    """A CI script must not carry on as if it had published: the gates' block is exit code 3."""
+    from tandem.release.signing import generate
+
+    private, public = generate()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TANDEM_HOME": str(tmp_path / "home"), "TANDEM_SIGNING_KEY": private,
+           "TANDEM_RELEASE_PUBLIC_KEYS": public, "TANDEM_PSEUDONYM_KEY": "params-key"}
+    for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "PREFECT_HOME"):
+        env.pop(var, None)
+    cli = [sys.executable, "-m", "tandem.cli"]
+    shared = subprocess.run([*cli, "share", "--source", "synthetic", "--users", "8"], capture_output=True, text=True,
+                            env=env, cwd=ROOT)
+    assert shared.returncode == 0, shared.stderr[-2000:]
+    params = tmp_path / "params.json"
+    params.write_text('{"train": {"epochs": 2}, "gates": {"min_accuracy": 1.0}}')
+    done = subprocess.run([*cli, "run", "--params-file", str(params)], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "blocked" in done.stdout and "gates.min_accuracy" in done.stdout, done.stdout[-2000:]
+    assert not list((tmp_path / "home" / "store").glob("releases/*/*/manifest.json"))

@@ -87,6 +87,39 @@ def test_a_task_folder_in_tandem_task_is_listed_as_the_active_one(tmp_path, monk
     assert {"har", "grunfeld"} <= {t["name"] for t in listed}
 
 
+def test_an_invalid_task_folder_is_listed_with_its_error_and_the_exit_is_non_zero(tmp_path):
+    """Through the real command in its own process: a folder whose task.yaml does not load is shown,
+    not silently left out (issue 17)."""
+    folder = tmp_path / "broken-task"
+    folder.mkdir()
+    (folder / "task.yaml").write_text("name: broken-task\nkind: [classification\n")
+    env = {**os.environ, "TANDEM_TASK": str(folder), "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "tandem.cli", "tasks", "--json"], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+    assert done.returncode == 1, done.stdout + done.stderr
+    listed = json.loads(done.stdout[:done.stdout.rindex("]") + 1])
+    broken = [t for t in listed if t["kind"] == "invalid"]
+    assert [t["name"] for t in broken] == ["broken-task"] and "not YAML" in broken[0]["error"], listed
+    assert {"har", "grunfeld"} <= {t["name"] for t in listed}
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "task.yaml" in errors[0], done.stdout + done.stderr
+
+
+def test_reference_show_and_add_for_a_regression_task(tmp_path):
+    """`tandem reference show`/`add` used to raise KeyError: 'label_counts' for any regression task."""
+    env = {**os.environ, "TANDEM_TASK": "grunfeld", "PYTHONPATH": str(ROOT), "TANDEM_HOME": str(tmp_path / "home"),
+           "TANDEM_PSEUDONYM_KEY": "reference-key", "COLUMNS": "200"}
+    env.pop("TANDEM_STORE", None)
+    cli = [sys.executable, "-m", "tandem.cli"]
+    shared = subprocess.run([*cli, "share"], capture_output=True, text=True, env=env, cwd=ROOT)  # registers a reference set
+    assert shared.returncode == 0, shared.stderr[-2000:]
+    shown = subprocess.run([*cli, "reference", "show"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert shown.returncode == 0 and "reference set v1" in shown.stdout and "targets" in shown.stdout, shown.stdout + shown.stderr
+    registered = next((tmp_path / "home" / "store" / "reference").rglob("recordings.npz"))
+    again = subprocess.run([*cli, "reference", "add", str(registered)], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert again.returncode == 0 and "already registered: reference set v1" in again.stdout, again.stdout + again.stderr
+
+
 @pytest.mark.parametrize("template, kind, inputs", [
     ("sensor-classification", "classification", "sensor"),
     ("tabular-classification", "classification", "tabular"),
