@@ -226,8 +226,9 @@ def test_manual_retrain_with_changed_parameters_publishes_to_the_stack(up):
     assert error is None, error
     env = {**up["env"], "TANDEM_PSEUDONYM_KEY": "stack-test-key"}
     shared = subprocess.run([sys.executable, "-m", "tandem.cli", "share", "--source", "synthetic", "--users", "6",
-                             "--holdout-every", "3"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert shared.returncode == 0, shared.stdout + shared.stderr
+                             "--holdout-every", "3", "--via", env["TANDEM_GATEWAY_URL"]],  # through the stack's gateway
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert shared.returncode == 0 and "through the device gateway" in shared.stdout, shared.stdout + shared.stderr
 
     r = _retrain(up, "params.train.epochs=20", "params.train.hidden_sizes=[32,16]", "params.device.epochs=15",
                  timeout=400)
