@@ -71,10 +71,6 @@ def _slots(day: str, kind: str, who: str) -> str:
     return f"{PREFIX}counts/{day}/{kind}/{who}/"
 
 
-def count(store: Store, day: str, kind: str, who: str) -> int:
-    return len(store.list(_slots(day, kind, who)))
-
-
 def claim_slot(store: Store, day: str, kind: str, who: str, limit: int) -> str | None:
     """The key of a slot claimed for one more batch, or None when all `limit` slots are taken."""
     prefix = _slots(day, kind, who)
