@@ -7,7 +7,6 @@ expectations) are loaded only when named (`tandem.cli.lazy`), so `tandem --help`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
