@@ -34,7 +34,7 @@ from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig, RunParams
 from tandem.release.tracker import Tracker
 from tandem.training import model
-from tandem.training.device_update import target_scaled_rate
+from tandem.task.kinds import kind_of
 from tandem.training.personalization import pick_labelled
 from tandem.training.pretrain import convert
 
@@ -72,8 +72,8 @@ def run_one(users, fold: int, seed: int, cfg: RegressionConfig, log=print) -> di
     trained = model.train(X, y, train, groups=groups, regression=True)
     base = DeviceModel.load(convert(trained, params, {}))
     # the policy's rate is stated for the standardized target, as the task's device rate is
-    policy = replace(cfg.policy, learning_rate=target_scaled_rate(
-        cfg.policy.learning_rate, float(trained.model.target_std), train.updatable_layers, True))
+    policy = replace(cfg.policy, learning_rate=kind_of(TASK).device_rate(
+        cfg.policy.learning_rate, float(trained.model.target_std), train.updatable_layers))
     local_cfg = train.model_copy(update={"epochs": 150, "patience": 20})
     out: dict[str, dict[str, float]] = {f"{m}_{e}": {} for m in METHODS for e in ("mae", "rmse")}
     for s in E:

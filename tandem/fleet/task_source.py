@@ -14,6 +14,7 @@ import pandas as pd
 from tandem.contract import features
 from tandem.fleet.user_data import EPOCH, UserData, device_metadata
 from tandem.task import BUILTIN, Task, TaskError
+from tandem.task.kinds import kind_of
 
 
 def _function(task: Task, ref: str):
@@ -103,11 +104,11 @@ def read_table(task: Task, users: list | None = None, dropped: Dropped | None = 
     everyone = set(place)
     broken = frame[wanted].isna().any(axis=1).to_numpy()
     dropped.nan_rows += int(broken.sum())
-    if task.classification:  # a row with an undeclared label is left out like one with a gap
-        undeclared = ~frame[source.target].astype(str).isin(features.CLASSES).to_numpy() & ~broken
-        for label, n in frame.loc[undeclared, source.target].astype(str).value_counts().items():
-            dropped.undeclared[label] = dropped.undeclared.get(label, 0) + int(n)
-        broken = broken | undeclared
+    kind = kind_of(task)
+    undeclared = ~kind.declared(frame[source.target].to_numpy()) & ~broken  # left out like a row with a gap
+    for label, n in frame.loc[undeclared, source.target].astype(str).value_counts().items():
+        dropped.undeclared[label] = dropped.undeclared.get(label, 0) + int(n)
+    broken = broken | undeclared
     frame = frame.assign(_broken=broken).dropna(subset=[source.user, source.time])
     times = frame[source.time]
     order_key = pd.to_datetime(times, utc=True) if not pd.api.types.is_numeric_dtype(times) else times
@@ -132,7 +133,7 @@ def read_table(task: Task, users: list | None = None, dropped: Dropped | None = 
             labels = np.concatenate([p[1] for p in parts]) if parts else target[:0]
             starts = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.int64)
             sessions = np.concatenate([np.full(len(p[1]), p[3]) for p in parts]) if parts else np.empty(0, int)
-        labels = labels.astype(str) if features.CLASSIFICATION else labels.astype(np.float64)
+        labels = kind.labels(labels)
         keys = [f"{s}:{int(t)}" for s, t in zip(sessions, starts)]
         captured = EPOCH + np.timedelta64(index, "D") + (np.arange(len(labels)) * 1000).astype("timedelta64[ms]")
         if len(labels):

@@ -50,15 +50,3 @@ class DeviceUpdateConfig(BaseModel):
     def batch_set(self) -> list[int]:
         return sorted({int(b) for b in self.mini_batch_allowed} | {int(self.mini_batch_size)})
 
-
-def target_scaled_rate(learning_rate: float, target_std: float, updatable_layers, regression: bool,
-                       floor: float = 1e-6) -> float:
-    """The device's learning rate in target units for a rate stated for the standardized target.
-
-    A regressor's head is folded (target sd and mean inside it), so an SGD step on the head moves the
-    predictions by the same fraction of their error in any unit: its rate needs no change. A layer
-    below the head sees a gradient sd^2 times the standardized one, so when any is updatable the rate
-    is divided by sd^2 (never below `floor`, Core ML's smallest allowed). Classifiers: unchanged."""
-    if not regression or all(name == "head" for name in updatable_layers):
-        return learning_rate
-    return max(learning_rate / float(target_std) ** 2, floor)

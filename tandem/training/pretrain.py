@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from tandem.contract.features import CLASSES, CLASSIFICATION, FEATURE_NAMES, label_indices
+from tandem.contract.features import CLASSES, CLASSIFICATION, FEATURE_NAMES, TASK
+from tandem.task.kinds import kind_of
 from tandem.training import export as coreml_export
 from tandem.training import model
-from tandem.training.device_update import target_scaled_rate
 from tandem.training.dp_sgd import train_user_level
 
 
@@ -26,7 +26,7 @@ def within_window(entries: list[dict], days: int | None, now: datetime | None = 
 def frame_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, class indices (or numeric targets) and pseudonyms (for a user-wise validation split)."""
     X = frame[list(FEATURE_NAMES)].to_numpy(np.float64)
-    y = label_indices(frame["label"]) if CLASSIFICATION else frame["label"].to_numpy(np.float64)
+    y = kind_of(TASK).targets(frame["label"].to_numpy())
     return X, y, frame["pseudonym"].to_numpy(str)
 
 
@@ -46,10 +46,10 @@ def pretrain(frame: pd.DataFrame, config: model.TrainConfig, on_epoch=None, dp_s
 
 def convert(result: model.TrainResult, params, metadata: dict) -> bytes:
     """The updatable Core ML model, serialized. A regressor whose body layers are updatable gets the
-    device learning rate in target units (`device_update.target_scaled_rate`)."""
+    device learning rate in target units (`tandem.task.kinds.Regression.device_rate`)."""
     net, device = result.model, params.device
-    rate = target_scaled_rate(device.learning_rate, float(net.target_std), params.train.updatable_layers, net.regression,
-                              device.learning_rate_range[0])
+    rate = kind_of(TASK).device_rate(device.learning_rate, float(net.target_std), params.train.updatable_layers,
+                                     device.learning_rate_range[0])
     if rate != device.learning_rate:
         device = device.model_copy(update={"learning_rate": rate})
     spec = coreml_export.to_updatable_mlmodel(

@@ -1,0 +1,94 @@
+"""What differs between a classifier and a regressor, in one place: two implementations of one small
+interface instead of `if CLASSIFICATION` branches (issue 17). A caller asks the task's kind
+(`kind_of(task)`) for the targets of its examples, the server's loss, the Core ML head, the metrics,
+which direction of the headline metric is better (the gates') and the device update's loss and scale.
+
+So far the table reader, pretraining's targets, the export's device rate and the regression
+evaluation ask it; the other branches (gates, reports, the device runtime) are still to move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tandem.task.definition import Task
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Class labels; cross-entropy; a softmax head; accuracy and macro-F1, higher is better."""
+
+    classes: tuple[str, ...]
+    name: str = "classification"
+    loss: str = "cross-entropy on logits (label smoothing allowed)"
+    export_head: str = "neuralNetworkClassifier"
+    metrics: tuple[str, ...] = ("accuracy", "macro_f1")
+    headline: str = "accuracy"
+    higher_is_better: bool = True
+    update_loss: str = "categorical cross-entropy on the softmax output"
+
+    def labels(self, values) -> np.ndarray:
+        """A table's target column as the device keeps it: class names."""
+        return np.asarray(values).astype(str)
+
+    def targets(self, labels) -> np.ndarray:
+        """What the network trains on: class indices in the model's output order; a name outside the
+        declared classes raises."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        try:
+            return np.array([index[str(label)] for label in labels], dtype=np.int64)
+        except KeyError as e:
+            raise ValueError(f"label {e.args[0]!r} is not one of {list(self.classes)}") from None
+
+    def declared(self, values) -> np.ndarray:
+        """Which of a table's target values the model can learn (the others are dropped and counted)."""
+        return np.isin(np.asarray(values).astype(str), self.classes)
+
+    def device_rate(self, learning_rate: float, target_std: float, updatable_layers, floor: float = 1e-6) -> float:
+        """Cross-entropy has no target scale: the rate is the rate."""
+        return learning_rate
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A numeric target; MSE on the standardized target (its scale folded into the head for the
+    device); one output; MAE and RMSE, lower is better."""
+
+    unit: str
+    name: str = "regression"
+    loss: str = "MSE on the standardized target"
+    export_head: str = "neuralNetworkRegressor"
+    metrics: tuple[str, ...] = ("mae", "rmse")
+    headline: str = "mae"
+    higher_is_better: bool = False
+    update_loss: str = "MSE in target units (the head holds the target's sd and mean)"
+
+    def labels(self, values) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64)
+
+    def targets(self, labels) -> np.ndarray:
+        return np.asarray(labels, dtype=np.float64)
+
+    def declared(self, values) -> np.ndarray:
+        return np.ones(len(values), dtype=bool)
+
+    def device_rate(self, learning_rate: float, target_std: float, updatable_layers, floor: float = 1e-6) -> float:
+        """The device rate in target units for one stated for the standardized target. An SGD step on
+        the folded head moves predictions by the same fraction of their error in any unit: unchanged.
+        A layer below the head sees a gradient sd^2 times the standardized one: when any is updatable
+        the rate is divided by sd^2 (never below `floor`, Core ML's smallest allowed)."""
+        if all(name == "head" for name in updatable_layers):
+            return learning_rate
+        return max(learning_rate / float(target_std) ** 2, floor)
+
+
+Kind = Classification | Regression
+
+
+def kind_of(task: Task) -> Kind:
+    """The task's kind, from its target."""
+    if task.target.kind == "classes":
+        return Classification(tuple(task.target.labels))
+    return Regression(task.target.unit)
