@@ -56,8 +56,13 @@ def ctx(tandem_home):
     return pipeline.Context(Settings())
 
 
-def test_revoke_by_folder_prefix_and_erase_through_the_cli(ctx, users):
+def test_revoke_by_folder_prefix_and_erase_through_the_cli(ctx, users, monkeypatch):
+    from deltalake import WriterProperties
+
     store = ctx.store
+    # a store written before text statistics were turned off: pseudonyms as min/max in the Delta log
+    monkeypatch.setattr(accepted, "_WRITER", WriterProperties(compression="ZSTD"))
+    monkeypatch.setattr(accepted, "STATS_COLUMNS", ",".join(accepted.TABLE_SCHEMA.names))
     for i, user in enumerate(users[:3]):
         store.put(f"incoming/dt=2026-01-05/u{i}/b.parquet", table_bytes(good_table(user, 8, KEY)))
     copy = table_bytes(good_table(users[0], 8, KEY))
@@ -83,6 +88,8 @@ def test_revoke_by_folder_prefix_and_erase_through_the_cli(ctx, users):
     assert ingest_all(ctx)["incoming/dt=2026-01-06/late/copy.parquet"]["reason"].startswith("revoked")
     assert rows_of(ctx) == 8
 
+    log = Path(store.url) / accepted.TABLE / "_delta_log"
+    assert any(victim.encode() in p.read_bytes() for p in log.glob("*.json"))  # the old format, before erasure
     out = cli("revoke", "--pseudonym", victim[:16], "--reason", "erasure request", "--erase")
     assert out.returncode == 0 and "erased" in out.stdout, out.stdout + out.stderr
     root = Path(store.url)

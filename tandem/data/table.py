@@ -199,8 +199,22 @@ def erase_batches(store: Store, batch_ids: list[str]) -> dict:
     metrics = table.delete(predicate, writer_properties=_WRITER)
     table = open_table(store)
     removed = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
+    _drop_old_log(store)
+    table = open_table(store)
     return {"rows_deleted": int(metrics.get("num_deleted_rows", 0)), "files_vacuumed": len(removed),
             "table_version": table.version()}
+
+
+def _drop_old_log(store: Store) -> None:
+    """Checkpoint, then delete the log entries before it: a table written before text statistics were
+    turned off holds a pseudonym as a file's min/max there. The log retention is set to zero only for
+    this cleanup and back to Delta's 30 days after (snapshots read recent versions by number)."""
+    table = open_table(store)
+    table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
+    table = open_table(store)
+    table.create_checkpoint()
+    table.cleanup_metadata()
+    open_table(store).alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
 
 
 _SAFE_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
