@@ -70,6 +70,9 @@ def help_harm(before: dict[str, float], after: dict[str, float], tolerance: floa
 
 # ---- the server side ------------------------------------------------------------------------------
 
+SIMULATION_KEY_ID = "sim1"  # shaped like the key ids Tandem emits (k1, k2, ...): the ingest refuses others
+
+
 def simulation_key(seed: int) -> bytes:
     """The simulated devices' pseudonym key: fixed per seed (pseudonyms decide pretraining's user-wise
     validation split, so a random key would make results irreproducible). Not a production secret."""
@@ -117,7 +120,7 @@ def share_and_train(sharers: list[UserData], pools: dict[str, np.ndarray], fract
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         ctx = simulated_server(Path(tmp))
         for user in sharers:
-            sharing.share_user(ctx.store, subset(user, pools[user.user_id]), fraction, key, "sim", batch_size,
+            sharing.share_user(ctx.store, subset(user, pools[user.user_id]), fraction, key, SIMULATION_KEY_ID, batch_size,
                                policy=policy, ledger_dir=Path(tmp) / "devices")
         return server_round(ctx, run_params)
 
@@ -188,7 +191,7 @@ def simulate(sharers: list[UserData], evaluators: list[UserData], *, rounds: int
             chosen = available[sharing.shared_mask(subset(d.user, available), fraction)]
             new = np.array([i for i in chosen if int(i) not in d.shared], dtype=np.int64)
             if len(new):
-                report = sharing.share_user(ctx.store, subset(d.user, new), 1.0, key, "sim", batch_size, policy=policy,
+                report = sharing.share_user(ctx.store, subset(d.user, new), 1.0, key, SIMULATION_KEY_ID, batch_size, policy=policy,
                                             ledger_dir=root / "devices")
                 shared_windows += report.windows
                 d.shared.update(int(i) for i in new)
