@@ -146,3 +146,21 @@ def test_revoke_records_once_and_refuses_what_it_cannot_withdraw(tandem_home, ca
     code, text = tandem(capsys, "revoke", "--pseudonym", "ab" * 32, "--reason", "erasure request")
     assert code == 0 and "withdrawn pseudonym" in text, text  # withdrawn, not erased (that is --erase)
     assert len(list((tandem_home / "store" / "ledger" / "revocations").glob("*.json"))) == 1
+
+
+def test_device_check_of_a_model_without_updatable_layers_exits_non_zero(tmp_path):
+    """typer 0.29 returns a `typer.Exit`'s code instead of raising it: the entry point now passes it on
+    (this printed its broken rules and exited 0). Through the console script, in a process of its own."""
+    import numpy as np
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+
+    builder = NeuralNetworkBuilder([("input", datatypes.Array(3))], [("output", datatypes.Array(2))])
+    builder.add_inner_product("dense", W=np.ones((2, 3)), b=np.zeros(2), input_channels=3, output_channels=2,
+                              has_bias=True, input_name="input", output_name="output")
+    frozen = tmp_path / "frozen.mlmodel"
+    frozen.write_bytes(builder.spec.SerializeToString())
+    done = subprocess.run([sys.executable, "-m", "tandem.cli", "device", "check", str(frozen)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "broken rule updatable-network" in done.stderr and "Traceback" not in done.stderr
