@@ -204,3 +204,16 @@ def test_share_says_what_it_dropped_and_a_dropped_user_shifts_no_one(tasks, tmp_
     assert "dropped 1 users with no usable example left" in out
     never_share = json.loads((tmp_path / "home" / "devices" / "evaluation.json").read_text())["users"]
     assert never_share == ["user-u05", "user-u10"]  # every 5th of the whole table, as with the clean one
+
+
+def test_the_rounds_simulation_runs_for_seven_classes(tasks):
+    """`tandem evaluate --quick` (the rounds simulation on the task's synthetic stand-in): FedAvg and
+    the server rounds with a 7-class head (it crashed on six outputs)."""
+    folder, env = tasks["seven"]
+    out = run({**env, "TANDEM_HOME": env["TANDEM_HOME"] + "-simulate"}, "evaluate", "--quick", "--no-flow",
+              "--no-mlflow")
+    result = json.loads((Path(env["TANDEM_HOME"] + "-simulate") / "reports" / "evaluation.json").read_text())
+    methods = {name: m["mean"] for name, m in result["methods"].items()}
+    print("seven, simulated:", {k: round(v, 3) for k, v in methods.items() if k in ("generic", "fedavg", "central")})
+    assert 1 / 7 < methods["generic"] <= 1 and 1 / 7 < methods["fedavg"] <= 1
+    assert "generic across rounds" in " ".join(out.split())
