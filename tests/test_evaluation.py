@@ -50,3 +50,17 @@ def test_plot_confusion_matrix(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
     with pytest.raises(ValueError):
         evaluation.plot_confusion_matrix(cm, LABELS[:2], tmp_path / "x.png")
+
+
+def test_the_protocol_grades_the_task_by_its_own_targets():
+    """HAR's targets come from its task.yaml `evaluation.targets` (a task stating none gets none:
+    tests/test_new_tasks.py); each is graded against the measured numbers."""
+    from tandem.evaluation.robust_eval import task_targets
+    from tandem.task import resolve
+
+    assert resolve("har").evaluation.targets.generic_accuracy == 0.93
+    good = task_targets({"mean": 0.95, "sd_over_seeds": 0.01}, {"gain_points": 4.0, "harmed_share": 0.05})
+    assert good == {"generic_mean_at_least_0.93": True, "generic_sd_over_seeds_at_most_1.5_points": True,
+                    "u20_gain_at_least_3_points": True, "u20_harmed_at_most_10_percent": True}
+    bad = task_targets({"mean": 0.92, "sd_over_seeds": 0.02}, {"gain_points": 2.0, "harmed_share": 0.2})
+    assert not any(bad.values())
