@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     model_name: str | None = Field(None, description="registered model name and release folder "
                                    "(default: tandem-<task>)")
     pseudonym_key: SecretStr | None = Field(None, description="the devices' HMAC key for pseudonyms")
-    pseudonym_key_id: str = Field("k1", description="the pseudonym key's version, recorded in every batch")
+    pseudonym_key_id: str = Field("k1", pattern=r"^[a-z]{1,3}[0-9]{1,6}$",  # the shape the ingest accepts
+                                  description="the pseudonym key's version, recorded in every batch (e.g. k1, k2)")
     encryption_key: SecretStr | None = Field(None, description="AES-GCM key (64 hex) sealing batches")
     encryption_key_id: str = Field("e1")
     encryption_old_keys: SecretStr | None = Field(None, description="id:hex,... rotated-out keys the server may still open with")
