@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
+from tandem.data.run_guard import alive
 from tandem.settings import Settings
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -37,15 +38,7 @@ def flatten(obj: dict, prefix: str = "") -> dict:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or alive(pid)
 
 
 class Tracker:

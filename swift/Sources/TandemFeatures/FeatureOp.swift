@@ -14,6 +14,16 @@ struct SpecStep {
     /// A problem with this step, said with its position and op.
     func error(_ what: String) -> FeatureError { FeatureError("step \(index) (\(op)): \(what)") }
 
+    /// params.statistics as `S`'s cases, in the listed order; an unknown one refused naming those the op has.
+    func statistics<S: RawRepresentable & CaseIterable>(_: S.Type) throws -> [S] where S.RawValue == String {
+        try param("statistics", as: [String].self).map {
+            guard let s = S(rawValue: $0) else {
+                throw error("unknown statistic \($0) (\(op) v\(version) has \(S.allCases.map(\.rawValue).sorted()))")
+            }
+            return s
+        }
+    }
+
     func param<T>(_ name: String, as type: T.Type) throws -> T {
         guard let value = params[name] else { throw error("params.\(name) is missing") }
         guard let typed = value as? T else { throw error("params.\(name) is not a \(T.self)") }
@@ -47,6 +57,14 @@ struct CompileContext {
         seriesIndex[name] = seriesLength.count
         seriesLength.append(length)
         return seriesLength.count - 1
+    }
+
+    /// One output series per input series, of the same length (element-wise ops): (input, output) indices.
+    mutating func addElementwiseSeries(of step: SpecStep) throws -> [(Int, Int)] {
+        try zip(step.inputs, step.outputs).map { src, dst in
+            let s = try input(src, of: step)
+            return (s, try addSeries(dst, length: length(s), by: step))
+        }
     }
 
     mutating func addFeatures(_ names: [String], by step: SpecStep) throws {

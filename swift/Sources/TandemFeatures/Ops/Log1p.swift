@@ -9,12 +9,7 @@ struct Log1pOp: FeatureOp {
 
     init(step: SpecStep, context: inout CompileContext) throws {
         guard step.inputs.count == step.outputs.count, !step.inputs.isEmpty else { throw step.error("needs as many outputs as inputs") }
-        var pairs: [(Int, Int)] = []
-        for (src, dst) in zip(step.inputs, step.outputs) {
-            let s = try context.input(src, of: step)
-            pairs.append((s, try context.addSeries(dst, length: context.length(s), by: step)))
-        }
-        self.pairs = pairs
+        pairs = try context.addElementwiseSeries(of: step)
     }
 
     func apply(_ series: inout [[Double]], _ features: inout [Double]) {

@@ -31,12 +31,7 @@ struct LowpassOp: FeatureOp {
             b0 = k * k * norm; b1 = 2.0 * b0; b2 = b0
             a1 = 2.0 * (k * k - 1.0) * norm; a2 = (1.0 - 2.0.squareRoot() * k + k * k) * norm
         }
-        var pairs: [(Int, Int)] = []
-        for (src, dst) in zip(step.inputs, step.outputs) {
-            let s = try context.input(src, of: step)
-            pairs.append((s, try context.addSeries(dst, length: context.length(s), by: step)))
-        }
-        self.pairs = pairs
+        pairs = try context.addElementwiseSeries(of: step)
     }
 
     func apply(_ series: inout [[Double]], _ features: inout [Double]) {

@@ -6,22 +6,15 @@ struct RobustOp: FeatureOp {
     static let name = "robust"
     static let version = 1
     static let kind = "features"
-    enum Statistic: String { case iqr, mad, skewness, kurtosis }
-    static let statistics: Set<String> = ["iqr", "mad", "skewness", "kurtosis"]
+    enum Statistic: String, CaseIterable { case iqr, mad, skewness, kurtosis }
     static let tinyVariance = 1e-20
     let inputs: [Int]
     let statistics: [Statistic]
 
     init(step: SpecStep, context: inout CompileContext) throws {
-        let names = try step.param("statistics", as: [String].self)
-        statistics = try names.map {
-            guard let s = Statistic(rawValue: $0) else {
-                throw step.error("unknown statistic \($0) (robust v1 has \(RobustOp.statistics.sorted()))")
-            }
-            return s
-        }
+        statistics = try step.statistics(Statistic.self)
         inputs = try context.inputs(of: step)
-        try context.addFeatures(step.inputs.flatMap { s in names.map { "\(s)_\($0)" } }, by: step)
+        try context.addFeatures(step.inputs.flatMap { s in statistics.map { "\(s)_\($0.rawValue)" } }, by: step)
     }
 
     func apply(_ series: inout [[Double]], _ features: inout [Double]) {

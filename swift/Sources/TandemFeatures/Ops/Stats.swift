@@ -3,24 +3,17 @@ struct StatsOp: FeatureOp {
     static let name = "stats"
     static let version = 1
     static let kind = "features"
-    enum Statistic: String { case mean, std, min, max, madDiff = "mad_diff" }
-    static let statistics: Set<String> = ["mean", "std", "min", "max", "mad_diff"]
+    enum Statistic: String, CaseIterable { case mean, std, min, max, madDiff = "mad_diff" }
     let inputs: [Int]
     let statistics: [Statistic]
 
     init(step: SpecStep, context: inout CompileContext) throws {
-        let names = try step.param("statistics", as: [String].self)
-        statistics = try names.map {
-            guard let s = Statistic(rawValue: $0) else {
-                throw step.error("unknown statistic \($0) (stats v1 has \(StatsOp.statistics.sorted()))")
-            }
-            return s
-        }
+        statistics = try step.statistics(Statistic.self)
         inputs = try context.inputs(of: step)
         if statistics.contains(.madDiff), let s = inputs.first(where: { context.length($0) < 2 }) {
             throw step.error("mad_diff needs 2 samples, series \(step.inputs[inputs.firstIndex(of: s)!]) has 1")
         }
-        try context.addFeatures(step.inputs.flatMap { s in names.map { "\(s)_\($0)" } }, by: step)
+        try context.addFeatures(step.inputs.flatMap { s in statistics.map { "\(s)_\($0.rawValue)" } }, by: step)
     }
 
     func apply(_ series: inout [[Double]], _ features: inout [Double]) {
