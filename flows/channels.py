@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.secrets import with_signing_key
 from tandem import pipeline
 from tandem.release import channels
-from flows.secrets import with_signing_key
 from tandem.settings import Settings
 
 

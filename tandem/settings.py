@@ -94,10 +94,6 @@ class Settings(BaseSettings):
     def _absolute(cls, home: Path) -> Path:
         return home.expanduser().resolve()
 
-    @classmethod
-    def from_env(cls) -> "Settings":
-        return cls()
-
     @property
     def store_url(self) -> str:
         return self.store or str(self.home / "store")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tandem.device import feature_cases
+from tests import feature_cases
 from tests.swift_build import run_device
 
 TOLERANCE = 1e-9

@@ -12,8 +12,8 @@ import gzip
 import json
 import re
 import zlib
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import orjson

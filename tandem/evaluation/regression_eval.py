@@ -33,8 +33,8 @@ from tandem.evaluation.protocol_data import fold_split, sides
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig, RunParams
 from tandem.release.tracker import Tracker
-from tandem.training import model
 from tandem.task.kinds import kind_of
+from tandem.training import model
 from tandem.training.personalization import pick_labelled
 from tandem.training.pretrain import convert
 

@@ -10,8 +10,8 @@ import json
 import time
 from pathlib import Path
 
-from tandem.device.update_policy import UpdatePolicy
 from tandem.contract.features import CLASSES, TASK
+from tandem.device.update_policy import UpdatePolicy
 from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol, task_policy
 from tandem.evaluation.tuning import tuned_config
 from tandem.release.params import DeviceUpdateConfig

@@ -69,11 +69,6 @@ def normalize(event: dict) -> dict:
     return out
 
 
-def _gaussian_epsilon_bound(sigma: float, delta: float) -> float:
-    rho = 1 / (2 * sigma**2)  # zCDP of one Gaussian release; only sizes the grid
-    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
-
-
 def event_pld(event: dict, interval: float = FINE_INTERVAL) -> pld.PrivacyLossDistribution:
     e = normalize(event)
     if e["mechanism"] == "pure":
@@ -124,9 +119,3 @@ def count_events(event_lists: list[list[dict]]) -> list[tuple[dict, int]]:
 
 def user_epsilon(event_lists: list[list[dict]], delta: float) -> float:
     return compose(count_events(event_lists), delta)
-
-
-def guarantee(epsilon: float, delta: float, unit: str, **extra) -> dict:
-    """How a guarantee is stated everywhere (manifest, reports, MLflow)."""
-    return {"epsilon": None if math.isinf(epsilon) else float(epsilon), "delta": float(delta), "unit": unit,
-            "accountant": "dp-accounting PLD (pessimistic)", **extra}

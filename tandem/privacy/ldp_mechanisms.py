@@ -116,11 +116,6 @@ def piecewise(z: float, eps: float, rng: KeyedStream) -> float:
     return float(centres[rng.choice(_int_weights(mass))])
 
 
-def piecewise_variance(z: np.ndarray | float, eps: float) -> np.ndarray | float:
-    t = math.exp(eps / 2)
-    return np.square(z) / (t - 1) + (t + 3) / (3 * (t - 1) ** 2)
-
-
 MECHANISMS = {"piecewise": piecewise, "duchi": duchi}
 
 

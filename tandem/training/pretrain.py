@@ -3,8 +3,6 @@ classifier or regressor), and on to an updatable Core ML model."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import numpy as np
 import pandas as pd
 
@@ -13,14 +11,6 @@ from tandem.task.kinds import kind_of
 from tandem.training import export as coreml_export
 from tandem.training import model
 from tandem.training.dp_sgd import train_user_level
-
-
-def within_window(entries: list[dict], days: int | None, now: datetime | None = None) -> list[dict]:
-    """Accepted batches whose newest window falls within the last `days` days (all when None)."""
-    if days is None:
-        return entries
-    cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
-    return [e for e in entries if datetime.fromisoformat(e["captured_to"]) >= cutoff]
 
 
 def frame_xy(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

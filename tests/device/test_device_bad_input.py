@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tandem.cli.device import app
 from tandem.contract.features import FEATURE_NAMES
 from tandem.device.runtime import BadInput, DeviceModel
-from tandem.device.update import UpdateDiverged, update, updatable_weights
+from tandem.device.update import UpdateDiverged, updatable_weights, update
 from tandem.device.update_policy import UpdatePolicy, personalize
 
 

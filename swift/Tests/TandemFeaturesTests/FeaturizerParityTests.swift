@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import TandemFeatures
 
-/// The Swift featurizer against Python's features (tandem.device.feature_cases wrote the fixtures:
+/// The Swift featurizer against Python's features (tests/feature_cases.py wrote the fixtures:
 /// every built-in task and every `tandem init` template, typical and edge-case windows).
 final class FeaturizerParityTests: XCTestCase {
     static let tolerance = 1e-9

@@ -5,7 +5,6 @@ JSON under ``expectations/`` (in git: the source of truth a reviewer reads), rel
 from __future__ import annotations
 
 import json
-import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,7 +38,6 @@ POLICY_REGEX = r"^[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pse
 KNOWN_POLICY_REGEX = "^(?:{f})(?:\\+(?:{f}))*/v[0-9]+$".format(f="|".join(policy.FORMS))
 MAX_TEXT_LENGTH = 64  # key_id, device metadata, policy: short labels, never free text
 
-CORRELATION_SLACK = 1e-9  # Pearson in float64 can land an ulp outside [-1, 1]
 CAPTURED_AT_MIN = "2010-01-01T00:00:00+00:00"
 CAPTURED_AT_MAX_PARAMETER = "captured_at_max"  # supplied at run time: now + CLOCK_SKEW
 CLOCK_SKEW = timedelta(days=1)  # device clocks run ahead; further in the future is not plausible
@@ -48,10 +46,6 @@ STRING_COLUMNS = tuple(f.name for f in BATCH_SCHEMA if str(f.type) in ("string",
 GENERIC_QI_REGEX = r"^[A-Za-z0-9_.,*-]{1,32}$"  # a quasi-identifier the allow-list does not know: short, no spaces or @
 HEX_COLUMNS = ("pseudonym", "window_id")  # exact hex formats: checked by their own regex
 TEXT_COLUMNS = ("key_id", *DEVICE_COLUMNS, POLICY_COLUMN)
-
-
-def _ceil2(x: float) -> float:
-    return math.ceil(x * 100) / 100
 
 
 def feature_ranges() -> dict[str, tuple[float, float]]:

@@ -7,7 +7,7 @@ own example data when its folder holds a CSV table (`tandem init` writes one), t
 and within the task's channel bounds: typical signals plus edge cases (zeros, constants, extreme in-range
 values).
 
-    python -m tandem.device.feature_cases OUT_DIR   # write <task>.json for every built-in task and template
+    python -m tests.feature_cases OUT_DIR   # write <task>.json for every built-in task and template
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from tandem import task as tasks
 TEMPLATES = resources.files("tandem.task") / "templates"
 SEED = 20
 
+
+REPO = Path(__file__).resolve().parents[1]  # `python -m tests.feature_cases` runs from here
 
 def builtin_names() -> list[str]:
     return [t.name for t in tasks.builtin()]
@@ -146,7 +148,7 @@ def record() -> dict:
 def task_record(task: str) -> dict:
     """`record()` for TANDEM_TASK=task (a built-in name or a folder), computed in a fresh process."""
     env = {**os.environ, "TANDEM_TASK": str(task)}
-    done = subprocess.run([sys.executable, "-m", "tandem.device.feature_cases", "--print"], env=env,
+    done = subprocess.run([sys.executable, "-m", "tests.feature_cases", "--print"], env=env, cwd=REPO,
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"features of task {task} failed: {done.stderr.strip()[-2000:]}")
@@ -166,7 +168,7 @@ def main(argv: list[str]) -> int:
         json.dump(record(), sys.stdout)
         return 0
     if len(argv) != 1:
-        print("usage: python -m tandem.device.feature_cases OUT_DIR", file=sys.stderr)
+        print("usage: python -m tests.feature_cases OUT_DIR", file=sys.stderr)
         return 2
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
