@@ -8,7 +8,7 @@ stay here, on the "device"; what leaves it goes through `sharing`.
 from __future__ import annotations
 
 from tandem.contract import features
-from tandem.fleet.task_source import load_users, synthetic_users
+from tandem.fleet.task_source import Dropped, load_users, synthetic_users  # noqa: F401 (Dropped: re-exported for the CLI)
 from tandem.fleet.user_data import EPOCH, UserData, device_metadata  # noqa: F401  (the fleet's public names)
 
 
