@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from tandem import task as tasks
 from tandem.data import bulk_ingest, ingest, reference, revocations, store_task, table
 from tandem.data.ingest import BatchRef
 from tandem.data.limits import Limits, ReferenceKeys
@@ -23,6 +24,7 @@ from tandem.release.params import RunParams
 from tandem.release.run_report import run_report
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
+from tandem.task import Task
 from tandem.training import pretrain as training
 from tandem.training.model import TrainResult
 
@@ -35,6 +37,11 @@ class Context:
 
     def __reduce__(self):  # travels to Dask workers as its settings; clients are rebuilt there
         return (Context, (self.settings,))
+
+    @cached_property
+    def task(self) -> Task:
+        """The task this entry point serves, resolved once from its settings and passed down."""
+        return tasks.resolve(self.settings.task)
 
     @cached_property
     def store(self) -> Store:

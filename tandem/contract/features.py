@@ -1,45 +1,145 @@
-"""Windowing and featurization: the one definition both sides use, derived from the active task.
+"""Windowing and featurization: the one definition both sides use, derived from a task.
 
 The server featurizes shared examples with this module and the device runtime does the same before
 Core ML sees one. The featurization is the task's pipeline of named steps from the feature
 operation library (`tandem.contract.feature_ops`). `feature_spec()` writes down every step and
 constant so the Swift side can implement it; the release's golden vectors prove it matches. numpy
 only, float64. A tabular task's row is a window of one sample whose channels are its columns.
+
+Nothing here reads which task is served: a caller holds the task (resolved once from `Settings`,
+carried on the pipeline's `Context`) and asks `of(task)` for its featurization.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tandem import task as tasks
 from tandem.contract import feature_ops
-
-TASK = tasks.active()
-if TASK.inputs.kind == "sensor":
-    CHANNELS = tuple(c.name for c in TASK.inputs.channels)
-    SAMPLE_RATE_HZ = TASK.inputs.sample_rate_hz
-    WINDOW, STEP = TASK.inputs.window, TASK.inputs.step
-    CHANNEL_BOUNDS = {c.name: c.max_abs for c in TASK.inputs.channels}  # max |value| a device reports
-    UNITS = {c.name: c.unit for c in TASK.inputs.channels}
-else:
-    CHANNELS = tuple(c.name for c in TASK.inputs.columns)
-    SAMPLE_RATE_HZ, WINDOW, STEP = 1.0, 1, 1
-    CHANNEL_BOUNDS = {c.name: max(abs(c.min), abs(c.max)) for c in TASK.inputs.columns}
-    UNITS = {c.name: c.unit for c in TASK.inputs.columns}
-CLASSIFICATION = TASK.classification
-CLASSES: tuple[str, ...] = tuple(TASK.target.labels) if CLASSIFICATION else ()  # the model's class order
-
-PIPELINE: list[dict] = [dict(step) for step in TASK.featurization]
-feature_ops.check(PIPELINE, CHANNELS)
-
-FEATURE_NAMES = feature_ops.feature_names(PIPELINE)
-N_FEATURES = len(FEATURE_NAMES)
-# What validation and the DP form check pairwise: every series with both a min and a max feature.
-SERIES = tuple(s for step in PIPELINE if step["op"] == "stats" and {"min", "max"} <= set(step["params"]["statistics"])
-               for s in step["inputs"])
+from tandem.task import Task
+from tandem.task.kinds import kind_of
 
 
-def label_indices(labels, classes=CLASSES) -> np.ndarray:
+class Featurization:
+    """A task's inputs, windowing and feature pipeline, checked once. Build it with `of(task)`."""
+
+    def __init__(self, task: Task):
+        self.tag = task.tag
+        self.kind = kind_of(task)
+        self.classification = task.classification
+        self.classes: tuple[str, ...] = tuple(task.target.labels) if task.classification else ()  # model's class order
+        self.target: dict | None = None if task.classification else task.target.model_dump()
+        self.input_kind = task.inputs.kind
+        if task.inputs.kind == "sensor":
+            channels = task.inputs.channels
+            self.sample_rate_hz, self.window, self.step = task.inputs.sample_rate_hz, task.inputs.window, task.inputs.step
+            self.channel_bounds = {c.name: c.max_abs for c in channels}  # max |value| a device reports
+        else:
+            channels = task.inputs.columns
+            self.sample_rate_hz, self.window, self.step = 1.0, 1, 1
+            self.channel_bounds = {c.name: max(abs(c.min), abs(c.max)) for c in channels}
+        self.channels = tuple(c.name for c in channels)
+        self.units = {c.name: c.unit for c in channels}
+        self.pipeline: list[dict] = [dict(step) for step in task.featurization]
+        feature_ops.check(self.pipeline, self.channels)
+        self.feature_names: list[str] = feature_ops.feature_names(self.pipeline)
+        self.n_features = len(self.feature_names)
+        # What validation and the DP form check pairwise: every series with both a min and a max feature.
+        self.series = tuple(s for step in self.pipeline if step["op"] == "stats"
+                            and {"min", "max"} <= set(step["params"]["statistics"]) for s in step["inputs"])
+
+    def label_indices(self, labels) -> np.ndarray:
+        """Class names -> their indices in the model's class order; a name outside it raises."""
+        return label_indices(labels, self.classes)
+
+    def cut_windows(self, signals: np.ndarray, labels: np.ndarray, skip=frozenset()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Windows of `window` samples every `step` samples, each inside one run of a single label
+        (labels in `skip`, e.g. transitions, give no windows).
+
+        Returns (windows (n, window, channels), labels (n,), start sample index (n,)).
+        """
+        labels = np.asarray(labels)
+        windows, out, starts = [], [], []
+        change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+        for begin, end in zip(np.r_[0, change], np.r_[change, len(labels)]):
+            if labels[begin] in skip:
+                continue
+            for start in range(begin, end - self.window + 1, self.step):
+                windows.append(signals[start:start + self.window])
+                out.append(labels[begin])
+                starts.append(start)
+        if not windows:
+            return np.empty((0, self.window, len(self.channels))), labels[:0], np.empty(0, np.int64)
+        return np.stack(windows), np.asarray(out), np.asarray(starts)
+
+    def featurize(self, windows: np.ndarray, pipeline: list[dict] | None = None) -> np.ndarray:
+        """Windows (n, window, channels) -> features (n, n_features), all windows at once."""
+        windows = np.asarray(windows, dtype=np.float64)
+        pipeline = self.pipeline if pipeline is None else pipeline
+        if len(windows) == 0:
+            return np.empty((0, len(feature_ops.feature_names(pipeline))))
+        if windows.shape[1:] != (self.window, len(self.channels)):
+            raise ValueError(f"a window is ({self.window}, {len(self.channels)}) samples x channels, "
+                             f"got {windows.shape[1:]}")
+        channels = {name: windows[:, :, i] for i, name in enumerate(self.channels)}
+        return feature_ops.run(pipeline, channels, self.sample_rate_hz)
+
+    def featurize_window(self, window: np.ndarray) -> np.ndarray:
+        """One raw window (window, channels) -> feature vector (n_features,), in feature_names order."""
+        window = np.asarray(window, dtype=np.float64)
+        if window.shape != (self.window, len(self.channels)):
+            raise ValueError(f"a window is ({self.window}, {len(self.channels)}) samples x channels, got {window.shape}")
+        return self.featurize(window[None])[0]
+
+    def feature_bounds(self) -> dict[str, tuple[float, float]]:
+        """Plausible [lo, hi] of every feature (feature_names order), derived from the channel bounds step by step."""
+        return feature_ops.bounds(self.pipeline, self.channel_bounds, self.window, self.sample_rate_hz)
+
+    def feature_spec(self) -> dict:
+        """Every step and constant of the featurization, for the device side to implement."""
+        sensor = self.input_kind == "sensor"
+        layout = ("window[t][c]: sample t = 0..window_samples-1 in time order, channel c in `channels` order" if sensor else
+                  "window[0][c]: one row, column c in `channels` order (a tabular example is a window of one sample)")
+        spec = {
+            "version": 3,
+            "task": self.tag,
+            "input": {
+                "kind": self.input_kind,
+                "sample_rate_hz": self.sample_rate_hz,
+                "window_samples": self.window,
+                "step_samples": self.step,
+                "channels": list(self.channels),
+                "units": dict(self.units),
+                "layout": layout,
+            },
+            "arithmetic": "IEEE-754 double precision throughout; every series is a 1-D array over the window's samples",
+            "pipeline": ("run `steps` in order. The window's channels are the first named series. A step of kind 'series' "
+                         "adds its `outputs` as new series; a step of kind 'features' appends its `outputs` (scalars) to "
+                         "the feature vector, in the order listed. n in a definition is the length of the series it reads "
+                         "(window_samples, or window_samples - 1 after jerk)."),
+            "steps": feature_ops.spec(self.pipeline, self.window, self.sample_rate_hz),
+            "model_input": "the feature vector in feature_names order; standardization ((x - mean) / std) is inside the "
+                           "Core ML model: the app feeds raw features",
+            "feature_names": list(self.feature_names),
+            "n_features": self.n_features,
+        }
+        if sensor:
+            spec["input"]["windowing"] = "a window lies inside one run of a single label; starts every step_samples"
+        spec.update(self.kind.spec_entry())
+        return spec
+
+
+_BUILT: dict[str, Featurization] = {}
+
+
+def of(task: Task) -> Featurization:
+    """The task's featurization (built once per task definition: its tag names its digest)."""
+    featurization = _BUILT.get(task.tag)
+    if featurization is None:
+        featurization = _BUILT[task.tag] = Featurization(task)
+    return featurization
+
+
+def label_indices(labels, classes) -> np.ndarray:
     """Class names -> their indices in `classes` (the model's class order); a name outside it raises."""
     index = {name: i for i, name in enumerate(classes)}
     try:
@@ -48,84 +148,22 @@ def label_indices(labels, classes=CLASSES) -> np.ndarray:
         raise ValueError(f"label {e.args[0]!r} is not one of {list(classes)}") from None
 
 
-def cut_windows(signals: np.ndarray, labels: np.ndarray, skip=frozenset()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Windows of WINDOW samples every STEP samples, each inside one run of a single label (labels
-    in `skip`, e.g. transitions, give no windows).
-
-    Returns (windows (n, WINDOW, channels), labels (n,), start sample index (n,)).
-    """
-    labels = np.asarray(labels)
-    windows, out, starts = [], [], []
-    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
-    for begin, end in zip(np.r_[0, change], np.r_[change, len(labels)]):
-        if labels[begin] in skip:
-            continue
-        for start in range(begin, end - WINDOW + 1, STEP):
-            windows.append(signals[start:start + WINDOW])
-            out.append(labels[begin])
-            starts.append(start)
-    if not windows:
-        return np.empty((0, WINDOW, len(CHANNELS))), labels[:0], np.empty(0, np.int64)
-    return np.stack(windows), np.asarray(out), np.asarray(starts)
+# --- transitional (issue 17): the old module-level names, resolved on first use from the active task.
+# Every caller moves to `of(task)`; this block goes when none is left.
+_LEGACY = {"TASK": None, "CHANNELS": "channels", "SAMPLE_RATE_HZ": "sample_rate_hz", "WINDOW": "window",
+           "STEP": "step", "CHANNEL_BOUNDS": "channel_bounds", "UNITS": "units", "CLASSIFICATION": "classification",
+           "CLASSES": "classes", "PIPELINE": "pipeline", "FEATURE_NAMES": "feature_names", "N_FEATURES": "n_features",
+           "SERIES": "series"}
+_LEGACY_FUNCTIONS = ("cut_windows", "featurize", "featurize_window", "feature_bounds", "feature_spec")
 
 
-def featurize(windows: np.ndarray, pipeline: list[dict] | None = None) -> np.ndarray:
-    """Windows (n, WINDOW, channels) -> features (n, N_FEATURES), all windows at once."""
-    windows = np.asarray(windows, dtype=np.float64)
-    pipeline = PIPELINE if pipeline is None else pipeline
-    if len(windows) == 0:
-        return np.empty((0, len(feature_ops.feature_names(pipeline))))
-    if windows.shape[1:] != (WINDOW, len(CHANNELS)):
-        raise ValueError(f"a window is ({WINDOW}, {len(CHANNELS)}) samples x channels, got {windows.shape[1:]}")
-    channels = {name: windows[:, :, i] for i, name in enumerate(CHANNELS)}
-    return feature_ops.run(pipeline, channels, SAMPLE_RATE_HZ)
+def __getattr__(name: str):
+    from tandem import task as tasks
 
-
-def featurize_window(window: np.ndarray) -> np.ndarray:
-    """One raw window (WINDOW, channels) -> feature vector (N_FEATURES,), in FEATURE_NAMES order."""
-    window = np.asarray(window, dtype=np.float64)
-    if window.shape != (WINDOW, len(CHANNELS)):
-        raise ValueError(f"a window is ({WINDOW}, {len(CHANNELS)}) samples x channels, got {window.shape}")
-    return featurize(window[None])[0]
-
-
-def feature_bounds() -> dict[str, tuple[float, float]]:
-    """Plausible [lo, hi] of every feature (FEATURE_NAMES order), derived from CHANNEL_BOUNDS step by step."""
-    return feature_ops.bounds(PIPELINE, CHANNEL_BOUNDS, WINDOW, SAMPLE_RATE_HZ)
-
-
-def feature_spec() -> dict:
-    """Every step and constant of the featurization, for the device side to implement."""
-    sensor = TASK.inputs.kind == "sensor"
-    layout = ("window[t][c]: sample t = 0..window_samples-1 in time order, channel c in `channels` order" if sensor else
-              "window[0][c]: one row, column c in `channels` order (a tabular example is a window of one sample)")
-    spec = {
-        "version": 3,
-        "task": TASK.tag,
-        "input": {
-            "kind": TASK.inputs.kind,
-            "sample_rate_hz": SAMPLE_RATE_HZ,
-            "window_samples": WINDOW,
-            "step_samples": STEP,
-            "channels": list(CHANNELS),
-            "units": dict(UNITS),
-            "layout": layout,
-        },
-        "arithmetic": "IEEE-754 double precision throughout; every series is a 1-D array over the window's samples",
-        "pipeline": ("run `steps` in order. The window's channels are the first named series. A step of kind 'series' "
-                     "adds its `outputs` as new series; a step of kind 'features' appends its `outputs` (scalars) to "
-                     "the feature vector, in the order listed. n in a definition is the length of the series it reads "
-                     "(window_samples, or window_samples - 1 after jerk)."),
-        "steps": feature_ops.spec(PIPELINE, WINDOW, SAMPLE_RATE_HZ),
-        "model_input": "the feature vector in feature_names order; standardization ((x - mean) / std) is inside the "
-                       "Core ML model: the app feeds raw features",
-        "feature_names": list(FEATURE_NAMES),
-        "n_features": N_FEATURES,
-    }
-    if sensor:
-        spec["input"]["windowing"] = "a window lies inside one run of a single label; starts every step_samples"
-    if CLASSIFICATION:
-        spec["labels"] = list(CLASSES)
-    else:
-        spec["target"] = TASK.target.model_dump()
-    return spec
+    if name == "TASK":
+        return tasks.active()
+    if name in _LEGACY:
+        return getattr(of(tasks.active()), _LEGACY[name])
+    if name in _LEGACY_FUNCTIONS:
+        return getattr(of(tasks.active()), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

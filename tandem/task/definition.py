@@ -171,6 +171,7 @@ class Task(_Strict):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     data: DataSource
     _folder: Path | None = PrivateAttr(None)
+    _digest: str | None = PrivateAttr(None)
 
     @property
     def folder(self) -> Path | None:
@@ -189,8 +190,10 @@ class Task(_Strict):
         """sha256 of the definition's canonical JSON. Excluded, as they do not change what a batch
         means: the data source (where demo data comes from), the server's training hyperparameters
         and the evaluation's targets (how the server trains and grades)."""
-        body = self.model_dump(mode="json", exclude={"data": True, "training": True, "evaluation": {"targets"}})
-        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        if self._digest is None:  # (frozen: computed once)
+            body = self.model_dump(mode="json", exclude={"data": True, "training": True, "evaluation": {"targets"}})
+            self._digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return self._digest
 
     @property
     def tag(self) -> str:

@@ -9,7 +9,7 @@ evaluation ask it; the other branches (gates, reports, the device runtime) are s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -50,6 +50,10 @@ class Classification:
         """Cross-entropy has no target scale: the rate is the rate."""
         return learning_rate
 
+    def spec_entry(self) -> dict:
+        """What `feature_spec.json` says of the model's output: the class names in output order."""
+        return {"labels": list(self.classes)}
+
 
 @dataclass(frozen=True)
 class Regression:
@@ -57,6 +61,7 @@ class Regression:
     device); one output; MAE and RMSE, lower is better."""
 
     unit: str
+    target: dict = field(default_factory=dict, compare=False)  # the task's target section (name, unit, range)
     name: str = "regression"
     loss: str = "MSE on the standardized target"
     export_head: str = "neuralNetworkRegressor"
@@ -83,6 +88,10 @@ class Regression:
             return learning_rate
         return max(learning_rate / float(target_std) ** 2, floor)
 
+    def spec_entry(self) -> dict:
+        """What `feature_spec.json` says of the model's output: the numeric target it predicts."""
+        return {"target": dict(self.target)}
+
 
 Kind = Classification | Regression
 
@@ -91,4 +100,4 @@ def kind_of(task: Task) -> Kind:
     """The task's kind, from its target."""
     if task.target.kind == "classes":
         return Classification(tuple(task.target.labels))
-    return Regression(task.target.unit)
+    return Regression(task.target.unit, task.target.model_dump())
