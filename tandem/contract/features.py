@@ -25,9 +25,8 @@ class Featurization:
     def __init__(self, task: Task):
         self.tag = task.tag
         self.kind = kind_of(task)
-        self.classification = task.classification
-        self.classes: tuple[str, ...] = tuple(task.target.labels) if task.classification else ()  # model's class order
-        self.target: dict | None = None if task.classification else task.target.model_dump()
+        self.classes: tuple[str, ...] = self.kind.classes  # the model's class order (a regressor: none)
+        self.target: dict | None = self.kind.target  # a regressor's numeric target section (a classifier: None)
         self.input_kind = task.inputs.kind
         if task.inputs.kind == "sensor":
             channels = task.inputs.channels

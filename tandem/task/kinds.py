@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tandem.task.definition import Task
+from tandem.task.definition import ClassTarget, Task
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Classification:
     """Class labels; cross-entropy; a softmax head; accuracy and macro-F1, higher is better."""
 
     classes: tuple[str, ...]
+    target = None  # (a regressor's numeric target section; a classifier has class names instead)
     name: str = "classification"
     loss: str = "cross-entropy on logits (label smoothing allowed)"
     export_head: str = "neuralNetworkClassifier"
@@ -62,6 +63,7 @@ class Regression:
 
     unit: str
     target: dict = field(default_factory=dict, compare=False)  # the task's target section (name, unit, range)
+    classes = ()  # (a classifier's class names, in output order; a regressor has none)
     name: str = "regression"
     loss: str = "MSE on the standardized target"
     export_head: str = "neuralNetworkRegressor"
@@ -98,6 +100,6 @@ Kind = Classification | Regression
 
 def kind_of(task: Task) -> Kind:
     """The task's kind, from its target."""
-    if task.target.kind == "classes":
+    if isinstance(task.target, ClassTarget):
         return Classification(tuple(task.target.labels))
     return Regression(task.target.unit, task.target.model_dump())
