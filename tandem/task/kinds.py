@@ -55,6 +55,26 @@ class Classification:
         """What `feature_spec.json` says of the model's output: the class names in output order."""
         return {"labels": list(self.classes)}
 
+    # the shared batch's label column (tandem.contract.schema, wire, validation, reference set)
+    label_arrow: str = "string"  # its arrow type
+    label_json: str = "string"  # its JSON type on the wire
+
+    def label_rule(self) -> tuple[str, dict]:
+        """What every shared label must satisfy, as (GX expectation, its arguments): one of the classes."""
+        return "in_set", {"value_set": list(self.classes)}
+
+    def label_problem(self, values) -> str | None:
+        """Why a reference set's labels are unusable, or None."""
+        unknown = sorted(set(np.asarray(values).astype(str)) - set(self.classes))
+        if unknown:
+            return f"unknown label(s) {', '.join(unknown[:5])}; the task's labels are {', '.join(self.classes)}"
+        return None
+
+    def label_summary(self, values) -> dict:
+        """What a reference set's manifest says of its labels: the count of each class."""
+        names, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
+        return {"label_counts": {str(k): int(v) for k, v in zip(names, counts)}}
+
 
 @dataclass(frozen=True)
 class Regression:
@@ -93,6 +113,26 @@ class Regression:
     def spec_entry(self) -> dict:
         """What `feature_spec.json` says of the model's output: the numeric target it predicts."""
         return {"target": dict(self.target)}
+
+    label_arrow: str = "float64"
+    label_json: str = "number"
+
+    def label_rule(self) -> tuple[str, dict]:
+        """Within the target's declared range."""
+        return "between", {"min_value": self.target["min"], "max_value": self.target["max"]}
+
+    def label_problem(self, values) -> str | None:
+        target = np.asarray(values)
+        name, unit, lo, hi = (self.target.get(k) for k in ("name", "unit", "min", "max"))
+        if target.dtype.kind not in "fiu" or not np.isfinite(target).all():
+            return f"labels must be finite numbers ({name}, {unit})"
+        if target.min() < lo or target.max() > hi:
+            return f"{name} outside its range [{lo:g}, {hi:g}]"
+        return None
+
+    def label_summary(self, values) -> dict:
+        target = np.asarray(values, dtype=np.float64)
+        return {"target_range": [float(target.min()), float(target.max())]}
 
 
 Kind = Classification | Regression
