@@ -75,6 +75,30 @@ class Classification:
         names, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
         return {"label_counts": {str(k): int(v) for k, v in zip(names, counts)}}
 
+    # the dp sharing form (tandem.privacy.forms.dp): randomized response needs a finite label set
+    randomizable_labels: bool = True
+
+    # the synthetic stand-in fleet (tandem.fleet.task_source.generated_users)
+    def synthetic_groups(self) -> int:
+        """How many prototypes the stand-in draws: one per class."""
+        return len(self.classes)
+
+    def synthetic_labels(self, groups: np.ndarray, signal: np.ndarray, user_shift: float, rng) -> np.ndarray:
+        """Each example's label: its prototype's class name (draws nothing from `rng`)."""
+        return np.asarray(self.classes)[groups]
+
+    # the evaluation (tandem.evaluation): what it scores and which comparisons the kind supports
+    evaluations: tuple[str, ...] = ("protocol", "simulation", "audit")  # `tandem evaluate`, `--simulate`, `tandem audit`
+    protocol_methods: tuple[str, ...] = ("tandem", "fedavg", "fedavg_all_local", "fedprox", "fedper", "local_only")
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes)
+
+    def score(self, predicted, labels) -> dict[str, float]:
+        """One user's held-out score: the share of predicted class names equal to its labels."""
+        return {"accuracy": float((np.asarray(predicted) == np.asarray(labels)).mean())}
+
 
 @dataclass(frozen=True)
 class Regression:
@@ -133,6 +157,30 @@ class Regression:
     def label_summary(self, values) -> dict:
         target = np.asarray(values, dtype=np.float64)
         return {"target_range": [float(target.min()), float(target.max())]}
+
+    randomizable_labels: bool = False  # a numeric target has no finite set to randomize over (no dp form)
+
+    def synthetic_groups(self) -> int:
+        """How many input prototypes the stand-in draws (the target is a function of the inputs)."""
+        return 4
+
+    def synthetic_labels(self, groups: np.ndarray, signal: np.ndarray, user_shift: float, rng) -> np.ndarray:
+        """A target within the declared range: the inputs' `signal` in [-1, 1] spread over half the
+        range, a little noise, and the user's own shift."""
+        lo, hi = self.target["min"], self.target["max"]
+        return np.clip((lo + hi) / 2 + signal * (hi - lo) / 4 + rng.normal(0, 0.01, len(signal)) * (hi - lo)
+                       + 0.1 * (hi - lo) * user_shift, lo, hi)
+
+    # Tandem's federated rivals train with cross-entropy: a regressor is compared with the user's
+    # own mean and a local model instead; the rounds simulation and the audit score classifiers.
+    evaluations: tuple[str, ...] = ("protocol",)
+    protocol_methods: tuple[str, ...] = ("tandem", "own_mean", "local_only")
+    n_outputs: int = 1
+
+    def score(self, predicted, labels) -> dict[str, float]:
+        """One user's held-out errors in target units: MAE and RMSE."""
+        d = np.asarray(predicted, np.float64) - np.asarray(labels, np.float64)
+        return {"mae": float(np.abs(d).mean()), "rmse": float(np.sqrt((d ** 2).mean()))}
 
 
 Kind = Classification | Regression
