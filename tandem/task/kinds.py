@@ -99,6 +99,14 @@ class Classification:
         """One user's held-out score: the share of predicted class names equal to its labels."""
         return {"accuracy": float((np.asarray(predicted) == np.asarray(labels)).mean())}
 
+    def train_options(self) -> dict:
+        """What the server's trainer is told of the output: the class count (a training set need not hold every class)."""
+        return {"n_classes": len(self.classes)}
+
+    def decode(self, outputs) -> np.ndarray:
+        """The network's outputs (n, classes) -> the predicted class names."""
+        return np.asarray(self.classes)[np.asarray(outputs).argmax(1)]
+
 
 @dataclass(frozen=True)
 class Regression:
@@ -181,6 +189,13 @@ class Regression:
         """One user's held-out errors in target units: MAE and RMSE."""
         d = np.asarray(predicted, np.float64) - np.asarray(labels, np.float64)
         return {"mae": float(np.abs(d).mean()), "rmse": float(np.sqrt((d ** 2).mean()))}
+
+    def train_options(self) -> dict:
+        return {"regression": True}
+
+    def decode(self, outputs) -> np.ndarray:
+        """The network's outputs (n, 1), already in target units -> the predictions (n,)."""
+        return np.asarray(outputs, np.float64)[:, 0]
 
 
 Kind = Classification | Regression
