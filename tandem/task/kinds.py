@@ -107,6 +107,51 @@ class Classification:
         """The network's outputs (n, classes) -> the predicted class names."""
         return np.asarray(self.classes)[np.asarray(outputs).argmax(1)]
 
+    # the release (tandem.release): what a candidate is scored and gated by
+    release_metrics: tuple[str, ...] = ("accuracy", "macro_f1")  # logged and in the manifest
+    headline_label: str = "accuracy"
+    margin_setting: str = "accuracy_margin"  # the gate parameter that moves the floor over the baseline
+    dp_sgd: bool = True  # user-level DP-SGD trains this kind
+
+    def measure(self, truth, predicted, metrics) -> dict:
+        """Accuracy, macro-F1 and per-class figures of predicted class indices (or names);
+        `metrics` is tandem.training.metrics, handed in (the task layer imports nothing above it)."""
+        return metrics.metrics(truth, predicted, list(self.classes))
+
+    def device_outputs(self, device, X) -> np.ndarray:
+        """What parity compares of a Core ML model run like a phone runs it: its probabilities."""
+        return device.predict_proba(X)
+
+    def parity(self, ours, theirs) -> tuple[float, bool]:
+        """Largest probability difference, and whether every row's most likely class is the same."""
+        ours, theirs = np.asarray(ours), np.asarray(theirs)
+        return float(np.abs(ours - theirs).max()), bool((ours.argmax(1) == theirs.argmax(1)).all())
+
+    def baseline(self, labels, trained_on=None) -> tuple[float, str]:
+        """What a model must beat without learning anything: the accuracy of always predicting the
+        most common class of these rows (the best constant answer on them)."""
+        names, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
+        return float(counts.max() / counts.sum()), f"always predicting the majority class {names[counts.argmax()]!r}"
+
+    def bar(self, baseline: float, margin: float) -> float:
+        """The floor: the baseline's accuracy plus the margin (accuracy points)."""
+        return baseline + margin
+
+    def row_loss(self, outputs, targets) -> np.ndarray:
+        """Each row's cross-entropy (what a loss-threshold membership attack thresholds)."""
+        p = np.clip(np.asarray(outputs)[np.arange(len(targets)), np.asarray(targets, np.int64)], 1e-12, 1.0)
+        return -np.log(p)
+
+    def summary(self, metrics: dict) -> str:
+        return f"accuracy {metrics['accuracy']:.3f} on {metrics['n_users']} evaluation users"
+
+    def plot(self, truth, predicted, metrics, folder, title: str):
+        """The confusion matrix of class indices, as a PNG in `folder`; its path."""
+        png = folder / "confusion_matrix.png"
+        cm = metrics.confusion_matrix(truth, predicted, len(self.classes))
+        metrics.plot_confusion_matrix(cm, list(self.classes), png, title=title)
+        return png
+
 
 @dataclass(frozen=True)
 class Regression:
@@ -196,6 +241,47 @@ class Regression:
     def decode(self, outputs) -> np.ndarray:
         """The network's outputs (n, 1), already in target units -> the predictions (n,)."""
         return np.asarray(outputs, np.float64)[:, 0]
+
+    # the release (tandem.release): what a candidate is scored and gated by
+    release_metrics: tuple[str, ...] = ("mae", "rmse", "r2")
+    headline_label: str = "MAE"
+    margin_setting: str = "mae_margin"
+    dp_sgd: bool = False  # DP-SGD here trains classifiers only
+
+    def measure(self, truth, predicted, metrics) -> dict:
+        return metrics.regression_metrics(truth, predicted)
+
+    def device_outputs(self, device, X) -> np.ndarray:
+        return device.predict(X)
+
+    def parity(self, ours, theirs) -> tuple[float, bool]:
+        """Largest difference relative to the target's scale (at least 1 unit)."""
+        ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+        return float(np.abs(ours - theirs).max() / max(1.0, float(np.abs(theirs).max()))), True
+
+    def baseline(self, labels, trained_on=None) -> tuple[float, str]:
+        """The MAE of always predicting the training rows' mean target (these rows' when none given)."""
+        labels = np.asarray(labels, np.float64)
+        source = labels if trained_on is None or not len(trained_on) else np.asarray(trained_on, np.float64)
+        mean = float(source.mean())
+        return float(np.abs(labels - mean).mean()), f"always predicting the training mean {mean:.4g} {self.unit}".rstrip()
+
+    def bar(self, baseline: float, margin: float) -> float:
+        """The ceiling: the baseline's MAE less the margin's share of it."""
+        return baseline * (1.0 - margin)
+
+    def row_loss(self, outputs, targets) -> np.ndarray:
+        """Each row's squared error."""
+        return (np.asarray(outputs, np.float64) - np.asarray(targets, np.float64)) ** 2
+
+    def summary(self, metrics: dict) -> str:
+        return f"MAE {metrics['mae']:.3f}, RMSE {metrics['rmse']:.3f} on {metrics['n_users']} evaluation users"
+
+    def plot(self, truth, predicted, metrics, folder, title: str):
+        """Predicted against true, as a PNG in `folder`; its path."""
+        png = folder / "predicted_vs_true.png"
+        metrics.plot_predicted_vs_true(truth, predicted, png, unit=self.unit, title=title)
+        return png
 
 
 Kind = Classification | Regression
