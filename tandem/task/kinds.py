@@ -122,6 +122,10 @@ class Classification:
         """What parity compares of a Core ML model run like a phone runs it: its probabilities."""
         return device.predict_proba(X)
 
+    def predicted(self, outputs) -> np.ndarray:
+        """The network's outputs (probabilities) -> predicted class indices, like `targets`."""
+        return np.asarray(outputs).argmax(1)
+
     def parity(self, ours, theirs) -> tuple[float, bool]:
         """Largest probability difference, and whether every row's most likely class is the same."""
         ours, theirs = np.asarray(ours), np.asarray(theirs)
@@ -253,6 +257,11 @@ class Regression:
 
     def device_outputs(self, device, X) -> np.ndarray:
         return device.predict(X)
+
+    def predicted(self, outputs) -> np.ndarray:
+        """The network's outputs (n,) or (n, 1), in target units -> the predictions (n,)."""
+        outputs = np.asarray(outputs, np.float64)
+        return outputs.reshape(len(outputs), -1)[:, 0]
 
     def parity(self, ours, theirs) -> tuple[float, bool]:
         """Largest difference relative to the target's scale (at least 1 unit)."""
