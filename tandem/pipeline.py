@@ -60,10 +60,10 @@ class Context:
         """What marks the reference set's windows (`tandem.data.reference_keys`): a batch holding any is
         quarantined (it would inflate what the candidates are scored on)."""
         try:
-            users = reference.load(self.store, self.settings.model_name)
+            users = reference.load(self.store, self.settings.model_name, self.task)
         except reference.ReferenceError:
             return ReferenceKeys()
-        return reference_keys(self.store, users)
+        return reference_keys(self.store, users, self.task)
 
     @cached_property
     def revoked(self) -> frozenset[str]:
@@ -81,7 +81,7 @@ def preflight(ctx: Context) -> None:
     if ctx.settings.signing_key is not None or not ctx.settings.signing_key_block:
         ctx.signer  # (a key in a Prefect block is read by the flow, which alone may talk to Prefect)
     ctx.store.list(ingest.LEDGER)
-    store_task.claim(ctx.store)
+    store_task.claim(ctx.store, ctx.task)
     if reference.latest_manifest(ctx.store, ctx.settings.model_name) is None:
         raise reference.ReferenceError(f"no reference set for {ctx.settings.model_name} in the store: candidates cannot be "
                                        f"scored; register the team's test-device recordings with `tandem reference add FILE`")
@@ -89,15 +89,14 @@ def preflight(ctx: Context) -> None:
 
 # ingest
 def discover_batches(ctx: Context) -> list[BatchRef]:
-    store_task.claim(ctx.store)  # never ingest another task's landing zone into this task's table
+    store_task.claim(ctx.store, ctx.task)  # never ingest another task's landing zone into this task's table
     return ingest.discover(ctx.store)
 
 
 def judge_batch(ctx: Context, ref: BatchRef, run_id: str | None = None) -> dict:
-    """Validate one batch on its own and record it in the ledger once (accepted, or quarantined with a
-    reason); the chunks below do the same for many batches at once."""
-    return ingest.process_batch(ctx.store, ref, ctx.keyring, run_id, ctx.settings.expectations_dir,
-                                Limits.from_settings(ctx.settings), None, ctx.reference_windows, ctx.revoked)
+    """Validate one batch and record it in the ledger once (accepted, or quarantined with a reason): a
+    chunk of one, the ingest's one path."""
+    return ingest_chunk(ctx, [ref], run_id)[0]
 
 
 def plan_chunks(ctx: Context, refs: list[BatchRef]) -> list[list[BatchRef]]:
@@ -107,7 +106,7 @@ def plan_chunks(ctx: Context, refs: list[BatchRef]) -> list[list[BatchRef]]:
 def ingest_chunk(ctx: Context, refs: list[BatchRef], run_id: str | None = None) -> list[dict]:
     """Validate a chunk of batches in one pass, append the good rows to the table in one commit,
     quarantine the bad ones, ledger all of them once."""
-    judges = bulk_ingest.Judges(ctx.keyring, ctx.settings.expectations_dir, Limits.from_settings(ctx.settings),
+    judges = bulk_ingest.Judges(ctx.task, ctx.keyring, ctx.settings.expectations_dir, Limits.from_settings(ctx.settings),
                                 reference_windows=ctx.reference_windows, revoked=ctx.revoked)
     return bulk_ingest.ingest_chunk(ctx.store, refs, judges, run_id)
 
@@ -141,7 +140,7 @@ def ingest_new(ctx: Context, run_id: str | None = None) -> dict:
 def snapshot_dataset(ctx: Context, data_window_days: int | None = None) -> Snapshot | None:
     """The training data: the table's latest version (rows of batches within the window), less what
     was withdrawn (`tandem revoke`)."""
-    return table_snapshot(ctx.store, data_window_days, revocations.load(ctx.store))
+    return table_snapshot(ctx.store, ctx.task, data_window_days, revocations.load(ctx.store))
 
 
 def already_trained(ctx: Context, snapshot_id: str) -> dict | None:

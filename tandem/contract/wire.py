@@ -1,5 +1,5 @@
 """Wire format v1 (docs/wire-format.md): a batch as a phone writes it with Foundation alone (JSON,
-gzip), and its exact translation to and from the shared-batch parquet table (`schema.BATCH_SCHEMA`).
+gzip), and its exact translation to and from a task's shared-batch parquet table (`schema.of(task)`).
 
 Both sides use this module: the gateway decodes (`decode`), the fleet simulator's `--via` path and
 the tests encode (`encode`). Floats travel as JSON numbers in their shortest round-trip form (Python's
@@ -19,21 +19,19 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from tandem.contract.features import CLASSIFICATION, FEATURE_NAMES, TASK
-from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS, LABEL_COLUMN, POLICY_COLUMN
+from tandem.contract import schema
+from tandem.contract.schema import LABEL_COLUMN, POLICY_COLUMN, TASK_METADATA
+from tandem.task import Task
 
 FORMAT = "tandem.batch/v1"
 CONTENT_TYPE = "application/vnd.tandem.batch+json"
 SEALED_CONTENT_TYPE = "application/vnd.tandem.sealed-batch"
 SEALED_PLAINTEXT = "application/vnd.tandem.batch+json+gzip"  # the sealed container's `content`
 HEADER_COLUMNS = ("pseudonym", "key_id", POLICY_COLUMN)  # one value per batch, carried in the header
-COLUMNS = tuple(n for n in BATCH_SCHEMA.names if n not in HEADER_COLUMNS)
 NON_FINITE = {"NaN", "Infinity", "-Infinity"}  # Swift's convertToString spellings, recognized only to refuse them
 HEX64, HEX32 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{32}")
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-_FEATURES = frozenset(FEATURE_NAMES)
-TASK_TAG = TASK.tag  # computed once: the tag digests the whole task definition
 
 
 class WireError(ValueError):
@@ -47,38 +45,47 @@ class TooLarge(WireError):
 @dataclass
 class WireBatch:
     header: dict
-    table: pa.Table  # BATCH_SCHEMA, task metadata only (the policy's metadata is the caller's: it parses policies)
+    table: pa.Table  # the task's batch schema, task metadata only (the policy's metadata is the caller's: it parses policies)
 
 
-def column_types() -> dict[str, str]:
+def columns(task: Task) -> tuple[str, ...]:
+    """The task's wire columns: its batch columns less the ones the header carries."""
+    return tuple(n for n in schema.of(task).columns if n not in HEADER_COLUMNS)
+
+
+def column_types(task: Task) -> dict[str, str]:
     """What `GET /v1/task` tells an app: each wire column and its JSON type."""
-    kinds = {"window_id": "string", "captured_at": "timestamp-ms", LABEL_COLUMN: "string" if CLASSIFICATION else "number"}
-    return {n: kinds.get(n, "number" if n in _FEATURES else "string") for n in COLUMNS}
+    batch = schema.of(task)
+    kinds = {"window_id": "string", "captured_at": "timestamp-ms", LABEL_COLUMN: batch.kind.label_json}
+    features = frozenset(batch.feature_names)
+    return {n: kinds.get(n, "number" if n in features else "string") for n in columns(task)}
 
 
 # --- encode (the device's side) ---------------------------------------------------------------------
 
 def encode(table: pa.Table, client_batch_id: str, created_at: str, policy: dict) -> bytes:
-    """The batch JSON (not yet gzipped) of a shared-batch table: what a phone would write."""
+    """The batch JSON (not yet gzipped) of a shared-batch table: what a phone would write. The task is
+    the one the table was made under (its schema's metadata); its columns are the table's."""
     n = table.num_rows
     first = {c: table.column(c)[0].as_py() for c in ("pseudonym", "key_id")}
-    columns = {}
-    for name in COLUMNS:
+    out = {}
+    for name in (c for c in table.column_names if c not in HEADER_COLUMNS):
         col = table.column(name)
         if name == "captured_at":
-            columns[name] = col.cast(pa.int64()).to_numpy().tolist()
+            out[name] = col.cast(pa.int64()).to_numpy().tolist()
         elif pa.types.is_floating(col.type):
             values = col.to_numpy()
             if not np.isfinite(values).all():  # orjson would write null: refuse here, as a phone's JSONEncoder does
                 raise WireError(f"column {name} holds NaN or infinity")
-            columns[name] = values.tolist()
+            out[name] = values.tolist()
         else:
-            columns[name] = col.to_pylist()
-    header = {"task": TASK_TAG, "policy": policy, **first, "client_batch_id": client_batch_id,
+            out[name] = col.to_pylist()
+    tag = (table.schema.metadata or {}).get(TASK_METADATA, b"").decode()
+    header = {"task": tag, "policy": policy, **first, "client_batch_id": client_batch_id,
               "created_at": created_at, "row_count": n}
     # orjson writes a double's shortest round-trip form, as Python's repr and Swift's JSONEncoder do (checked
     # bit for bit both ways on 200k doubles, subnormals included), 60x faster than json for 10k floats
-    return orjson.dumps({"format": FORMAT, "header": header, "columns": columns})
+    return orjson.dumps({"format": FORMAT, "header": header, "columns": out})
 
 
 def gzip_bytes(data: bytes) -> bytes:
@@ -122,7 +129,7 @@ def parse_json(raw: bytes) -> dict:
     return doc
 
 
-def check_header(doc: dict, max_rows: int) -> dict:
+def check_header(doc: dict, max_rows: int, task: Task) -> dict:
     if doc.get("format") != FORMAT:
         raise WireError(f"format must be {FORMAT!r}")
     header = doc.get("header")
@@ -132,8 +139,8 @@ def check_header(doc: dict, max_rows: int) -> dict:
                if k not in header]
     if missing:
         raise WireError(f"header lacks {', '.join(missing)}")
-    if header["task"] != TASK_TAG:
-        raise WireError(f"batch made under task {str(header['task'])[:80]!r}, this gateway serves {TASK_TAG!r}")
+    if header["task"] != task.tag:
+        raise WireError(f"batch made under task {str(header['task'])[:80]!r}, this gateway serves {task.tag!r}")
     if not isinstance(header["policy"], dict) or not isinstance(header["policy"].get("name"), str):
         raise WireError("header.policy must be the policy's public JSON object (with its name)")
     if not isinstance(header["pseudonym"], str) or not HEX64.fullmatch(header["pseudonym"]):
@@ -152,27 +159,27 @@ def check_header(doc: dict, max_rows: int) -> dict:
     return header
 
 
-def _numbers(name: str, values: list, n: int) -> np.ndarray:
+def _numbers(name: str, values: list, task_name: str) -> np.ndarray:
     if not set(map(type, values)) <= {float, int}:  # bool is not int here: true/false are refused
         if any(isinstance(v, str) and v in NON_FINITE for v in values):
-            raise WireError(f"column {name} holds NaN or infinity, which task {TASK.name} forbids")
+            raise WireError(f"column {name} holds NaN or infinity, which task {task_name} forbids")
         raise WireError(f"column {name} must hold only numbers")
     arr = np.asarray(values, dtype=np.float64) if values else np.zeros(0)
     if not np.isfinite(arr).all():  # e.g. 1e999 parses as inf
-        raise WireError(f"column {name} holds NaN or infinity, which task {TASK.name} forbids")
+        raise WireError(f"column {name} holds NaN or infinity, which task {task_name} forbids")
     return arr
 
 
-def _feature_matrix(columns: dict) -> np.ndarray:
+def _feature_matrix(columns: dict, feature_names, task_name: str) -> np.ndarray:
     """All features as one (features, rows) float64 array: one type check and one conversion for the
     whole batch; only a bad batch pays for finding the column to name."""
-    feats = [columns[name] for name in FEATURE_NAMES]
+    feats = [columns[name] for name in feature_names]
     if set(map(type, chain.from_iterable(feats))) <= {float, int}:
         matrix = np.array(feats, dtype=np.float64)
         if np.isfinite(matrix).all():
             return matrix
-    for name in FEATURE_NAMES:
-        _numbers(name, columns[name], len(columns[name]))
+    for name in feature_names:
+        _numbers(name, columns[name], task_name)
     raise WireError("features hold a value that is not a finite number")  # not reached: _numbers names it
 
 
@@ -184,44 +191,49 @@ def _strings(name: str, values: list, pattern: re.Pattern | None = None) -> list
     return values
 
 
-def decode(body: bytes, max_inflated: int, max_rows: int) -> WireBatch:
-    """A gzip'd wire batch -> its header and the shared-batch table. Raises WireError / TooLarge."""
+# the label column's reader, by its JSON type (the task's kind says which)
+_LABEL_READERS = {"string": lambda name, values, task_name: _strings(name, values), "number": _numbers}
+
+
+def decode(body: bytes, max_inflated: int, max_rows: int, task: Task) -> WireBatch:
+    """A gzip'd wire batch of `task` -> its header and the shared-batch table. Raises WireError / TooLarge."""
     doc = parse_json(inflate(body, max_inflated))
-    return from_document(doc, max_rows)
+    return from_document(doc, max_rows, task)
 
 
-def from_document(doc: dict, max_rows: int) -> WireBatch:
-    header = check_header(doc, max_rows)
+def from_document(doc: dict, max_rows: int, task: Task) -> WireBatch:
+    header = check_header(doc, max_rows, task)
+    batch = schema.of(task)
+    wire_columns = columns(task)
     n = header["row_count"]
-    columns = doc.get("columns")
-    if not isinstance(columns, dict):
+    given = doc.get("columns")
+    if not isinstance(given, dict):
         raise WireError("columns must be an object of arrays")
-    unknown = sorted(set(columns) - set(COLUMNS))
+    unknown = sorted(set(given) - set(wire_columns))
     if unknown:
         raise WireError(f"unknown column(s) {', '.join(c[:40] for c in unknown[:3])}")
-    missing = [c for c in COLUMNS if c not in columns]
+    missing = [c for c in wire_columns if c not in given]
     if missing:
         raise WireError(f"missing column(s) {', '.join(missing[:3])}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
-    for name in COLUMNS:
-        values = columns[name]
+    for name in wire_columns:
+        values = given[name]
         if not isinstance(values, list):
             raise WireError(f"column {name} must be an array")
         if len(values) != n:
             raise WireError(f"header.row_count says {n} rows, column {name} holds {len(values)}")
     data: dict[str, object] = {"pseudonym": [header["pseudonym"]] * n, "key_id": [header["key_id"]] * n,
                                POLICY_COLUMN: [header["policy"]["name"]] * n}
-    data["window_id"] = _strings("window_id", columns["window_id"], HEX32)
-    stamps = columns["captured_at"]
+    data["window_id"] = _strings("window_id", given["window_id"], HEX32)
+    stamps = given["captured_at"]
     if not all(type(v) is int and 0 <= v < 2**53 for v in stamps):
         raise WireError("column captured_at must hold integer milliseconds since the Unix epoch")
     data["captured_at"] = pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
-    matrix = _feature_matrix(columns)
-    for j, name in enumerate(FEATURE_NAMES):
+    matrix = _feature_matrix(given, batch.feature_names, task.name)
+    for j, name in enumerate(batch.feature_names):
         data[name] = matrix[j]
-    label = columns[LABEL_COLUMN]
-    data[LABEL_COLUMN] = _strings(LABEL_COLUMN, label) if CLASSIFICATION else _numbers(LABEL_COLUMN, label, n)
-    for name in DEVICE_COLUMNS:
-        data[name] = _strings(name, columns[name])
-    table = pa.Table.from_pydict({k: data[k] for k in BATCH_SCHEMA.names}, schema=BATCH_SCHEMA)
+    data[LABEL_COLUMN] = _LABEL_READERS[batch.kind.label_json](LABEL_COLUMN, given[LABEL_COLUMN], task.name)
+    for name in batch.device_columns:
+        data[name] = _strings(name, given[name])
+    table = pa.Table.from_pydict({k: data[k] for k in batch.columns}, schema=batch.schema)
     return WireBatch(header, table)
 

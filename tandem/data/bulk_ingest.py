@@ -25,15 +25,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tandem import task as tasks
 from tandem.data import identity, ingest, landing, run_guard
 from tandem.data import table as accepted_table
 from tandem.data.ingest import BatchRef
-from tandem.data.limits import Limits, Usage, admission_columns, check_admission, check_file, pseudonym_days_of
-from tandem.data.store import Store, sha256_hex, store_from_settings
+from tandem.data.limits import Limits, ReferenceKeys, Usage, check_file, pseudonym_days_of
+from tandem.data.store import Store, store_from_settings
 from tandem.data.validation import BatchVerdict
 from tandem.data.validation.bulk import Candidate, structural, validate_many
 from tandem.privacy import sealing
 from tandem.settings import Settings
+from tandem.task import Task
 
 MAX_CHUNK = 5000  # batches per chunk (a task: one GX pass and one table commit per ROWS_PER_PASS rows)
 MIN_CHUNK = 32  # below this a chunk costs more in GX and commit overhead than it saves
@@ -59,25 +61,27 @@ def _facts(table: pa.Table) -> dict:
 
 @dataclass
 class Judges:
-    """What one chunk judges with, beside the GX suites: the keys of sealed batches, the limits, what
-    each pseudonym has brought per day (`tandem.data.limits.Usage`) and the reference set's windows."""
+    """What one chunk judges with: the task its batches must be of (its GX suites), the keys of sealed
+    batches, the limits, what each pseudonym has brought per day (`tandem.data.limits.Usage`) and the
+    reference set's windows."""
 
-    keyring: dict[str, bytes]
+    task: Task
+    keyring: dict[str, bytes] = field(default_factory=dict)
     suites_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     usage: Usage = field(default_factory=Usage)
-    reference_windows: object = frozenset()  # a frozenset of digests, or `tandem.data.limits.ReferenceKeys`
+    reference_windows: ReferenceKeys = field(default_factory=ReferenceKeys)
     revoked: frozenset[str] = frozenset()  # sha256 of withdrawn batches: their copies are quarantined
 
 
-def _bulk_material(data: bytes | None, batch_id: str, limits: Limits) -> Candidate | None:
+def _bulk_material(data: bytes | None, batch_id: str, limits: Limits, task: Task) -> Candidate | None:
     """The batch for the columnar pass, or None for the per-batch judge (never read, sealed, over a
     limit, not the plain schema, or anything unforeseen: the per-batch judge says why)."""
     if data is None or sealing.is_sealed(data):
         return None
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))  # the footer, parsed once for the limits and the read
-        return None if check_file(data, limits, parquet) else structural(parquet, batch_id)
+        return None if check_file(data, limits, parquet) else structural(parquet, batch_id, task)
     except Exception:
         return None
 
@@ -93,7 +97,8 @@ def ingest_chunk(store: Store, refs: list[BatchRef], judges: Judges, run_id: str
         fetched = list(pool.map(lambda ref: ingest.fetch_with_meta(store, ref), refs))
         datas = [data for data, _ in fetched]
         metas = {ref.batch_id: meta for ref, (_, meta) in zip(refs, fetched)}
-        found = list(pool.map(lambda rd: _bulk_material(rd[1], rd[0].batch_id, judges.limits), zip(refs, datas)))
+        found = list(pool.map(lambda rd: _bulk_material(rd[1], rd[0].batch_id, judges.limits, judges.task),
+                              zip(refs, datas)))
         results: dict[str, tuple[dict, bool]] = {}
         for group in _passes(refs, found):
             results.update(_judge_and_commit(store, pool, [(refs[i], datas[i], found[i]) for i in group], judges, run_id,
@@ -125,54 +130,51 @@ def _passes(refs: list[BatchRef], found: list[Candidate | None]) -> list[list[in
 def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
                       group: list[tuple[BatchRef, bytes | None, Candidate | None]], judges: Judges,
                       run_id: str | None, metas: dict[str, dict] | None = None) -> dict:
+    """One group: validated in bulk, the batches the bulk pass cannot take or failed judged alone (for
+    their exact reason), then every validated batch admitted or refused by the same decision
+    (`ingest.admission_breach`), in the group's order; the admitted ones committed, then ledgered."""
     metas = metas or {}
     by_id = {ref.batch_id: (ref, data) for ref, data, _ in group}
     candidates = [c for _, _, c in group if c is not None]
-    outcome = validate_many(candidates, judges.suites_dir)
+    outcome = validate_many(candidates, judges.task, judges.suites_dir)
     alone = [ref.batch_id for ref, _, c in group if c is None] + outcome.failed
     tables = {c.batch_id: c.table for c in candidates if c.batch_id in outcome.passed}
-    good = {b: (reason, PARQUET_TRANSPORT) for b, reason in outcome.passed.items()}
+    valid = {b: (reason, PARQUET_TRANSPORT) for b, reason in outcome.passed.items()}
 
     results: dict[str, tuple[dict, bool]] = {}
-    valid = list(good)
-    foreign = identity.foreign_window_ids(store, [tables[b] for b in valid])  # one lookup for the chunk
-    for i, (batch_id, days) in enumerate(zip(valid, pseudonym_days_of([tables[b] for b in valid]))):  # in order
-        # the rows themselves only to compare with the reference set's windows, when there is one
-        frame = tables[batch_id].select(admission_columns(judges.reference_windows)).to_pandas() if judges.reference_windows else None
-        ref, data = by_id[batch_id]
-        breach = ((judges.revoked and identity.revoked_copy(sha256_hex(data), judges.revoked))
-                  or identity.pseudonyms_breach(days)
-                  or identity.text_shape_breach(tables[batch_id])
-                  or identity.skew_breach(identity.max_captured(tables[batch_id]), ingest.uploaded_at(metas.get(batch_id, {})),
-                                          judges.limits.max_clock_skew_seconds)
-                  or foreign[i]
-                  or check_admission(days, frame, judges.usage, judges.limits, judges.reference_windows))
-        if breach:
-            del good[batch_id]
-            results[batch_id] = ingest.record(store, ref, data, ingest.refused(breach, batch_id, tables[batch_id].num_rows),
-                                              PARQUET_TRANSPORT, run_id, meta=metas.get(batch_id))
-        else:
-            judges.usage.add(days)
-    for batch_id in alone:  # the per-batch judge, exactly as before, for its reason and GX result
+    for batch_id in alone:  # the per-batch judge: the bulk pass's fallback
         ref, data = by_id[batch_id]
         if data is None:
             verdict, transport = ingest.not_regular(ref)
         else:
-            verdict, transport = ingest.judge(data, batch_id, judges.keyring, judges.suites_dir, judges.limits,
-                                              judges.usage, judges.reference_windows, store=store,
-                                              meta=metas.get(batch_id), revoked=judges.revoked)
+            verdict, transport = ingest.judge(data, batch_id, judges.keyring, judges.task, judges.suites_dir,
+                                              judges.limits, judges.revoked)
         if verdict.ok:
             plain, _ = ingest.open_batch(data, judges.keyring)
             tables[batch_id] = pq.read_table(io.BytesIO(plain))
-            good[batch_id] = (verdict.reason, transport)
+            valid[batch_id] = (verdict.reason, transport)
         else:
             results[batch_id] = ingest.record(store, ref, data or b"", verdict, transport, run_id, meta=metas.get(batch_id))
+
+    ids = [ref.batch_id for ref, _, _ in group if ref.batch_id in valid]  # admitted in the group's order
+    foreign = identity.foreign_window_ids(store, [tables[b] for b in ids])  # one lookup for the chunk
+    good = {}
+    for i, (batch_id, days) in enumerate(zip(ids, pseudonym_days_of([tables[b] for b in ids]))):
+        ref, data = by_id[batch_id]
+        breach = ingest.admission_breach(tables[batch_id], days, data, metas.get(batch_id, {}), foreign[i], judges.limits,
+                                         judges.usage, judges.reference_windows, judges.revoked)
+        if breach:
+            results[batch_id] = ingest.record(store, ref, data, ingest.refused(breach, batch_id, tables[batch_id].num_rows),
+                                              valid[batch_id][1], run_id, meta=metas.get(batch_id))
+        else:
+            judges.usage.add(days)  # later batches of this run count it
+            good[batch_id] = valid[batch_id]
     if not good:
         return results
 
-    ids = [ref.batch_id for ref, _, _ in group if ref.batch_id in good]
+    ids = [b for b in ids if b in good]
     run_guard.require_run()  # a worker whose run was killed writes nothing more
-    version = accepted_table.commit(store, {b: tables[b] for b in ids}, run_id)
+    version = accepted_table.commit(store, {b: tables[b] for b in ids}, judges.task, run_id)
 
     def ledger(batch_id: str) -> tuple[dict, bool]:  # only after the commit: see the module's docstring
         ref, data = by_id[batch_id]
@@ -186,10 +188,10 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
 
 
 def run_chunk(settings: Settings, refs: list[BatchRef], run_id: str | None = None,
-              reference_windows=frozenset(), revoked: frozenset[str] = frozenset()) -> list[dict]:
-    """One chunk in any process: the store, keys and limits are rebuilt from the settings there."""
-    judges = Judges(sealing.keyring(settings), settings.expectations_dir, Limits.from_settings(settings),
-                    reference_windows=reference_windows, revoked=revoked)
+              reference_windows: ReferenceKeys | None = None, revoked: frozenset[str] = frozenset()) -> list[dict]:
+    """One chunk in any process: the task, store, keys and limits are resolved from the settings there."""
+    judges = Judges(tasks.resolve(settings.task), sealing.keyring(settings), settings.expectations_dir,
+                    Limits.from_settings(settings), reference_windows=reference_windows or ReferenceKeys(), revoked=revoked)
     return ingest_chunk(store_from_settings(settings), refs, judges, run_id)
 
 
@@ -207,7 +209,7 @@ def _context():
 
 
 def run_chunks(settings: Settings, chunks: list[list[BatchRef]], run_id: str | None = None,
-               workers: int | None = None, reference_windows=frozenset(),
+               workers: int | None = None, reference_windows: ReferenceKeys | None = None,
                revoked: frozenset[str] = frozenset()) -> list[dict]:
     """Every chunk, in parallel processes (one chunk runs in this process). A forkserver starts the
     workers (once per process, with the heavy imports preloaded): a plain fork would copy locks held

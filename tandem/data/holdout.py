@@ -15,8 +15,9 @@ import hmac
 import numpy as np
 import pandas as pd
 
-from tandem.contract.features import CLASSIFICATION, FEATURE_NAMES
+from tandem.contract import features
 from tandem.data.reference import ReferenceUser
+from tandem.task import Task
 
 
 def _position(pseudonym: str, key: str) -> float:
@@ -45,13 +46,16 @@ def split(frame: pd.DataFrame, share: float, key: str) -> tuple[pd.DataFrame, pd
     return frame[~held], frame[held]
 
 
-def as_users(frame: pd.DataFrame) -> list[ReferenceUser]:
-    """One user per held-out pseudonym, rows in capture order (features only: the store has no raw
-    samples of users; golden vectors come from the reference set)."""
+def as_users(frame: pd.DataFrame, task: Task) -> list[ReferenceUser]:
+    """One user per held-out pseudonym of `task`, rows in capture order (features only: the store has no
+    raw samples of users; golden vectors come from the reference set)."""
+    featurization = features.of(task)
     users = []
     for pseudonym, rows in frame.sort_values(["captured_at", "window_id"]).groupby("pseudonym", sort=True):
         n = len(rows)
-        users.append(ReferenceUser(str(pseudonym), rows[list(FEATURE_NAMES)].to_numpy(np.float64),
-                                   rows["label"].to_numpy(str if CLASSIFICATION else np.float64), np.empty((n, 0)), rows["window_id"].astype(str).tolist(),
-                                   pd.to_datetime(rows["captured_at"], utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ms]")))
+        users.append(ReferenceUser(str(pseudonym), rows[list(featurization.feature_names)].to_numpy(np.float64),
+                                   featurization.kind.labels(rows["label"].to_numpy()), np.empty((n, 0)),
+                                   rows["window_id"].astype(str).tolist(),
+                                   pd.to_datetime(rows["captured_at"], utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ms]"),
+                                   kind=featurization.kind))
     return users

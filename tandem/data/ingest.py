@@ -1,5 +1,7 @@
 """Ingest: find the batches in the landing zone that no run has processed, judge each once, and
-record the outcome in the ledger. Quarantined batches are copied to ``quarantine/<batch>/`` with
+record the outcome in the ledger. The one path that runs is `tandem.data.bulk_ingest.ingest_chunk` (a
+chunk of one batch or many); this module holds its parts: discovery, the per-batch judge it falls
+back on, the one admission decision, and the ledger. Quarantined batches are copied to ``quarantine/<batch>/`` with
 the GX result and a one-line reason. Nothing is ever deleted from ``incoming/`` or ``quarantine/``.
 
 Sealed batches (``incoming/<device>/<batch>.sealed``, `tandem.privacy.sealing`) are opened in memory with
@@ -14,21 +16,21 @@ batch cannot both record it.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 
-from tandem.data import identity, landing, table
+from tandem.data import identity, landing
 from tandem.data import limits as batch_limits
-from tandem.data.limits import Limits, Usage
+from tandem.data.limits import Limits, ReferenceKeys, Usage
 from tandem.data.store import NotFound, NotRegular, Store, get_json, put_json, sha256_hex
 from tandem.data.validation import BatchVerdict, validate_batch
 from tandem.privacy import sealing
+from tandem.task import Task
 
 INCOMING = "incoming/"
 LEDGER = "ledger/batches/"
@@ -94,33 +96,6 @@ def _now() -> str:
 
 
 RETRY_REASONS = ("unreadable parquet",)  # maybe still being copied in: changed bytes under the key are judged again
-
-
-def process_batch(store: Store, ref: BatchRef, keyring: dict[str, bytes], run_id: str | None = None,
-                  suites_dir: Path | None = None, limits: Limits | None = None, usage: Usage | None = None,
-                  reference_windows=frozenset(), revoked: frozenset[str] = frozenset()) -> dict:
-    """Validate one batch and record its outcome once. Returns the ledger entry (the existing one
-    when another run got there first). `keyring`: the keys sealed batches may be opened with;
-    `limits`, `usage` (accepted so far; default: what the table holds) and `reference_windows` (digests
-    of the reference set's windows): see `tandem.data.limits`. Whatever goes wrong with this one object quarantines it; it never stops
-    the run."""
-    data, meta = fetch_with_meta(store, ref)
-    if data is None:
-        verdict, transport = not_regular(ref)
-    else:
-        verdict, transport = judge(data, ref.batch_id, keyring, suites_dir, limits or Limits(), usage or Usage(store),
-                                   reference_windows, store=store, meta=meta, revoked=revoked)
-    facts = None
-    if verdict.ok:  # into the table first, then the ledger: the order the chunks keep (`bulk_ingest`)
-        rows = pq.read_table(io.BytesIO(open_batch(data, keyring)[0]))
-        captured = verdict.frame["captured_at"]
-        facts = {"policy": sorted(verdict.frame["policy"].unique().tolist()),
-                 "captured_from": captured.min().isoformat(), "captured_to": captured.max().isoformat(),
-                 "table_version": table.commit(store, {ref.batch_id: rows}, run_id)}
-    entry = record(store, ref, data or b"", verdict, transport, run_id, facts, meta)[0]
-    if not entry.get("retry"):
-        landing.write_cursor(store, landing.partition_of(ref.key), [ref.batch_id])
-    return entry
 
 
 def fetch(store: Store, ref: BatchRef) -> bytes | None:
@@ -208,14 +183,15 @@ def refused(reason: str, batch_id: str, rows: int = 0) -> BatchVerdict:
     return BatchVerdict(False, reason, {"success": False, "batch_id": batch_id, "error": reason.split(":")[0]}, rows)
 
 
-def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None, limits: Limits,
-          usage: Usage, reference_windows, store: Store | None = None, meta: dict | None = None,
+def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], task: Task, suites_dir: Path | None, limits: Limits,
           revoked: frozenset[str] = frozenset()) -> tuple[BatchVerdict, dict]:
-    """The per-batch judge: (verdict, transport facts). Any exception while judging quarantines this
-    batch with its type as the reason; it never stops the run. `store`: to look up window-id owners;
-    `meta`: the object's upload time; `revoked`: sha256 of withdrawn batches."""
+    """The per-batch judge, the bulk pass's fallback (`tandem.data.bulk_ingest`) for a batch it cannot
+    take or that failed it: (verdict, transport facts) of one batch of `task` on its own, for its exact
+    reason and GX result. Admission (limits, identity, the reference set) is the chunk's, after this,
+    for every batch alike. Any exception while judging quarantines this batch with its type as the
+    reason; it never stops the run. `revoked`: sha256 of withdrawn batches."""
     try:
-        return _judge(data, batch_id, keyring, suites_dir, limits, usage, reference_windows, store, meta or {}, revoked)
+        return _judge(data, batch_id, keyring, task, suites_dir, limits, revoked)
     except Exception as exc:  # a bug or a hostile file the judges did not foresee: this batch only
         sealed = sealing.is_sealed(data)  # a sealed batch's error text might quote its plaintext
         why = type(exc).__name__ + ("" if sealed or not str(exc) else f": {str(exc).splitlines()[0][:200]}")
@@ -224,8 +200,7 @@ def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pat
         return verdict, {"stored_format": sealing.STORED_FORMAT if sealed else "parquet"}
 
 
-def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Path | None, limits: Limits,
-           usage: Usage, reference_windows, store: Store | None, meta: dict,
+def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], task: Task, suites_dir: Path | None, limits: Limits,
            revoked: frozenset[str]) -> tuple[BatchVerdict, dict]:
     stored = sealing.STORED_FORMAT if sealing.is_sealed(data) else "parquet"
     if revoked and identity.revoked_copy(sha256_hex(data), revoked):
@@ -242,16 +217,20 @@ def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], suites_dir: Pa
     breach = batch_limits.check_file(plain, limits)
     if breach:
         return refused(breach, batch_id), transport
-    verdict = validate_batch(plain, batch_id, transport=transport, suites_dir=suites_dir)
-    if verdict.ok:
-        days = batch_limits.pseudonym_days(verdict.frame)
-        rows = pq.read_table(io.BytesIO(plain))
-        breach = (identity.pseudonyms_breach(days)
-                  or identity.text_shape_breach(rows)
-                  or identity.skew_breach(identity.max_captured(rows), uploaded_at(meta), limits.max_clock_skew_seconds)
-                  or (identity.foreign_window_ids(store, [rows])[0] if store is not None else None)
-                  or batch_limits.check_admission(days, verdict.frame, usage, limits, reference_windows))
-        if breach:
-            return refused(breach, batch_id, verdict.rows), transport
-        usage.add(days)  # later batches of this run count it
-    return verdict, transport
+    return validate_batch(plain, batch_id, task, transport=transport, suites_dir=suites_dir), transport
+
+
+def admission_breach(rows: pa.Table, days: dict[str, int], data: bytes, meta: dict, foreign: str | None,
+                     limits: Limits, usage: Usage, reference_windows: ReferenceKeys | None,
+                     revoked: frozenset[str] = frozenset()) -> str | None:
+    """Why a batch that passed validation may still not enter, or None: one decision for every batch,
+    however it was validated. `rows`: its validated rows; `days`: its `pseudonym_days`; `foreign`:
+    `identity.foreign_window_ids`' word on it (looked up for a whole chunk at once)."""
+    # the rows themselves only to compare with the reference set's windows, when there is one
+    frame = rows.select(batch_limits.admission_columns(reference_windows)).to_pandas() if reference_windows else None
+    return ((revoked and identity.revoked_copy(sha256_hex(data), revoked))
+            or identity.pseudonyms_breach(days)
+            or identity.text_shape_breach(rows)
+            or identity.skew_breach(identity.max_captured(rows), uploaded_at(meta), limits.max_clock_skew_seconds)
+            or foreign
+            or batch_limits.check_admission(days, frame, usage, limits, reference_windows))

@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from tandem.contract.features import FEATURE_NAMES
 from tandem.data import table
 from tandem.data.store import Store
 from tandem.settings import Settings
@@ -167,6 +166,7 @@ class ReferenceKeys:
     false_match_rate: float | None = None
     measured_rows: int = 0
     why: str = ""
+    feature_names: tuple[str, ...] = ()  # the task's features the digests are of
 
     def __bool__(self) -> bool:
         return bool(self.pseudonyms or self.window_ids or (self.mode == "values" and self.digests))
@@ -176,8 +176,8 @@ class ReferenceKeys:
                 "reference_rows": len(self.digests), "why": self.why}
 
 
-def _keys(reference) -> ReferenceKeys:
-    return reference if isinstance(reference, ReferenceKeys) else ReferenceKeys(digests=frozenset(reference or ()))
+def _keys(reference: ReferenceKeys | None) -> ReferenceKeys:
+    return reference if reference is not None else ReferenceKeys()
 
 
 def admission_columns(reference_windows) -> list[str]:
@@ -185,7 +185,7 @@ def admission_columns(reference_windows) -> list[str]:
     keys = _keys(reference_windows)
     by_value = keys.mode == "values" and keys.digests
     return ["pseudonym", "captured_at", *(["window_id"] if keys.pseudonyms or keys.window_ids else []),
-            *(FEATURE_NAMES if by_value else ())]
+            *(keys.feature_names if by_value else ())]
 
 
 def check_admission(days: dict[str, int], frame: pd.DataFrame | None, usage: Usage, limits: Limits,
@@ -212,22 +212,22 @@ def check_usage(days: dict[str, int], usage: Usage, limits: Limits) -> str | Non
 QUANTUM_DECIMALS = 6  # float noise below 1e-6 (a 1e-12 shift, a float32 round trip of small values) digests alike
 
 
-def quantized(frame: pd.DataFrame) -> np.ndarray:
+def quantized(frame: pd.DataFrame, feature_names) -> np.ndarray:
     """The features rounded to QUANTUM_DECIMALS (and -0.0 made 0.0): what content identity compares."""
-    return np.round(frame[list(FEATURE_NAMES)].to_numpy(np.float64), QUANTUM_DECIMALS) + 0.0
+    return np.round(frame[list(feature_names)].to_numpy(np.float64), QUANTUM_DECIMALS) + 0.0
 
 
-def feature_digests(frame: pd.DataFrame, with_pseudonym: bool = False) -> pd.Series:
+def feature_digests(frame: pd.DataFrame, feature_names, with_pseudonym: bool = False) -> pd.Series:
     """A 64-bit digest per row of its quantized feature values (and pseudonym), vectorized: the same
     window under a fresh window id, or shifted by float noise, has the same digest."""
-    values = pd.DataFrame(quantized(frame), columns=list(FEATURE_NAMES), index=frame.index)
+    values = pd.DataFrame(quantized(frame, feature_names), columns=list(feature_names), index=frame.index)
     if with_pseudonym:
         values.insert(0, "pseudonym", frame["pseudonym"].astype(str).to_numpy())
     return pd.util.hash_pandas_object(values, index=False).map("{:016x}".format)
 
 
-def features_frame(values: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(values, columns=list(FEATURE_NAMES))
+def features_frame(values: np.ndarray, feature_names) -> pd.DataFrame:
+    return pd.DataFrame(values, columns=list(feature_names))
 
 
 def check_reference(frame: pd.DataFrame | None, reference_windows) -> str | None:
@@ -241,7 +241,7 @@ def check_reference(frame: pd.DataFrame | None, reference_windows) -> str | None
     if keys.window_ids and "window_id" in frame:
         hit |= frame["window_id"].isin(keys.window_ids).to_numpy()
     if keys.mode == "values" and keys.digests:
-        hit |= feature_digests(frame).isin(keys.digests).to_numpy()
+        hit |= feature_digests(frame, keys.feature_names).isin(keys.digests).to_numpy()
     hits = int(hit.sum())
     if hits:
         return f"reference: {hits} of {len(frame)} rows are windows of the reference set (the team's test devices, never shared)"
@@ -251,7 +251,7 @@ def check_reference(frame: pd.DataFrame | None, reference_windows) -> str | None
 HEADROOM = 100  # distinctive: the feature columns' distinct values allow 100x more vectors than there are rows
 
 
-def distinctive(frame: pd.DataFrame) -> bool:
+def distinctive(frame: pd.DataFrame, feature_names) -> bool:
     """Whether rows are told apart by their content: the product of each feature column's number of
     distinct (quantized) values exceeds the rows HEADROOM times over. HAR's 157 continuous features
     do by far; a low-dimensional tabular task (a day 0-9, a count) repeats genuinely, and content
@@ -260,12 +260,12 @@ def distinctive(frame: pd.DataFrame) -> bool:
     if frame.empty:
         return True
     frame = frame.sample(n=min(len(frame), 20_000), random_state=0)  # a sample judges it (1M rows x 157 sorts would not do)
-    values = quantized(frame)
+    values = quantized(frame, feature_names)
     distinct = [len(np.unique(values[:, j])) for j in range(values.shape[1])]
     return float(np.sum(np.log10(np.maximum(distinct, 1)))) >= np.log10(len(frame) * HEADROOM)
 
 
-def dedup_rows(frame: pd.DataFrame, report: dict | None = None) -> pd.DataFrame:
+def dedup_rows(frame: pd.DataFrame, feature_names, report: dict | None = None) -> pd.DataFrame:
     """A window counts once per snapshot: by window id, and by content whoever sent it (the same rows
     under a new pseudonym and fresh window ids: a replay, a Sybil fleet). Content is compared only where
     feature vectors are distinctive (`distinctive`); else per window id alone. The first copy in
@@ -275,8 +275,8 @@ def dedup_rows(frame: pd.DataFrame, report: dict | None = None) -> pd.DataFrame:
     by_id = before - len(frame)
     if frame.empty:
         return frame
-    digests = feature_digests(frame)
-    content = distinctive(frame)
+    digests = feature_digests(frame, feature_names)
+    content = distinctive(frame, feature_names)
     dropped = digests.duplicated() if content else pd.Series(False, index=frame.index)
     if report is not None:
         report.update({"by_window_id": by_id, "by_content": int(dropped.sum()),

@@ -7,7 +7,7 @@ server with nothing but the store can gate a release. A registration is checksum
 the latest complete version is the one in use, and a recording whose bytes no longer match its
 manifest is refused.
 
-``recordings.npz`` holds five arrays of one row per window: ``windows`` (n, WINDOW, channels) raw
+``recordings.npz`` holds five arrays of one row per window: ``windows`` (n, window, channels) raw
 sensor samples, ``labels`` (n,) class names, ``devices`` (n,) test-device names, ``window_keys`` (n,)
 stable per window on its device, ``captured_at`` (n,) datetime64[ms].
 """
@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 
-from tandem.contract.features import CHANNELS, CLASSES, CLASSIFICATION, TASK, WINDOW, featurize, label_indices
+from tandem.contract import features
 from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
+from tandem.task import Task
+from tandem.task.kinds import Kind
 
 REFERENCE = "reference/"
 ARRAYS = ("windows", "labels", "devices", "window_keys", "captured_at")
@@ -41,23 +43,25 @@ class ReferenceUser:
     """One test device's recordings, in capture order, featurized on the server."""
 
     user_id: str
-    features: np.ndarray  # (n, N_FEATURES)
+    features: np.ndarray  # (n, n_features)
     labels: np.ndarray  # (n,) class names, or numeric targets
-    windows: np.ndarray  # (n, WINDOW, channels) raw
+    windows: np.ndarray  # (n, window, channels) raw
     window_keys: list[str]
     captured_at: np.ndarray  # (n,) datetime64[ms]
     pseudonyms: tuple[str, ...] = ()  # the device's pseudonym(s), when the registration names them
     window_ids: tuple[str, ...] = ()
+    kind: Kind | None = field(default=None, repr=False)  # the task's kind: what its labels train as
 
     @property
     def y(self) -> np.ndarray:
         """Class indices in the model's order, or the numeric targets."""
-        return label_indices(self.labels) if CLASSIFICATION else np.asarray(self.labels, dtype=np.float64)
+        return self.kind.targets(self.labels)
 
 
 def _labels(values) -> np.ndarray:
-    """Class names as text, numeric targets as float64."""
-    return np.asarray(values).astype(str) if CLASSIFICATION else np.asarray(values, dtype=np.float64)
+    """Numbers (numeric targets) as float64, anything else (class names) as text."""
+    values = np.asarray(values)
+    return values.astype(np.float64) if values.dtype.kind in "fiub" else values.astype(str)
 
 
 def recordings_bytes(devices: dict[str, dict]) -> bytes:
@@ -78,8 +82,10 @@ def recordings_bytes(devices: dict[str, dict]) -> bytes:
     return sink.getvalue()
 
 
-def _read(data: bytes) -> dict[str, np.ndarray]:
-    """The arrays of a ``recordings.npz``, checked; a ReferenceError says what is wrong."""
+def _read(data: bytes, task: Task) -> dict[str, np.ndarray]:
+    """The arrays of a ``recordings.npz`` of `task`, checked; a ReferenceError says what is wrong."""
+    featurization = features.of(task)
+    window, channels = featurization.window, featurization.channels
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in ARRAYS + IDENTITY_ARRAYS if name in npz.files}
@@ -92,21 +98,14 @@ def _read(data: bytes) -> dict[str, np.ndarray]:
     windows = arrays["windows"]
     if n == 0:
         raise ReferenceError("recordings hold no windows")
-    if windows.shape != (n, WINDOW, len(CHANNELS)):
-        raise ReferenceError(f"windows have shape {windows.shape}; expected ({n}, {WINDOW}, {len(CHANNELS)}): "
-                             f"{WINDOW} samples of {', '.join(CHANNELS)}")
+    if windows.shape != (n, window, len(channels)):
+        raise ReferenceError(f"windows have shape {windows.shape}; expected ({n}, {window}, {len(channels)}): "
+                             f"{window} samples of {', '.join(channels)}")
     if not np.isfinite(windows.astype(np.float64)).all():
         raise ReferenceError("windows hold NaN or infinite samples")
-    if CLASSIFICATION:
-        unknown = sorted(set(arrays["labels"].astype(str)) - set(CLASSES))
-        if unknown:
-            raise ReferenceError(f"unknown label(s) {', '.join(unknown[:5])}; the task's labels are {', '.join(CLASSES)}")
-    else:
-        target = np.asarray(arrays["labels"])
-        if target.dtype.kind not in "fiu" or not np.isfinite(target).all():
-            raise ReferenceError(f"labels must be finite numbers ({TASK.target.name}, {TASK.target.unit})")
-        if target.min() < TASK.target.min or target.max() > TASK.target.max:
-            raise ReferenceError(f"{TASK.target.name} outside its range [{TASK.target.min:g}, {TASK.target.max:g}]")
+    problem = featurization.kind.label_problem(arrays["labels"])
+    if problem:
+        raise ReferenceError(problem)
     for name in ("devices", "window_keys", "captured_at", *(a for a in IDENTITY_ARRAYS if a in arrays)):
         if len(arrays[name]) != n:
             raise ReferenceError(f"{name} has {len(arrays[name])} entries for {n} windows")
@@ -128,10 +127,10 @@ def latest_manifest(store: Store, model: str) -> dict | None:
     return get_json(store, f"{REFERENCE}{model}/v{versions[-1]}/manifest.json") if versions else None
 
 
-def add(store: Store, model: str, data: bytes, source: str = "") -> dict:
-    """Register recordings as the next version; the same bytes as the latest version register nothing
-    new. Returns the manifest of the version in use."""
-    arrays = _read(data)
+def add(store: Store, model: str, data: bytes, task: Task, source: str = "") -> dict:
+    """Register recordings of `task` as the next version; the same bytes as the latest version register
+    nothing new. Returns the manifest of the version in use."""
+    arrays = _read(data, task)
     digest = sha256_hex(data)
     latest = latest_manifest(store, model)
     if latest is not None and latest["sha256"] == digest:
@@ -140,12 +139,7 @@ def add(store: Store, model: str, data: bytes, source: str = "") -> dict:
     prefix = f"{REFERENCE}{model}/v{version}/"
     if not store.put(prefix + "recordings.npz", data, if_absent=True):
         raise ReferenceError(f"{prefix} is being registered by another process; try again")
-    if CLASSIFICATION:
-        labels, counts = np.unique(arrays["labels"].astype(str), return_counts=True)
-        label_summary = {"label_counts": {str(k): int(v) for k, v in zip(labels, counts)}}
-    else:
-        target = arrays["labels"].astype(np.float64)
-        label_summary = {"target_range": [float(target.min()), float(target.max())]}
+    label_summary = features.of(task).kind.label_summary(arrays["labels"])
     manifest = {"version": version, "model": model, "key": prefix + "recordings.npz", "sha256": digest,
                 "size": len(data), "rows": len(arrays["labels"]), "devices": int(len(np.unique(arrays["devices"]))),
                 **label_summary, "source": source,
@@ -154,9 +148,10 @@ def add(store: Store, model: str, data: bytes, source: str = "") -> dict:
     return manifest
 
 
-def load(store: Store, model: str) -> list[ReferenceUser]:
-    """The reference set in use, one ReferenceUser per test device (in name order, rows in capture
-    order), its features computed here from the raw windows."""
+def load(store: Store, model: str, task: Task) -> list[ReferenceUser]:
+    """The reference set of `task` in use, one ReferenceUser per test device (in name order, rows in
+    capture order), its features computed here from the raw windows."""
+    featurization = features.of(task)
     manifest = latest_manifest(store, model)
     if manifest is None:
         raise ReferenceError(f"no reference set for {model} in the store ({REFERENCE}{model}/): "
@@ -167,7 +162,7 @@ def load(store: Store, model: str) -> list[ReferenceUser]:
         raise ReferenceError(f"reference set v{manifest['version']} lost its recordings ({manifest['key']})") from None
     if sha256_hex(data) != manifest["sha256"]:
         raise ReferenceError(f"reference set v{manifest['version']} changed since it was registered (sha256 mismatch)")
-    arrays = _read(data)
+    arrays = _read(data, task)
     users = []
     for device in sorted(set(arrays["devices"].astype(str))):
         rows = np.flatnonzero(arrays["devices"].astype(str) == device)
@@ -175,7 +170,8 @@ def load(store: Store, model: str) -> list[ReferenceUser]:
         windows = arrays["windows"][rows].astype(np.float64)
         identity = {name: tuple(sorted(set(arrays[name][rows].astype(str).tolist())))
                     for name in IDENTITY_ARRAYS if name in arrays}
-        users.append(ReferenceUser(device, featurize(windows), _labels(arrays["labels"][rows]), windows,
-                                   arrays["window_keys"][rows].astype(str).tolist(),
-                                   arrays["captured_at"][rows].astype("datetime64[ms]"), **identity))
+        users.append(ReferenceUser(device, featurization.featurize(windows), featurization.kind.labels(arrays["labels"][rows]),
+                                   windows, arrays["window_keys"][rows].astype(str).tolist(),
+                                   arrays["captured_at"][rows].astype("datetime64[ms]"), **identity,
+                                   kind=featurization.kind))
     return users

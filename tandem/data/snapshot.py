@@ -19,14 +19,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tandem.contract.features import FEATURE_NAMES
-from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
+from tandem.contract import schema
 from tandem.data import table as accepted
 from tandem.data.limits import dedup_rows
 from tandem.data.revocations import Revocations
 from tandem.data.store import Store, get_json, put_json
 from tandem.privacy.anonymity import enforce_k
 from tandem.privacy.policy import load_policy
+from tandem.task import Task
 
 DATASETS = "datasets/"
 
@@ -43,11 +43,12 @@ class Snapshot:
         return self.location or f"{DATASETS}{self.snapshot_id}/data.parquet"
 
 
-# Nothing is copied: the version is the dataset, and training reads only the columns it needs from it.
-TRAIN_COLUMNS = ["pseudonym", "window_id", "captured_at", *FEATURE_NAMES, "label", "policy", accepted.BATCH_ID]
+def train_columns(task: Task) -> list[str]:
+    """Nothing is copied: the version is the dataset, and training reads only the columns it needs from it."""
+    return ["pseudonym", "window_id", "captured_at", *schema.of(task).feature_names, "label", "policy", accepted.BATCH_ID]
 
 
-def _table_policies(store: Store, names: set[str]) -> dict[str, dict]:
+def _table_policies(store: Store, names: set[str], task: Task) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for key in store.list(accepted.POLICIES):
         policy = get_json(store, key)
@@ -55,7 +56,7 @@ def _table_policies(store: Store, names: set[str]) -> dict[str, dict]:
             found.setdefault(policy["name"], policy)
     for name in names - set(found):
         try:
-            found[name] = load_policy(name).public_dict()
+            found[name] = load_policy(name).public_dict(task)
         except ValueError:
             pass
     return found
@@ -72,41 +73,42 @@ def _within_window(rows: pa.Table, days: int | None, now: datetime | None) -> pa
     return rows.filter(pc.is_in(rows[accepted.BATCH_ID], value_set=keep[accepted.BATCH_ID]))
 
 
-def table_snapshot(store: Store, data_window_days: int | None = None, withdrawn: Revocations | None = None,
+def table_snapshot(store: Store, task: Task, data_window_days: int | None = None, withdrawn: Revocations | None = None,
                    version: int | None = None, now: datetime | None = None) -> Snapshot | None:
-    """The training dataset as a table version (the latest unless `version`), less the `withdrawn`
-    batches and pseudonyms; None while nothing is left."""
+    """The training dataset of `task` as a table version (the latest unless `version`), less the
+    `withdrawn` batches and pseudonyms; None while nothing is left."""
+    batch = schema.of(task)
     withdrawn = withdrawn or Revocations()
     dt = accepted.open_table(store, version)
     if dt is None:
         return None
     version = dt.version()
-    rows = dt.to_pyarrow_table(columns=TRAIN_COLUMNS)
+    rows = dt.to_pyarrow_table(columns=train_columns(task))
     i = rows.schema.get_field_index("captured_at")  # Delta keeps microseconds; the batches' unit is ms
-    rows = rows.set_column(i, "captured_at", rows["captured_at"].cast(BATCH_SCHEMA.field("captured_at").type))
+    rows = rows.set_column(i, "captured_at", rows["captured_at"].cast(batch.schema.field("captured_at").type))
     rows = _within_window(rows, data_window_days, now)
     if withdrawn.batches:
         rows = rows.filter(pc.invert(pc.is_in(rows[accepted.BATCH_ID], pa.array(sorted(withdrawn.batches), pa.string()))))
     if not rows.num_rows:
         return None
-    policies = _table_policies(store, set(pc.unique(rows["policy"]).to_pylist()))
+    policies = _table_policies(store, set(pc.unique(rows["policy"]).to_pylist()), task)
     anonymized = [p for p in policies.values() if "anonymized" in p["forms"]]
     if anonymized:  # k needs the quasi-identifiers: read them too, and only then
-        extra = dt.to_pyarrow_table(columns=[accepted.BATCH_ID, "window_id", *DEVICE_COLUMNS])
+        extra = dt.to_pyarrow_table(columns=[accepted.BATCH_ID, "window_id", *batch.device_columns])
         rows = rows.join(extra, [accepted.BATCH_ID, "window_id"])
     # a window shared twice counts once, by id or by content (the first by batch id, as the
     # batch-by-batch snapshot did); a withdrawn pseudonym's rows are left out
     frame = rows.sort_by([(accepted.BATCH_ID, "ascending")]).to_pandas()
     duplicates: dict = {}
     frame, removed = withdrawn.filter(frame)  # first: a withdrawn first copy must not take a later one with it
-    frame = dedup_rows(frame, duplicates)
+    frame = dedup_rows(frame, batch.feature_names, duplicates)
     if not len(frame):
         return None
     frame = frame.sort_values(["captured_at", "window_id"]).reset_index(drop=True)
     k_report = None
     if anonymized:
         k = max(p["k"] for p in anonymized)
-        frame, k_report = enforce_k(frame, k, min(p["max_suppression"] for p in anonymized))
+        frame, k_report = enforce_k(frame, k, min(p["max_suppression"] for p in anonymized), batch.device_columns)
         if not len(frame):
             raise ValueError(f"k-anonymity: fewer than k={k} users in the accepted data; everything would be suppressed")
     batches = sorted(pc.unique(rows[accepted.BATCH_ID]).to_pylist())

@@ -5,8 +5,8 @@ TANDEM_STORE)."""
 
 from __future__ import annotations
 
-from tandem.contract.features import TASK
 from tandem.data.store import Store, get_json, put_json
+from tandem.task import Task
 
 KEY = "task.json"
 
@@ -15,9 +15,10 @@ class StoreTaskError(RuntimeError):
     """The store holds another task's data."""
 
 
-def claim(store: Store) -> None:
-    put_json(store, KEY, {"task": TASK.name, "kind": TASK.kind}, if_absent=True)
+def claim(store: Store, task: Task) -> None:
+    """Record `task` as the store's, or refuse when the store holds another task's data."""
+    put_json(store, KEY, {"task": task.name, "kind": task.kind}, if_absent=True)
     held = get_json(store, KEY)
-    if held.get("task") != TASK.name:
+    if held.get("task") != task.name:
         raise StoreTaskError(f"the store {store.url} holds task {held.get('task')!r}, this process serves "
-                             f"{TASK.name!r} (TANDEM_TASK): give it its own TANDEM_HOME or TANDEM_STORE")
+                             f"{task.name!r} (TANDEM_TASK): give it its own TANDEM_HOME or TANDEM_STORE")

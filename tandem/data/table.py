@@ -25,22 +25,36 @@ import pyarrow.compute as pc
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from tandem.contract.schema import BATCH_SCHEMA
+from tandem.contract import schema
 from tandem.data.store import LocalStore, S3Store, Store, put_json, sha256_hex
 from tandem.privacy.policy import policy_from_metadata
+from tandem.task import Task
 
 TABLE = "table/accepted"
 POLICIES = "table/policies/"
 BATCH_ID = "batch_id"  # the column that says which batch a row came from
-TABLE_SCHEMA = pa.schema([*BATCH_SCHEMA, pa.field(BATCH_ID, pa.string(), nullable=False)])
 APP_PREFIX = "tandem.batch/"
+
+
+def table_schema(task: Task) -> pa.Schema:
+    """The task's batch schema plus the batch id (no metadata: the table holds one task's rows)."""
+    return pa.schema([*schema.of(task).schema, pa.field(BATCH_ID, pa.string(), nullable=False)])
+
+
 # No column statistics for text columns: the Delta log keeps each file's min/max as plain JSON, and a
 # pseudonym, a key id or a device model there would outlive an erasure of the rows themselves.
 # Numbers and times keep theirs (the per-day limits skip files by captured_at).
-TEXT_COLUMNS = tuple(f.name for f in TABLE_SCHEMA if pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
-_WRITER = WriterProperties(compression="ZSTD", column_properties={
-    name: ColumnProperties(statistics_enabled="NONE") for name in TEXT_COLUMNS})
-STATS_COLUMNS = ",".join(f.name for f in TABLE_SCHEMA if f.name not in TEXT_COLUMNS)
+def _text_columns(columns: pa.Schema) -> list[str]:
+    return [f.name for f in columns if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+
+
+def _writer(columns: pa.Schema) -> WriterProperties:
+    return WriterProperties(compression="ZSTD", column_properties={
+        name: ColumnProperties(statistics_enabled="NONE") for name in _text_columns(columns)})
+
+
+def _stats_columns(columns: pa.Schema) -> str:
+    return ",".join(f.name for f in columns if f.name not in _text_columns(columns))
 
 
 def app_id(batch_id: str) -> str:
@@ -101,10 +115,11 @@ def append(store: Store, rows: pa.Table, batch_ids: list[str], run_id: str | Non
     when all were in already; the batch ids this call committed)."""
     where = locate(store)
     todo = list(dict.fromkeys(batch_ids))
+    columns = pa.schema([f.with_nullable(False) for f in rows.schema])  # every column of the table is required
     for attempt in range(attempts):
         table = open_table(store)
         if table is None:  # create it empty first: an append must read a version to see rivals' transactions
-            _create(where)
+            _create(where, columns)
             continue
         done = committed(table, todo)
         todo = [b for b in todo if b not in done]
@@ -116,8 +131,8 @@ def append(store: Store, rows: pa.Table, batch_ids: list[str], run_id: str | Non
             custom_metadata={"tandem.batches": str(len(todo)), "tandem.run_id": str(run_id or "")},
             max_commit_retries=20)
         try:
-            write_deltalake(table, part.cast(TABLE_SCHEMA), mode="append", storage_options=where.storage_options,
-                            commit_properties=properties, writer_properties=_WRITER)
+            write_deltalake(table, part.cast(columns), mode="append", storage_options=where.storage_options,
+                            commit_properties=properties, writer_properties=_writer(columns))
         except CommitFailedError:
             time.sleep(0.05 * (attempt + 1))  # another writer committed some of the same batches: look again
             continue
@@ -125,11 +140,11 @@ def append(store: Store, rows: pa.Table, batch_ids: list[str], run_id: str | Non
     raise AppendConflict(f"table append still conflicting after {attempts} attempts ({len(todo)} batches)")
 
 
-def _create(where: TableLocation) -> None:
+def _create(where: TableLocation, columns: pa.Schema) -> None:
     """The empty table, unless it exists; a rival creating it at the same moment wins harmlessly."""
     try:
-        DeltaTable.create(where.uri, TABLE_SCHEMA, mode="ignore", name="tandem accepted rows",
-                          configuration={"delta.dataSkippingStatsColumns": STATS_COLUMNS},
+        DeltaTable.create(where.uri, columns, mode="ignore", name="tandem accepted rows",
+                          configuration={"delta.dataSkippingStatsColumns": _stats_columns(columns)},
                           storage_options=where.storage_options)
     except Exception:  # delta-rs raises a generic error when version 0 appeared meanwhile
         if _open(where) is None:
@@ -143,17 +158,18 @@ def _open(where: TableLocation, version: int | None = None) -> DeltaTable | None
         return None
 
 
-def batch_rows(batch_id: str, table: pa.Table) -> pa.Table:
-    """A batch's rows as the table holds them: the batch schema plus the batch id."""
-    table = table.select(list(BATCH_SCHEMA.names)).replace_schema_metadata(None)
+def batch_rows(batch_id: str, table: pa.Table, task: Task) -> pa.Table:
+    """A batch's rows as the table holds them: the task's batch schema plus the batch id."""
+    batch_schema = schema.of(task).schema.remove_metadata()
+    table = table.select(list(batch_schema.names)).replace_schema_metadata(None)
     try:
-        table = table.cast(BATCH_SCHEMA)
+        table = table.cast(batch_schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        table = table.cast(BATCH_SCHEMA, safe=False)  # a type GX accepts (e.g. us timestamps) that the schema narrows
+        table = table.cast(batch_schema, safe=False)  # a type GX accepts (e.g. us timestamps) that the schema narrows
     return table.append_column(BATCH_ID, pa.array([batch_id] * table.num_rows, pa.string()))
 
 
-def record_policies(store: Store, tables: list[pa.Table]) -> None:
+def record_policies(store: Store, tables: list[pa.Table], task: Task) -> None:
     """Keep the public JSON of each policy the batches recorded (a handful ever), for the snapshot's
     manifest and its k: the table's rows carry only the policy's name."""
     seen = set()
@@ -163,24 +179,25 @@ def record_policies(store: Store, tables: list[pa.Table]) -> None:
             seen.add(raw)
             policy = policy_from_metadata(t.schema.metadata)
             slug = "".join(c if c.isalnum() else "_" for c in policy.name)
-            put_json(store, f"{POLICIES}{slug}-{sha256_hex(raw)[:12]}.json", policy.public_dict(), if_absent=True)
+            put_json(store, f"{POLICIES}{slug}-{sha256_hex(raw)[:12]}.json", policy.public_dict(task), if_absent=True)
 
 
-def commit(store: Store, batches: dict[str, pa.Table], run_id: str | None = None) -> int:
-    """Accepted batches (id -> their validated rows) into the table in one commit, each once; returns
-    the table version that holds them."""
-    record_policies(store, list(batches.values()))
-    return append(store, _all_rows(batches), list(batches), run_id)[0]
+def commit(store: Store, batches: dict[str, pa.Table], task: Task, run_id: str | None = None) -> int:
+    """Accepted batches of `task` (id -> their validated rows) into the table in one commit, each once;
+    returns the table version that holds them."""
+    record_policies(store, list(batches.values()), task)
+    return append(store, _all_rows(batches, task), list(batches), run_id)[0]
 
 
-def _all_rows(batches: dict[str, pa.Table]) -> pa.Table:
+def _all_rows(batches: dict[str, pa.Table], task: Task) -> pa.Table:
     """`batch_rows` of every batch, cast once when they share the schema's types (the bulk path's
     always do); batch by batch otherwise."""
-    plain = [t.select(list(BATCH_SCHEMA.names)).replace_schema_metadata(None) for t in batches.values()]
+    batch_schema = schema.of(task).schema.remove_metadata()
+    plain = [t.select(list(batch_schema.names)).replace_schema_metadata(None) for t in batches.values()]
     try:
-        rows = pa.concat_tables(plain, promote_options="default").combine_chunks().cast(BATCH_SCHEMA)  # not a chunk per batch
+        rows = pa.concat_tables(plain, promote_options="default").combine_chunks().cast(batch_schema)  # not a chunk per batch
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return pa.concat_tables([batch_rows(b, t) for b, t in batches.items()])
+        return pa.concat_tables([batch_rows(b, t, task) for b, t in batches.items()])
     ids = np.repeat(np.array(list(batches), dtype=object), [t.num_rows for t in plain])
     return rows.append_column(BATCH_ID, pa.array(ids, pa.string()))
 
@@ -196,7 +213,7 @@ def erase_batches(store: Store, batch_ids: list[str]) -> dict:
     if any(not _SAFE_ID.fullmatch(b) for b in ids):
         raise ValueError("batch ids must be lowercase hex")
     predicate = f"{BATCH_ID} IN ({', '.join(repr(b) for b in ids)})"
-    metrics = table.delete(predicate, writer_properties=_WRITER)
+    metrics = table.delete(predicate, writer_properties=_writer(pa.schema(table.schema().to_arrow())))
     table = open_table(store)
     removed = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
     _drop_old_log(store)

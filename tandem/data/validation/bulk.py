@@ -35,8 +35,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from tandem.contract.features import TASK
-from tandem.contract.schema import BATCH_SCHEMA, POLICY_COLUMN, TASK_METADATA
+from tandem.contract import schema
+from tandem.contract.schema import POLICY_COLUMN, TASK_METADATA
 from tandem.data.validation.batch_stats import judged_on_statistics, min_max_frame
 from tandem.data.validation.suites import (
     CAPTURED_AT_MAX_PARAMETER,
@@ -47,13 +47,12 @@ from tandem.data.validation.suites import (
     suite_path,
     write_missing,
 )
+from tandem.task import Task
 
 BATCH = "__batch"
 ROW_FORMS = ("anonymized", "dp")  # forms whose suites are row-wise; "encrypted" looks at the envelope
 _TABLE_LEVEL = {"expect_table_columns_to_match_ordered_list", "expect_table_row_count_to_be_between",
                 "expect_column_values_to_be_of_type"}  # step 1 checks these exactly, per file
-_TYPES = [f.type for f in BATCH_SCHEMA]
-_NULLABLE = pa.schema([f.with_nullable(True) for f in BATCH_SCHEMA])  # files differ only in that; nulls are GX's to find
 
 
 @dataclass
@@ -65,14 +64,15 @@ class Candidate:
     forms: tuple[str, ...]
 
 
-def structural(parquet: pq.ParquetFile, batch_id: str) -> Candidate | None:
-    """The batch (an opened parquet file) read with pyarrow, when it is bulk material (see step 1);
-    None sends it to the per-batch judge."""
+def structural(parquet: pq.ParquetFile, batch_id: str, task: Task) -> Candidate | None:
+    """The batch of `task` (an opened parquet file) read with pyarrow, when it is bulk material (see
+    step 1); None sends it to the per-batch judge."""
+    expected = schema.of(task).schema
     try:
         table = parquet.read(use_threads=False)  # callers read many files in threads: one thread a file decodes faster
     except Exception:
         return None
-    if table.schema.names != BATCH_SCHEMA.names or [f.type for f in table.schema] != _TYPES or table.num_rows < 1:
+    if table.schema.names != expected.names or table.schema.types != expected.types or table.num_rows < 1:
         return None
     names = pc.unique(table.column(POLICY_COLUMN)).to_pylist()
     if len(names) != 1 or not isinstance(names[0], str) or not re.fullmatch(POLICY_REGEX, names[0]):
@@ -80,7 +80,7 @@ def structural(parquet: pq.ParquetFile, batch_id: str) -> Candidate | None:
     forms = tuple(f for f in names[0].split("/")[0].split("+") if f != "pseudonymized")
     if any(f not in ROW_FORMS for f in forms):
         return None
-    if (table.schema.metadata or {}).get(TASK_METADATA) != TASK.tag.encode():
+    if (table.schema.metadata or {}).get(TASK_METADATA) != task.tag.encode():
         return None  # the per-batch judge quarantines it with the task it was made under
     recorded = (table.schema.metadata or {}).get(b"tandem.policy")
     if recorded is not None:
@@ -115,7 +115,7 @@ class _BulkRuntime:
     """The bulk version of a suite file: its row-wise part and its part judged on per-batch
     statistics, with their own GX context (one per thread, like the runner's)."""
 
-    def __init__(self, path: Path, form: str | None):
+    def __init__(self, path: Path, form: str | None, batch_schema: pa.Schema):
         self.mtime = path.stat().st_mtime_ns
         suite = load_suite(path)
         self.count = len(suite.expectations)  # what the per-batch reason reports as evaluated
@@ -126,7 +126,7 @@ class _BulkRuntime:
                 continue
             if config.type == "expect_column_values_to_be_unique":
                 on_rows.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=[BATCH, config.kwargs["column"]]).configuration)
-            elif judged_on_statistics(config, BATCH_SCHEMA):
+            elif judged_on_statistics(config, batch_schema):
                 on_stats.append(config)
             else:
                 on_rows.append(config)
@@ -141,14 +141,15 @@ class _BulkRuntime:
 _local = threading.local()
 
 
-def _runtime(form: str | None, folder: Path | None) -> _BulkRuntime:
-    path = suite_path(form, folder)
+def _runtime(task: Task, form: str | None, folder: Path | None) -> _BulkRuntime:
+    path = suite_path(task, form, folder)
     if folder is None and not path.exists():
-        write_missing()  # a new task's suites, generated from its definition
+        write_missing(task)  # a new task's suites, generated from its definition
     cache = _local.__dict__.setdefault("runtimes", {})
-    runtime = cache.get(path)
+    key = (task.tag, path)  # a suite folder given for one task says nothing of another's
+    runtime = cache.get(key)
     if runtime is None or runtime.mtime != path.stat().st_mtime_ns:
-        runtime = cache[path] = _BulkRuntime(path, form)
+        runtime = cache[key] = _BulkRuntime(path, form, schema.of(task).schema)
     return runtime
 
 
@@ -199,8 +200,9 @@ class BulkOutcome:
     failed: list[str]  # batch ids to judge alone
 
 
-def validate_many(candidates: list[Candidate], suites_dir: Path | None = None, now: datetime | None = None) -> BulkOutcome:
-    """The bulk pass over structurally sound batches (see the module's steps 2 and 3)."""
+def validate_many(candidates: list[Candidate], task: Task, suites_dir: Path | None = None,
+                  now: datetime | None = None) -> BulkOutcome:
+    """The bulk pass over structurally sound batches of `task` (see the module's steps 2 and 3)."""
     if not candidates:
         return BulkOutcome({}, [])
     now = now or datetime.now(timezone.utc)
@@ -208,15 +210,16 @@ def validate_many(candidates: list[Candidate], suites_dir: Path | None = None, n
     rows = np.array([c.table.num_rows for c in candidates])
     owner = np.repeat(np.arange(len(candidates)), rows)
     # structural() checked the types: the files differ only in nullability and metadata, so one cast
-    table = pa.concat_tables([c.table for c in candidates], promote_options="default").combine_chunks().cast(_NULLABLE)
-    main = _runtime(None, suites_dir)
+    nullable = pa.schema([f.with_nullable(True) for f in schema.of(task).schema])  # files differ only in that; nulls are GX's to find
+    table = pa.concat_tables([c.table for c in candidates], promote_options="default").combine_chunks().cast(nullable)
+    main = _runtime(task, None, suites_dir)
     bad = _failing_batches(main, table, owner, params)
     counts = {None: main.count}
     for form in ROW_FORMS:
         members = [i for i, c in enumerate(candidates) if form in c.forms and i not in bad]
         if not members:
             continue
-        runtime = _runtime(form, suites_dir)
+        runtime = _runtime(task, form, suites_dir)
         counts[form] = runtime.count
         mask = np.isin(owner, members)
         bad |= _failing_batches(runtime, table.filter(pa.array(mask)), owner[mask], params)

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from tandem.contract.schema import BATCH_COLUMNS, LABEL_COLUMN, LABELS
+from tandem.contract.schema import LABEL_COLUMN
 from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX
 
@@ -142,7 +142,7 @@ def _describe(r: dict) -> tuple[int, str | None, str]:
         return 3, column, f"{column}: {of} look like {what}"  # never an example: they are the identifiers
     if kind == "expect_column_values_to_be_in_set":
         if column == LABEL_COLUMN:
-            return 4, column, f"label: {of} outside the task's {len(LABELS)} labels{eg}"
+            return 4, column, f"label: {of} outside the task's {len(kw.get('value_set') or ())} labels{eg}"
         return 4, column, f"{column}: {of} outside the allowed set{eg}"
     if kind == "expect_column_values_to_be_unique":
         return 4, column, f"{column}: {of} are duplicated within the batch{eg}"
@@ -202,7 +202,8 @@ def _reason(result: dict, max_parts: int = 6) -> str:
             kind = (r.get("expectation_config") or {}).get("type")
             if kind == "expect_table_columns_to_match_ordered_list":
                 observed = set(map(str, (r.get("result") or {}).get("observed_value") or []))
-                broken_columns |= {c for c in BATCH_COLUMNS if c not in observed}
+                expected = (r.get("expectation_config") or {}).get("kwargs", {}).get("column_list") or []
+                broken_columns |= {c for c in expected if c not in observed}
             elif column:
                 broken_columns.add(column)
     # A missing or mistyped column explains every other failure on it: those are not listed.

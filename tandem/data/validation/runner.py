@@ -18,8 +18,8 @@ import great_expectations as gx
 import pyarrow.parquet as pq
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from tandem.contract.features import TASK
-from tandem.contract.schema import BATCH_COLUMNS, POLICY_COLUMN, TASK_METADATA
+from tandem.contract import schema
+from tandem.contract.schema import POLICY_COLUMN, TASK_METADATA
 from tandem.data.validation.reasons import (
     _exception_message,
     _one_line,
@@ -40,6 +40,7 @@ from tandem.data.validation.suites import (
     transport_frame,
     write_missing,
 )
+from tandem.task import Task
 
 _log = logging.getLogger(__name__)
 
@@ -81,11 +82,11 @@ class _Runtime:
 _local = threading.local()
 
 
-def _get_runtime(form: str | None = None, folder: Path | None = None) -> _Runtime:
-    """The cached runtime of the current suite file; rebuilt when that file changes."""
-    path = suite_path(form, folder)
+def _get_runtime(task: Task, form: str | None = None, folder: Path | None = None) -> _Runtime:
+    """The cached runtime of the task's suite file; rebuilt when that file changes."""
+    path = suite_path(task, form, folder)
     if folder is None and not path.exists():
-        write_missing()  # a new task's suites, generated from its definition
+        write_missing(task)  # a new task's suites, generated from its definition
     runtimes = _local.__dict__.setdefault("runtimes", {})
     runtime = runtimes.get(path)
     if runtime is None or runtime.mtime != path.stat().st_mtime_ns:
@@ -100,14 +101,14 @@ def _columns_of(kwargs: dict) -> set[str]:
 DETAIL_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
 
 
-def _run_suite(runtime: _Runtime, frame, params: dict) -> dict:
+def _run_suite(runtime: _Runtime, frame, params: dict, columns: tuple[str, ...]) -> dict:
     """Two passes: the whole suite as BOOLEAN_ONLY (GX's cost is per expectation and the detailed
     formats about double it), then only the failed expectations again in SUMMARY for the counts and
     examples; their detailed results replace the boolean ones. Returns the JSON dict."""
     batch = runtime.batch_definition.get_batch(batch_parameters={"dataframe": frame})
     suite, skipped = runtime.suite, []
     present = set(map(str, frame.columns))
-    if not set(BATCH_COLUMNS) <= present:
+    if not set(columns) <= present:
         # Expectations on a missing column can only fail, each with a traceback (seconds for a
         # foreign file); the column-list expectation reports the missing columns instead.
         keep = [e.id for e in runtime.suite.expectations if _columns_of(e.configuration.kwargs) <= present]
@@ -139,8 +140,9 @@ def _declared_forms(frame) -> list[str]:
     return [f for f in FORM_SUITES if f in forms]
 
 
-def validate_batch(data: bytes, batch_id: str, transport: dict | None = None, suites_dir: Path | None = None) -> BatchVerdict:
-    """Judge one shared batch (parquet bytes; for a sealed batch, the plaintext the server opened in
+def validate_batch(data: bytes, batch_id: str, task: Task, transport: dict | None = None,
+                   suites_dir: Path | None = None) -> BatchVerdict:
+    """Judge one shared batch of `task` (parquet bytes; for a sealed batch, the plaintext the server opened in
     memory, with `transport` describing the envelope: ``{"stored_format", "aead", "key_id"}``).
     Runs the shared-batch suite, and the suite of every form the batch's policy declares. Never
     raises on bad data: any problem is a failed verdict. For sealed and anonymized batches no
@@ -160,10 +162,10 @@ def validate_batch(data: bytes, batch_id: str, transport: dict | None = None, su
     hide = sealed or "anonymized" in forms
     form_results: dict[str, dict] = {}
     try:
-        result = _run_suite(_get_runtime(None, suites_dir), frame, params)
+        result = _run_suite(_get_runtime(task, None, suites_dir), frame, params, schema.of(task).columns)
         for form in forms:
             form_frame = transport_frame(transport) if form == "encrypted" else frame
-            form_results[form] = _run_form_suite(_get_runtime(form, suites_dir), form_frame)
+            form_results[form] = _run_form_suite(_get_runtime(task, form, suites_dir), form_frame)
     except Exception as exc:
         why = _one_line(exc)
         _log.warning("batch %s: validation could not run: %s", batch_id, why)
@@ -185,7 +187,7 @@ def validate_batch(data: bytes, batch_id: str, transport: dict | None = None, su
             recorded_name = None
         if set(frame[POLICY_COLUMN].dropna().unique()) - {recorded_name}:
             metadata_problem = "policy: the batch's recorded policy (parquet metadata) does not match its policy column"
-    task_problem = task_mismatch(table.schema.metadata)
+    task_problem = task_mismatch(table.schema.metadata, task)
     if task_problem:
         metadata_problem = f"{metadata_problem}; {task_problem}" if metadata_problem else task_problem
     ok = bool(result.get("success")) and all(r.get("success") for r in form_results.values()) and metadata_problem is None
@@ -220,14 +222,14 @@ def validate_batch(data: bytes, batch_id: str, transport: dict | None = None, su
     return BatchVerdict(False, reason, result, rows)
 
 
-def task_mismatch(metadata: dict | None) -> str | None:
-    """Why a batch's recorded task (parquet metadata) is not the one this server serves, or None."""
+def task_mismatch(metadata: dict | None, task: Task) -> str | None:
+    """Why a batch's recorded task (parquet metadata) is not `task`, the one this server serves, or None."""
     recorded = (metadata or {}).get(TASK_METADATA)
     if recorded is None:
-        return f"task: the batch declares no task (parquet metadata {TASK_METADATA.decode()}); this server serves {TASK.tag}"
-    if recorded != TASK.tag.encode():
+        return f"task: the batch declares no task (parquet metadata {TASK_METADATA.decode()}); this server serves {task.tag}"
+    if recorded != task.tag.encode():
         made = recorded.decode(errors="replace")[:80]
-        return f"task: made under {made}, this server serves {TASK.tag}"
+        return f"task: made under {made}, this server serves {task.tag}"
     return None
 
 

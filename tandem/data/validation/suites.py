@@ -13,18 +13,12 @@ import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow as pa
 
-from tandem.contract.features import CLASSES, CLASSIFICATION, FEATURE_NAMES, SERIES, TASK, feature_bounds
-from tandem.contract.schema import (
-    BATCH_COLUMNS,
-    BATCH_SCHEMA,
-    DEVICE_COLUMNS,
-    LABEL_COLUMN,
-    POLICY_COLUMN,
-)
+from tandem.contract import features, schema
+from tandem.contract.schema import LABEL_COLUMN, POLICY_COLUMN
 from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
 from tandem.privacy import policy, sealing
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX, PSEUDONYM_REGEX
-from tandem.task import BUILTIN
+from tandem.task import BUILTIN, Task
 
 SUITE_NAME = "shared_batch"
 SUITE_FILE = f"{SUITE_NAME}.json"
@@ -42,18 +36,26 @@ CAPTURED_AT_MIN = "2010-01-01T00:00:00+00:00"
 CAPTURED_AT_MAX_PARAMETER = "captured_at_max"  # supplied at run time: now + CLOCK_SKEW
 CLOCK_SKEW = timedelta(days=1)  # device clocks run ahead; further in the future is not plausible
 
-STRING_COLUMNS = tuple(f.name for f in BATCH_SCHEMA if str(f.type) in ("string", "large_string"))
 GENERIC_QI_REGEX = r"^[A-Za-z0-9_.,*-]{1,32}$"  # a quasi-identifier the allow-list does not know: short, no spaces or @
 HEX_COLUMNS = ("pseudonym", "window_id")  # exact hex formats: checked by their own regex
-TEXT_COLUMNS = ("key_id", *DEVICE_COLUMNS, POLICY_COLUMN)
 
 
-def feature_ranges() -> dict[str, tuple[float, float]]:
-    """Plausible [min, max] of every feature column, in FEATURE_NAMES order: each feature operation
+def string_columns(task: Task) -> tuple[str, ...]:
+    return tuple(f.name for f in schema.of(task).schema if str(f.type) in ("string", "large_string"))
+
+
+def text_columns(task: Task) -> tuple[str, ...]:
+    """Short labels, never free text: the key id, the device metadata, the policy."""
+    return ("key_id", *schema.of(task).device_columns, POLICY_COLUMN)
+
+
+def feature_ranges(task: Task) -> dict[str, tuple[float, float]]:
+    """Plausible [min, max] of every feature column, in feature_names order: each feature operation
     derives its outputs' ranges from its inputs' (tandem.contract.feature_ops), starting from the
     task's input ranges (each channel's max |value|)."""
-    ranges = feature_bounds()
-    assert tuple(ranges) == FEATURE_NAMES, "feature_ranges() out of step with FEATURE_NAMES"
+    featurization = features.of(task)
+    ranges = featurization.feature_bounds()
+    assert list(ranges) == list(featurization.feature_names), "feature_ranges() out of step with feature_names"
     return {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}
 
 
@@ -68,21 +70,25 @@ def _pandas_type(pa_type) -> str:
     raise ValueError(f"no pandas type mapping for {pa_type}")
 
 
-def target_expectation():
-    """Labels within the task's classes, or the numeric target within its declared range."""
-    if CLASSIFICATION:
-        return gxe.ExpectColumnValuesToBeInSet(column=LABEL_COLUMN, value_set=list(CLASSES))
-    return gxe.ExpectColumnValuesToBeBetween(column=LABEL_COLUMN, min_value=TASK.target.min, max_value=TASK.target.max)
+# the expectation each kind's label rule names (tandem.task.kinds: `label_rule`)
+_LABEL_EXPECTATIONS = {"in_set": gxe.ExpectColumnValuesToBeInSet, "between": gxe.ExpectColumnValuesToBeBetween}
 
 
-def build_suite():
-    """The shared-batch expectation suite (the generator of expectations/shared_batch.json)."""
+def target_expectation(task: Task):
+    """Labels within the task's classes, or the numeric target within its declared range: the kind says."""
+    rule, arguments = features.of(task).kind.label_rule()
+    return _LABEL_EXPECTATIONS[rule](column=LABEL_COLUMN, **arguments)
+
+
+def build_suite(task: Task):
+    """The task's shared-batch expectation suite (the generator of expectations/<task>/shared_batch.json)."""
+    batch = schema.of(task)
     ex: list = [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(BATCH_COLUMNS)),
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(batch.columns)),
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
     ]
-    ex += [gxe.ExpectColumnValuesToBeOfType(column=f.name, type_=_pandas_type(f.type)) for f in BATCH_SCHEMA]
-    ex += [gxe.ExpectColumnValuesToNotBeNull(column=name) for name in BATCH_COLUMNS]
+    ex += [gxe.ExpectColumnValuesToBeOfType(column=f.name, type_=_pandas_type(f.type)) for f in batch.schema]
+    ex += [gxe.ExpectColumnValuesToNotBeNull(column=name) for name in batch.columns]
     # identity
     ex += [
         gxe.ExpectColumnValuesToMatchRegex(column="pseudonym", regex=PSEUDONYM_REGEX),
@@ -93,22 +99,22 @@ def build_suite():
     ]
     # features
     ex += [gxe.ExpectColumnValuesToBeBetween(column=name, min_value=lo, max_value=hi)
-           for name, (lo, hi) in feature_ranges().items()]
+           for name, (lo, hi) in feature_ranges(task).items()]
     ex += [gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=f"{s}_max", column_B=f"{s}_min", or_equal=True)
-           for s in SERIES]
+           for s in features.of(task).series]
     # label, policy, short text columns
     ex += [
         gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=KNOWN_POLICY_REGEX),
     ]
-    ex += [target_expectation()]
+    ex += [target_expectation(task)]
     ex += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=QUASI_IDENTIFIER_REGEX.get(c, GENERIC_QI_REGEX))
-           for c in DEVICE_COLUMNS]
+           for c in batch.device_columns]
     ex += [gxe.ExpectColumnValueLengthsToBeBetween(column=name, min_value=1, max_value=MAX_TEXT_LENGTH)
-           for name in TEXT_COLUMNS]
+           for name in text_columns(task)]
     # no raw identifiers anywhere. The phone pattern is not run on the exact-hex columns: a hex
     # digest often holds 9+ digits in a row (a quarter of all 64-hex pseudonyms), and their own
     # regex already admits nothing but lowercase hex of a fixed length.
-    for name in STRING_COLUMNS:
+    for name in string_columns(task):
         ex.append(gxe.ExpectColumnValuesToNotMatchRegex(column=name, regex=EMAIL_REGEX))
         if name not in HEX_COLUMNS:
             ex.append(gxe.ExpectColumnValuesToNotMatchRegex(column=name, regex=PHONE_REGEX))
@@ -120,7 +126,7 @@ def build_suite():
         meta={
             "great_expectations_version": gx.__version__,
             "generated_by": "tandem expectations (tandem.data.validation.suites.build_suite)",
-            "task": TASK.tag,
+            "task": task.tag,
             "read_as": "pyarrow.parquet.read_table(...).to_pandas() under pandas 3",
             "runtime_parameters": {CAPTURED_AT_MAX_PARAMETER: f"now (UTC) + {CLOCK_SKEW.total_seconds() / 3600:g} h"},
         },
@@ -131,19 +137,20 @@ def form_suite_name(form: str) -> str:
     return f"{SUITE_NAME}.{form}"
 
 
-def build_form_suite(form: str):
+def build_form_suite(form: str, task: Task):
     """The invariants of one modified form (generator of expectations/shared_batch.<form>.json).
 
     anonymized: every quasi-identifier is a generalized value (tandem.privacy.policy's hierarchy), never a
     plain one. dp: every feature within the policy's clipping bounds. encrypted: run on the batch's
     transport facts (one row: how the object was stored), it must have been sealed with AES-GCM."""
     if form == "anonymized":
-        ex = [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=policy.GENERALIZED_REGEX[c]) for c in DEVICE_COLUMNS]
+        ex = [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=policy.GENERALIZED_REGEX[c])
+              for c in schema.of(task).device_columns]
         ex.append(gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=r"^[a-z+_-]*\banonymized\b[a-z+_-]*/v[0-9]+$"))
         meta = {"checks": "quasi-identifiers generalized on the device (k itself is enforced by the server's snapshot)"}
     elif form == "dp":
         ex = [gxe.ExpectColumnValuesToBeBetween(column=name, min_value=lo, max_value=hi)
-              for name, (lo, hi) in policy.clip_bounds().items()]
+              for name, (lo, hi) in policy.clip_bounds(task).items()]
         ex.append(gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=r"^[a-z+_-]*\bdp\b[a-z+_-]*/v[0-9]+$"))
         meta = {"checks": "features within the DP clipping bounds of policy v1"}
     elif form == "encrypted":
@@ -159,7 +166,7 @@ def build_form_suite(form: str):
     else:
         raise ValueError(f"no suite for form {form!r}")
     return gx.ExpectationSuite(name=form_suite_name(form), expectations=ex,
-                               meta={"great_expectations_version": gx.__version__, "form": form, "task": TASK.tag,
+                               meta={"great_expectations_version": gx.__version__, "form": form, "task": task.tag,
                                      "generated_by": "tandem expectations (tandem.data.validation.suites.build_form_suite)",
                                      **meta})
 
@@ -174,8 +181,8 @@ def transport_frame(transport: dict | None):
                          "envelope_key_id": [t.get("key_id", "none")]})
 
 
-def suite_json(suite=None) -> str:
-    d = (suite or build_suite()).to_json_dict()
+def suite_json(suite) -> str:
+    d = suite.to_json_dict()
     d.pop("id", None)
     for e in d["expectations"]:
         e.pop("id", None)
@@ -185,35 +192,40 @@ def suite_json(suite=None) -> str:
 REPOSITORY_DIR = Path(__file__).resolve().parents[3] / "expectations"  # the repository's expectations/
 
 
-def default_dir() -> Path:
+def default_dir(task: Task) -> Path:
     """A built-in task's suites: expectations/<task>/ in the repository; a team's task folder keeps
     its own in <folder>/expectations/."""
-    folder = TASK.folder
+    folder = task.folder
     if folder is None or folder.parent == BUILTIN.resolve():
-        return REPOSITORY_DIR / TASK.name
+        return REPOSITORY_DIR / task.name
     return folder / "expectations"
 
 
-def suite_path(form: str | None = None, folder: Path | None = None) -> Path:
-    """Where a suite lives: `folder` (the settings' TANDEM_EXPECTATIONS_DIR) or the task's default."""
-    return (folder or default_dir()) / (SUITE_FILE if form is None else f"{form_suite_name(form)}.json")
+def suite_path(task: Task, form: str | None = None, folder: Path | None = None) -> Path:
+    """Where a suite of `task` lives: `folder` (the settings' TANDEM_EXPECTATIONS_DIR) or the task's default."""
+    return (folder or default_dir(task)) / (SUITE_FILE if form is None else f"{form_suite_name(form)}.json")
 
 
-def write_missing(folder: Path | None = None) -> list[Path]:
+def build(task: Task, form: str | None = None):
+    """The task's shared-batch suite (`form` None) or one form's suite."""
+    return build_suite(task) if form is None else build_form_suite(form, task)
+
+
+def write_missing(task: Task, folder: Path | None = None) -> list[Path]:
     """Generate the task's suites that do not exist yet (a new task folder has none)."""
     written = []
     for form in (None, *FORM_SUITES):
-        path = suite_path(form, folder)
+        path = suite_path(task, form, folder)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(suite_json(None if form is None else build_form_suite(form)))
+            path.write_text(suite_json(build(task, form)))
             written.append(path)
     return written
 
 
-def load_suite(path: Path | None = None):
+def load_suite(path: Path):
     """The suite from its JSON; refuses a file in which GX drops any expectation as invalid."""
-    path = Path(path or suite_path())
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no GX suite here (write the task's suites with `tandem expectations`)")
     d = json.loads(path.read_text())
