@@ -7,9 +7,10 @@ import json
 import typer
 from rich.console import Console
 
+from tandem import task as tasks
 from tandem.data.validation.suites import (
     FORM_SUITES,
-    build_form_suite,
+    build,
     suite_json,
     suite_path,
 )
@@ -20,9 +21,9 @@ console = Console()
 
 def expectations_command(check: bool = typer.Option(False, "--check", help="only compare; exit 1 if a file is out of date")):
     """Write expectations/shared_batch*.json from the batch schema (the suites kept in git)."""
-    folder = Settings().expectations_dir
-    targets = [(suite_path(folder=folder), suite_json())]
-    targets += [(suite_path(form, folder=folder), suite_json(build_form_suite(form))) for form in FORM_SUITES]
+    settings = Settings()
+    task, folder = tasks.resolve(settings.task), settings.expectations_dir
+    targets = [(suite_path(task, form, folder), suite_json(build(task, form))) for form in (None, *FORM_SUITES)]
     stale = 0
     for path, text in targets:
         if check:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tandem import task as tasks
 from tandem.data import reference
 from tandem.data.store import store_from_settings
 from tandem.settings import Settings
@@ -36,7 +37,8 @@ def add(file: Path = typer.Argument(..., exists=True, dir_okay=False,
     """Register recordings as the next version of the reference set (the same file again adds nothing)."""
     settings = Settings()
     before = reference.latest_manifest(store_from_settings(settings), settings.model_name)
-    manifest = reference.add(store_from_settings(settings), settings.model_name, file.read_bytes(), source=file.name)
+    manifest = reference.add(store_from_settings(settings), settings.model_name, file.read_bytes(), tasks.resolve(settings.task),
+                             source=file.name)
     new = before is None or before["version"] != manifest["version"]
     console.print(("registered " if new else "already registered: ") + _describe(manifest))
 
