@@ -30,10 +30,12 @@ from tasks.train import (
 @flow(name="train-and-release", log_prints=True)
 def train_and_release(params: RunParams = RunParams()) -> dict:
     """Ingest new batches (validate, quarantine bad ones, append to the table), train on the table's latest version, pretrain,
-    evaluate on users who never shared, convert to an updatable Core ML model and publish it."""
+    evaluate on users who never shared, convert to an updatable Core ML model and publish it. What `params`
+    leaves unset is the served task's own (its task.yaml), never another task's."""
     guard_ephemeral_server()  # a killed run must not leave its ephemeral Prefect server behind
     log = get_run_logger()
     ctx = pipeline.Context(with_signing_key(Settings()))
+    params = pipeline.run_params(ctx, params)
     pipeline.preflight(ctx)
     summary = ingest()  # the ingest flow, as a subflow: new batches into the table first
 
@@ -51,7 +53,7 @@ def train_and_release(params: RunParams = RunParams()) -> dict:
     try:
         result = pretrain_model(ctx, snapshot, params, run_id)
         metrics = evaluate_model(ctx, snapshot, result, run_id)
-        mlmodel = convert_model(result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
+        mlmodel = convert_model(ctx, result, params, {"snapshot": snapshot.snapshot_id, "mlflow_run_id": run_id})
         outcome = publish_candidate(ctx, snapshot, result, metrics, mlmodel, params, run_id)
     except BaseException:
         fail_tracking(ctx, run_id)

@@ -147,8 +147,14 @@ def already_trained(ctx: Context, snapshot_id: str) -> dict | None:
     return candidate.trained_record(ctx.store, ctx.settings.model_name, snapshot_id)
 
 
+def run_params(ctx: Context, params: RunParams | None = None) -> RunParams:
+    """The run's parameters for the served task: what `params` was given, the task's own values for
+    the rest (`RunParams.on`)."""
+    return (params or RunParams()).on(ctx.task)
+
+
 def start_tracking(ctx: Context, snapshot: Snapshot, params: RunParams, summary: dict) -> str:
-    return candidate.start_tracking(ctx.tracker, snapshot, params, summary)
+    return candidate.start_tracking(ctx.tracker, snapshot, run_params(ctx, params), summary)
 
 
 def pretrain_model(ctx: Context, snapshot: Snapshot, params: RunParams, run_id: str | None) -> TrainResult:
@@ -157,17 +163,18 @@ def pretrain_model(ctx: Context, snapshot: Snapshot, params: RunParams, run_id: 
     def on_epoch(epoch: int, metrics: dict) -> None:
         ctx.tracker.log_metrics(run_id, metrics, step=epoch)
 
-    rows = candidate.training_rows(snapshot, ctx.settings)  # the held-out pseudonyms are never trained on
-    return training.pretrain(rows, params.train, on_epoch=on_epoch if run_id else None, dp_sgd=params.dp_sgd)
+    rows = candidate.training_rows(ctx.task, snapshot, ctx.settings)  # the held-out pseudonyms are never trained on
+    params = run_params(ctx, params)
+    return training.pretrain(ctx.task, rows, params.train, on_epoch=on_epoch if run_id else None, dp_sgd=params.dp_sgd)
 
 
 def evaluate_model(ctx: Context, snapshot: Snapshot, result: TrainResult, run_id: str) -> dict:
     """Score the candidate on the held-out pseudonyms and on the reference set."""
-    return candidate.evaluate(ctx.tracker, ctx.store, snapshot, result, run_id)
+    return candidate.evaluate(ctx.task, ctx.tracker, ctx.store, snapshot, result, run_id)
 
 
-def convert_model(result: TrainResult, params: RunParams, metadata: dict) -> bytes:
-    return training.convert(result, params, metadata)
+def convert_model(ctx: Context, result: TrainResult, params: RunParams, metadata: dict) -> bytes:
+    return training.convert(ctx.task, result, run_params(ctx, params), metadata)
 
 
 # release
@@ -185,8 +192,8 @@ def gate_and_publish(ctx: Context, snapshot: Snapshot, result: TrainResult, metr
             ctx.tracker.end_run(run_id, "FINISHED")
             return {"status": "up-to-date", "snapshot": snapshot.snapshot_id, "previous": done,
                     "model": ctx.settings.model_name, "mlflow_run_id": run_id}
-        outcome = candidate.gate_and_publish(ctx.tracker, ctx.store, snapshot, result, metrics, mlmodel, params,
-                                             run_id, ctx.signer)
+        outcome = candidate.gate_and_publish(ctx.task, ctx.tracker, ctx.store, snapshot, result, metrics, mlmodel,
+                                             run_params(ctx, params), run_id, ctx.signer)
         record_trained(ctx, snapshot.snapshot_id, outcome)
         return outcome
 

@@ -28,5 +28,5 @@ def evaluate_model(ctx: pipeline.Context, snapshot, result, run_id: str) -> dict
 
 
 @task(name="convert-to-coreml")
-def convert_model(result, params, metadata: dict) -> bytes:
-    return pipeline.convert_model(result, params, metadata)
+def convert_model(ctx: pipeline.Context, result, params, metadata: dict) -> bytes:
+    return pipeline.convert_model(ctx, result, params, metadata)

@@ -21,6 +21,8 @@ from tandem.release import gates
 from tandem.release.publish import mark_blocked, publish_release
 from tandem.release.signing import Signer
 from tandem.release.tracker import Tracker
+from tandem.task import Task
+from tandem.task.kinds import kind_of
 from tandem.training import metrics as evaluation
 from tandem.training import model
 from tandem.training.export import describe_updatable, load_spec
@@ -49,14 +51,14 @@ def evaluation_key(index: int) -> str:
     return f"eval-{index:02d}"
 
 
-def holdout_share(settings) -> float:
+def holdout_share(settings, task: Task) -> float:
     """TANDEM_HOLDOUT_SHARE when set, else the task's `evaluation.holdout_share`."""
-    return settings.holdout_share if "holdout_share" in settings.model_fields_set else features.TASK.evaluation.holdout_share
+    return settings.holdout_share if "holdout_share" in settings.model_fields_set else task.evaluation.holdout_share
 
 
-def training_rows(snapshot: Snapshot, settings):
+def training_rows(task: Task, snapshot: Snapshot, settings):
     """The snapshot's rows a candidate trains on: all but the held-out pseudonyms'."""
-    return holdout.split(snapshot.frame, holdout_share(settings), settings.model_name)[0]
+    return holdout.split(snapshot.frame, holdout_share(settings, task), settings.model_name)[0]
 
 
 def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) -> str:
@@ -74,80 +76,65 @@ def start_tracking(tracker: Tracker, snapshot: Snapshot, params, summary: dict) 
     return run_id
 
 
-def evaluation_users(store: Store, snapshot: Snapshot, settings) -> tuple[list[ReferenceUser], str]:
+def evaluation_users(task: Task, store: Store, snapshot: Snapshot, settings) -> tuple[list[ReferenceUser], str]:
     """Who a candidate is scored and updated on: the held-out pseudonyms of the snapshot (never
     trained on), else, in a fleet too small to hold any out, the reference set. And which it was."""
-    users = holdout.as_users(holdout.split(snapshot.frame, holdout_share(settings), settings.model_name)[1])
+    held_out = holdout.split(snapshot.frame, holdout_share(settings, task), settings.model_name)[1]
+    users = holdout.as_users(held_out, task)
     if users:
         return users, "held-out pseudonyms"
-    return reference.load(store, settings.model_name), "reference set"
+    return reference.load(store, settings.model_name, task), "reference set"
 
 
-def _scores(result: model.TrainResult, users: list[ReferenceUser]) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Accuracy and macro-F1 (a classifier) or MAE, RMSE and R^2 (a regressor) over the users' rows,
-    and per user (accuracy, or MAE)."""
+def _scores(task: Task, result: model.TrainResult, users: list[ReferenceUser]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The kind's metrics (accuracy and macro-F1, or MAE, RMSE and R^2) over the users' rows, and its
+    headline per user (accuracy, or MAE)."""
+    kind = kind_of(task)
     X = np.concatenate([u.features for u in users])
     y = np.concatenate([u.y for u in users])
-    if features.CLASSIFICATION:
-        predicted = model.predict_proba(result.model, X).argmax(axis=1)
-        metrics = evaluation.metrics(y, predicted, list(features.CLASSES))
-        per_user_error = lambda p, t: float((p == t).mean())  # noqa: E731
-        key = "per_user_accuracy"
-    else:
-        predicted = model.predict_values(result.model, X)
-        metrics = evaluation.regression_metrics(y, predicted)
-        per_user_error = lambda p, t: float(np.abs(p - t).mean())  # noqa: E731
-        key = "per_user_mae"
+    outputs = model.outputs(result.model, X)
+    predicted = kind.predicted(outputs)  # class indices, or values
+    metrics = kind.measure(y, predicted, evaluation)
     per_user, offset = {}, 0
     for i, u in enumerate(users):
-        per_user[evaluation_key(i)] = per_user_error(predicted[offset:offset + len(u.y)], u.y)
+        rows = slice(offset, offset + len(u.y))
+        per_user[evaluation_key(i)] = kind.measure(u.y, predicted[rows], evaluation)[kind.headline]
         offset += len(u.y)
-    return {**metrics, key: per_user, "n_users": len(users)}, y, predicted
+    return {**metrics, f"per_user_{kind.headline}": per_user, "n_users": len(users)}, y, predicted
 
 
-HEADLINE = ("accuracy", "macro_f1") if features.CLASSIFICATION else ("mae", "rmse", "r2")
-
-
-def evaluate(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult, run_id: str) -> dict:
-    """The task's metrics (`HEADLINE`) and a plot (confusion matrix, or predicted vs true) on the
+def evaluate(task: Task, tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
+             run_id: str) -> dict:
+    """The kind's release metrics and a plot (confusion matrix, or predicted vs true) on the
     evaluation users (`evaluation_users`), and the same on the reference set (the team's test
     devices) under ``reference_set``."""
-    users, source = evaluation_users(store, snapshot, tracker.settings)
-    metrics, y, predicted = _scores(result, users)
-    ref, _, _ = _scores(result, reference.load(store, tracker.model_name))
+    kind = kind_of(task)
+    users, source = evaluation_users(task, store, snapshot, tracker.settings)
+    metrics, y, predicted = _scores(task, result, users)
+    ref, _, _ = _scores(task, result, reference.load(store, tracker.model_name, task))
     metrics["evaluated_on"] = source
-    metrics["reference_set"] = {k: ref[k] for k in (*HEADLINE, "n_users")}
-    tracker.log_metrics(run_id, {k: metrics[k] for k in HEADLINE}, prefix="eval_")
-    tracker.log_metrics(run_id, {k: ref[k] for k in HEADLINE}, prefix="reference_")
+    metrics["reference_set"] = {k: ref[k] for k in (*kind.release_metrics, "n_users")}
+    tracker.log_metrics(run_id, {k: metrics[k] for k in kind.release_metrics}, prefix="eval_")
+    tracker.log_metrics(run_id, {k: ref[k] for k in kind.release_metrics}, prefix="reference_")
     with tempfile.TemporaryDirectory() as tmp:
-        if features.CLASSIFICATION:
-            png = Path(tmp) / "confusion_matrix.png"
-            cm = evaluation.confusion_matrix(y, predicted, len(features.CLASSES))
-            evaluation.plot_confusion_matrix(cm, list(features.CLASSES), png,
-                                             title=f"{source} (accuracy {metrics['accuracy']:.3f})")
-        else:
-            png = Path(tmp) / "predicted_vs_true.png"
-            evaluation.plot_predicted_vs_true(y, predicted, png, unit=features.TASK.target.unit,
-                                              title=f"{source} (MAE {metrics['mae']:.3f})")
+        png = kind.plot(y, predicted, evaluation, Path(tmp),
+                        title=f"{source} ({kind.headline_label} {metrics[kind.headline]:.3f})")
         tracker.log_files(run_id, {png.name: png.read_bytes()}, "evaluation")
     return metrics
 
 
-def summary_line(metrics: dict) -> str:
-    if features.CLASSIFICATION:
-        return f"accuracy {metrics['accuracy']:.3f} on {metrics['n_users']} evaluation users"
-    return f"MAE {metrics['mae']:.3f}, RMSE {metrics['rmse']:.3f} on {metrics['n_users']} evaluation users"
-
-
-def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
+def gate_and_publish(task: Task, tracker: Tracker, store: Store, snapshot: Snapshot, result: model.TrainResult,
                      metrics: dict, mlmodel: bytes, params, run_id: str, signer: Signer) -> dict:
-    users, _ = evaluation_users(store, snapshot, tracker.settings)
-    test_devices = reference.load(store, tracker.model_name)
+    kind = kind_of(task)
+    users, _ = evaluation_users(task, store, snapshot, tracker.settings)
+    test_devices = reference.load(store, tracker.model_name, task)
     ref = reference.latest_manifest(store, tracker.model_name)
-    trained_on = training_rows(snapshot, tracker.settings)
-    report = gates.run_gates(tracker.model_name, store, mlmodel, result, users, test_devices, params, train_frame=trained_on)
+    trained_on = training_rows(task, snapshot, tracker.settings)
+    report = gates.run_gates(task, tracker.model_name, store, mlmodel, result, users, test_devices, params,
+                             train_frame=trained_on)
+    tracker.log_params(run_id, report.thresholds, prefix="gates.")  # the floors the baseline set, by name
     tracker.log_metrics(run_id, report.metrics, prefix="gate_")
-    privacy = {"data": data_guarantee(snapshot.frame, snapshot.manifest.get("policies", {})),
+    privacy = {"data": data_guarantee(snapshot.frame, snapshot.manifest.get("policies", {}), len(kind.classes)),
                "model": model_guarantee(result), "membership": report.summary["membership"]}
     tracker.log_metrics(run_id, {"data_user_epsilon_max": privacy["data"]["epsilon_max"],
                                  "model_epsilon": privacy["model"]["epsilon"],
@@ -156,7 +143,7 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
                               "tandem.privacy.model": privacy["model"]["statement"]})
     files = {
         "model.mlmodel": mlmodel,
-        "feature_spec.json": json.dumps(features.feature_spec(), indent=2).encode(),
+        "feature_spec.json": json.dumps(features.of(task).feature_spec(), indent=2).encode(),
         **report.files,
     }
     base = {"model": tracker.model_name, "mlflow_run_id": run_id, "mlflow_url": tracker.run_url(run_id),
@@ -168,9 +155,9 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
         return {**base, "status": "blocked", "version": version, "reasons": report.reasons, "gates": report.summary}
     spec = load_spec(mlmodel)
     manifest = publish_release(tracker, store, run_id, files, {
-        "summary": summary_line(metrics),
-        "task": {"name": features.TASK.name, "version": features.TASK.version, "kind": features.TASK.kind,
-                 "tag": features.TASK.tag, "digest": features.TASK.digest()},
+        "summary": kind.summary(metrics),
+        "task": {"name": task.name, "version": task.version, "kind": task.kind, "tag": task.tag,
+                 "digest": task.digest()},
         "reference_set": {k: ref.get(k) for k in ("version", "sha256", "rows", "devices")},  # what it was scored on
         "dataset": {"snapshot_id": snapshot.snapshot_id, "key": snapshot.key, "rows": snapshot.manifest["rows"],
                     "users": snapshot.manifest["users"], "sha256": snapshot.manifest["data"]["sha256"],
@@ -180,8 +167,8 @@ def gate_and_publish(tracker: Tracker, store: Store, snapshot: Snapshot, result:
                     "table": snapshot.manifest.get("table"),  # the table version trained on (time travel)
                     "withdrawn": snapshot.manifest.get("withdrawn")},
         "metrics": _headline(metrics),
-        "class_labels": list(features.CLASSES),
-        **({} if features.CLASSIFICATION else {"target": features.TASK.target.model_dump()}),
+        "class_labels": list(kind.classes),
+        **({"target": dict(kind.target)} if kind.target is not None else {}),
         "coreml": describe_updatable(spec),
         "training": {"params": params.train.model_dump(), "dp_sgd": params.dp_sgd.model_dump(),
                      "best_epoch": result.best_epoch,

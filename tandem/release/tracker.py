@@ -94,6 +94,14 @@ class Tracker:
             self.client.log_batch(run.info.run_id, params=flat[i:i + 100])
         return run.info.run_id
 
+    def log_params(self, run_id: str | None, params: dict, prefix: str = "") -> None:
+        """More parameters of a run (names it has not logged yet: MLflow's params are write-once)."""
+        if run_id is None:
+            return
+        flat = [Param(f"{prefix}{k}", str(v)[:6000]) for k, v in flatten(params).items()]
+        for i in range(0, len(flat), 100):
+            self.client.log_batch(run_id, params=flat[i:i + 100])
+
     def log_metrics(self, run_id: str, metrics: dict, step: int | None = None, prefix: str = "") -> None:
         now = int(time.time() * 1000)
         flat = [Metric(f"{prefix}{k}", float(v), now, step or 0) for k, v in flatten(metrics).items()

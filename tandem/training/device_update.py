@@ -8,8 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from tandem.contract.features import TASK
+from tandem.task import Task
+from tandem.task.definition import DeviceDefaults
 
+GENERIC = DeviceDefaults()  # a task.yaml's `device` section when it says nothing: never another task's
 EPOCHS_ALLOWED = tuple(range(1, 101))
 BATCH_ALLOWED = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -18,12 +20,12 @@ class DeviceUpdateConfig(BaseModel):
     """On-device update settings (Core ML's updateParams)."""
 
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="Core ML optimizer for on-device updates")
-    # Defaults: the task definition's `device` section (the built-in sensor task's were measured on
-    # its evaluation users, 20 labelled windows each: momentum 0.9 overfit the few windows).
-    learning_rate: float = Field(TASK.device.learning_rate, gt=0, le=1, description="default on-device learning rate")
-    momentum: float = Field(TASK.device.momentum, ge=0, lt=1, description="default SGD momentum on the device")
-    mini_batch_size: int = Field(TASK.device.batch_size, ge=1, le=1024, description="default on-device mini-batch size")
-    epochs: int = Field(TASK.device.epochs, ge=1, le=100, description="default on-device epochs (the app may choose 1..100)")
+    # Generic defaults; `for_task` takes the task definition's `device` section (the built-in sensor
+    # task's were measured on its evaluation users, 20 labelled windows each: momentum 0.9 overfit them).
+    learning_rate: float = Field(GENERIC.learning_rate, gt=0, le=1, description="default on-device learning rate")
+    momentum: float = Field(GENERIC.momentum, ge=0, lt=1, description="default SGD momentum on the device")
+    mini_batch_size: int = Field(GENERIC.batch_size, ge=1, le=1024, description="default on-device mini-batch size")
+    epochs: int = Field(GENERIC.epochs, ge=1, le=100, description="default on-device epochs (the app may choose 1..100)")
     epochs_allowed: list[int] = Field(list(EPOCHS_ALLOWED), description="epochs the app may choose (the default is added)")
     mini_batch_allowed: list[int] = Field(list(BATCH_ALLOWED), description="mini-batch sizes the app may choose")
     learning_rate_range: tuple[float, float] = Field((1e-6, 1.0), description="learning rates the app may choose")
@@ -41,6 +43,17 @@ class DeviceUpdateConfig(BaseModel):
         if min(self.epochs_allowed, default=1) < 1 or min(self.mini_batch_allowed, default=1) < 1:
             raise ValueError("allowed epochs and mini-batch sizes must be >= 1")
         return self
+
+    @classmethod
+    def for_task(cls, task: Task, **given) -> "DeviceUpdateConfig":
+        """The task's `device` section, `given` over it."""
+        d = task.device
+        return cls.model_validate({"learning_rate": d.learning_rate, "momentum": d.momentum,
+                                   "mini_batch_size": d.batch_size, "epochs": d.epochs, **given})
+
+    def on(self, task: Task) -> "DeviceUpdateConfig":
+        """This config with every field it was not given taken from the task (`for_task`)."""
+        return DeviceUpdateConfig.for_task(task, **self.model_dump(exclude_unset=True))
 
     @property
     def epochs_set(self) -> list[int]:

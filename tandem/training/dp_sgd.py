@@ -30,8 +30,9 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from tandem.contract.features import CLASSES
 from tandem.privacy.policy import clip_bounds
+from tandem.task import Task
+from tandem.task.kinds import kind_of
 from tandem.training import model
 from tandem.training.dp_sgd_params import DpSgdConfig
 
@@ -41,9 +42,9 @@ class DpTrainResult(model.TrainResult):
     privacy: dict = field(default_factory=dict)
 
 
-def public_standardization() -> tuple[np.ndarray, np.ndarray]:
+def public_standardization(task: Task) -> tuple[np.ndarray, np.ndarray]:
     """Mean/std from the policy's public clipping bounds: no data is spent on them."""
-    b = np.array(list(clip_bounds().values()))
+    b = np.array(list(clip_bounds(task).values()))
     return (b[:, 0] + b[:, 1]) / 2, (b[:, 1] - b[:, 0]) / 2
 
 
@@ -65,9 +66,9 @@ class _PerUser(nn.Module):
         return self.net(x)
 
 
-def train_user_level(X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: model.TrainConfig,
+def train_user_level(task: Task, X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: model.TrainConfig,
                      cfg: DpSgdConfig, seed: int | None = None) -> DpTrainResult:
-    """A Classifier trained with user-level DP-SGD; `groups` names each row's user (pseudonym)."""
+    """The task's classifier trained with user-level DP-SGD; `groups` names each row's user (pseudonym)."""
     X, y, groups = np.asarray(X, np.float64), np.asarray(y, np.int64), np.asarray(groups)
     users = list(dict.fromkeys(groups.tolist()))
     if len(users) < 2:
@@ -78,8 +79,8 @@ def train_user_level(X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: mo
     torch.manual_seed(seed)
     sigma = float(get_noise_multiplier(target_epsilon=cfg.target_epsilon, target_delta=cfg.delta,
                                        sample_rate=cfg.sample_rate, steps=cfg.steps, accountant="prv"))
-    mean, std = public_standardization()
-    net = model.Classifier(X.shape[1], len(CLASSES), train.hidden_sizes, mean, std)
+    mean, std = public_standardization(task)
+    net = model.Classifier(X.shape[1], kind_of(task).n_outputs, train.hidden_sizes, mean, std)
     gsm = GradSampleModule(_PerUser(net), batch_first=True, loss_reduction="mean")
     expected = max(1, round(cfg.sample_rate * len(users)))
     optimizer = DPOptimizer(torch.optim.Adam(gsm.parameters(), lr=cfg.learning_rate), noise_multiplier=sigma,

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from tandem.contract.features import CLASSES, FEATURE_NAMES, TASK
+from tandem.task import Task
 from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.model import export_weights
 
@@ -55,9 +55,9 @@ def _coremltools():
     return coremltools, datatypes, NeuralNetworkBuilder, AdamParams, SgdParams
 
 
-def regression_output() -> str:
+def regression_output(task: Task | None) -> str:
     """A regressor's output: the task's target name (the device trains against "<name>_true")."""
-    return getattr(TASK.target, "name", "value")
+    return getattr(task.target, "name", "value") if task is not None else "value"
 
 
 def _weights(model_or_weights) -> dict:
@@ -68,23 +68,26 @@ def _weights(model_or_weights) -> dict:
 
 def to_updatable_mlmodel(
     model_or_weights,
-    class_labels: Sequence[str] = CLASSES,
+    class_labels: Sequence[str],
     updatable_layers: Iterable[str] = ("head",),
     update: DeviceUpdateConfig | None = None,
     *,
-    feature_names: Sequence[str] | None = FEATURE_NAMES,
+    feature_names: Sequence[str] | None = None,
     metadata: dict | None = None,
     version: str | None = None,
+    task: Task | None = None,
 ):
     """An updatable Core ML NeuralNetworkClassifier spec (coremltools.proto.Model_pb2.Model), or a
     NeuralNetworkRegressor when the weights are a regressor's (`class_labels` is then unused).
 
     model_or_weights: a `tandem.training.model.Classifier` or the dict of `tandem.training.model.export_weights`.
     updatable_layers: dense layer names ("head", "body.0", ...) the app may update on the device.
-    update: the on-device update settings (defaults and allowed ranges; `DeviceUpdateConfig()` when None).
+    update: the on-device update settings (defaults and allowed ranges; the task's `device` section, or
+    the generic `DeviceUpdateConfig()`, when None).
     metadata: user-defined string metadata (e.g. model version, run id, dataset snapshot).
+    task: whose model it is (named in its descriptions: the task, its target and unit).
     """
-    update = update or DeviceUpdateConfig()
+    update = update or (DeviceUpdateConfig.for_task(task) if task is not None else DeviceUpdateConfig())
     _, datatypes, NeuralNetworkBuilder, AdamParams, SgdParams = _coremltools()
     w = _weights(model_or_weights)
     regression = bool(w.get("regression"))
@@ -108,7 +111,7 @@ def to_updatable_mlmodel(
     u = update
     lr_min, lr_max = u.learning_rate_range
 
-    output = regression_output() if regression else PROBABILITIES
+    output = regression_output(task) if regression else PROBABILITIES
     builder = NeuralNetworkBuilder(
         input_features=[(INPUT_NAME, datatypes.Array(n_features))],
         output_features=[(output, datatypes.Array(n_classes))],
@@ -166,8 +169,8 @@ def to_updatable_mlmodel(
     spec = builder.spec
     desc = spec.description
     desc.metadata.author = "Tandem"
-    what = (f"{TASK.name} regressor ({regression_output()})" if regression
-            else f"{TASK.name} classifier ({', '.join(class_labels)})")
+    name = task.name if task is not None else "Tandem"
+    what = (f"{name} regressor ({output})" if regression else f"{name} classifier ({', '.join(class_labels)})")
     desc.metadata.shortDescription = (f"{what} over {n_features} features; "
                                       f"updatable on device: {', '.join(updatable_layers)}")
     if version is not None:
@@ -180,11 +183,12 @@ def to_updatable_mlmodel(
     input_doc = (f"{n_features} raw (unstandardized) features in feature_spec.json order; "
                  "the model standardizes them")
     if regression:
-        unit = getattr(TASK.target, "unit", "")
-        target_doc = f"true {regression_output()} ({unit})"
-        docs = {output: f"predicted {regression_output()} ({unit})", f"{output}_true": target_doc}
+        unit = getattr(task.target, "unit", "") if task is not None else ""
+        target_doc = f"true {output} ({unit})"
+        docs = {output: f"predicted {output} ({unit})", f"{output}_true": target_doc}
     else:
-        target_doc = f"true {TASK.target.description}, one of: {', '.join(class_labels)}"
+        described = task.target.description if task is not None else "the class of the example"
+        target_doc = f"true {described}, one of: {', '.join(class_labels)}"
         docs = {PROBABILITIES: "probability of each class", LABEL: "most likely class"}
     for feature in desc.input:
         if feature.name == INPUT_NAME:

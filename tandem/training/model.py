@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, Field, field_validator, model_validator
 from torch import nn
 
-from tandem.contract.features import CLASSES, CLASSIFICATION, TASK
+from tandem.task import Task
 
 STD_FLOOR = 1e-6
 
@@ -29,40 +29,32 @@ STD_FLOOR = 1e-6
 # first trial), plain Adam without regularization tricks. Documented in docs/bring-your-own-task.md.
 GENERIC_TRAINING = {"epochs": 100, "learning_rate": 1e-3, "batch_size": 64, "weight_decay": 1e-3,
                     "patience": 15, "dropout": 0.0, "label_smoothing": 0.0}
-
-
-def _task_default(name: str):
-    """The task's own value (its task.yaml `training` section), else the generic one."""
-    value = getattr(TASK.training, name)
-    return GENERIC_TRAINING[name] if value is None else value
-
-
-def _task_updatable(data: dict) -> list[str]:
-    return TASK.model.updatable_layers(len(data.get("hidden_sizes") or TASK.model.hidden_sizes))
+GENERIC_HIDDEN_SIZES = (128, 64)  # a task.yaml's `model.hidden_sizes` when it says none
 
 
 class TrainConfig(BaseModel):
-    """Pretraining hyperparameters of the task's network: the task's own (`training` and `model` in its
-    task.yaml), else GENERIC_TRAINING; the updatable layers are what the task's `model.updatable` says."""
+    """Pretraining hyperparameters of a task's network. The defaults here are generic (never a task's):
+    `TrainConfig.for_task(task, **given)` fills what is not given from the task's task.yaml (`training`,
+    `model.hidden_sizes`, `model.updatable`), and `config.on(task)` does so for a config's unset fields."""
 
-    epochs: int = Field(_task_default("epochs"), ge=1, le=1000, description="maximum number of training epochs")
-    learning_rate: float = Field(_task_default("learning_rate"), gt=0, le=1, description="Adam learning rate")
-    batch_size: int = Field(_task_default("batch_size"), ge=1, le=65536, description="mini-batch size")
+    epochs: int = Field(GENERIC_TRAINING["epochs"], ge=1, le=1000, description="maximum number of training epochs")
+    learning_rate: float = Field(GENERIC_TRAINING["learning_rate"], gt=0, le=1, description="Adam learning rate")
+    batch_size: int = Field(GENERIC_TRAINING["batch_size"], ge=1, le=65536, description="mini-batch size")
     hidden_sizes: list[int] = Field(
-        default_factory=lambda: list(TASK.model.hidden_sizes), min_length=1, max_length=6,
+        default_factory=lambda: list(GENERIC_HIDDEN_SIZES), min_length=1, max_length=6,
         description="width of each hidden dense layer (body.0, body.1, ...); 1..6 layers of 1..4096 units")
-    weight_decay: float = Field(_task_default("weight_decay"), ge=0, le=1, description="Adam weight decay (L2 penalty)")
-    patience: int = Field(_task_default("patience"), ge=1, le=1000,
+    weight_decay: float = Field(GENERIC_TRAINING["weight_decay"], ge=0, le=1, description="Adam weight decay (L2 penalty)")
+    patience: int = Field(GENERIC_TRAINING["patience"], ge=1, le=1000,
                           description="stop after this many epochs without a lower validation loss")
     validation_fraction: float = Field(
         0.2, gt=0, lt=1, description="share of training data (of users, when grouped) held out for validation")
     seed: int = Field(0, ge=0, description="seed of initialization, split and shuffling")
-    dropout: float = Field(_task_default("dropout"), ge=0, lt=1,
+    dropout: float = Field(GENERIC_TRAINING["dropout"], ge=0, lt=1,
                            description="dropout after each hidden layer while training (none at inference)")
-    label_smoothing: float = Field(_task_default("label_smoothing"), ge=0, lt=1,
+    label_smoothing: float = Field(GENERIC_TRAINING["label_smoothing"], ge=0, lt=1,
                                    description="cross-entropy label smoothing while training")
     updatable_layers: list[str] = Field(
-        default_factory=_task_updatable, min_length=1,
+        default_factory=lambda: ["head"], min_length=1,
         description='dense layers the app may update on the device: "head" and/or "body.<i>"; the task\'s '
                     '`model.updatable` decides (head: the head only)')
 
@@ -81,10 +73,27 @@ class TrainConfig(BaseModel):
         for name in self.updatable_layers:
             if name not in valid:
                 raise ValueError(f"unknown updatable layer {name!r}: choose from {valid}")
-        if TASK.model.updatable == "head" and self.updatable_layers != ["head"]:
-            raise ValueError(f"task {TASK.name} lets the device update the head only (model.updatable: head in "
-                             f"its task.yaml), not {self.updatable_layers}: set model.updatable: all to allow more")
         return self
+
+    @classmethod
+    def for_task(cls, task: Task, **given) -> "TrainConfig":
+        """The task's own values (its task.yaml `training` and `model`), generic ones where it states
+        none, `given` over both. The updatable layers are exactly what `model.updatable` says; asking
+        for others raises (a release must ship what task.yaml promises)."""
+        stated = {name: value for name, value in task.training.model_dump().items() if value is not None}
+        values = {**GENERIC_TRAINING, **stated, "hidden_sizes": list(task.model.hidden_sizes), **given}
+        allowed = task.model.updatable_layers(len(values["hidden_sizes"]))
+        values.setdefault("updatable_layers", allowed)
+        config = cls.model_validate(values)
+        if config.updatable_layers != allowed:
+            raise ValueError(f"task {task.name} lets the device update {allowed} (model.updatable: "
+                             f"{task.model.updatable} in its task.yaml), not {config.updatable_layers}: "
+                             "change model.updatable there to allow others")
+        return config
+
+    def on(self, task: Task) -> "TrainConfig":
+        """This config with every field it was not given taken from the task (`for_task`)."""
+        return TrainConfig.for_task(task, **self.model_dump(exclude_unset=True))
 
 
 def dense_layer_names(n_hidden: int) -> list[str]:
@@ -205,9 +214,10 @@ def _evaluate(model: Classifier, X: torch.Tensor, y: torch.Tensor) -> tuple[floa
 
 def train(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
           on_epoch: Callable[[int, dict], None] | None = None, groups: np.ndarray | None = None,
-          n_classes: int | None = None, regression: bool | None = None) -> TrainResult:
+          n_classes: int | None = None, regression: bool = False) -> TrainResult:
     """Train on features X (n, n_features) and class indices y (n,), or numeric targets y for a
-    regressor (`regression`: the task's kind when None).
+    regressor (`regression`). A classifier's `n_classes` is the task's class count (a training set
+    need not hold every class, so it is never read off y).
 
     Adam on cross-entropy (MSE on the standardized target for a regressor), early stopping on
     validation loss (the best epoch's weights are restored). `on_epoch(epoch, {"train_loss",
@@ -215,14 +225,15 @@ def train(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
     epoch (1-based). Same data, config and seed give identical weights.
     """
     config = config or TrainConfig()
-    regression = (not CLASSIFICATION) if regression is None else regression
+    if not regression and n_classes is None:
+        raise ValueError("n_classes: give the task's class count (len(task.target.labels))")
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64 if regression else np.int64)
     if X.ndim != 2 or len(X) != len(y):
         raise ValueError(f"X must be (n, features) and y (n,), got {X.shape} and {y.shape}")
     if not np.isfinite(X).all():
         raise ValueError("X holds non-finite values")
-    n_classes = 1 if regression else (n_classes or len(CLASSES))
+    n_classes = 1 if regression else int(n_classes)
     if not regression and len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"class indices must be within 0..{n_classes - 1}")
     if regression and not np.isfinite(y).all():
@@ -300,6 +311,11 @@ def predict_values(model: Classifier, X: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         return model(torch.as_tensor(X, dtype=torch.float32)).double().numpy()[:, 0]
+
+
+def outputs(model: Classifier, X: np.ndarray) -> np.ndarray:
+    """What the network answers: class probabilities (n, n_classes), or a regressor's values (n,)."""
+    return predict_values(model, X) if model.regression else predict_proba(model, X)
 
 
 def export_weights(model: Classifier) -> dict:
