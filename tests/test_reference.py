@@ -121,9 +121,9 @@ def test_training_never_sees_a_held_out_pseudonym(tandem_home):
     ctx = pipeline.Context(settings)
     pipeline.ingest_new(ctx)
     snapshot = pipeline.snapshot_dataset(ctx)
-    trained = candidate.training_rows(snapshot, settings)
+    trained = candidate.training_rows(ctx.task, snapshot, settings)
     held = set(snapshot.frame["pseudonym"]) - set(trained["pseudonym"])
-    users, source = candidate.evaluation_users(ctx.store, snapshot, settings)
+    users, source = candidate.evaluation_users(ctx.task, ctx.store, snapshot, settings)
     assert source == "held-out pseudonyms" and held and {u.user_id for u in users} == held
     params = RunParams.model_validate(FAST)
     result = pipeline.pretrain_model(ctx, snapshot, params, run_id=None)  # the flow's own step

@@ -55,7 +55,7 @@ def synthetic_user(model: DeviceModel, n: int = 90, seed: int = 0) -> ReferenceU
 def write_release(folder: Path, model: DeviceModel, user: ReferenceUser) -> str:
     """The files an app build pulls (model.mlmodel, feature_spec.json, golden vectors); returns the XCTest."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = golden_files(model, user)
+    files = golden_files(features.TASK, model, user)  # (the active task, like the rest of this file until it takes one)
     model.save(folder / "model.mlmodel")
     (folder / "feature_spec.json").write_text(json.dumps(features.feature_spec(), indent=1))
     (folder / "golden_vectors.json").write_bytes(files["golden_vectors.json"])
