@@ -9,7 +9,8 @@ import tracemalloc
 import numpy as np
 import torch
 
-from tandem.contract.features import CLASSES
+from tandem import task as tasks
+from tandem.contract import features
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import update
 from tandem.fleet import users as fleet
@@ -27,13 +28,14 @@ def best_of(fn, repeat: int = 5) -> float:
 
 
 def main() -> None:
-    users = fleet.synthetic_fleet(8, windows_per_class=40, seed=0)
+    task = tasks.resolve("har")
+    users = fleet.synthetic_fleet(task, 8, windows_per_class=40, seed=0)
     X = np.concatenate([u.features for u in users])
     labels = np.concatenate([u.labels for u in users])
-    y = np.array([CLASSES.index(label) for label in labels])
-    params = RunParams.model_validate({"train": {"epochs": 5}})
-    result = model.train(X, y, params.train)
-    device = DeviceModel.load(pretrain.convert(result, params, {}))
+    y = features.of(task).label_indices(labels)
+    params = RunParams.for_task(task, {"train": {"epochs": 5}})
+    result = model.train(X, y, params.train, n_classes=len(features.of(task).classes))
+    device = DeviceModel.load(pretrain.convert(task, result, params, {}))
 
     forward_torch = best_of(lambda: model.predict_proba(result.model, X))
     forward_device = best_of(lambda: device.predict_proba(X))

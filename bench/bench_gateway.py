@@ -25,13 +25,13 @@ import threading
 import time
 from pathlib import Path
 
-os.environ["TANDEM_TASK"] = "har"  # the demo's task; the contract reads it at import
 os.environ.setdefault("TANDEM_PSEUDONYM_KEY", "bench-only-pseudonym-key")
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
+from tandem import task as tasks  # noqa: E402
 from tandem.data.landing import upload_key  # noqa: E402
 from tandem.data.store import LocalStore  # noqa: E402
 from tandem.fleet import users as fleet  # noqa: E402
@@ -47,7 +47,7 @@ OUT = ROOT / "bench" / "results.json"
 
 def demo_day_batches() -> list:
     """The tables `tandem share` uploads for the demo (HAPT, fraction 0.5, every 5th held out, 64 per batch)."""
-    everyone = fleet.load_fleet("task")
+    everyone = fleet.load_fleet(tasks.resolve("har"), "task")  # the demo's task (a gateway serves har by default)
     sharers, _ = fleet.split_users(everyone, 5)
     policy, key = load_policy("pseudonymized"), os.environ["TANDEM_PSEUDONYM_KEY"].encode()
     tables = []

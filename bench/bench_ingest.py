@@ -38,6 +38,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tandem import pipeline
+from tandem import task as tasks
 from tandem.data import bulk_ingest, landing
 from tandem.data.store import LocalStore
 from tandem.data.validation import validate_batch
@@ -53,7 +54,7 @@ for _var, _value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "
 # --- data ------------------------------------------------------------------------------------------
 
 def _base(rows: int) -> pa.Table:
-    user = fleet.synthetic_fleet(1, windows_per_class=rows // 6 + 1, seed=0)[0]
+    user = fleet.synthetic_fleet(tasks.resolve("har"), 1, windows_per_class=rows // 6 + 1, seed=0)[0]
     return batch_table(user, np.arange(rows), b"bench-key", "k1")
 
 
@@ -168,8 +169,8 @@ def per_batch_path(n: int = 20) -> float:
     """Seconds per 64-row batch on the batch-by-batch path of before (one GX call per batch)."""
     base = _base(64)
     datas = [make_batch(base, 10_000_000 + i) for i in range(n + 1)]
-    validate_batch(datas[0], "warm")
-    t, _ = timed(lambda: [validate_batch(d, f"b{i}") for i, d in enumerate(datas[1:])])
+    validate_batch(datas[0], "warm", tasks.resolve("har"))
+    t, _ = timed(lambda: [validate_batch(d, f"b{i}", tasks.resolve("har")) for i, d in enumerate(datas[1:])])
     return t / n
 
 

@@ -21,11 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ["TANDEM_TASK"] = "har"  # the features module reads the task at import
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from tandem.contract import features  # noqa: E402
+from tandem import task as tasks
+from tandem.contract import features
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results.json"
@@ -37,13 +36,14 @@ REPEATS = 3  # best of
 def har_windows(n: int, seed: int = 0) -> np.ndarray:
     """n windows (128, 6) like a held phone's: gravity-like offsets, a few oscillations, noise; in bounds."""
     rng = np.random.default_rng(seed)
-    bounds = np.array([features.CHANNEL_BOUNDS[c] for c in features.CHANNELS])
-    t = np.arange(features.WINDOW)[None, :, None] / features.SAMPLE_RATE_HZ
+    har = features.of(tasks.resolve("har"))
+    bounds = np.array([har.channel_bounds[c] for c in har.channels])
+    t = np.arange(har.window)[None, :, None] / har.sample_rate_hz
     steady = rng.uniform(-0.1, 0.1, (n, 1, 6)) * bounds
     freqs = rng.uniform(0.3, 20.0, (n, 3, 1, 6))
     amps = rng.uniform(0.0, 0.05, (n, 3, 1, 6)) * bounds
     waves = (amps * np.sin(2 * np.pi * freqs * t[:, None] + rng.uniform(0, 6.3, (n, 3, 1, 6)))).sum(axis=1)
-    return np.clip(steady + waves + rng.normal(0, 0.005, (n, features.WINDOW, 6)) * bounds, -bounds, bounds)
+    return np.clip(steady + waves + rng.normal(0, 0.005, (n, har.window, 6)) * bounds, -bounds, bounds)
 
 
 def best_rate(fn, count: int) -> float:
@@ -70,29 +70,30 @@ def main() -> None:
     n = int(args[args.index("--windows") + 1]) if "--windows" in args else 2000
     load_start = os.getloadavg()
     windows = har_windows(n)
+    har = features.of(tasks.resolve("har"))
     binary = build_release()
 
     with tempfile.TemporaryDirectory() as tmp:
         spec, data = Path(tmp) / "feature_spec.json", Path(tmp) / "windows.json"
-        spec.write_text(json.dumps(features.feature_spec()))
+        spec.write_text(json.dumps(har.feature_spec()))
         data.write_text(json.dumps(windows.tolist()))
 
         # the same numbers on both sides before any timing
         swift_features = np.array(json.loads(subprocess.run(
             [str(binary), "featurize", "--spec", str(spec), "--windows", str(data)],
             check=True, capture_output=True, text=True).stdout))
-        numpy_features = features.featurize(windows)
+        numpy_features = har.featurize(windows)
         max_diff = float(np.abs(swift_features - numpy_features).max())
 
-        numpy_batched = best_rate(lambda: features.featurize(windows), n)
-        numpy_one = best_rate(lambda: [features.featurize_window(w) for w in windows[:200]], 200)
+        numpy_batched = best_rate(lambda: har.featurize(windows), n)
+        numpy_one = best_rate(lambda: [har.featurize_window(w) for w in windows[:200]], 200)
         passes = 5
         swift_rate = max(json.loads(subprocess.run(
             [str(binary), "featurize", "--spec", str(spec), "--windows", str(data), "--repeat", str(passes)],
             check=True, capture_output=True, text=True).stdout)["windows_per_second"] for _ in range(REPEATS))
 
     result = {
-        "task": "har", "windows": n, "features_per_window": features.N_FEATURES,
+        "task": "har", "windows": n, "features_per_window": har.n_features,
         "max_abs_diff_swift_vs_numpy": max_diff,
         "numpy_batched_windows_per_s": round(numpy_batched, 1),
         "numpy_one_at_a_time_windows_per_s": round(numpy_one, 1),

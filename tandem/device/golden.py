@@ -12,16 +12,11 @@ from typing import Callable
 
 import numpy as np
 
-from tandem.contract.features import featurize_window
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import resolve_params, trainable, updatable_weights, update
 from tandem.device.update_policy import UpdatePolicy, interleave, personalize
 
 FORMAT = "tandem-golden/v1"
-
-
-def _default_featurize():
-    return featurize_window
 
 
 def _floats(a) -> list:
@@ -46,19 +41,19 @@ def _one_batch(spec, n: int, requested: int | None) -> int:
     return n
 
 
-def golden_vectors(model, raw_windows, featurize: Callable | None = None, labels=None, update_inputs=None,
+def golden_vectors(model, raw_windows, featurize: Callable, labels=None, update_inputs=None,
                    update_labels=None, *, mini_batch_size: int | None = None,
                    learning_rate: float | None = None, feature_names=None) -> dict:
     """Golden record for ``model`` (DeviceModel/path/bytes, a classifier or a regressor: a
     regressor's windows carry its ``prediction`` instead of probabilities).
 
-    raw_windows: (n, window, channels) raw inputs; featurize: window -> feature vector (default
-    tandem.contract.features.featurize_window); labels: true labels of the windows (optional). The update
+    raw_windows: (n, window, channels) raw inputs; featurize: window -> feature vector (the featurization
+    the model's feature spec describes, e.g. ``tandem.contract.features.of(task).featurize_window``: the
+    device side never holds a task); labels: true labels of the windows (optional). The update
     trace uses update_inputs (feature vectors (m, d), or raw windows (m, 128, 6)) with update_labels,
     or else the windows themselves with ``labels``; it is skipped when there are no labels.
     """
     model = DeviceModel.load(model)
-    featurize = featurize or _default_featurize()
     raw = np.asarray(raw_windows, dtype=np.float64)
     feats = np.stack([np.asarray(featurize(w), dtype=np.float64) for w in raw])
     classifier = model.is_classifier

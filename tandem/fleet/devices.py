@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tandem.contract import features
-from tandem.contract.features import FEATURE_NAMES
 from tandem.data import reference, store_task
 from tandem.data.reference import ReferenceUser
 from tandem.data.store import Store
@@ -25,6 +24,8 @@ from tandem.privacy import sealing
 from tandem.privacy.policy import SharingPolicy
 from tandem.privacy.pseudonyms import pseudonymize
 from tandem.settings import Settings
+from tandem.task import Task
+from tandem.task.kinds import kind_of
 
 INDEX = "evaluation.json"
 
@@ -51,10 +52,12 @@ def write_evaluation_devices(home: Path, users: list[UserData], key: bytes, key_
 
 def _reordered(user: UserData, order: np.ndarray) -> UserData:
     return UserData(user.user_id, user.windows[order], user.labels[order], [user.window_keys[i] for i in order],
-                    user.captured_at[order], user.device)
+                    user.captured_at[order], user.device, task=user.task)
 
 
-def load_evaluation(home: Path) -> list[EvalUser]:
+def load_evaluation(home: Path, task: Task) -> list[EvalUser]:
+    """The evaluation users' device data, read as `task` (the task they were shared under) says."""
+    feature_names, kind = list(features.of(task).feature_names), kind_of(task)
     root = devices_dir(home)
     index = root / INDEX
     if not index.exists():
@@ -63,7 +66,7 @@ def load_evaluation(home: Path) -> list[EvalUser]:
     for user_id in json.loads(index.read_text())["users"]:
         frame = pq.read_table(root / user_id / "local.parquet").to_pandas()
         raw = np.load(root / user_id / "raw.npz")
-        users.append(EvalUser(user_id, frame[list(FEATURE_NAMES)].to_numpy(np.float64), frame["label"].to_numpy(str if features.CLASSIFICATION else np.float64),
+        users.append(EvalUser(user_id, frame[feature_names].to_numpy(np.float64), kind.labels(frame["label"].to_numpy()),
                               raw["windows"], raw["window_keys"].tolist(),
                               frame["captured_at"].to_numpy().astype("datetime64[ms]")))
     return users
@@ -82,12 +85,12 @@ def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, f
     `holdout_every`-th user never shares and keeps its data on its device; each other user shares
     `fraction` of its windows into the landing zone under `policy` (through the gateway at `via`, if given)."""
     key, key_id = settings.require_pseudonym_key(), settings.pseudonym_key_id
-    store_task.claim(store)
     seal_with = sealing.sealing_key(settings) if policy.has("encrypted") else None
     sharers, evaluators = split_users(everyone, holdout_every)
     if not sharers or not evaluators:
         raise ValueError(f"{len(everyone)} users with every {holdout_every}th held out leaves "
                          f"{len(sharers)} sharing and {len(evaluators)} evaluation users: both must be at least 1")
+    store_task.claim(store, everyone[0].task)
     report = ShareReport()
     for user in sharers:
         share_user(store, user, fraction, key, key_id, batch_size, policy=policy, report=report,
@@ -109,4 +112,5 @@ def register_reference(store: Store, model: str, users: list[UserData], key: byt
         for i, u in enumerate(users):
             recordings[f"test-device-{i:02d}"].update(pseudonyms=[pseudonymize(u.user_id, key)] * len(u),
                                                       window_ids=window_ids(u, np.arange(len(u)), key))
-    return reference.add(store, model, reference.recordings_bytes(recordings), source="tandem share (simulated test devices)")
+    return reference.add(store, model, reference.recordings_bytes(recordings), users[0].task,
+                         source="tandem share (simulated test devices)")

@@ -1,6 +1,7 @@
 """The devices' upload: each sharing user shares a fraction of their windows as batches in
 ``incoming/dt=<upload day>/<device>/``, featurized, in the shared-batch format and in the modified form its sharing policy
-declares (`tandem.privacy.policy`: pseudonymized, and optionally anonymized, dp, encrypted).
+declares (`tandem.privacy.policy`: pseudonymized, and optionally anonymized, dp, encrypted), for the
+task the user's data was recorded for (`UserData.task`).
 
 Deterministic: which windows a user shares, how they are cut into batches and the batch ids depend
 only on the data and the key, and every upload is a create-only write, so sharing the same windows
@@ -18,9 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tandem.contract import features
-from tandem.contract.features import FEATURE_NAMES
-from tandem.contract.schema import BATCH_SCHEMA, DEVICE_COLUMNS
+from tandem.contract import schema
 from tandem.data.landing import upload_key
 from tandem.data.store import Store
 from tandem.fleet.gateway_client import Device, install_key
@@ -61,9 +60,11 @@ def window_ids(user: UserData, rows: np.ndarray, key: bytes) -> list[str]:
 
 def batch_table(user: UserData, rows: np.ndarray, key: bytes, key_id: str,
                 policy: "str | SharingPolicy" = DEFAULT_POLICY) -> pa.Table:
-    """The given rows of one user's windows in the shared-batch format, in the policy's modified
+    """The given rows of one user's windows in its task's shared-batch format, in the policy's modified
     form (the policy's public JSON in the schema metadata)."""
     policy = load_policy(policy)
+    task = user.require_task()
+    batch = schema.of(task)
     pseudonym = pseudonymize(user.user_id, key)
     n = len(rows)
     columns = {
@@ -71,12 +72,12 @@ def batch_table(user: UserData, rows: np.ndarray, key: bytes, key_id: str,
         "key_id": [key_id] * n,
         "window_id": window_ids(user, rows, key),
         "captured_at": user.captured_at[rows],
-        **{name: user.features[rows, j] for j, name in enumerate(FEATURE_NAMES)},
+        **{name: user.features[rows, j] for j, name in enumerate(batch.feature_names)},
         "label": user.labels[rows].tolist(),
-        **{name: [user.device[name]] * n for name in DEVICE_COLUMNS},
+        **{name: [user.device[name]] * n for name in batch.device_columns},
         "policy": [policy.name] * n,
     }
-    return apply_device_policy(pa.Table.from_pydict(columns, schema=BATCH_SCHEMA), policy, key)
+    return apply_device_policy(pa.Table.from_pydict(columns, schema=batch.schema), policy, key, task)
 
 
 def table_bytes(table: pa.Table) -> bytes:
@@ -96,7 +97,7 @@ def shared_rows(user: UserData, fraction: float, policy: SharingPolicy, key: byt
     rows = rows[np.argsort(user.captured_at[rows], kind="stable")]
     if ledger is not None and policy.has("dp"):
         ids = window_ids(user, rows, key)
-        allowed = set(ledger.affordable(policy, ids))
+        allowed = set(ledger.affordable(policy, ids, len(user.featurization.classes)))
         rows = rows[np.array([w in allowed for w in ids], dtype=bool)] if len(rows) else rows
     return rows
 
@@ -112,9 +113,7 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
     format v1 through the gateway instead of writing to the store."""
     report = report or ShareReport()
     policy = load_policy(policy)
-    if policy.has("dp") and not features.CLASSIFICATION:
-        raise ValueError(f"the dp form randomizes class labels; task {features.TASK.name} has a numeric target "
-                         "(share it pseudonymized, anonymized or encrypted)")
+    policy.check(user.require_task())
     if policy.has("dp") and ledger_dir is None:
         raise ValueError("sharing under dp needs the device's ledger folder (ledger_dir)")
     ledger = PrivacyLedger.load(ledger_dir, user.user_id) if policy.has("dp") else None
@@ -122,7 +121,7 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
     if ledger is not None:
         withheld = int(shared_mask(user, fraction).sum()) - len(rows)
         report.withheld += withheld
-        ledger.charge(policy, window_ids(user, rows, key))
+        ledger.charge(policy, window_ids(user, rows, key), len(user.featurization.classes))
         ledger.save()  # charged before the release: a failed upload never under-counts
         if withheld:
             spent = ledger.spent(policy.delta)

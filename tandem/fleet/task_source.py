@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tandem.contract import features
-from tandem.fleet.user_data import EPOCH, UserData, device_metadata
+from tandem.fleet.user_data import EPOCH, UserData, attach, device_metadata
 from tandem.task import BUILTIN, Task, TaskError
 from tandem.task.kinds import kind_of
 
@@ -62,14 +62,14 @@ def load_users(task: Task, dropped: Dropped | None = None, **kwargs) -> list[Use
     """The task's users; a table source counts what it leaves out into `dropped`."""
     source = task.data.source
     if source.kind == "loader":
-        return _function(task, source.loader)(**kwargs)
+        return attach(_function(task, source.loader)(**kwargs), task)
     return read_table(task, dropped=dropped, **kwargs)
 
 
 def synthetic_users(task: Task, n_users: int, windows_per_class: int, seed: int) -> list[UserData]:
     source = task.data.source
     if source.kind == "loader" and source.synthetic:
-        return _function(task, source.synthetic)(n_users, windows_per_class, seed)
+        return attach(_function(task, source.synthetic)(n_users, windows_per_class, seed), task)
     return generated_users(task, n_users, windows_per_class, seed)
 
 
@@ -95,7 +95,8 @@ def read_table(task: Task, users: list | None = None, dropped: Dropped | None = 
     if not path.is_file():
         raise TaskError(f"task {task.name}: data file {path} not found")
     frame = _table(path)
-    inputs = {name: source.columns.get(name, name) for name in features.CHANNELS}
+    featurization = features.of(task)
+    inputs = {name: source.columns.get(name, name) for name in featurization.channels}
     wanted = [source.user, source.time, source.target, *inputs.values()] + ([source.session] if source.session else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
@@ -127,7 +128,7 @@ def read_table(task: Task, users: list | None = None, dropped: Dropped | None = 
             windows, labels, starts = values[keep][:, None, :], target[keep], np.flatnonzero(keep)
             sessions = np.zeros(len(labels), dtype=int)
         else:
-            parts = [_cut(values[m], target[m], broken[m]) + (s,) for s, m in _sessions(rows, source.session)]
+            parts = [_cut(featurization, values[m], target[m], broken[m]) + (s,) for s, m in _sessions(rows, source.session)]
             parts = [p for p in parts if len(p[1])]
             windows = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, 1, len(inputs)))
             labels = np.concatenate([p[1] for p in parts]) if parts else target[:0]
@@ -137,7 +138,8 @@ def read_table(task: Task, users: list | None = None, dropped: Dropped | None = 
         keys = [f"{s}:{int(t)}" for s, t in zip(sessions, starts)]
         captured = EPOCH + np.timedelta64(index, "D") + (np.arange(len(labels)) * 1000).astype("timedelta64[ms]")
         if len(labels):
-            fleet.append(UserData(f"user-{user}", windows, labels, keys, captured, device_metadata(index), index=index))
+            fleet.append(UserData(f"user-{user}", windows, labels, keys, captured,
+                                  device_metadata(index, task.quasi_identifiers), index=index, task=task))
             everyone.discard(user)
     dropped.users.extend(str(u) for u in sorted(everyone, key=str) if users is None or u in users)
     if not fleet:
@@ -145,18 +147,18 @@ def read_table(task: Task, users: list | None = None, dropped: Dropped | None = 
     return fleet
 
 
-def _cut(values: np.ndarray, target: np.ndarray, broken: np.ndarray):
+def _cut(featurization: features.Featurization, values: np.ndarray, target: np.ndarray, broken: np.ndarray):
     """Windows of one session, cut separately in each stretch between rows with a missing value
     (starts stay the sample's index in the session, so window keys do not move)."""
     edges = np.flatnonzero(broken)
     parts = []
     for begin, end in zip(np.r_[0, edges + 1], np.r_[edges, len(values)]):
         if end - begin >= 1:
-            w, y, start = features.cut_windows(values[begin:end], target[begin:end])
+            w, y, start = featurization.cut_windows(values[begin:end], target[begin:end])
             parts.append((w, y, start + begin))
     parts = [p for p in parts if len(p[1])]
     if not parts:
-        return np.empty((0, features.WINDOW, values.shape[1])), target[:0], np.empty(0, np.int64)
+        return np.empty((0, featurization.window, values.shape[1])), target[:0], np.empty(0, np.int64)
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
@@ -173,11 +175,12 @@ def generated_users(task: Task, n_users: int, per_class: int, seed: int) -> list
     """A seeded stand-in shaped like the task: inputs within their declared ranges, each class (or the
     numeric target) a fixed function of them, each user a personal offset."""
     rng = np.random.default_rng(seed)
-    window, n_channels = features.WINDOW, len(features.CHANNELS)
-    scale = np.array([features.CHANNEL_BOUNDS[c] for c in features.CHANNELS]) / 8
+    featurization, kind = features.of(task), kind_of(task)
+    window, n_channels = featurization.window, len(featurization.channels)
+    scale = np.array([featurization.channel_bounds[c] for c in featurization.channels]) / 8
     centre = (np.array([(c.min + c.max) / 2 for c in task.inputs.columns]) if task.inputs.kind == "tabular"
               else np.zeros(n_channels))
-    n_classes = len(features.CLASSES) if task.classification else 4
+    n_classes = kind.synthetic_groups()
     prototypes = rng.normal(0, 1, (n_classes, n_channels)) * scale
     weights = rng.normal(0, 1, n_channels)
     fleet = []
@@ -193,16 +196,11 @@ def generated_users(task: Task, n_users: int, per_class: int, seed: int) -> list
                 examples.append(np.atleast_2d(x))
                 labels.append(c)
         X = np.stack(examples)
-        if task.classification:
-            y = np.asarray(features.CLASSES)[labels]
-        else:
-            t = task.target
-            z = np.tanh((X.mean(1) - centre) / np.where(scale > 0, scale, 1) @ weights / np.sqrt(n_channels))
-            y = np.clip((t.min + t.max) / 2 + z * (t.max - t.min) / 4 + rng.normal(0, 0.01, len(z)) * (t.max - t.min)
-                        + 0.1 * (t.max - t.min) * np.tanh(bias.sum()), t.min, t.max)
+        z = np.tanh((X.mean(1) - centre) / np.where(scale > 0, scale, 1) @ weights / np.sqrt(n_channels))
+        y = kind.synthetic_labels(np.asarray(labels), z, np.tanh(bias.sum()), rng)
         order = rng.permutation(len(y))
         n = len(y)
         fleet.append(UserData(f"synthetic-user-{index:02d}", X[order], y[order], [f"0:{i}" for i in range(n)],
                               EPOCH + np.timedelta64(index, "D") + (np.arange(n) * 1000).astype("timedelta64[ms]"),
-                              device_metadata(index)))
+                              device_metadata(index, task.quasi_identifiers), task=task))
     return fleet

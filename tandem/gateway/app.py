@@ -15,9 +15,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from tandem import task as tasks
+from tandem.contract import features, wire
 from tandem.contract import request_signing as signing
-from tandem.contract import wire
-from tandem.contract.features import CLASSES, TASK
 from tandem.data.landing import INCOMING
 from tandem.data.store import NotFound, S3Store, Store
 from tandem.gateway import attestation, releases, state
@@ -25,6 +25,7 @@ from tandem.gateway.landing import landed_object, policy_of
 from tandem.privacy import sealing
 from tandem.release.layout import ReleaseError, check_version, release_prefix
 from tandem.settings import Settings
+from tandem.task import Task
 
 ENROLL_MAX_BYTES = 64 * 1024
 INSTALL_CACHE = 100_000  # enrollments kept in memory per replica (they never change once written)
@@ -42,6 +43,7 @@ class Refused(Exception):
 class Gateway:
     settings: Settings
     store: Store
+    task: Task  # resolved once from the settings when the app is made
     verifiers: dict
     installs: dict  # install id -> enrollment (immutable once written: safe to cache in each replica)
 
@@ -164,12 +166,12 @@ def land(gw: Gateway, got: dict, body: bytes, sealed: bool, idem: str | None) ->
                 raise Refused(409, f"{IDEMPOTENCY} / client_batch_id {idem!r} was used before with different bytes")
             _claim_nonce(gw, got)
             return 200, {**prior["answer"], "status": "already landed"}, {}
-        batch = wire.from_document(doc, s.max_batch_rows)
+        batch = wire.from_document(doc, s.max_batch_rows, gw.task)
         policy = policy_of(batch.header)
         if policy.has("encrypted") != sealed:
             raise Refused(400, f"policy {policy.name} {'requires' if policy.has('encrypted') else 'forbids'} a sealed body "
                           f"({wire.SEALED_CONTENT_TYPE})")
-        key, data = landed_object(batch, policy, seal_with)
+        key, data = landed_object(batch, policy, seal_with, gw.task)
     except wire.TooLarge as e:
         raise Refused(413, str(e)) from None
     except wire.WireError as e:
@@ -272,7 +274,8 @@ def complete(gw: Gateway, request: Request, body: bytes) -> tuple[int, dict, dic
 
 
 def create_app(settings: Settings, store: Store) -> FastAPI:
-    gw = Gateway(settings, store, attestation.enabled(settings), {})
+    task = tasks.resolve(settings.task)
+    gw = Gateway(settings, store, task, attestation.enabled(settings), {})
     app = FastAPI(title="Tandem device gateway", version="1",
                   description="Wire format v1 and request signing: docs/wire-format.md")
     app.state.gateway = gw
@@ -283,11 +286,12 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "task": TASK.tag}
+        return {"status": "ok", "task": task.tag}
 
     @app.get("/v1/task")
     def task() -> dict:
-        return {"task": TASK.tag, "format": wire.FORMAT, "columns": wire.column_types(), "classes": list(CLASSES)}
+        return {"task": task.tag, "format": wire.FORMAT, "columns": wire.column_types(task),
+                "classes": list(features.of(task).classes)}
 
     @app.post("/v1/enroll", status_code=201, responses={200: {}, 400: ERROR, 401: ERROR, 413: ERROR},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {

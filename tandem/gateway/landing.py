@@ -9,12 +9,13 @@ import hashlib
 
 import pyarrow as pa
 
-from tandem.contract.schema import BATCH_SCHEMA
+from tandem.contract import schema
 from tandem.contract.wire import WireBatch, WireError
 from tandem.data.landing import upload_key
 from tandem.fleet.sharing import table_bytes
 from tandem.privacy import sealing
 from tandem.privacy.policy import METADATA_KEY, SharingPolicy, load_policy
+from tandem.task import Task
 
 
 def policy_of(header: dict) -> SharingPolicy:
@@ -31,12 +32,13 @@ def batch_id(table: pa.Table) -> str:
     return hashlib.sha256(f"{pseudonym}|{ids}".encode()).hexdigest()[:24]
 
 
-def landed_object(batch: WireBatch, policy: SharingPolicy, seal_with: tuple[str, bytes] | None,
+def landed_object(batch: WireBatch, policy: SharingPolicy, seal_with: tuple[str, bytes] | None, task: Task,
                   day: str | None = None) -> tuple[str, bytes]:
-    """(store key, bytes) of the batch as it lands: parquet, or parquet sealed again under `seal_with`."""
+    """(store key, bytes) of the batch of `task` as it lands: parquet, or parquet sealed again under `seal_with`."""
     if policy.name != batch.header["policy"]["name"]:
         raise WireError(f"header.policy names {batch.header['policy']['name'][:60]!r} but its fields make {policy.name!r}")
-    table = batch.table.replace_schema_metadata({**BATCH_SCHEMA.metadata, METADATA_KEY: policy.public_json().encode()})
+    metadata = {**schema.of(task).schema.metadata, METADATA_KEY: policy.public_json(task).encode()}
+    table = batch.table.replace_schema_metadata(metadata)
     data = table_bytes(table)
     pseudonym = batch.header["pseudonym"]
     if seal_with is not None:

@@ -7,11 +7,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from tandem.contract.schema import DEVICE_COLUMNS
-from tandem.privacy.policy import HIERARCHY_LEVELS, _level_of, generalize_frame
+from tandem.privacy.forms.anonymized import _level_of, generalize_frame, top_level
 
 
-def k_anonymity(frame, quasi_identifiers: Sequence[str] = DEVICE_COLUMNS, k: int = 5) -> tuple[int, list[dict]]:
+def k_anonymity(frame, quasi_identifiers: Sequence[str], k: int = 5) -> tuple[int, list[dict]]:
     """k-anonymity of `frame` over the quasi-identifier columns.
 
     Returns (size of the smallest group of rows sharing all quasi-identifier values, or 0 for no
@@ -36,12 +35,12 @@ def k_anonymity(frame, quasi_identifiers: Sequence[str] = DEVICE_COLUMNS, k: int
     return int(sizes.min()), violating
 
 
-def enforce_k(frame: pd.DataFrame, k: int, max_suppression: float = 0.1,
-              quasi_identifiers=DEVICE_COLUMNS) -> tuple[pd.DataFrame, dict]:
+def enforce_k(frame: pd.DataFrame, k: int, max_suppression: float, quasi_identifiers: Sequence[str]) -> tuple[pd.DataFrame, dict]:
     """Make every quasi-identifier combination in `frame` cover at least k distinct users
     (pseudonyms), Datafly-style: while some combination covers fewer than k users, either suppress
     those users' rows in it (when they are at most `max_suppression` of all users) or generalize
-    the column with the most distinct values one level further. Returns (frame, report)."""
+    the column with the most distinct values one level further. `quasi_identifiers`: the task's.
+    Returns (frame, report)."""
     qi = list(quasi_identifiers)
     levels = {c: max((_level_of(c, v) for v in frame[c].unique()), default=0) for c in qi}
     out = generalize_frame(frame, levels) if len(frame) else frame.copy()
@@ -53,7 +52,7 @@ def enforce_k(frame: pd.DataFrame, k: int, max_suppression: float = 0.1,
         if not violating:
             break
         small_users = sum(g["size"] for g in violating)
-        can_generalize = [c for c in qi if levels[c] < HIERARCHY_LEVELS[c]]
+        can_generalize = [c for c in qi if levels[c] < top_level(c)]
         if small_users <= max_suppression * users or not can_generalize:
             keys = pd.MultiIndex.from_frame(out[qi])
             bad = pd.MultiIndex.from_tuples([tuple(g["values"][c] for c in qi) for g in violating], names=qi)

@@ -104,11 +104,12 @@ class PrivacyLedger:
         """The user's epsilon at `delta` over everything released so far."""
         return compose(self.counted(), delta)
 
-    def affordable(self, policy, window_ids: list[str]) -> list[str]:
-        """The windows of `window_ids` the user can share under `policy` within its budget: those
-        already charged under this policy (free), and the longest prefix of the others that fits."""
+    def affordable(self, policy, window_ids: list[str], classes: int) -> list[str]:
+        """The windows of `window_ids` the user can share under `policy` within its budget (for a task of
+        `classes` classes): those already charged under this policy (free), and the longest prefix of
+        the others that fits."""
         done = self.charged(policy.fingerprint())
-        cost = policy.window_events()
+        cost = policy.window_events(classes)
         new = [w for w in window_ids if w not in done]
         budget = policy.user_budget_epsilon
 
@@ -132,10 +133,11 @@ class PrivacyLedger:
         # batches come out the same; of the new ones, the affordable prefix
         return [w for w in window_ids if w in done or w in allowed]
 
-    def charge(self, policy, window_ids: list[str]) -> int:
-        """Record the windows as released under `policy` (once each). Returns how many were new."""
+    def charge(self, policy, window_ids: list[str], classes: int) -> int:
+        """Record the windows as released under `policy` for a task of `classes` classes (once each).
+        Returns how many were new."""
         fp, done = policy.fingerprint(), self.charged(policy.fingerprint())
-        cost = policy.window_events()
+        cost = policy.window_events(classes)
         new = [w for w in dict.fromkeys(window_ids) if w not in done]
         self.charges += [{"window": w, "fingerprint": fp, "events": cost} for w in new]
         return len(new)

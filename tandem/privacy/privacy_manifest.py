@@ -14,9 +14,9 @@ from tandem.privacy import dp_accountant
 from tandem.privacy.policy import load_policy
 
 
-def data_guarantee(frame: pd.DataFrame, policies: dict[str, dict]) -> dict:
+def data_guarantee(frame: pd.DataFrame, policies: dict[str, dict], classes: int) -> dict:
     """Per-user (epsilon, delta) of the snapshot's rows: each pseudonym's distinct windows, each
-    charged its policy's per-window events. A user with any window shared without the dp form has
+    charged its policy's per-window events (randomized response over the task's `classes`). A user with any window shared without the dp form has
     no formal guarantee (epsilon None)."""
     loaded = {name: load_policy(public) for name, public in policies.items()}
     for name in frame["policy"].unique():
@@ -28,7 +28,7 @@ def data_guarantee(frame: pd.DataFrame, policies: dict[str, dict]) -> dict:
         if any(not loaded[name].has("dp") for name in counts.index):
             per_user.append(math.inf)
             continue
-        counted = [(e, int(n)) for name, n in counts.items() for e in loaded[name].window_events()]
+        counted = [(e, int(n)) for name, n in counts.items() for e in loaded[name].window_events(classes)]
         per_user.append(dp_accountant.compose(counted, delta))
     finite = [e for e in per_user if math.isfinite(e)]
     without = len(per_user) - len(finite)

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tandem import task as tasks
 from tandem.contract import features
 from tandem.fleet.user_data import EPOCH, UserData, device_metadata
+
+_TASK_FOLDER = Path(__file__).resolve().parent
 
 _SOURCE_COLUMNS = ("acc-x", "acc-y", "acc-z", "gyro-x", "gyro-y", "gyro-z")  # g and rad/s at 50 Hz
 ACTIVITIES = ("walking", "walking_upstairs", "walking_downstairs", "sitting", "standing", "laying")
@@ -91,10 +94,15 @@ def load_recordings() -> tuple[Recording, ...]:
     return tuple(recordings)
 
 
+def _featurization() -> features.Featurization:
+    """This task's own windowing (its task.yaml, next to this file: never the task a process serves)."""
+    return features.of(tasks.resolve(str(_TASK_FOLDER)))
+
+
 def cut_windows(signals: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windows inside runs of one basic activity: (windows, HAPT codes, start sample index)."""
     names = np.array([HAPT_LABELS.get(int(c), "") for c in codes])
-    windows, labels, starts = features.cut_windows(signals, names, skip={""})
+    windows, labels, starts = _featurization().cut_windows(signals, names, skip={""})
     return windows, np.array([ACTIVITIES.index(n) + 1 for n in labels], dtype=np.int64), starts
 
 
@@ -125,8 +133,9 @@ load_users = hapt_fleet
 def synthetic_users(n_users: int = 8, windows_per_class: int = 12, seed: int = 0) -> list[UserData]:
     """Seeded synthetic users: each activity a distinct motion pattern, each user a personal offset."""
     rng = np.random.default_rng(seed)
-    window = features.WINDOW
-    t = np.arange(window) / features.SAMPLE_RATE_HZ
+    featurization = _featurization()
+    window = featurization.window
+    t = np.arange(window) / featurization.sample_rate_hz
     fleet = []
     for index in range(n_users):
         user_bias = rng.normal(0, 0.08, size=6)
