@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
+from tandem import task as tasks
 from tandem.evaluation import regression_eval, robust_eval
 from tandem.evaluation.experiment import EvaluationParams, run_evaluation
 from tandem.evaluation.privacy_audit import AuditParams
@@ -17,12 +18,13 @@ from tandem.evaluation.report import write_report
 from tandem.evaluation.tracking import log_evaluation
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
+from tandem.task import Task
 from tasks.audit import privacy_audit
 
 
 @task(name="run-evaluation")
-def run_evaluation_task(params: EvaluationParams, home: str) -> dict:
-    return run_evaluation(params, home=home, log=get_run_logger().info)
+def run_evaluation_task(task: Task, params: EvaluationParams, home: str) -> dict:
+    return run_evaluation(task, params, home=home, log=get_run_logger().info)
 
 
 @task(name="write-report")
@@ -43,7 +45,7 @@ def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True, 
     settings = Settings()
     out_dir = settings.home / "reports"
     with tempfile.TemporaryDirectory(prefix="tandem-evaluate-") as work:
-        result = run_evaluation_task(params, work)
+        result = run_evaluation_task(tasks.resolve(settings.task), params, work)
     command = "tandem evaluate --quick" if params.source == "synthetic" else "tandem evaluate"
     files = write_report_task(result, str(out_dir), command)
     run_id = log_to_mlflow_task(settings, result, files) if track else None
@@ -56,8 +58,8 @@ def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True, 
 
 
 @task(name="run-protocol")
-def run_protocol_task(folds: int, seeds: int, reports_dir: str) -> dict:
-    return robust_eval.evaluate(folds, seeds, log=get_run_logger().info, reports_dir=Path(reports_dir))
+def run_protocol_task(task: Task, folds: int, seeds: int, reports_dir: str) -> dict:
+    return robust_eval.evaluate(task, folds, seeds, log=get_run_logger().info, reports_dir=Path(reports_dir))
 
 
 @task(name="write-protocol-report")
@@ -76,7 +78,7 @@ def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True, audit:
     FedPer; report under TANDEM_HOME/reports, one MLflow run with the table and plots; then the
     privacy audit (`tandem audit`, its default parameters)."""
     settings = Settings()
-    result = run_protocol_task(folds, seeds, str(settings.home / "reports"))
+    result = run_protocol_task(tasks.resolve(settings.task), folds, seeds, str(settings.home / "reports"))
     files = write_protocol_report_task(result, str(settings.home / "reports"),
                                        f"tandem evaluate --folds {folds} --seeds {seeds}")
     run_id = log_protocol_task(settings, result, files) if track else None
@@ -86,8 +88,8 @@ def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True, audit:
 
 
 @task(name="run-regression-protocol")
-def run_regression_task(folds: int, seeds: int) -> dict:
-    return regression_eval.evaluate(folds, seeds, log=get_run_logger().info)
+def run_regression_task(task: Task, folds: int, seeds: int) -> dict:
+    return regression_eval.evaluate(task, folds, seeds, log=get_run_logger().info)
 
 
 @task(name="write-regression-report")
@@ -105,7 +107,7 @@ def evaluate_regression(folds: int = 3, seeds: int = 1, track: bool = True) -> d
     """A regression task's folds x seeds: generic, personalized on the device, own mean, local only
     (MAE, RMSE); report under TANDEM_HOME/reports, one MLflow run with the table and plot."""
     settings = Settings()
-    result = run_regression_task(folds, seeds)
+    result = run_regression_task(tasks.resolve(settings.task), folds, seeds)
     files = write_regression_report_task(result, str(settings.home / "reports"),
                                          f"tandem evaluate --folds {folds} --seeds {seeds}")
     run_id = log_regression_task(settings, result, files) if track else None

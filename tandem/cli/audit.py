@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from tandem.cli.evaluate import require_classification
+from tandem import task as tasks
+from tandem.cli.evaluate import read_params, require
 from tandem.evaluation.audit_report import run_and_record, table
 from tandem.evaluation.privacy_audit import AuditParams
 from tandem.settings import Settings
@@ -23,14 +23,12 @@ def audit_command(
 ):
     """Measure every sharing form: per-user epsilon, utility, re-identification, attribute and
     membership inference. Writes TANDEM_HOME/reports/audit.{json,md}; logs an MLflow run."""
-    require_classification("tandem audit")
     settings = Settings()
-    try:
-        params = (AuditParams.model_validate(json.loads(params_file.read_text())) if params_file
-                  else AuditParams.quick() if quick else AuditParams())
-    except ValueError as e:
-        raise typer.BadParameter(str(e).splitlines()[0], param_hint="--params-file")
-    out = run_and_record(settings, params, "tandem audit --quick" if quick else "tandem audit", not no_mlflow,
+    task = tasks.resolve(settings.task)  # resolved once, passed down
+    require(task, "audit", "tandem audit")
+    params = (read_params(AuditParams, params_file) if params_file
+              else AuditParams.quick() if quick else AuditParams())
+    out = run_and_record(settings, task, params, "tandem audit --quick" if quick else "tandem audit", not no_mlflow,
                          log=console.print)
     console.print(table(out["result"]))
     console.print(f"report: {out['md']}" + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))

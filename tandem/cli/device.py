@@ -12,30 +12,42 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
 
-from tandem.contract.features import FEATURE_NAMES
+from tandem import task as tasks
+from tandem.contract import features
 from tandem.device.rules import RULES, check
 from tandem.device.runtime import BadInput, DeviceModel, ModelError, row_list
 from tandem.device.update import UpdateDiverged, update
+from tandem.settings import Settings
 
 app = typer.Typer(help="Device runtime: predict, personalize and check updatable Core ML models.",
                   no_args_is_help=True)
 
 
+def feature_names(model: DeviceModel) -> list[str]:
+    """The model's input features in order: what its metadata names (`tandem.feature_names`, written at
+    export), else the served task's (TANDEM_TASK; a model exported before it named them)."""
+    named = model.spec.description.metadata.userDefined.get("tandem.feature_names")
+    if named:
+        return named.split(",")
+    return list(features.of(tasks.resolve(Settings().task)).feature_names)
+
+
 def _read(data: Path, model: DeviceModel) -> tuple[np.ndarray, np.ndarray | None]:
-    """Feature matrix (in FEATURE_NAMES order) and labels (None if the file has no label column).
+    """Feature matrix (in the model's feature order) and labels (None if the file has no label column).
     Feature columns must be stored as numbers: text is refused, never coerced."""
+    names = feature_names(model)
     table = pq.read_table(data)
-    missing = [n for n in FEATURE_NAMES if n not in table.column_names]
+    missing = [n for n in names if n not in table.column_names]
     if missing:
         raise typer.BadParameter(f"{data}: missing feature columns {missing[:5]}{'...' if len(missing) > 5 else ''}")
-    not_numbers = [n for n in FEATURE_NAMES
+    not_numbers = [n for n in names
                    if not (pa.types.is_floating(table.schema.field(n).type) or pa.types.is_integer(table.schema.field(n).type))]
     if not_numbers:
         raise typer.BadParameter(f"{data}: {len(not_numbers)} feature columns are not stored as numbers "
                                  f"({', '.join(not_numbers[:3])}{', ...' if len(not_numbers) > 3 else ''}: "
                                  f"{table.schema.field(not_numbers[0]).type}); write them as float64, as the shared-batch format does")
-    X = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in FEATURE_NAMES]).astype(np.float64)
-    X = X.reshape(table.num_rows, len(FEATURE_NAMES))
+    X = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in names]).astype(np.float64)
+    X = X.reshape(table.num_rows, len(names))
     if model.input_dim is not None and model.input_dim != X.shape[1]:
         raise typer.BadParameter(f"model expects {model.input_dim} features, data has {X.shape[1]}")
     y = None

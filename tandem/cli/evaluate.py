@@ -11,27 +11,49 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tandem import task as tasks
 from tandem.cli import launch
-from tandem.contract import features
 from tandem.evaluation import regression_eval
 from tandem.evaluation.experiment import EvaluationParams, run_evaluation
 from tandem.evaluation.report import write_report
 from tandem.evaluation.robust_eval import evaluate, log_to_mlflow, write
 from tandem.evaluation.tracking import log_evaluation
+from tandem.release.params import unknown_keys
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
-from tandem.task import TaskError
+from tandem.task import Task, TaskError
+from tandem.task.kinds import kind_of
 
 console = Console()
 
 
-def require_classification(command: str) -> None:
+def require(task: Task, evaluation: str, command: str) -> None:
     """The rounds simulation and the audit compare classifiers (accuracy, FedAvg baselines, label
-    attacks); a regression task has the folds x seeds protocol (`tandem evaluate`) and its release's
-    manifest."""
-    if not features.CLASSIFICATION:
-        raise TaskError(f"`{command}` compares classifiers; task {features.TASK.name} is a regression "
+    attacks): the task's kind says which evaluations it supports (`kinds.evaluations`); every kind has
+    the folds x seeds protocol (`tandem evaluate`)."""
+    kind = kind_of(task)
+    if evaluation not in kind.evaluations:
+        raise TaskError(f"`{command}` compares classifiers; task {task.name} is a {kind.name} "
                         "(`tandem evaluate --folds F --seeds S` gives its MAE/RMSE, generic and personalized)")
+
+
+def read_params(model, path: Path, hint: str = "--params-file"):
+    """A params file validated against `model`; unknown keys are refused in one line (a guessed name
+    would otherwise be silently ignored)."""
+    try:
+        given = json.loads(path.read_text())
+    except ValueError as e:
+        raise typer.BadParameter(f"{path} is not JSON ({e})", param_hint=hint)
+    if not isinstance(given, dict):
+        raise typer.BadParameter(f"{path} must hold a JSON object of {model.__name__} fields", param_hint=hint)
+    unknown = unknown_keys(model, given)
+    if unknown:
+        raise typer.BadParameter(f"{path}: unknown key(s) {', '.join(unknown)} (not a {model.__name__} field; "
+                                 f"see docs/evaluation.md)", param_hint=hint)
+    try:
+        return model.model_validate(given)
+    except ValueError as e:
+        raise typer.BadParameter(f"{path}: {str(e).splitlines()[0]}", param_hint=hint)
 
 
 def evaluate_command(
@@ -49,25 +71,21 @@ def evaluate_command(
     on the users who never share. Writes TANDEM_HOME/reports/evaluation.{json,md} and plots; logs to MLflow.
     A regression task: generic / personalized / own mean / local only, MAE and RMSE over folds x seeds."""
     settings = Settings()
+    task = tasks.resolve(settings.task)  # resolved once, passed down
     simulation = quick or simulate or params_file or rounds
-    if not features.CLASSIFICATION and not simulation:
-        return _regression(settings, folds, seeds, no_flow, no_mlflow)
-    require_classification("tandem evaluate --simulate" if simulation else "tandem evaluate")
     if not simulation:
-        return _protocol(settings, folds, seeds, no_flow, no_mlflow, no_audit)
+        protocol = PROTOCOLS[kind_of(task).name]
+        return protocol(settings, task, folds, seeds, no_flow, no_mlflow, no_audit)
+    require(task, "simulation", "tandem evaluate --simulate")
     if params_file:
-        try:
-            given = json.loads(params_file.read_text())
-        except ValueError as e:
-            raise typer.BadParameter(f"{params_file} is not JSON ({e})", param_hint="--params-file")
-        params = EvaluationParams.model_validate(given)
+        params = read_params(EvaluationParams, params_file)
     else:
         params = EvaluationParams.quick() if quick else EvaluationParams()
     if rounds is not None:
         params.rounds = rounds
     if no_flow:
         with tempfile.TemporaryDirectory(prefix="tandem-evaluate-") as work:
-            result = run_evaluation(params, home=work, log=console.print)
+            result = run_evaluation(task, params, home=work, log=console.print)
         files = {k: str(v) for k, v in write_report(result, settings.home / "reports",
                                                      "tandem evaluate --quick" if quick else "tandem evaluate").items()}
         run_id = None if no_mlflow else log_evaluation(Tracker(settings), result, files)
@@ -95,10 +113,11 @@ def _print_audit(out: dict) -> None:
         console.print(f"privacy audit: {out['privacy_audit']['report']}")
 
 
-def _regression(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool) -> None:
-    """A regression task's folds x seeds protocol (tandem.evaluation.regression_eval)."""
+def _regression(settings, task: Task, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool) -> None:
+    """A regression task's folds x seeds protocol (tandem.evaluation.regression_eval; no audit: its
+    attacks work on classes)."""
     if no_flow:
-        result = regression_eval.evaluate(folds, seeds, log=console.print)
+        result = regression_eval.evaluate(task, folds, seeds, log=console.print)
         files = regression_eval.write(result, settings.home / "reports", f"tandem evaluate --folds {folds} --seeds {seeds}")
         out = {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "claims": result["claims"],
                "mlflow_run_id": None if no_mlflow else regression_eval.log_to_mlflow(settings, result, files)}
@@ -118,10 +137,10 @@ def _regression(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool
                   + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
 
 
-def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool) -> None:
+def _protocol(settings, task: Task, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool) -> None:
     """The folds x seeds protocol (tandem.evaluation.robust_eval), through its Prefect flow unless --no-flow."""
     if no_flow:
-        result = evaluate(folds, seeds, log=console.print, reports_dir=settings.home / "reports")
+        result = evaluate(task, folds, seeds, log=console.print, reports_dir=settings.home / "reports")
         files = write(result, settings.home / "reports", f"tandem evaluate --folds {folds} --seeds {seeds}")
         out = {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "claims": result["claims"],
                "mlflow_run_id": None if no_mlflow else log_to_mlflow(settings, result, files),
@@ -141,3 +160,7 @@ def _protocol(settings, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, 
     console.print(f"report: {out['report']}\njson:   {out['json']}  ({out['seconds']:.0f} s)"
                   + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
     _print_audit(out)
+
+
+# `tandem evaluate` (no --simulate) per task kind: the harness's report for its metrics
+PROTOCOLS = {"classification": _protocol, "regression": _regression}

@@ -4,7 +4,6 @@ a commented task.yaml from a template and a small seeded data file a model can l
 from __future__ import annotations
 
 import json
-import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -17,6 +16,7 @@ from rich.table import Table
 
 from tandem import task as tasks
 from tandem.contract import feature_ops
+from tandem.settings import Settings
 
 console = Console()
 TEMPLATES = resources.files("tandem.task") / "templates"
@@ -33,10 +33,10 @@ def _row(task: tasks.Task, active: tasks.Task | None) -> dict:
 def tasks_command(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")):
     """List the built-in tasks (and a task folder named by TANDEM_TASK); * marks the one this process serves.
     A task folder that does not load is listed with its error, and the exit is non-zero."""
-    named = os.environ.get("TANDEM_TASK")
+    named = Settings().task  # TANDEM_TASK, or the default
     invalid = None
     try:
-        active = tasks.active()
+        active = tasks.resolve(named)
     except tasks.TaskError as e:
         active = None
         if named and Path(named).expanduser().is_dir():  # a folder that exists but does not load: say why

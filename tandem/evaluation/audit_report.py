@@ -11,6 +11,7 @@ from tandem.evaluation.privacy_audit import AuditParams, run_audit
 from tandem.evaluation.tracking import start_report_run
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
+from tandem.task import Task
 
 
 def _eps(v) -> str:
@@ -64,11 +65,11 @@ def log_audit(tracker: Tracker, result: dict, files: dict[str, Path]) -> str:
     return run_id
 
 
-def run_and_record(settings: Settings, params: AuditParams, command: str, track: bool = True, log=print,
+def run_and_record(settings: Settings, task: Task, params: AuditParams, command: str, track: bool = True, log=print,
                    link_run: str | None = None) -> dict:
-    """`tandem audit`: run it, write the report, log the MLflow run (and tag `link_run`, e.g. the
-    evaluation's run, with it)."""
-    result = run_audit(params, log=log)
+    """`tandem audit` of the task: run it, write the report, log the MLflow run (and tag `link_run`,
+    e.g. the evaluation's run, with it)."""
+    result = run_audit(task, params, log=log)
     files = write(result, settings.home / "reports", command)
     run_id = None
     if track:

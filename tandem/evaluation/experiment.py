@@ -14,7 +14,6 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tandem.contract.features import CLASSES, label_indices
 from tandem.device.runtime import DeviceModel
 from tandem.evaluation.simulation import (
     accuracy,
@@ -27,6 +26,8 @@ from tandem.evaluation.simulation import (
 from tandem.fleet import users as fleet
 from tandem.privacy.policy import SharingPolicy
 from tandem.release.params import DeviceUpdateConfig, RunParams
+from tandem.task import Task
+from tandem.task.kinds import kind_of
 from tandem.training import model
 from tandem.training.federated import Client, FedAvgConfig, fedavg
 from tandem.training.personalization import pick_labelled
@@ -49,9 +50,11 @@ class EvaluationParams(BaseModel):
     test_fraction: float = Field(0.5, gt=0, lt=1, description="later share of each session/class held out for scoring")
     batch_size: int = Field(256, ge=1, description="windows per shared batch")
     train: model.TrainConfig = Field(default_factory=model.TrainConfig,
-                                     description="server pretraining, as the product ships it (also the central upper bound)")
+                                     description="server pretraining, as the product ships it (also the central upper "
+                                                 "bound); what is not given comes from the task")
     device: DeviceUpdateConfig = Field(default_factory=DeviceUpdateConfig,
-                                       description="on-device update defaults written into the .mlmodel")
+                                       description="on-device update defaults written into the .mlmodel; what is not "
+                                                   "given comes from the task")
     # Chosen on the sharing users' held-out windows (validation), never on the evaluation users.
     update_epochs: int | None = Field(50, ge=1, le=100, description="on-device update epochs the app chooses (None: model default)")
     update_learning_rate: float | None = Field(0.003, gt=0, le=1, description="on-device learning rate the app chooses (None: model default)")
@@ -80,15 +83,16 @@ class EvaluationParams(BaseModel):
             out["learning_rate"] = self.update_learning_rate
         return out
 
-    def run_params(self) -> RunParams:
-        return RunParams(train=self.train, device=self.device)
+    def run_params(self, task: Task) -> RunParams:
+        """The run's training and device settings: what these parameters give, the task's for the rest."""
+        return RunParams(train=self.train, device=self.device).on(task)
 
 
-def load_users(params: EvaluationParams):
+def load_users(task: Task, params: EvaluationParams):
     if params.source == "synthetic":
-        users = fleet.synthetic_fleet(params.synthetic_users, params.synthetic_windows_per_class, params.seed)
+        users = fleet.synthetic_fleet(task, params.synthetic_users, params.synthetic_windows_per_class, params.seed)
     else:
-        users = fleet.task_fleet()
+        users = fleet.task_fleet(task)
     return fleet.split_users(users, params.holdout_every)
 
 
@@ -97,11 +101,11 @@ def _method(description: str, per_user: dict[str, float], **extra) -> dict:
 
 
 class _TorchPredictor:
-    def __init__(self, net):
-        self.net = net
+    def __init__(self, net, classes: tuple[str, ...]):
+        self.net, self.classes = net, classes
 
     def predict(self, X):
-        return np.array(CLASSES)[model.predict_proba(self.net, X).argmax(1)]
+        return np.array(self.classes)[model.predict_proba(self.net, X).argmax(1)]
 
 
 UNBOUNDED_BUDGET = 1e9
@@ -119,20 +123,24 @@ def sharing_policy(form: str, value):
     raise ValueError(form)
 
 
-def run_evaluation(params: EvaluationParams | None = None, home=None, log=print) -> dict:
+def run_evaluation(task: Task, params: EvaluationParams | None = None, home=None, log=print) -> dict:
+    """The rounds simulation of a classification task (accuracy, FedAvg over the same devices)."""
     params = params or EvaluationParams()
+    kind = kind_of(task)
+    classes, n_classes = kind.classes, kind.n_outputs
     t_start = time.perf_counter()
     timing = {}
-    sharers, evaluators = load_users(params)
+    sharers, evaluators = load_users(task, params)
     for u in sharers + evaluators:
         u.features  # featurize once  # noqa: B018
     timing["load"] = time.perf_counter() - t_start
-    run_params, overrides = params.run_params(), params.update_overrides()
+    run_params, overrides = params.run_params(task), params.update_overrides()
+    train = run_params.train
     log(f"{len(sharers)} sharing users, {len(evaluators)} evaluation users ({params.source})")
 
     # ---- the rounds
     t = time.perf_counter()
-    sim = simulate(sharers, evaluators, rounds=params.rounds, fraction=params.fraction, run_params=run_params,
+    sim = simulate(task, sharers, evaluators, rounds=params.rounds, fraction=params.fraction, run_params=run_params,
                    update_overrides=overrides, per_user_budget=params.per_user_budget,
                    test_fraction=params.test_fraction, batch_size=params.batch_size, seed=params.seed, home=home,
                    on_round=lambda r: log(f"round {r['round']}: {r['sharing_users']} sharing users, "
@@ -171,15 +179,15 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
     personalized(base, f"{HEADLINE}_model_defaults", f"as {HEADLINE} with the model's default update parameters",
                  per_user=params.per_user_budget)
 
-    local_cfg = params.train.model_copy(update={"epochs": 200, "patience": 30})
+    local_cfg = train.model_copy(update={"epochs": 200, "patience": 30})
     for name, kw in ((f"local_only_u{params.per_user_budget}", {"per_user": params.per_user_budget}),
                      (f"local_only_pc{max(params.per_class_budgets)}", {"per_class": max(params.per_class_budgets)})):
         per_user = {}
         for uid, u in eval_users.items():
             pool, test = splits[uid]
             lab = pick_labelled(u.labels, pool, **kw)
-            net = model.train(u.features[lab], label_indices(u.labels[lab]), local_cfg).model
-            per_user[uid] = accuracy(_TorchPredictor(net), u.features[test], u.labels[test])
+            net = model.train(u.features[lab], kind.targets(u.labels[lab]), local_cfg, n_classes=n_classes).model
+            per_user[uid] = accuracy(_TorchPredictor(net, classes), u.features[test], u.labels[test])
         methods[name] = _method("a Classifier trained only on the user's own labelled windows "
                                 f"({next(iter(kw.values()))} {'per user' if 'per_user' in kw else 'per class'}; "
                                 "the same windows personalization gets)", per_user)
@@ -188,7 +196,7 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
     # ---- FedAvg over the same devices and rounds
     t = time.perf_counter()
     fcfg = FedAvgConfig(rounds=params.fedavg_rounds_per_round, local_epochs=params.fedavg_local_epochs,
-                        hidden_sizes=list(params.train.hidden_sizes), seed=params.seed)
+                        hidden_sizes=list(train.hidden_sizes), seed=params.seed)
     fed_net, fed_rounds = None, []
     sharer_devices = [d for d in sim.devices if d.sharer]
     for r in range(params.rounds):
@@ -196,12 +204,12 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
         for d in sharer_devices:
             if d.wave <= r:
                 rows = d.available(r, params.rounds)
-                clients.append(Client(d.user.features[rows], label_indices(d.user.labels[rows])))
-        fed_net = fedavg(clients, fcfg, n_classes=len(CLASSES), init=fed_net).model
-        pred = _TorchPredictor(fed_net)
+                clients.append(Client(d.user.features[rows], kind.targets(d.user.labels[rows])))
+        fed_net = fedavg(clients, fcfg, n_classes=n_classes, init=fed_net).model
+        pred = _TorchPredictor(fed_net, classes)
         per_user = {uid: accuracy(pred, u.features[splits[uid][1]], u.labels[splits[uid][1]]) for uid, u in eval_users.items()}
         fed_rounds.append({"round": r, "clients": len(clients), "generic": {"mean": float(np.mean(list(per_user.values()))), "per_user": per_user}})
-    fed_base = DeviceModel.load(sim_convert(fed_net, run_params, {"method": "fedavg"}))
+    fed_base = DeviceModel.load(sim_convert(task, fed_net, run_params, {"method": "fedavg"}))
     methods["fedavg"] = _method("federated averaging over the same devices and rounds (all local pool data, labelled)",
                                 {uid: accuracy(fed_base, u.features[splits[uid][1]], u.labels[splits[uid][1]]) for uid, u in eval_users.items()})
     personalized(fed_base, f"fedavg_{HEADLINE}", f"FedAvg + on-device update, {params.per_user_budget} labelled windows per user",
@@ -213,10 +221,10 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
     # ---- central upper bound: all raw pool data of the sharing users
     t = time.perf_counter()
     X = np.concatenate([d.user.features[d.pool] for d in sharer_devices])
-    y = np.concatenate([label_indices(d.user.labels[d.pool]) for d in sharer_devices])
+    y = np.concatenate([kind.targets(d.user.labels[d.pool]) for d in sharer_devices])
     groups = np.concatenate([[d.user.user_id] * len(d.pool) for d in sharer_devices])
-    central = model.train(X, y, params.train, groups=groups)
-    central_base = DeviceModel.load(sim_convert(central.model, run_params, {"method": "central"}))
+    central = model.train(X, y, train, groups=groups, n_classes=n_classes)
+    central_base = DeviceModel.load(sim_convert(task, central.model, run_params, {"method": "central"}))
     methods["central"] = _method("one model on all raw local data of every sharing user (upper bound)",
                                  {uid: accuracy(central_base, u.features[splits[uid][1]], u.labels[splits[uid][1]]) for uid, u in eval_users.items()})
     personalized(central_base, f"central_{HEADLINE}", f"central + on-device update, {params.per_user_budget} labelled windows per user",
@@ -229,7 +237,7 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
     key = simulation_key(params.seed)
 
     def curve_point(**kw) -> dict:
-        server = share_and_train(sharers, pools, run_params=run_params, key=key, batch_size=params.batch_size, **kw)
+        server = share_and_train(task, sharers, pools, run_params=run_params, key=key, batch_size=params.batch_size, **kw)
         g = {uid: accuracy(server.base, u.features[splits[uid][1]], u.labels[splits[uid][1]]) for uid, u in eval_users.items()}
         p = {}
         for uid, u in eval_users.items():
@@ -266,14 +274,15 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
     }
     return {
         "schema": "tandem/evaluation/v1",
-        "params": params.model_dump(mode="json"),
+        "params": {**params.model_dump(mode="json"), "train": train.model_dump(mode="json"),
+                   "device": run_params.device.model_dump(mode="json")},  # as run: the task's values filled in
         "protocol": {
             "evaluation_users": "never share (every holdout_every-th user); all numbers are means over them",
             "test_windows": "per recording session and class, the later test_fraction of the windows in capture "
                             "order (one boundary window dropped: windows overlap 50%); identical for every method",
             "labelled_windows": "chosen among the earlier (pool) windows, evenly spaced in capture order per class; "
                                 "the per-user budget splits the windows evenly over the classes",
-            "on_device_update": {"layers": params.train.updatable_layers, "optimizer": params.device.optimizer,
+            "on_device_update": {"layers": train.updatable_layers, "optimizer": run_params.device.optimizer,
                                  "overrides": overrides},
         },
         "users": {"sharing": [u.user_id for u in sharers], "evaluation": [u.user_id for u in evaluators]},
@@ -286,5 +295,5 @@ def run_evaluation(params: EvaluationParams | None = None, home=None, log=print)
     }
 
 
-def sim_convert(net: model.Classifier, run_params: RunParams, metadata: dict) -> bytes:
-    return convert(model.TrainResult(model=net), run_params, metadata)
+def sim_convert(task: Task, net: model.Classifier, run_params: RunParams, metadata: dict) -> bytes:
+    return convert(task, model.TrainResult(model=net), run_params, metadata)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from tandem.contract.features import CLASSES, FEATURE_NAMES
+from tandem.contract import features
 from tandem.device.runtime import DeviceModel
 from tandem.evaluation import privacy_attacks as attacks
 from tandem.evaluation.experiment import EvaluationParams
@@ -38,13 +38,14 @@ from tandem.privacy import dp_accountant
 from tandem.privacy import ldp_mechanisms as ldp
 from tandem.privacy.policy import SharingPolicy, clip_bounds, generalize, privatize
 from tandem.release.params import RunParams
+from tandem.task import Task
+from tandem.task.kinds import kind_of
 from tandem.training import model
 from tandem.training.dp_sgd import train_user_level
 from tandem.training.dp_sgd_params import DpSgdConfig
 from tandem.training.personalization import local_split, pick_labelled, update_and_score
 from tandem.training.pretrain import convert
 
-N_CLASSES = len(CLASSES)
 # A lower-dimensional release, chosen a priori (no data spent on choosing): the gravity direction
 # (posture) and how much the phone moves (movement intensity). Issue 12 chose these on the 46-feature
 # vector (acc_{x,y,z}_mean, acc_mag_{std,max,mad_diff}); these are their counterparts among the 157.
@@ -118,14 +119,15 @@ class Part:
         self.X, self.y = X, y
 
 
-def _y(labels) -> np.ndarray:
-    return np.array([CLASSES.index(str(v)) for v in labels], dtype=np.int64)
-
-
 class Fleet:
-    def __init__(self, p: AuditParams):
-        users = (fleet.synthetic_fleet(p.synthetic_users, p.synthetic_windows_per_class, p.seed)
-                 if p.source == "synthetic" else fleet.task_fleet())
+    """The task's users as the audit splits them (sharing / never-sharing, pool / test / shared rows)."""
+
+    def __init__(self, task: Task, p: AuditParams):
+        self.task, self.kind = task, kind_of(task)
+        self.classes, self.n_classes = self.kind.classes, len(self.kind.classes)
+        self.feature_names = features.of(task).feature_names
+        users = (fleet.synthetic_fleet(task, p.synthetic_users, p.synthetic_windows_per_class, p.seed)
+                 if p.source == "synthetic" else fleet.task_fleet(task))
         self.sharers, self.evaluators = fleet.split_users(users, p.holdout_every)
         self.shared, self.unshared, self.pool, self.test, self.labelled = {}, {}, {}, {}, {}
         for u in self.sharers + self.evaluators:
@@ -140,8 +142,12 @@ class Fleet:
         for u in self.evaluators:
             self.labelled[u.user_id] = pick_labelled(u.labels, self.pool[u.user_id], per_user=p.per_user_budget)
 
+    def y(self, labels) -> np.ndarray:
+        """Class names -> class indices in the task's order."""
+        return self.kind.targets(labels)
+
     def rows(self, u, idx) -> Part:
-        return Part(u.features[idx], _y(u.labels[idx]))
+        return Part(u.features[idx], self.y(u.labels[idx]))
 
 
 # ---- one form -------------------------------------------------------------------------------------
@@ -153,10 +159,10 @@ def _proba(net) -> Callable[[np.ndarray], np.ndarray]:
     return lambda X: model.predict_proba(net, X)
 
 
-def solve_window_epsilon(target: float, windows: int, label_share: float, delta: float) -> float:
-    """The per-window epsilon whose `windows`-fold composition (features pure + label RR) is `target`."""
+def solve_window_epsilon(target: float, windows: int, label_share: float, delta: float, n_classes: int) -> float:
+    """The per-window epsilon whose `windows`-fold composition (features pure + label RR over `n_classes`) is `target`."""
     def user_eps(w: float) -> float:
-        events = ldp.LdpConfig("piecewise", (1 - label_share) * w, label_share * w).window_events(N_CLASSES)
+        events = ldp.LdpConfig("piecewise", (1 - label_share) * w, label_share * w).window_events(n_classes)
         return dp_accountant.user_epsilon([events] * windows, delta)
 
     lo, hi = 1e-4, target
@@ -179,18 +185,19 @@ class Form:
         self.same_model_as = same_model_as  # identical training rows and trainer: reuse that form's model numbers
 
 
-def _plain_trainer(train: model.TrainConfig) -> Trainer:
-    return lambda X, y, g: _proba(model.train(X, y, train, groups=g).model)
+def _plain_trainer(train: model.TrainConfig, n_classes: int) -> Trainer:
+    return lambda X, y, g: _proba(model.train(X, y, train, groups=g, n_classes=n_classes).model)
 
 
-def forms(p: AuditParams, fl: Fleet) -> list[Form]:
-    bounds = np.array(list(clip_bounds().values()))
-    plain_view = lambda u, idx: (u.features[idx], _y(u.labels[idx]))
+def forms(p: AuditParams, fl: Fleet, train: model.TrainConfig) -> list[Form]:
+    """The audited forms; `train`: the task's pretraining config with the audit's overrides."""
+    bounds = np.array(list(clip_bounds(fl.task).values()))
+    plain_view = lambda u, idx: (u.features[idx], fl.y(u.labels[idx]))
     inf = lambda n: math.inf
     out = [Form("pseudonymized", "keyed pseudonyms; features and labels as they are", plain_view,
-                _plain_trainer(p.train), inf),
+                _plain_trainer(train, fl.n_classes), inf),
            Form("anonymized", "as pseudonymized, quasi-identifiers generalized one level (k enforced on the server)",
-                plain_view, _plain_trainer(p.train), inf, qi_level=1, same_model_as="pseudonymized")]
+                plain_view, _plain_trainer(train, fl.n_classes), inf, qi_level=1, same_model_as="pseudonymized")]
     if not p.include_plain:
         out = []
 
@@ -198,28 +205,28 @@ def forms(p: AuditParams, fl: Fleet) -> list[Form]:
         policy = SharingPolicy(forms=["dp"], epsilon_features=0.8 * eps, epsilon_labels=0.2 * eps, user_budget_epsilon=1e12)
 
         def lap_view(u, idx, policy=policy):
-            X, labels = privatize(u.features[idx], u.labels[idx], window_ids(u, idx, AUDIT_KEY), policy, AUDIT_KEY)
-            return X, _y(labels)
+            X, labels = privatize(u.features[idx], u.labels[idx], window_ids(u, idx, AUDIT_KEY), policy, AUDIT_KEY, fl.task)
+            return X, fl.y(labels)
 
-        events = policy.window_events()
-        out.append(Form(f"dp-laplace-v1 w{eps:g}", f"v1 dp form: Laplace on all {len(FEATURE_NAMES)} features + RR, {eps:g} per window",
-                        lap_view, _plain_trainer(p.train),
+        events = policy.window_events(fl.n_classes)
+        out.append(Form(f"dp-laplace-v1 w{eps:g}", f"v1 dp form: Laplace on all {len(fl.feature_names)} features + RR, {eps:g} per window",
+                        lap_view, _plain_trainer(train, fl.n_classes),
                         lambda n, events=events: dp_accountant.user_epsilon([events] * n, p.delta),
                         parameters={"window_epsilon": eps}))
 
-    low = tuple(FEATURE_NAMES.index(f) for f in LOW_DIM_FEATURES)
     for point in p.ldp:
-        w = solve_window_epsilon(point.user_epsilon, point.windows_per_user, p.ldp_label_share, p.delta)
+        w = solve_window_epsilon(point.user_epsilon, point.windows_per_user, p.ldp_label_share, p.delta, fl.n_classes)
+        low = tuple(fl.feature_names.index(f) for f in LOW_DIM_FEATURES) if point.low_dim else None
         cfg = ldp.LdpConfig(point.mechanism, (1 - p.ldp_label_share) * w, p.ldp_label_share * w,
-                            windows_per_user=point.windows_per_user, features=low if point.low_dim else None)
-        out.append(_ldp_form(p, cfg, point.user_epsilon, bounds))
+                            windows_per_user=point.windows_per_user, features=low)
+        out.append(_ldp_form(p, fl, train, cfg, point.user_epsilon, bounds))
 
     for eps in p.dp_sgd_epsilons:
         cfg = p.dp_sgd.model_copy(update={"target_epsilon": eps, "delta": p.delta, "enabled": True})
         holder: dict = {}
 
         def sgd_trainer(X, y, g, cfg=cfg, holder=holder):
-            result = train_user_level(X, y, g, p.train, cfg)
+            result = train_user_level(fl.task, X, y, g, train, cfg)
             holder.setdefault("privacy", result.privacy)
             return _proba(result.model)
 
@@ -228,20 +235,21 @@ def forms(p: AuditParams, fl: Fleet) -> list[Form]:
     return out
 
 
-def _ldp_form(p: AuditParams, cfg: ldp.LdpConfig, target: float, bounds: np.ndarray) -> Form:
+def _ldp_form(p: AuditParams, fl: Fleet, train: model.TrainConfig, cfg: ldp.LdpConfig, target: float,
+              bounds: np.ndarray) -> Form:
     m = cfg.windows_per_user
 
     def view(u, idx):
         keep = idx[pick_labelled(np.asarray(u.labels)[idx], np.arange(len(idx)), per_user=m)] if len(idx) > m else idx
-        Z, y = ldp.privatize(u.features[keep], _y(u.labels[keep]), window_ids(u, keep, AUDIT_KEY), cfg, bounds,
-                             N_CLASSES, AUDIT_KEY)
+        Z, y = ldp.privatize(u.features[keep], fl.y(u.labels[keep]), window_ids(u, keep, AUDIT_KEY), cfg, bounds,
+                             fl.n_classes, AUDIT_KEY)
         return ldp.unstandardize(Z, bounds), y  # the server's unbiased estimates, in feature units
 
     def trainer(X, y, g):
         Z = ldp.standardize_unclipped(X, bounds)
-        cm = ldp.debias(Z, y, cfg, N_CLASSES)
+        cm = ldp.debias(Z, y, cfg, fl.n_classes)
         Zs, ys = ldp.synthetic_training_rows(cm, p.ldp_synthetic_rows, p.seed)
-        net = model.train(ldp.unstandardize(Zs, bounds), ys, p.train).model
+        net = model.train(ldp.unstandardize(Zs, bounds), ys, train, n_classes=fl.n_classes).model
         if cfg.features is not None:  # the model must ignore what the users never released
             hidden = [j for j in range(len(bounds)) if j not in set(cfg.features)]
             with torch.no_grad():
@@ -249,7 +257,7 @@ def _ldp_form(p: AuditParams, cfg: ldp.LdpConfig, target: float, bounds: np.ndar
                 net.std[hidden] = 1.0
         return _proba(net)
 
-    events = cfg.window_events(N_CLASSES)
+    events = cfg.window_events(fl.n_classes)
     d = len(cfg.features) if cfg.features is not None else len(bounds)
     return Form(f"ldp-{cfg.mechanism}{'-8f' if cfg.features is not None else ''} u{target:g} m{m}",
                 f"local DP: {cfg.mechanism}, k={cfg.coordinates(d)} of {d} coordinates, "
@@ -299,7 +307,7 @@ def _linkage(p: AuditParams, fl: Fleet, form: Form, views: dict) -> tuple[dict, 
     for uid, (Xv, yv) in views.items():
         cut = max(1, min(p.batch_windows, len(yv) // 2))
         reference[uid], batches[uid] = (Xv[:-cut], yv[:-cut]), (Xv[-cut:], yv[-cut:])
-    link = attacks.linkage(reference, batches, N_CLASSES, seed=p.seed)
+    link = attacks.linkage(reference, batches, fl.n_classes, seed=p.seed)
     truth = {u.user_id: dict(u.device) for u in fl.sharers}
     stored = {uid: {c: generalize(c, v, form.qi_level) for c, v in d.items()} for uid, d in truth.items()}
     attribute = attacks.attribute_inference(link.pop("predicted"), stored, truth)
@@ -316,7 +324,7 @@ def _model_part(p: AuditParams, fl: Fleet, form: Form, views: dict, run_params: 
     proba = form.trainer(X, y, g)
 
     # utility on the never-sharing users
-    device = DeviceModel.load(convert(model.TrainResult(model=_net_of(proba)), run_params, {"audit": form.name}))
+    device = DeviceModel.load(convert(fl.task, model.TrainResult(model=_net_of(proba)), run_params, {"audit": form.name}))
     generic, personal = {}, {}
     for u in fl.evaluators:
         test = fl.test[u.user_id]
@@ -337,7 +345,7 @@ def _model_part(p: AuditParams, fl: Fleet, form: Form, views: dict, run_params: 
         views_a = {}
         for grp in dict.fromkeys(ga.tolist()):
             sel = ga == grp
-            views_a[grp] = form.view(_Rows(Xa[sel], ya[sel], str(grp)), np.arange(int(sel.sum())))
+            views_a[grp] = form.view(_Rows(Xa[sel], ya[sel], str(grp), fl.classes), np.arange(int(sel.sum())))
         Xs = np.vstack([v[0] for v in views_a.values()])
         ys = np.concatenate([v[1] for v in views_a.values()])
         gs = np.concatenate([[k] * len(v[1]) for k, v in views_a.items()])
@@ -353,8 +361,8 @@ def _model_part(p: AuditParams, fl: Fleet, form: Form, views: dict, run_params: 
 class _Rows:
     """An attacker's user as the views expect one (features, labels, stable window keys)."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, user_id: str):
-        self.features, self.labels, self.user_id = X, np.array(CLASSES)[y], f"attacker-{user_id}"
+    def __init__(self, X: np.ndarray, y: np.ndarray, user_id: str, classes: tuple[str, ...]):
+        self.features, self.labels, self.user_id = X, np.array(classes)[y], f"attacker-{user_id}"
         self.window_keys = [f"0:{i}" for i in range(len(y))]
 
 
@@ -369,17 +377,20 @@ def _finite(v: float) -> float | None:
     return None if math.isinf(v) else float(v)
 
 
-def run_audit(p: AuditParams | None = None, log=print) -> dict:
+def run_audit(task: Task, p: AuditParams | None = None, log=print) -> dict:
+    """Audit every form on the task's fleet (a classification task: the attacks and the DP label
+    mechanism work on classes). `p.train` gives only what differs from the task's training config."""
     p = p or AuditParams()
     torch.set_num_threads(p.torch_threads)
     t0 = time.perf_counter()
-    fl = Fleet(p)
+    fl = Fleet(task, p)
     for u in fl.sharers + fl.evaluators:
         u.features  # featurize once  # noqa: B018
-    run_params = RunParams(train=p.train)
+    train = p.train.on(task)
+    run_params = RunParams.for_task(task, {"train": train.model_dump()})
     log(f"audit: {len(fl.sharers)} sharing users, {len(fl.evaluators)} never-sharing users ({p.source})")
     rows, done = [], {}
-    for f in forms(p, fl):
+    for f in forms(p, fl, train):
         reuse = done.get(f.same_model_as)
         rows.append(audit_form(p, fl, f, run_params, log, reuse=reuse))
         done[f.name] = {k: rows[-1][k] for k in ("generic", "personalized", "mia_window_loss_auc",

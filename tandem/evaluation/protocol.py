@@ -1,20 +1,24 @@
-"""The robust protocol: leave-group-out folds x seeds, every claim as mean ± sd with a paired
-per-user comparison.
+"""The one evaluation harness: leave-group-out folds x seeds, every claim as mean ± sd with a paired
+per-user comparison, for both task kinds.
 
-For each fold (every user of the task's data set never shares in exactly one) and each seed, on the fold's
-never-sharing users and their held-out test windows (identical for every method):
+For each fold (every user of the task's data set never shares in exactly one) and each seed, on the
+fold's never-sharing users and their held-out test rows (identical for every method), every method the
+task's kind compares (`kind.protocol_methods`, from the registry `tandem.evaluation.methods.METHODS`)
+fits a model on the fold's sharing users, a never-sharing user personalizes it on its labelled rows,
+and its held-out rows score it (the kind's metrics):
 
-* generic: the server model, trained on the sharing users' shared windows only (the fold's tuned
-  TrainConfig from the task folder's `tuned_models.json`, chosen on that fold's sharing users);
-* personalized: the base updated on the device by the app's policy (`device.update_policy`) with
-  20 labelled windows per user, and 5 / 10 / 20 per class;
-* local only: a Classifier trained on exactly those labelled windows;
-* FedAvg on the shared windows (the server's data volume) and on all local pool windows (reported
-  apart), FedProx and FedPer on the shared windows; each then personalized by the same policy.
+* tandem: the server model, trained on the sharing users' shared rows only (the fold's TrainConfig:
+  the task's, or its folder's `tuned_models.json` chosen on that fold's sharing users), scored as is
+  (generic) and personalized on the device by the app's policy (`device.update_policy`);
+* local only: a network trained on exactly the user's labelled rows;
+* a classifier: FedAvg on the shared rows (the server's data volume) and on all local pool rows
+  (reported apart), FedProx and FedPer on the shared rows; each then personalized by the same policy;
+* a regressor: the user's own mean of its labelled rows.
 
-Seeds change model initialization, validation split, shuffling and FL client order; folds change
-who shares. Paired comparisons are per (fold, seed, user); their 95 % CI is over users after
-averaging the seeds (users are the independent units).
+Budgets: a classifier's 20 labelled rows per user and 5 / 10 / 20 per class; a regressor's one
+per-user budget (task.yaml `evaluation.labelled_per_user`). Seeds change model initialization,
+validation split, shuffling and FL client order; folds change who shares. Paired comparisons are per
+(fold, seed, user); their 95 % CI is over users after averaging the seeds (users are the independent units).
 """
 
 from __future__ import annotations
@@ -22,40 +26,38 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from tandem.contract.features import CLASSES, TASK
-from tandem.device.runtime import DeviceModel
-from tandem.device.update_policy import UpdatePolicy, personalize
-from tandem.evaluation.protocol_data import Side, fold_split, server_data, sides
-from tandem.fleet.users import task_fleet
-from tandem.release.params import RunParams
+from tandem.device.update_policy import UpdatePolicy
+from tandem.evaluation.methods import METHODS, Fold
+from tandem.evaluation.protocol_data import fold_split, sides
+from tandem.release.params import DeviceUpdateConfig
+from tandem.task import Task
+from tandem.task.kinds import kind_of
 from tandem.training import model
-from tandem.training.federated import Client
-from tandem.training.fl_baselines import FLConfig, federate
 from tandem.training.personalization import pick_labelled
-from tandem.training.pretrain import convert
 
 BUDGETS = {"u20": {"per_user": 20}, "pc5": {"per_class": 5}, "pc10": {"per_class": 10}, "pc20": {"per_class": 20}}
 
 
-def task_policy(**overrides) -> UpdatePolicy:
+def task_policy(task: Task, **overrides) -> UpdatePolicy:
     """The app's update policy with the task's device mini-batch size (task.yaml `device.batch_size`):
     the evaluation personalizes as the task's devices do."""
-    return UpdatePolicy(**{"mini_batch_size": TASK.device.batch_size, **overrides})
+    return UpdatePolicy(**{"mini_batch_size": task.device.batch_size, **overrides})
 
 
-def layers_for(train: model.TrainConfig, all_layers: bool | None) -> list[str]:
+def layers_for(task: Task, train: model.TrainConfig, all_layers: bool | None) -> list[str]:
     """The dense layers the device updates: every one or the head only; None: what the task ships."""
     if all_layers is None:
-        return TASK.model.updatable_layers(len(train.hidden_sizes))
+        return task.model.updatable_layers(len(train.hidden_sizes))
     return model.dense_layer_names(len(train.hidden_sizes)) if all_layers else ["head"]
 
 
 @dataclass
 class ProtocolConfig:
+    policy: UpdatePolicy  # the app's update policy (`task_policy(task)` personalizes as the task's devices do)
     folds: int = 3
     seeds: int = 1
     fraction: float = 0.5
@@ -63,71 +65,56 @@ class ProtocolConfig:
     fl_rounds: int = 30
     fl_local_epochs: int = 2
     fedprox_mu: float = 0.01
-    policy: UpdatePolicy = field(default_factory=task_policy)
     fl_budgets: tuple[str, ...] = ("u20", "pc20")  # FL bases are personalized at these budgets
     update_all_layers: bool | None = None  # every dense layer updatable, or the head only; None: as the task ships
+    labelled_per_user: int | None = None  # one unnamed per-user budget instead of `budgets` (a regression task's)
+
+    def plan(self, rival: bool) -> dict[str | None, dict]:
+        """The labelled budgets a method is personalized at: name -> `pick_labelled` arguments."""
+        if self.labelled_per_user is not None:
+            return {None: {"per_user": self.labelled_per_user}}
+        return {b: BUDGETS[b] for b in (self.fl_budgets if rival else self.budgets)}
 
 
-def _acc(predict, side: Side) -> float:
-    return float((np.asarray(predict(side.X[side.test])) == side.user.labels[side.test]).mean())
-
-
-def _convert(net: model.Classifier, train: model.TrainConfig, device) -> DeviceModel:
-
-    layers = model.dense_layer_names(len(net.body)) if len(train.updatable_layers) > 1 else ["head"]
-    cfg = train.model_copy(update={"hidden_sizes": net.hidden_sizes, "updatable_layers": layers})
-    return DeviceModel.load(convert(model.TrainResult(model=net), RunParams(train=cfg, device=device), {}))
-
-
-def _torch_predict(net):
-
-    return lambda X: np.array(CLASSES)[model.predict_proba(net, X).argmax(1)]
-
-
-def run_one(users, fold: int, seed: int, cfg: ProtocolConfig, train: model.TrainConfig, device, log=print) -> dict:
-    """Per-user accuracies of every method for one (fold, seed)."""
+def run_one(task: Task, users, fold: int, seed: int, cfg: ProtocolConfig, train: model.TrainConfig,
+            device: DeviceUpdateConfig, log=print) -> dict:
+    """Per-user scores of every method for one (fold, seed). Names: `<method>_generic` (the fitted
+    model as is), `<method>_personalized[_<budget>]`, `<method>[_<budget>]` for a method without a
+    shared model; a kind with several metrics appends `_<metric>`."""
+    kind = kind_of(task)
     sharers, evaluators = fold_split(users, fold, cfg.folds)
-    S, E = sides(sharers, cfg.fraction), sides(evaluators, None)
+    S, E = sides(sharers, cfg.fraction, kind), sides(evaluators, None, kind)
+    train = train.model_copy(update={"seed": seed, "updatable_layers": layers_for(task, train, cfg.update_all_layers)})
+    context = Fold(task, kind, S, seed, train, device, cfg.policy, cfg.fl_rounds, cfg.fl_local_epochs, cfg.fedprox_mu)
+    methods = {name: METHODS[name] for name in kind.protocol_methods}
     out: dict[str, dict[str, float]] = {}
-    info: dict = {"epochs": {}}
+    info: dict = {"epochs": {}, "training_rows": int(sum(len(s.shared) for s in S))}
+
+    def record(name: str, scores: dict[str, dict[str, float]]) -> None:
+        metrics = next(iter(scores.values()))
+        for metric in metrics:
+            out[name if len(metrics) == 1 else f"{name}_{metric}"] = {u: v[metric] for u, v in scores.items()}
+
     t0 = time.perf_counter()
-
-    X, y, groups = server_data(S)
-    layers = layers_for(train, cfg.update_all_layers)
-    train = train.model_copy(update={"seed": seed, "updatable_layers": layers})
-    bases = {"tandem": _convert(model.train(X, y, train, groups=groups).model, train, device)}
-    fl = FLConfig(rounds=cfg.fl_rounds, local_epochs=cfg.fl_local_epochs, hidden_sizes=list(train.hidden_sizes),
-                  seed=seed)
-    shared_clients = [Client(s.X[s.shared], s.y[s.shared]) for s in S]
-    all_clients = [Client(s.X[s.pool], s.y[s.pool]) for s in S]
-    for name, clients, kw in (("fedavg", shared_clients, {}), ("fedavg_all_local", all_clients, {}),
-                              ("fedprox", shared_clients, {"mu": cfg.fedprox_mu}),
-                              ("fedper", shared_clients, {"personal": ("head",)})):
-        fcfg = FLConfig(**{**fl.__dict__, **kw})
-        bases[name] = _convert(federate(clients, fcfg, n_classes=len(CLASSES)).model, train, device)
+    fitted = {name: m.fit(context) for name, m in methods.items()}
     info["seconds_training"] = time.perf_counter() - t0
-
-    for name, base in bases.items():
-        out[f"{name}_generic"] = {s.user.user_id: _acc(base.predict, s) for s in E}
-        for b in cfg.budgets if name == "tandem" else cfg.fl_budgets:
-            per_user, epochs = {}, {}
+    for name, m in methods.items():
+        base = fitted[name]
+        if base is not None:
+            record(f"{name}_generic", {s.user.user_id: m.evaluate(context, base.model.predict, s) for s in E})
+        for b, pick in cfg.plan(m.rival).items():
+            scores, epochs = {}, {}
             for s in E:
-                lab = pick_labelled(s.user.labels, s.pool, **BUDGETS[b])
-                p = personalize(base, s.X[lab], s.user.labels[lab], cfg.policy)
-                per_user[s.user.user_id], epochs[s.user.user_id] = _acc(p.model.predict, s), p.epochs
-            out[f"{name}_personalized_{b}"] = per_user
-            info["epochs"][f"{name}_{b}"] = epochs
-    local_cfg = train.model_copy(update={"epochs": 150, "patience": 20})
-    for b in cfg.budgets:
-        per_user = {}
-        for s in E:
-            lab = pick_labelled(s.user.labels, s.pool, **BUDGETS[b])
-            net = model.train(s.X[lab], s.y[lab], local_cfg).model
-            per_user[s.user.user_id] = _acc(_torch_predict(net), s)
-        out[f"local_only_{b}"] = per_user
+                personal = m.personalize(context, base, s, pick_labelled(s.user.labels, s.pool, **pick))
+                scores[s.user.user_id], epochs[s.user.user_id] = m.evaluate(context, personal.predict, s), personal.epochs
+            stem = f"{name}_personalized" if base is not None else name
+            record(stem if b is None else f"{stem}_{b}", scores)
+            if base is not None:
+                info["epochs"][name if b is None else f"{name}_{b}"] = epochs
     info["seconds"] = time.perf_counter() - t0
-    log(f"fold {fold} seed {seed}: generic {np.mean(list(out['tandem_generic'].values())):.4f}, "
-        f"personalized u20 {np.mean(list(out['tandem_personalized_u20'].values())):.4f} ({info['seconds']:.0f} s)")
+    shown = {k.removeprefix("tandem_"): np.mean(list(v.values())) for k, v in out.items()
+             if k.startswith("tandem_") and k.endswith(("_generic", "_u20", f"_{kind.headline}"))}
+    log(f"fold {fold} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f" ({info['seconds']:.0f} s)")
     return {"fold": fold, "seed": seed, "users": [s.user.user_id for s in E], "methods": out, "info": info}
 
 
@@ -176,22 +163,20 @@ def harmed_share(runs: list[dict], a: str, b: str) -> float:
     return float(np.mean(np.array(d) < -1e-9))
 
 
-def run_protocol(cfg: ProtocolConfig, train_for_fold, device, users=None, log=print, partial=None) -> dict:
-    """All (fold, seed) runs, their summary and the paired comparisons. `partial`: a JSON-lines file
-    that gets each run as it finishes (a long run interrupted keeps what it measured)."""
-
-    users = users if users is not None else task_fleet()
+def run_protocol(task: Task, users, cfg: ProtocolConfig, train_for_fold, device: DeviceUpdateConfig, log=print,
+                 partial=None) -> list[dict]:
+    """All (fold, seed) runs of the task's `users`, seed-major. `partial`: a JSON-lines file that gets
+    each run as it finishes (a long run interrupted keeps what it measured)."""
     for u in users:
         u.features  # featurize once  # noqa: B018
-    t = time.perf_counter()
     runs = []
     for s in range(cfg.seeds):  # seed-major: every finished seed covers every user once
         for f in range(cfg.folds):
-            runs.append(run_one(users, f, s, cfg, train_for_fold(f), device, log))
+            runs.append(run_one(task, users, f, s, cfg, train_for_fold(f), device, log))
             if partial is not None:
                 with open(partial, "a") as fh:
                     fh.write(json.dumps(runs[-1]) + "\n")
-    return analyse(runs, cfg) | {"seconds": time.perf_counter() - t}
+    return runs
 
 
 def analyse(runs: list[dict], cfg: ProtocolConfig) -> dict:

@@ -12,14 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tandem.contract.features import CLASSES
 from tandem.fleet.sharing import shared_mask
 from tandem.fleet.users import UserData
+from tandem.task.kinds import Kind
 from tandem.training.personalization import local_split
-
-
-def y_of(labels) -> np.ndarray:
-    return np.array([CLASSES.index(str(label)) for label in labels], dtype=np.int64)
 
 
 def fold_split(users: list[UserData], fold: int, n_folds: int) -> tuple[list[UserData], list[UserData]]:
@@ -38,6 +34,7 @@ class Side:
     pool: np.ndarray  # rows the device may label, share and train on
     test: np.ndarray  # held-out rows, scored for every method
     shared: np.ndarray  # rows of the pool it shares (empty for never-sharing users)
+    kind: Kind  # the task's kind: what the network trains on
 
     @property
     def X(self) -> np.ndarray:
@@ -45,10 +42,11 @@ class Side:
 
     @property
     def y(self) -> np.ndarray:
-        return y_of(self.user.labels)
+        """The training targets of every row (class indices, or the numeric target)."""
+        return self.kind.targets(self.user.labels)
 
 
-def sides(users: list[UserData], fraction: float | None, test_fraction: float = 0.5) -> list[Side]:
+def sides(users: list[UserData], fraction: float | None, kind: Kind, test_fraction: float = 0.5) -> list[Side]:
     """fraction None: the users never share."""
     out = []
     for u in users:
@@ -57,9 +55,9 @@ def sides(users: list[UserData], fraction: float | None, test_fraction: float = 
             shared = np.empty(0, np.int64)
         else:
             in_pool = UserData(u.user_id, u.windows[pool], u.labels[pool], [u.window_keys[i] for i in pool],
-                               u.captured_at[pool])
+                               u.captured_at[pool], task=u.task)
             shared = pool[shared_mask(in_pool, fraction)]
-        out.append(Side(u, pool, test, shared))
+        out.append(Side(u, pool, test, shared, kind))
     return out
 
 

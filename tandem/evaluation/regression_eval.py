@@ -1,8 +1,9 @@
-"""`tandem evaluate` for a regression task: leave-group-out folds x seeds, errors in target units.
+"""`tandem evaluate` for a regression task: the one harness (`tandem.evaluation.protocol`) over
+leave-group-out folds x seeds, errors in target units; its claims, report and MLflow run.
 
 For each fold (every user of the task's data set never shares in exactly one) and each seed, on the
 fold's never-sharing users and their later rows (`personalization.local_split`, the same rows for
-every method):
+every method), the methods the regression kind compares (`tandem.evaluation.methods`):
 
 * generic: the server model, trained on the sharing users' shared rows (the task's model defaults);
 * personalized: that base after the app's on-device update (`device.update_policy`) on the user's
@@ -20,78 +21,33 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from tandem.contract.features import TASK
-from tandem.device.runtime import DeviceModel
-from tandem.device.update_policy import UpdatePolicy, personalize
-from tandem.evaluation.protocol import _t95, summarize, task_policy
-from tandem.evaluation.protocol_data import fold_split, sides
+from tandem.device.update_policy import UpdatePolicy
+from tandem.evaluation.protocol import ProtocolConfig, _t95, run_protocol, summarize, task_policy
 from tandem.fleet.users import task_fleet
-from tandem.release.params import DeviceUpdateConfig, RunParams
+from tandem.release.params import DeviceUpdateConfig
 from tandem.release.tracker import Tracker
-from tandem.task.kinds import kind_of
+from tandem.task import Task
 from tandem.training import model
-from tandem.training.personalization import pick_labelled
-from tandem.training.pretrain import convert
 
 METHODS = ("generic", "personalized", "own_mean", "local_only")
 LABELS = {"generic": "Tandem generic (server model on shared rows)",
           "personalized": "Tandem personalized on the device",
           "own_mean": "the user's own mean (no model)",
           "local_only": "local only (a regressor on the user's labelled rows)"}
+# the harness's names for Tandem's own model -> this report's (kept: evaluation.json's keys)
+RENAMED = {"tandem_generic": "generic", "tandem_personalized": "personalized"}
 
 
-@dataclass
-class RegressionConfig:
-    folds: int = 3
-    seeds: int = 1
-    fraction: float = 0.5  # share of its earlier rows a sharing user shares
-    labelled_per_user: int = TASK.evaluation.labelled_per_user
-    policy: UpdatePolicy = field(default_factory=task_policy)
-
-
-def _errors(predicted: np.ndarray, true: np.ndarray) -> tuple[float, float]:
-    d = np.asarray(predicted, np.float64) - np.asarray(true, np.float64)
-    return float(np.abs(d).mean()), float(np.sqrt((d ** 2).mean()))
-
-
-def run_one(users, fold: int, seed: int, cfg: RegressionConfig, log=print) -> dict:
-    """Per-user MAE and RMSE of every method for one (fold, seed)."""
-    sharers, evaluators = fold_split(users, fold, cfg.folds)
-    S, E = sides(sharers, cfg.fraction), sides(evaluators, None)
-    t0 = time.perf_counter()
-    X = np.concatenate([s.X[s.shared] for s in S])
-    y = np.concatenate([s.user.labels[s.shared] for s in S]).astype(np.float64)
-    groups = np.concatenate([[s.user.user_id] * len(s.shared) for s in S])
-    train = model.TrainConfig(seed=seed)
-    params = RunParams(train=train, device=DeviceUpdateConfig())
-    trained = model.train(X, y, train, groups=groups, regression=True)
-    base = DeviceModel.load(convert(trained, params, {}))
-    # the policy's rate is stated for the standardized target, as the task's device rate is
-    policy = replace(cfg.policy, learning_rate=kind_of(TASK).device_rate(
-        cfg.policy.learning_rate, float(trained.model.target_std), train.updatable_layers))
-    local_cfg = train.model_copy(update={"epochs": 150, "patience": 20})
-    out: dict[str, dict[str, float]] = {f"{m}_{e}": {} for m in METHODS for e in ("mae", "rmse")}
-    for s in E:
-        u, truth = s.user.user_id, s.user.labels[s.test].astype(np.float64)
-        lab = pick_labelled(s.user.labels, s.pool, per_user=cfg.labelled_per_user)
-        Xl, yl = s.X[lab], s.user.labels[lab].astype(np.float64)
-        local = model.train(Xl, yl, local_cfg, regression=True).model
-        predictions = {"generic": base.predict(s.X[s.test]),
-                       "personalized": personalize(base, Xl, yl, policy).model.predict(s.X[s.test]),
-                       "own_mean": np.full(len(s.test), yl.mean()),
-                       "local_only": model.predict_values(local, s.X[s.test])}
-        for m, p in predictions.items():
-            out[f"{m}_mae"][u], out[f"{m}_rmse"][u] = _errors(p, truth)
-    seconds = time.perf_counter() - t0
-    log(f"fold {fold} seed {seed}: generic MAE {np.mean(list(out['generic_mae'].values())):.4f}, "
-        f"personalized {np.mean(list(out['personalized_mae'].values())):.4f} ({seconds:.0f} s)")
-    return {"fold": fold, "seed": seed, "users": [s.user.user_id for s in E], "methods": out,
-            "info": {"seconds": seconds, "training_rows": int(len(y))}}
+def _renamed(run: dict) -> dict:
+    methods = {}
+    for key, per_user in run["methods"].items():
+        stem, _, metric = key.rpartition("_")
+        methods[f"{RENAMED.get(stem, stem)}_{metric}"] = per_user
+    return {**run, "methods": methods}
 
 
 def paired_errors(summary: dict, a: str, b: str) -> dict:
@@ -104,36 +60,41 @@ def paired_errors(summary: dict, a: str, b: str) -> dict:
             "worse_share": float((d > 1e-12).mean())}
 
 
-def evaluate(folds: int = 3, seeds: int = 1, users=None, log=print, **config) -> dict:
-    """Every (fold, seed) run of the task's data set, the summary, paired comparisons and claims."""
-    cfg = RegressionConfig(folds=folds, seeds=seeds, **config)
-    users = users if users is not None else task_fleet()
+def evaluate(task: Task, folds: int = 3, seeds: int = 1, users=None, log=print, fraction: float = 0.5,
+             labelled_per_user: int | None = None, policy: UpdatePolicy | None = None) -> dict:
+    """Every (fold, seed) run of the task's data set (or `users`), the summary, paired comparisons and claims."""
+    labelled = labelled_per_user or task.evaluation.labelled_per_user
+    cfg = ProtocolConfig(policy=policy or task_policy(task), folds=folds, seeds=seeds, fraction=fraction,
+                         labelled_per_user=labelled)
+    users = users if users is not None else task_fleet(task)
+    train = model.TrainConfig.for_task(task)
     t = time.perf_counter()
-    runs = [run_one(users, f, s, cfg, log) for s in range(seeds) for f in range(folds)]
+    runs = [_renamed(r) for r in run_protocol(task, users, cfg, lambda fold: train,
+                                              DeviceUpdateConfig.for_task(task), log=log)]
     summary = summarize(runs)
     comparisons = {f"personalized_vs_{b}": paired_errors(summary, "personalized_mae", f"{b}_mae")
                    for b in ("generic", "own_mean", "local_only")}
     g, p = summary["generic_mae"], summary["personalized_mae"]
     vs = comparisons["personalized_vs_generic"]
-    claims = {"task": TASK.tag, "target": TASK.target.name, "unit": TASK.target.unit,
+    claims = {"task": task.tag, "task_name": task.name, "target": task.target.name, "unit": task.target.unit,
               "folds": folds, "seeds": seeds, "users": len(g["per_user"]),
-              "labelled_per_user": cfg.labelled_per_user,
+              "labelled_per_user": labelled,
               **{f"{m}_{e}_mean": summary[f"{m}_{e}"]["mean"] for m in METHODS for e in ("mae", "rmse")},
               "generic_mae_sd_over_seeds": g["sd_over_seeds"], "personalized_mae_sd_over_seeds": p["sd_over_seeds"],
               "personalization_mae_change": vs["mean"], "personalization_mae_change_ci95": vs["ci95"],
               "personalization_harmed_share": vs["worse_share"]}
-    claims["targets"] = task_targets(claims)
+    claims["targets"] = task_targets(task, claims)
     return {"schema": "tandem/evaluation-regression/v1", "runs": runs, "summary": summary,
             "comparisons": comparisons, "claims": claims,
-            "config": {"folds": folds, "seeds": seeds, "fraction": cfg.fraction,
-                       "labelled_per_user": cfg.labelled_per_user, "policy": cfg.policy.as_dict(),
-                       "train": model.TrainConfig().model_dump(mode="json")},
+            "config": {"folds": folds, "seeds": seeds, "fraction": fraction,
+                       "labelled_per_user": labelled, "policy": cfg.policy.as_dict(),
+                       "train": train.model_dump(mode="json")},
             "seconds_total": time.perf_counter() - t}
 
 
-def task_targets(claims: dict) -> dict[str, bool]:
+def task_targets(task: Task, claims: dict) -> dict[str, bool]:
     """The task's own targets (task.yaml `evaluation.targets`): only those it sets are graded."""
-    t = TASK.evaluation.targets
+    t = task.evaluation.targets
     out = {}
     if t.generic_mae is not None:
         out[f"generic_mae_at_most_{t.generic_mae:g}"] = claims["generic_mae_mean"] <= t.generic_mae
@@ -159,7 +120,7 @@ def _plot(result: dict, out: Path) -> Path:
     for i, m in enumerate(METHODS):
         ax.bar(x + (i - 1.5) * 0.2, [s[f"{m}_mae"]["per_user"][u] for u in users], 0.2, label=LABELS[m])
     ax.set_xticks(x, users, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel(f"MAE ({TASK.target.name}), lower is better", fontsize=8)
+    ax.set_ylabel(f"MAE ({result['claims']['target']}), lower is better", fontsize=8)
     ax.legend(fontsize=7, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -224,7 +185,7 @@ def log_to_mlflow(settings, result: dict, files: dict) -> str:
     tracker = Tracker(settings)
     c, config = result["claims"], result["config"]
     rid = tracker.start_run(
-        run_name=f"evaluate-{TASK.name}-{c['folds']}x{c['seeds']}",
+        run_name=f"evaluate-{c['task_name']}-{c['folds']}x{c['seeds']}",
         params={k: config[k] for k in ("folds", "seeds", "fraction", "labelled_per_user", "policy")},
         tags={"tandem.kind": "evaluation", "tandem.protocol": "folds-x-seeds", "tandem.task": c["task"]},
         experiment="tandem/evaluation")

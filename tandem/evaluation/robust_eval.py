@@ -10,76 +10,82 @@ import json
 import time
 from pathlib import Path
 
-from tandem.contract.features import CLASSES, TASK
 from tandem.device.update_policy import UpdatePolicy
 from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol, task_policy
 from tandem.evaluation.tuning import tuned_config
+from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
 from tandem.release.tracker import Tracker
+from tandem.task import Task
 from tandem.training import model
 
 FL = ("fedavg", "fedprox", "fedper")  # like for like: the server's data volume
 
 
-def train_for_fold(n_folds: int):
+def train_for_fold(task: Task, n_folds: int):
 
     def pick(fold: int) -> model.TrainConfig:
         # Folds without a study of their own take fold 0's choice (see docs/evaluation.md: a leak for them).
-        return tuned_config(fold, n_folds) or tuned_config(0, n_folds) or model.TrainConfig()
+        return (tuned_config(task, fold, n_folds) or tuned_config(task, 0, n_folds)
+                or model.TrainConfig.for_task(task))
     return pick
 
 
-def evaluate(folds: int = 3, seeds: int = 1, policy: UpdatePolicy | None = None, users=None, log=print,
+def evaluate(task: Task, folds: int = 3, seeds: int = 1, policy: UpdatePolicy | None = None, users=None, log=print,
              reports_dir: Path | None = None, **config) -> dict:
-    """`reports_dir`: where each finished (fold, seed) run is appended as it ends
+    """The task's folds x seeds protocol (a classification task). `users`: the task's data set unless
+    given. `reports_dir`: where each finished (fold, seed) run is appended as it ends
     (protocol_runs.<folds>x<seeds>.jsonl), so an interrupted run keeps what it measured."""
-    cfg = ProtocolConfig(folds=folds, seeds=seeds, policy=policy or task_policy(), **config)
+    cfg = ProtocolConfig(folds=folds, seeds=seeds, policy=policy or task_policy(task), **config)
     t = time.perf_counter()
-    pick = train_for_fold(folds)
+    pick = train_for_fold(task, folds)
     partial = None
     if reports_dir is not None:
         partial = Path(reports_dir) / f"protocol_runs.{folds}x{seeds}.jsonl"
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.unlink(missing_ok=True)
-    result = run_protocol(cfg, pick, DeviceUpdateConfig(), users=users, log=log, partial=partial)
-    result["claims"] = claims(result, cfg)
-    result["config"] = _config(cfg, pick)
+    users = users if users is not None else task_fleet(task)
+    runs = run_protocol(task, users, cfg, pick, DeviceUpdateConfig.for_task(task), log=log, partial=partial)
+    result = analyse(runs, cfg)
+    result["claims"] = claims(task, result, cfg)
+    result["config"] = _config(task, cfg, pick)
     result["schema"] = "tandem/evaluation/v2"
-    result["seconds_total"] = time.perf_counter() - t
+    result["seconds"] = result["seconds_total"] = time.perf_counter() - t
     return result
 
 
-def from_partial(path, folds: int, policy: UpdatePolicy | None = None, **config) -> dict:
+def from_partial(task: Task, path, folds: int, policy: UpdatePolicy | None = None, **config) -> dict:
     """The result of the complete seeds in a protocol_runs JSON-lines file (an interrupted run)."""
 
     runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     complete = [s for s in sorted({r["seed"] for r in runs}) if sum(r["seed"] == s for r in runs) == folds]
     runs = [r for r in runs if r["seed"] in complete]
-    cfg = ProtocolConfig(folds=folds, seeds=len(complete), policy=policy or task_policy(), **config)
+    cfg = ProtocolConfig(folds=folds, seeds=len(complete), policy=policy or task_policy(task), **config)
     result = analyse(runs, cfg)
-    result["claims"] = claims(result, cfg)
-    pick = train_for_fold(folds)
-    result["config"] = _config(cfg, pick)
+    result["claims"] = claims(task, result, cfg)
+    pick = train_for_fold(task, folds)
+    result["config"] = _config(task, cfg, pick)
     result["schema"] = "tandem/evaluation/v2"
     result["seconds_total"] = sum(r["info"]["seconds"] for r in runs)
     result["interrupted"] = {"file": str(path), "complete_seeds": complete}
     return result
 
 
-def _config(cfg: ProtocolConfig, pick) -> dict:
+def _config(task: Task, cfg: ProtocolConfig, pick) -> dict:
     return {"folds": cfg.folds, "seeds": cfg.seeds, "fraction": cfg.fraction, "budgets": list(cfg.budgets),
             "fl_budgets": list(cfg.fl_budgets), "fl_rounds": cfg.fl_rounds,
             "fl_local_epochs": cfg.fl_local_epochs, "fedprox_mu": cfg.fedprox_mu,
-            "update_all_layers": len(layers_for(pick(0), cfg.update_all_layers)) > 1, "policy": cfg.policy.as_dict(),
+            "update_all_layers": len(layers_for(task, pick(0), cfg.update_all_layers)) > 1, "policy": cfg.policy.as_dict(),
             "train_per_fold": {f: pick(f).model_dump(mode="json") for f in range(cfg.folds)}}
 
 
-def claims(result: dict, cfg: ProtocolConfig) -> dict:
+def claims(task: Task, result: dict, cfg: ProtocolConfig) -> dict:
     s, c = result["summary"], result["comparisons"]
     g = s["tandem_generic"]
     out = {"generic_mean": g["mean"], "generic_sd_over_seeds": g["sd_over_seeds"],
            "generic_per_fold": _per_fold(result["runs"], "tandem_generic"),
-           "folds": cfg.folds, "seeds": cfg.seeds, "users": len(g["per_user"])}
+           "folds": cfg.folds, "seeds": cfg.seeds, "users": len(g["per_user"]),
+           "task": task.tag, "task_name": task.name, "classes": len(task.target.labels)}
     per_budget = {}
     for b in cfg.budgets:
         vg, vl = c[f"personalized_{b}_vs_generic"], c[f"personalized_{b}_vs_local_only"]
@@ -101,7 +107,7 @@ def claims(result: dict, cfg: ProtocolConfig) -> dict:
     out["best_fl_baseline"] = best
     out["best_fl_personalized_u20_mean"] = fl_means[best]
     out["tandem_personalized_u20_mean"] = head["personalized_mean"]
-    out["targets"] = {**task_targets(g, head), **{
+    out["targets"] = {**task_targets(task, g, head), **{
         "per_class_gains_at_least_u20_gain": all(per_budget[b]["gain_points"] >= head["gain_points"]
                                                     for b in per_budget if b.startswith("pc")),
         "beats_local_only_at_every_budget": all(v["vs_local_only_points"] > 0 for v in per_budget.values()),
@@ -110,9 +116,9 @@ def claims(result: dict, cfg: ProtocolConfig) -> dict:
     return out
 
 
-def task_targets(generic: dict, u20: dict) -> dict[str, bool]:
+def task_targets(task: Task, generic: dict, u20: dict) -> dict[str, bool]:
     """The task's own numeric targets (task.yaml `evaluation.targets`): only those it sets are graded."""
-    t = TASK.evaluation.targets
+    t = task.evaluation.targets
     out = {}
     if t.generic_accuracy is not None:
         out[f"generic_mean_at_least_{t.generic_accuracy:g}"] = generic["mean"] >= t.generic_accuracy
@@ -183,11 +189,17 @@ def _plots(result: dict, out: Path) -> dict[str, Path]:
     return files
 
 
+def table(n_classes: int) -> list[tuple[str, str]]:
+    """(method, label) rows of the report's table; the per-class budgets say their total for the task's classes."""
+    totals = {f"t{per_class}": per_class * n_classes for per_class in (5, 10, 20)}
+    return [(k, label.format(**totals)) for k, label in TABLE]
+
+
 TABLE = [("tandem_generic", "Tandem generic (server model on shared windows)"),
          ("tandem_personalized_u20", "Tandem personalized, 20 labelled windows / user"),
-         ("tandem_personalized_pc5", f"Tandem personalized, 5 / class ({5 * len(CLASSES)})"),
-         ("tandem_personalized_pc10", f"Tandem personalized, 10 / class ({10 * len(CLASSES)})"),
-         ("tandem_personalized_pc20", f"Tandem personalized, 20 / class ({20 * len(CLASSES)})"),
+         ("tandem_personalized_pc5", "Tandem personalized, 5 / class ({t5})"),
+         ("tandem_personalized_pc10", "Tandem personalized, 10 / class ({t10})"),
+         ("tandem_personalized_pc20", "Tandem personalized, 20 / class ({t20})"),
          ("local_only_u20", "local only, 20 / user"), ("local_only_pc5", "local only, 5 / class"),
          ("local_only_pc10", "local only, 10 / class"), ("local_only_pc20", "local only, 20 / class"),
          ("fedavg_generic", "FedAvg (shared windows)"), ("fedavg_personalized_u20", "FedAvg + policy, 20 / user"),
@@ -208,7 +220,8 @@ def _ci(interval) -> str:
 def markdown(result: dict, command: str) -> str:
     s, c = result["summary"], result["claims"]
     rows = ["| method | mean accuracy (%) | sd over seeds (points) |", "|---|---:|---:|"]
-    rows += [f"| {label} | {_pct(s[k]['mean'])} | {100 * s[k]['sd_over_seeds']:.2f} |" for k, label in TABLE if k in s]
+    rows += [f"| {label} | {_pct(s[k]['mean'])} | {100 * s[k]['sd_over_seeds']:.2f} |"
+             for k, label in table(c.get("classes", 0)) if k in s]
     gains = ["| budget | personalized (%) | gain (points) | 95 % CI | harmed users | harmed (fold, seed, user) cases | vs local only (points) | 95 % CI |",
              "|---|---:|---:|---|---:|---:|---:|---|"]
     for b, v in c["personalization"].items():
@@ -224,7 +237,7 @@ def markdown(result: dict, command: str) -> str:
                   f"{v[vs + '_pc20_points']:+.2f} |")
     targets = "\n".join(f"* {k}: **{'yes' if v else 'NO'}**" for k, v in c["targets"].items())
     if not any(k.startswith(("generic_mean_at_least", "u20_gain_at_least")) for k in c["targets"]):
-        targets += f"\n\nTask {TASK.name} sets no numeric targets (task.yaml `evaluation.targets`): reported, not graded."
+        targets += f"\n\nTask {c.get('task_name', '')} sets no numeric targets (task.yaml `evaluation.targets`): reported, not graded."
     folds = ", ".join(f"fold {k}: {_pct(v)}" for k, v in c["generic_per_fold"].items())
     return f"""# Tandem evaluation ({c['folds']} folds x {c['seeds']} seeds)
 

@@ -36,6 +36,7 @@ from tandem.fleet.users import UserData
 from tandem.privacy.pseudonyms import pseudonymize
 from tandem.release.params import RunParams
 from tandem.settings import Settings
+from tandem.task import Task
 from tandem.training import model
 from tandem.training.personalization import local_split, pick_labelled, update_and_score
 
@@ -45,7 +46,7 @@ def subset(user: UserData, rows: np.ndarray) -> UserData:
     """The same device with only `rows` (features carried over, not recomputed)."""
     rows = np.asarray(rows, dtype=np.int64)
     sub = UserData(user.user_id, user.windows[rows], user.labels[rows], [user.window_keys[i] for i in rows],
-                   user.captured_at[rows], user.device)
+                   user.captured_at[rows], user.device, task=user.task)
     sub.__dict__["features"] = user.features[rows]
     return sub
 
@@ -93,9 +94,9 @@ class ServerRound:
     seconds: float
 
 
-def simulated_server(root: Path) -> pipeline.Context:
-    """A server of the simulation's own: its store under `root`, nothing shared with TANDEM_HOME."""
-    return pipeline.Context(Settings(home=root, store=str(root / "store")))
+def simulated_server(root: Path, task: Task) -> pipeline.Context:
+    """A server of the simulation's own for the task: its store under `root`, nothing shared with TANDEM_HOME."""
+    return pipeline.Context(Settings(home=root, store=str(root / "store"), task=str(task.folder)))
 
 
 def server_round(ctx: pipeline.Context, run_params: RunParams, metadata: dict | None = None) -> ServerRound:
@@ -105,20 +106,20 @@ def server_round(ctx: pipeline.Context, run_params: RunParams, metadata: dict | 
     entries = pipeline.ingest_chunk(ctx, refs) if refs else []  # one chunk, in this process: rounds are small
     snapshot = pipeline.snapshot_dataset(ctx)
     result = pipeline.pretrain_model(ctx, snapshot, run_params, run_id=None)
-    mlmodel = pipeline.convert_model(result, run_params, {"snapshot": snapshot.snapshot_id, **(metadata or {})})
+    mlmodel = pipeline.convert_model(ctx, result, run_params, {"snapshot": snapshot.snapshot_id, **(metadata or {})})
     return ServerRound(DeviceModel.load(mlmodel), mlmodel, result, snapshot.snapshot_id, len(snapshot.frame),
                        int(snapshot.manifest["users"]), len(entries),
                        sum(e["outcome"] == "accepted" for e in entries),
                        sum(e["outcome"] == "quarantined" for e in entries), time.perf_counter() - t0)
 
 
-def share_and_train(sharers: list[UserData], pools: dict[str, np.ndarray], fraction: float, run_params: RunParams,
-                    key: bytes, policy=sharing.DEFAULT_POLICY, batch_size: int = 256,
+def share_and_train(task: Task, sharers: list[UserData], pools: dict[str, np.ndarray], fraction: float,
+                    run_params: RunParams, key: bytes, policy=sharing.DEFAULT_POLICY, batch_size: int = 256,
                     workdir: str | os.PathLike | None = None) -> ServerRound:
     """One shot: every sharer shares `fraction` of its pool under `policy` into a fresh store; train.
     Each call is a world of its own: fresh store and fresh privacy ledgers (no budget carried over)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        ctx = simulated_server(Path(tmp))
+        ctx = simulated_server(Path(tmp), task)
         for user in sharers:
             sharing.share_user(ctx.store, subset(user, pools[user.user_id]), fraction, key, SIMULATION_KEY_ID, batch_size,
                                policy=policy, ledger_dir=Path(tmp) / "devices")
@@ -167,18 +168,18 @@ def make_devices(sharers: list[UserData], evaluators: list[UserData], rounds: in
     return devices
 
 
-def simulate(sharers: list[UserData], evaluators: list[UserData], *, rounds: int = 3, fraction: float = 0.5,
+def simulate(task: Task, sharers: list[UserData], evaluators: list[UserData], *, rounds: int = 3, fraction: float = 0.5,
              run_params: RunParams | None = None, update_overrides: dict | None = None, per_user_budget: int = 20,
              test_fraction: float = 0.5, batch_size: int = 256, seed: int = 0, policy=sharing.DEFAULT_POLICY,
              home: str | os.PathLike | None = None, on_round=None) -> SimulationResult:
     """Run the rounds; returns one record per round (see the module docstring) and the last base."""
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
-    run_params = run_params or RunParams()
+    run_params = run_params or RunParams.for_task(task)
     overrides = dict(update_overrides or {})
     key = simulation_key(seed)
     root = Path(home) if home else Path(tempfile.mkdtemp(prefix="tandem-sim-"))
-    ctx = simulated_server(root)
+    ctx = simulated_server(root, task)
     devices = make_devices(sharers, evaluators, rounds, test_fraction)
     records, previous, server = [], None, None
     for r in range(rounds):

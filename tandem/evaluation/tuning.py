@@ -5,9 +5,10 @@ on the other groups' shared windows and scores on the held-out group's test wind
 seeds; the objective is the mean accuracy minus half its sd over seeds (a stable model beats a lucky
 one). The fold's never-sharing users are not loaded into the study at all. Each study is one MLflow
 run (experiment `tandem/tuning`) with one metric step per trial; the best parameters per fold go to
-the task folder's `tuned_models.json`, which `tandem evaluate` and the product's defaults read.
+the task folder's `tuned_models.json`, which `tandem evaluate` reads. A regression task's objective
+is its MAE (plus half its sd over seeds), minimized.
 
-    python -m tandem.evaluation.tuning --fold 0 --trials 40
+    TANDEM_TASK=har python -m tandem.evaluation.tuning --fold 0 --trials 40
 """
 
 from __future__ import annotations
@@ -19,18 +20,24 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from tandem.contract import features
+from tandem import task as tasks
+from tandem.evaluation.methods.local_only import outputs
 from tandem.evaluation.protocol_data import Side, fold_split, server_data, sides
 from tandem.fleet.users import task_fleet
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
+from tandem.task import Task
+from tandem.task.kinds import kind_of
 from tandem.training import model
 
-TUNED_FILE = (features.TASK.folder or Path(".")) / "tuned_models.json"  # per task, kept in its folder
+
+def tuned_file(task: Task) -> Path:
+    """Where a task's studies are kept: `tuned_models.json` in its folder."""
+    return (task.folder or Path(".")) / "tuned_models.json"
 
 
 def inner_score(sharers: list[Side], config: model.TrainConfig, inner_folds: int, seeds: list[int]) -> tuple[float, float]:
-    """(mean, sd over seeds) of inner leave-group-out accuracy."""
+    """(mean, sd over seeds) of inner leave-group-out headline metric (a classifier's accuracy, a regressor's MAE)."""
     per_seed = []
     for seed in seeds:
         accs = []
@@ -38,10 +45,11 @@ def inner_score(sharers: list[Side], config: model.TrainConfig, inner_folds: int
             held = [s for i, s in enumerate(sharers) if i % inner_folds == g]
             train = [s for i, s in enumerate(sharers) if i % inner_folds != g]
             X, y, groups = server_data(train)
-            net = model.train(X, y, config.model_copy(update={"seed": seed}), groups=groups).model
+            kind = held[0].kind
+            net = model.train(X, y, config.model_copy(update={"seed": seed}), groups=groups, **kind.train_options()).model
             Xt = np.concatenate([s.X[s.test] for s in held])
-            yt = np.concatenate([s.y[s.test] for s in held])
-            accs.append(float((model.predict_proba(net, Xt).argmax(1) == yt).mean()))
+            truth = np.concatenate([s.user.labels[s.test] for s in held])
+            accs.append(kind.score(kind.decode(outputs(net, Xt)), truth)[kind.headline])
         per_seed.append(float(np.mean(accs)))
     return float(np.mean(per_seed)), float(np.std(per_seed))
 
@@ -61,11 +69,13 @@ def suggest(trial) -> model.TrainConfig:
     )
 
 
-def study(fold: int, n_folds: int = 3, trials: int = 40, inner_folds: int = 4, seeds=(0, 1),
-          fraction: float = 0.5, track: bool = True) -> dict:
-    sharers, _ = fold_split(task_fleet(), fold, n_folds)  # never-sharing users are dropped here
-    sharer_sides = sides(sharers, fraction)
+def study(task: Task, fold: int, n_folds: int = 3, trials: int = 40, inner_folds: int = 4, seeds=(0, 1),
+          fraction: float = 0.5, track: bool = True, settings: Settings | None = None) -> dict:
+    kind = kind_of(task)
+    sharers, _ = fold_split(task_fleet(task), fold, n_folds)  # never-sharing users are dropped here
+    sharer_sides = sides(sharers, fraction, kind)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sign = 1.0 if kind.higher_is_better else -1.0  # the study maximizes sign * mean - 0.5 sd
     s = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=fold))
     s.enqueue_trial({"width": 64, "depth": 2, "learning_rate": 1e-3, "weight_decay": 1e-3, "dropout": 0.0,
                      "label_smoothing": 0.0, "batch_size": 64, "patience": 15})  # the old defaults, for reference
@@ -77,7 +87,7 @@ def study(fold: int, n_folds: int = 3, trials: int = 40, inner_folds: int = 4, s
         trial.set_user_attr("sd", sd)
         records.append({"trial": trial.number, "mean": mean, "sd": sd, **trial.params})
         print(f"fold {fold} trial {trial.number}: {mean:.4f} ± {sd:.4f} {trial.params}", flush=True)
-        return mean - 0.5 * sd
+        return sign * mean - 0.5 * sd
 
     s.optimize(objective, n_trials=trials)
     best = s.best_trial
@@ -88,12 +98,12 @@ def study(fold: int, n_folds: int = 3, trials: int = 40, inner_folds: int = 4, s
                        "params": best.params},
               "reference": records[0], "train_config": config.model_dump(mode="json")}
     if track:
-        _log(result, records)
+        _log(settings or Settings(), result, records)
     return result
 
 
-def _log(result: dict, records: list[dict]) -> None:
-    tracker = Tracker(Settings())
+def _log(settings: Settings, result: dict, records: list[dict]) -> None:
+    tracker = Tracker(settings)
     rid = tracker.start_run(run_name=f"optuna-fold-{result['fold']}", params=result["best"]["params"],
                             tags={"tandem.kind": "tuning"}, experiment="tandem/tuning")
     for r in records:
@@ -103,8 +113,9 @@ def _log(result: dict, records: list[dict]) -> None:
     tracker.end_run(rid)
 
 
-def tuned_config(fold: int, n_folds: int = 3, path: Path = TUNED_FILE) -> model.TrainConfig | None:
-    """The study's choice for a fold, or None when that fold was not tuned."""
+def tuned_config(task: Task, fold: int, n_folds: int = 3) -> model.TrainConfig | None:
+    """The study's choice for a fold of the task, or None when that fold was not tuned."""
+    path = tuned_file(task)
     if not path.exists():
         return None
     entry = json.loads(path.read_text()).get(f"{n_folds}:{fold}")
@@ -124,10 +135,13 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=2, help="seeds per trial")
     p.add_argument("--no-mlflow", action="store_true")
     a = p.parse_args(argv)
-    result = study(a.fold, a.folds, a.trials, seeds=tuple(range(a.seeds)), track=not a.no_mlflow)
-    data = json.loads(TUNED_FILE.read_text()) if TUNED_FILE.exists() else {}
+    settings = Settings()
+    task = tasks.resolve(settings.task)
+    result = study(task, a.fold, a.folds, a.trials, seeds=tuple(range(a.seeds)), track=not a.no_mlflow, settings=settings)
+    path = tuned_file(task)
+    data = json.loads(path.read_text()) if path.exists() else {}
     data[f"{a.folds}:{a.fold}"] = result
-    TUNED_FILE.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
+    path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
     print(json.dumps(result["best"], indent=2))
     return 0
 
