@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 from flows.ingest import ingest
+from tandem import task as tasks
 from tandem.data import bulk_ingest
 from tandem.data.ingest import ledger_entries
 from tandem.data.store import LocalStore
@@ -22,7 +23,7 @@ def _verdicts(store) -> list[tuple]:
 
 
 def test_dask_ingest_matches_the_default_runner(tandem_home, monkeypatch):
-    users = fleet.synthetic_fleet(3, windows_per_class=6, seed=3)
+    users = fleet.synthetic_fleet(tasks.resolve("har"), 3, windows_per_class=6, seed=3)
     seed_store = LocalStore(tandem_home / "seed")
     for i in range(3):
         sharing.share(seed_store, users, 0.9, f"key-{i}".encode(), batch_size=4)

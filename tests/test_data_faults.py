@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tandem import pipeline
+from tandem import task as tasks
 from tandem.data import ingest, revocations
 from tandem.data import table as accepted
 from tandem.data.limits import ReferenceKeys, feature_digests
@@ -31,7 +32,7 @@ KEY = b"pseudonym-key-for-tests"
 
 @pytest.fixture(scope="module")
 def users():
-    return synthetic_fleet(4, windows_per_class=6, seed=5)
+    return synthetic_fleet(tasks.resolve("har"), 4, windows_per_class=6, seed=5)
 
 
 def ingest_all(ctx) -> dict[str, dict]:

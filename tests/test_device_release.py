@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from tandem import task as tasks
 from tandem.builtin_tasks.har.loader import hapt_fleet
 from tandem.contract.features import CLASSES
 from tandem.device.runtime import DeviceModel
@@ -34,7 +35,7 @@ def hapt(tmp_path_factory):
     mlmodel = pretrain.convert(result, params, {"test": "hapt"})
     home = tmp_path_factory.mktemp("home")
     evalset.write_evaluation_devices(home, [u for u in users if u not in train], b"test-key")
-    return result, mlmodel, evalset.load_evaluation(home), home
+    return result, mlmodel, evalset.load_evaluation(home, tasks.resolve("har")), home
 
 
 def test_runtime_matches_torch_on_real_windows(hapt):

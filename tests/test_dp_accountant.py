@@ -13,6 +13,7 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.pld import privacy_loss_distribution as pld
 from dp_accounting.privacy_accountant import NeighboringRelation
 
+from tandem import task as tasks
 from tandem.data.store import LocalStore
 from tandem.fleet import sharing
 from tandem.fleet.users import synthetic_fleet
@@ -21,6 +22,7 @@ from tandem.privacy.policy import SharingPolicy
 from tandem.privacy.privacy_manifest import data_guarantee
 
 KEY = b"accountant-test-key"
+HAR = tasks.resolve("har")  # six classes: its labels are 6-ary randomized response
 
 
 def _rr_event(epsilon: float, k: int) -> dp_event.RandomizedResponseDpEvent:
@@ -32,7 +34,7 @@ def _rr_event(epsilon: float, k: int) -> dp_event.RandomizedResponseDpEvent:
 def test_reported_epsilon_equals_dp_accounting_for_the_same_sequence(tmp_path):
     policy = SharingPolicy(forms=["dp"], epsilon_features=0.6, epsilon_labels=0.3, user_budget_epsilon=1e6)
     ledger = PrivacyLedger.load(tmp_path, "user-a")
-    ledger.charge(policy, [f"w{i}" for i in range(40)])
+    ledger.charge(policy, [f"w{i}" for i in range(40)], 6)
     ledger.save()
     ours = PrivacyLedger.load(tmp_path, "user-a").spent(policy.delta)
 
@@ -49,8 +51,8 @@ def test_gaussian_windows_equal_dp_accounting(tmp_path):
     policy = SharingPolicy(forms=["dp"], noise="gaussian", epsilon_features=2.0, epsilon_labels=0.5,
                            user_budget_epsilon=1e6)
     ledger = PrivacyLedger(user="u")
-    ledger.charge(policy, [f"w{i}" for i in range(10)])
-    sigma = policy.window_events()[0]["sigma"]
+    ledger.charge(policy, [f"w{i}" for i in range(10)], 6)
+    sigma = policy.window_events(6)[0]["sigma"]
     expected = (pld.from_gaussian_mechanism(sigma).self_compose(10)
                 .compose(pld.from_randomized_response(6 / (math.exp(0.5) + 5), 6).self_compose(10)))
     assert ledger.spent(policy.delta) == pytest.approx(expected.get_epsilon_for_delta(policy.delta), rel=1e-6)
@@ -81,14 +83,14 @@ def test_v1_ledger_is_migrated_and_unknown_formats_are_refused(tmp_path):
 def test_a_device_past_its_budget_uploads_nothing_and_says_so(tmp_path):
     store = LocalStore(tmp_path / "store")
     devices = tmp_path / "devices"
-    user = synthetic_fleet(1, windows_per_class=6)[0]
+    user = synthetic_fleet(HAR, 1, windows_per_class=6)[0]
     policy = SharingPolicy(forms=["dp"], epsilon_features=2.0, epsilon_labels=0.5, user_budget_epsilon=6.0)
     first = sharing.share_user(store, user, 1.0, KEY, batch_size=64, policy=policy, ledger_dir=devices)
     spent = PrivacyLedger.load(devices, user.user_id).spent(policy.delta)
     assert 0 < first.windows < len(user) and spent <= 6.0
     before = sorted(store.list("incoming/"))
     # a later day: the user is at the budget; nothing new goes out, and the device says why
-    offered = synthetic_fleet(1, windows_per_class=12, seed=1)[0]
+    offered = synthetic_fleet(HAR, 1, windows_per_class=12, seed=1)[0]
     offered.user_id = user.user_id
     offered.window_keys = [f"9:{i}" for i in range(len(offered))]  # new windows, never charged
     later = sharing.share_user(store, offered, 1.0, KEY, batch_size=64, policy=policy, ledger_dir=devices)
@@ -108,16 +110,16 @@ def _training_rows(users, policy: SharingPolicy):
 
 
 def test_manifest_states_the_per_user_guarantee_of_the_training_rows():
-    users = synthetic_fleet(3, windows_per_class=4)
+    users = synthetic_fleet(HAR, 3, windows_per_class=4)
     policy = SharingPolicy(forms=["dp"], epsilon_features=1.0, epsilon_labels=0.5, user_budget_epsilon=12.0)
     frame = _training_rows(users, policy)
-    stated = data_guarantee(frame, {policy.name: policy.public_dict()})
+    stated = data_guarantee(frame, {policy.name: policy.public_dict(HAR)}, 6)
     ledgers = []
     for n in frame.groupby("pseudonym").size():
         ledger = PrivacyLedger(user="u")
-        ledger.charge(policy, [f"w{i}" for i in range(n)])
+        ledger.charge(policy, [f"w{i}" for i in range(n)], 6)
         ledgers.append(ledger.spent(policy.delta))
     assert stated["epsilon_max"] == pytest.approx(max(ledgers)) and stated["epsilon_max"] <= 12.0
     assert stated["delta"] == policy.delta and stated["users"] == 3 and stated["users_without_dp"] == 0
-    plain = data_guarantee(frame.assign(policy="pseudonymized/v1"), {})
+    plain = data_guarantee(frame.assign(policy="pseudonymized/v1"), {}, 6)
     assert plain["epsilon_max"] is None and "no formal DP guarantee" in plain["statement"]

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tandem import task as tasks
 from tandem.data import table as accepted_table
 from tandem.data.store import store_from_settings
 from tandem.fleet import devices
@@ -46,7 +47,7 @@ def test_share_via_the_gateway_then_run_publishes_on_those_batches(tandem_home):
     assert landed and len(store.list("gateway/idempotency/")) == len(landed)  # every batch came through the door
     assert len(store.list("gateway/installs/")) == 6  # 8 users, every 4th never shares
     with ThreadedGateway(settings, store) as gw:  # the same devices (their install keys kept) share again
-        again = devices.share_fleet(settings, store, fleet.load_fleet("synthetic", n_users=8, seed=0), fraction=0.8,
+        again = devices.share_fleet(settings, store, fleet.load_fleet(tasks.resolve("har"), "synthetic", n_users=8, seed=0), fraction=0.8,
                                     holdout_every=4, batch_size=16, policy=load_policy("pseudonymized"), via=gw.url)
     assert again.report.written == [] and sorted(again.report.already_there) == landed
     assert store.list("incoming/") == landed and len(store.list("gateway/installs/")) == 6
@@ -62,7 +63,7 @@ def test_identical_content_through_either_door_is_identical_rows(tandem_home, tm
     ingested: the two tables hold the same rows."""
     from tandem import pipeline
 
-    users = fleet.synthetic_fleet(4, windows_per_class=6, seed=5)
+    users = fleet.synthetic_fleet(tasks.resolve("har"), 4, windows_per_class=6, seed=5)
     tables = {}
     for door in ("direct", "gateway"):
         monkeypatch.setenv("TANDEM_HOME", str(tmp_path / door))
@@ -87,7 +88,7 @@ def test_through_the_gateway_on_s3_with_a_presigned_upload(s3_endpoint, s3_bucke
     monkeypatch.setenv("TANDEM_S3_ENDPOINT_URL", s3_endpoint)
     settings = Settings()
     store = store_from_settings(settings)
-    users = fleet.synthetic_fleet(8, windows_per_class=10, seed=1)
+    users = fleet.synthetic_fleet(tasks.resolve("har"), 8, windows_per_class=10, seed=1)
     with ThreadedGateway(settings, store) as gw:
         shared = devices.share_fleet(settings, store, users, fraction=0.8, holdout_every=4, batch_size=16,
                                      policy=load_policy("pseudonymized"), via=gw.url)

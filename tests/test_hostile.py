@@ -15,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from tandem import pipeline
+from tandem import task as tasks
 from tandem.data import ingest, revocations
 from tandem.data.limits import Limits, Usage
 from tandem.data.store import LocalStore, open_store, sha256_hex
@@ -42,7 +43,7 @@ def store(request, tmp_path):
 
 @pytest.fixture(scope="module")
 def users():
-    return synthetic_fleet(3, windows_per_class=6, seed=3)
+    return synthetic_fleet(tasks.resolve("har"), 3, windows_per_class=6, seed=3)
 
 
 def batch(user, n=8, **columns) -> bytes:

@@ -26,6 +26,7 @@ import pytest
 from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from tandem import task as tasks
 from tandem.contract.schema import BATCH_SCHEMA
 from tandem.data import bulk_ingest, ingest, landing
 from tandem.data import table as accepted
@@ -74,7 +75,7 @@ def new_bucket(endpoint: str) -> str:
 
 @pytest.fixture(scope="module")
 def users():
-    return fleet.synthetic_fleet(6, windows_per_class=8, seed=4)
+    return fleet.synthetic_fleet(tasks.resolve("har"), 6, windows_per_class=8, seed=4)
 
 
 def seed_landing(store, users, policy="pseudonymized") -> None:

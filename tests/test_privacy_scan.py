@@ -11,6 +11,7 @@ import secrets
 import pyarrow.parquet as pq
 import pytest
 
+from tandem import task as tasks
 from tandem.contract.schema import DEVICE_COLUMNS
 from tandem.data import bulk_ingest, ingest
 from tandem.data import snapshot as dataset
@@ -34,7 +35,7 @@ def sealing_key():
 
 @pytest.fixture(scope="module")
 def users():
-    return synthetic_fleet(6, windows_per_class=4, seed=2)
+    return synthetic_fleet(tasks.resolve("har"), 6, windows_per_class=4, seed=2)
 
 
 def stored_text(store: LocalStore, prefix: str = "") -> dict[str, bytes]:
@@ -152,7 +153,7 @@ def test_anonymized_batch_with_plain_metadata_is_quarantined_without_echoing_it(
     import pyarrow as pa
 
     table = table.set_column(i, "policy", pa.array(["pseudonymized+anonymized/v1"] * table.num_rows))
-    table = table.replace_schema_metadata({b"tandem.policy": load_policy("anonymized").public_json().encode()})
+    table = table.replace_schema_metadata({b"tandem.policy": load_policy("anonymized").public_json(tasks.resolve("har")).encode()})
     store.put("incoming/x/plainqi.parquet", sharing.table_bytes(table))  # ...but declares anonymized
     [entry] = run_server(store)
     assert entry["outcome"] == "quarantined" and "anonymized form: device_model" in entry["reason"]

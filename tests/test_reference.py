@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tandem import pipeline
+from tandem import task as tasks
 from tandem.cli.errors import main as cli
 from tandem.data import holdout, reference
 from tandem.data.store import LocalStore, store_from_settings
@@ -23,7 +24,7 @@ from tests.flow_helpers import FAST, run_flow, share_synthetic
 
 
 def _recordings(n_users: int = 2, seed: int = 3) -> bytes:
-    users = fleet.synthetic_fleet(n_users, windows_per_class=4, seed=seed)
+    users = fleet.synthetic_fleet(tasks.resolve("har"), n_users, windows_per_class=4, seed=seed)
     return reference.recordings_bytes({u.user_id: {"windows": u.windows, "labels": u.labels, "window_keys": u.window_keys,
                                                   "captured_at": u.captured_at} for u in users})
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tandem import task as tasks
 from tandem.evaluation.experiment import HEADLINE, EvaluationParams, run_evaluation
 from tandem.evaluation.report import write_report
 from tandem.evaluation.simulation import simulate
@@ -21,7 +22,7 @@ FAST_TRAIN = model.TrainConfig(epochs=12, patience=4)
 
 @pytest.fixture(scope="module")
 def users():
-    sharers, evaluators = fleet.split_users(fleet.synthetic_fleet(10, 16, seed=0), 5)
+    sharers, evaluators = fleet.split_users(fleet.synthetic_fleet(tasks.resolve("har"), 10, 16, seed=0), 5)
     return sharers, evaluators
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tandem import task as tasks
 from tandem.data import ingest
 from tandem.data.snapshot import table_snapshot
 from tandem.data.store import LocalStore
@@ -32,7 +33,7 @@ print(json.dumps({e["key"]: e["outcome"] + ": " + e["reason"] for e in entries})
 
 
 def test_a_batch_that_kills_its_worker_is_quarantined_alone(tmp_path):
-    users = synthetic_fleet(4, windows_per_class=4, seed=9)
+    users = synthetic_fleet(tasks.resolve("har"), 4, windows_per_class=4, seed=9)
     home = tmp_path / "home"
     store = LocalStore(home / "store")
     keys = [f"incoming/u{i}/b.parquet" for i in range(3)] + ["incoming/x/poison.parquet"]
