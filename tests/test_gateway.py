@@ -18,26 +18,29 @@ import pyarrow.parquet as pq
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tandem import task as tasks
 from tandem.contract import request_signing as signing
 from tandem.contract import wire
-from tandem.contract.features import TASK
 from tandem.data.store import LocalStore, sha256_hex
 from tandem.fleet import users as fleet
-from tandem.fleet.gateway_client import Device, wire_body
+from tandem.fleet.gateway_client import Device, GatewayRefused, wire_body
 from tandem.fleet.sharing import batch_table, share_user, table_bytes
 from tandem.gateway.server import ThreadedGateway
 from tandem.privacy import sealing
 from tandem.privacy.policy import load_policy
 from tandem.settings import Settings
+from tests.task_templates import new_task
 
 LIMITS = dict(gateway_max_body_bytes=120_000, gateway_max_install_batches_per_day=3, max_pseudonym_batches_per_day=4,
               max_batch_rows=40)
 SEAL = ("e1", bytes(range(32)))
+TASK = tasks.resolve("har")  # what the gateway serves: Settings().task
+COLUMNS = wire.columns(TASK)
 
 
 @pytest.fixture(scope="module")
 def users():
-    return fleet.synthetic_fleet(4, windows_per_class=10, seed=3)
+    return fleet.synthetic_fleet(TASK, 4, windows_per_class=10, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +148,8 @@ def bad_bodies(table):
     lying = json.loads(good)
     lying["header"]["row_count"] += 1
     nan = json.loads(good)
-    nan["columns"][wire.COLUMNS[3]][0] = "NaN"
-    inf = good.replace(json.dumps(doc["columns"][wire.COLUMNS[3]][0]).encode(), b"1e999", 1)
+    nan["columns"][COLUMNS[3]][0] = "NaN"
+    inf = good.replace(json.dumps(doc["columns"][COLUMNS[3]][0]).encode(), b"1e999", 1)
     other = json.loads(good)
     other["header"]["task"] = "grunfeld/v1+000000000000" if TASK.name != "grunfeld" else "har/v1+000000000000"
     return {
@@ -301,7 +304,7 @@ def test_an_app_finds_and_verifies_a_release(door):
 def test_task_route_names_the_wire_columns(door):
     gw, _, _ = door
     got = httpx.get(f"{gw.url}/v1/task").json()
-    assert got["task"] == TASK.tag and list(got["columns"]) == list(wire.COLUMNS)
+    assert got["task"] == TASK.tag and list(got["columns"]) == list(COLUMNS)
 
 
 def test_a_presigned_wire_upload_is_completed_into_the_same_batch(s3_endpoint, s3_bucket, users, tmp_path):
@@ -339,3 +342,25 @@ def test_a_presigned_wire_upload_is_completed_into_the_same_batch(s3_endpoint, s
         other = d.request("POST", "/v1/uploads/complete", json.dumps({"key": "incoming/x.parquet"}).encode(),
                           {"Content-Type": "application/json"})
         refused(other, 400, "not one /v1/uploads granted to this install")
+
+
+def test_a_gateway_serves_the_task_its_settings_name(door, users, tmp_path):
+    """Issue 17: the gateway read the task at import. It resolves the task its settings name when the
+    app is made: here a 3-class team task, in the same process as the HAR gateway above; a HAR batch
+    is refused there in one line, the team's own lands."""
+    three = new_task(tmp_path, "sensor-classification", "three-moves", target={"labels": ["still", "walk", "run"]})
+    settings = Settings(home=tmp_path / "home", task=str(three.folder), **LIMITS)
+    store = LocalStore(tmp_path / "home" / "store")
+    with ThreadedGateway(settings, store) as gw:
+        got = httpx.get(f"{gw.url}/v1/task").json()
+        assert got["task"] == three.tag and got["classes"] == ["still", "walk", "run"]
+        assert list(got["columns"]) == list(wire.columns(three))
+        d = Device(gw.url, ec.generate_private_key(ec.SECP256R1()))
+        d.enroll()
+        with pytest.raises(GatewayRefused, match="made under task"):
+            d.upload(table_for(users[0]), "har-batch")
+        theirs = fleet.synthetic_fleet(three, 1, windows_per_class=2)[0]
+        answer = d.upload(batch_table(theirs, np.arange(4), uuid.uuid4().bytes, "k1"), "their-batch")
+        assert answer["status"] == "landed" and store.list("incoming/") == [answer["batch"]]
+    door_gw = door[0]
+    assert httpx.get(f"{door_gw.url}/v1/task").json()["task"] == TASK.tag  # the HAR gateway still serves HAR

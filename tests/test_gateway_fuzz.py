@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tandem import task as tasks
 from tandem.contract import wire
 from tandem.data.store import LocalStore
 from tandem.fleet import users as fleet
@@ -61,7 +62,7 @@ def _mutations(doc: dict, rng: random.Random):
 
 def test_signed_broken_batches_are_4xx_never_5xx(gateway):
     rng = random.Random(7)
-    user = fleet.synthetic_fleet(2, windows_per_class=4, seed=2)[0]
+    user = fleet.synthetic_fleet(tasks.resolve("har"), 2, windows_per_class=4, seed=2)[0]
     table = batch_table(user, np.arange(4), b"fuzz-key", "k1")
     good = wire.encode(table, "fuzz", "2026-12-03T00:00:00Z", json.loads(table.schema.metadata[b"tandem.policy"]))
     d = Device(gateway.url, ec.generate_private_key(ec.SECP256R1()))

@@ -5,14 +5,11 @@ sharing forms a registry."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-import tandem.task
 from tandem import task as tasks
 from tandem.contract import schema
 from tandem.data.store import LocalStore
@@ -23,21 +20,9 @@ from tandem.fleet.users import split_users, synthetic_fleet
 from tandem.privacy import forms, policy
 from tandem.privacy.policy import SharingPolicy, load_policy
 from tandem.privacy.pseudonyms import pseudonymize
+from tests.task_templates import new_task
 
 HAR = tasks.resolve("har")
-TEMPLATES = Path(tandem.task.__file__).parent / "templates"
-
-
-def new_task(root: Path, template: str, name: str, **changes) -> tasks.Task:
-    """A team's task from one of `tandem init`'s templates, with `changes` to its task.yaml's top-level
-    sections (a dict merges into the section). Its users come from the synthetic stand-in."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    definition = yaml.safe_load((TEMPLATES / template / "task.yaml").read_text().replace("__NAME__", name))
-    for section, value in changes.items():
-        definition[section] = {**definition[section], **value} if isinstance(value, dict) else value
-    (folder / "task.yaml").write_text(yaml.safe_dump(definition))
-    return tasks.read(folder)
 
 
 def _only_batch(store: LocalStore):

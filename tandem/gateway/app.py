@@ -274,8 +274,8 @@ def complete(gw: Gateway, request: Request, body: bytes) -> tuple[int, dict, dic
 
 
 def create_app(settings: Settings, store: Store) -> FastAPI:
-    task = tasks.resolve(settings.task)
-    gw = Gateway(settings, store, task, attestation.enabled(settings), {})
+    served = tasks.resolve(settings.task)  # once: every request is judged against this task
+    gw = Gateway(settings, store, served, attestation.enabled(settings), {})
     app = FastAPI(title="Tandem device gateway", version="1",
                   description="Wire format v1 and request signing: docs/wire-format.md")
     app.state.gateway = gw
@@ -286,12 +286,12 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "task": task.tag}
+        return {"status": "ok", "task": served.tag}
 
     @app.get("/v1/task")
     def task() -> dict:
-        return {"task": task.tag, "format": wire.FORMAT, "columns": wire.column_types(task),
-                "classes": list(features.of(task).classes)}
+        return {"task": served.tag, "format": wire.FORMAT, "columns": wire.column_types(served),
+                "classes": list(features.of(served).classes)}
 
     @app.post("/v1/enroll", status_code=201, responses={200: {}, 400: ERROR, 401: ERROR, 413: ERROR},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
