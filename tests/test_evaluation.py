@@ -58,9 +58,13 @@ def test_the_protocol_grades_the_task_by_its_own_targets():
     from tandem.evaluation.robust_eval import task_targets
     from tandem.task import resolve
 
-    assert resolve("har").evaluation.targets.generic_accuracy == 0.93
-    good = task_targets({"mean": 0.95, "sd_over_seeds": 0.01}, {"gain_points": 4.0, "harmed_share": 0.05})
+    har = resolve("har")
+    assert har.evaluation.targets.generic_accuracy == 0.93
+    good = task_targets(har, {"mean": 0.95, "sd_over_seeds": 0.01}, {"gain_points": 4.0, "harmed_share": 0.05})
     assert good == {"generic_mean_at_least_0.93": True, "generic_sd_over_seeds_at_most_1.5_points": True,
                     "u20_gain_at_least_3_points": True, "u20_harmed_at_most_10_percent": True}
-    bad = task_targets({"mean": 0.92, "sd_over_seeds": 0.02}, {"gain_points": 2.0, "harmed_share": 0.2})
+    bad = task_targets(har, {"mean": 0.92, "sd_over_seeds": 0.02}, {"gain_points": 2.0, "harmed_share": 0.2})
     assert not any(bad.values())
+    # the grading is the task's it is given, in the same process: another task's targets are not HAR's
+    assert not any(k.startswith("generic_mean_at_least") for k in task_targets(
+        resolve("grunfeld"), {"mean": 0.95, "sd_over_seeds": 0.01}, {"gain_points": 4.0, "harmed_share": 0.05}))

@@ -3,7 +3,7 @@
 What issue 17 found broken for them: `tandem evaluate` for any class count but six, HAR's tuned
 hyperparameters and targets applied to every task, `model.updatable: head` shipping both layers, a
 silent loss at `share` that shifted who is held out, and personalization raising a regressor's error.
-Every command is its own process (the active task is read when tandem is imported)."""
+Every command is its own process, as a user runs it (TANDEM_TASK names the folder)."""
 
 from __future__ import annotations
 
@@ -148,24 +148,29 @@ def test_personalization_lowers_a_millisecond_regressors_error(tasks):
 WHAT_SHIPS = """
 import json
 import numpy as np
+from tandem import task as tasks
 from tandem.contract import features
 from tandem.device.runtime import load_spec
 from tandem.release.params import RunParams
+from tandem.settings import Settings
+from tandem.task.kinds import kind_of
 from tandem.training import export, model, pretrain
 from tandem.training.model import GENERIC_TRAINING, TrainConfig
 
-cfg = TrainConfig()
+task = tasks.resolve(Settings().task)
+kind = kind_of(task)
+cfg = TrainConfig.for_task(task)
 refused = ""
 try:
-    RunParams.model_validate({"train": {"updatable_layers": ["body.0", "head"]}})
+    RunParams.for_task(task, {"train": {"updatable_layers": ["body.0", "head"]}})
 except Exception as e:
     refused = str(e)
 rng = np.random.default_rng(0)
-X = rng.normal(size=(60, features.N_FEATURES)) * 10 + 50
-y = (X[:, 0] > 50).astype(int) if features.CLASSIFICATION else 300 + 40 * X[:, 0] / 10
+X = rng.normal(size=(60, features.of(task).n_features)) * 10 + 50
+y = (X[:, 0] > 50).astype(int) if kind.higher_is_better else 300 + 40 * X[:, 0] / 10  # classes 0/1, or values
 small = cfg.model_copy(update={"epochs": 3})
-net = model.train(X, y, small, n_classes=len(features.CLASSES) or None)
-shipped = export.describe_updatable(load_spec(pretrain.convert(net, RunParams(train=small), {})))
+net = model.train(X, y, small, **kind.train_options())
+shipped = export.describe_updatable(load_spec(pretrain.convert(task, net, RunParams.for_task(task, {"train": small.model_dump()}), {})))
 print(json.dumps({"train": {k: getattr(cfg, k) for k in GENERIC_TRAINING}, "generic": GENERIC_TRAINING,
                   "layers": cfg.updatable_layers, "refused": refused, "shipped": shipped["updatable_layers"]}))
 """

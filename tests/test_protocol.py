@@ -44,12 +44,13 @@ def test_summary_and_paired_comparison_by_hand():
 
 def test_small_real_protocol_through_the_flow(tmp_path, monkeypatch):
     monkeypatch.setenv("TANDEM_HOME", str(tmp_path))
-    from tandem.builtin_tasks.har.loader import hapt_fleet
+    from tandem import task as tasks
     from tandem.evaluation import robust_eval
+    from tandem.fleet.users import task_fleet
 
-    users = hapt_fleet(users=list(range(1, 7)))
+    users = task_fleet(tasks.resolve("har"), users=list(range(1, 7)))
     small = dict(users=users, fl_rounds=2, budgets=("u20", "pc5", "pc20"))
-    monkeypatch.setattr(robust_eval, "evaluate", lambda f, s, _e=robust_eval.evaluate, **kw: _e(f, s, **kw, **small))
+    monkeypatch.setattr(robust_eval, "evaluate", lambda t, f, s, _e=robust_eval.evaluate, **kw: _e(t, f, s, **kw, **small))
     from flows.evaluate import evaluate_protocol
 
     out = evaluate_protocol(folds=2, seeds=2, audit=False)  # the audit has its own test (test_privacy_audit)
@@ -71,3 +72,37 @@ def test_small_real_protocol_through_the_flow(tmp_path, monkeypatch):
     assert run.data.metrics["generic_mean"] == pytest.approx(c["generic_mean"])
     names = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert {"report/evaluation.md", "report/evaluation.json", "report/budgets.png"} <= names
+
+
+def test_one_harness_serves_a_classifier_then_a_regressor_in_one_process():
+    """The same harness (`protocol.run_one`) and registry (`tandem.evaluation.methods`) for both kinds,
+    two tasks one after the other: each run names the methods its kind compares, class counts come
+    from the task (issue 17: `n_classes: int = 6`), a regressor is scored in its unit."""
+    from tandem import task as tasks
+    from tandem.evaluation.methods import METHODS
+    from tandem.fleet.users import synthetic_fleet, task_fleet
+    from tandem.release.params import DeviceUpdateConfig
+    from tandem.task.kinds import kind_of
+    from tandem.training.model import TrainConfig
+
+    har, grunfeld = tasks.resolve("har"), tasks.resolve("grunfeld")
+    for task in (har, grunfeld):
+        assert set(kind_of(task).protocol_methods) <= set(METHODS)  # every method a kind names is registered
+    quiet = lambda *_: None  # noqa: E731
+
+    cfg = protocol.ProtocolConfig(policy=protocol.task_policy(har), folds=2, fl_rounds=1, budgets=("u20", "pc5"),
+                                  fl_budgets=("u20",))
+    run = protocol.run_one(har, synthetic_fleet(har, 4, 8, seed=0), 0, 0, cfg,
+                           TrainConfig.for_task(har, epochs=3, patience=2), DeviceUpdateConfig.for_task(har), quiet)
+    assert set(run["methods"]) == {"tandem_generic", "tandem_personalized_u20", "tandem_personalized_pc5",
+                                   "local_only_u20", "local_only_pc5",
+                                   *(f"{f}_{v}" for f in ("fedavg", "fedavg_all_local", "fedprox", "fedper")
+                                     for v in ("generic", "personalized_u20"))}
+    assert all(0.0 <= a <= 1.0 for per_user in run["methods"].values() for a in per_user.values())
+
+    cfg = protocol.ProtocolConfig(policy=protocol.task_policy(grunfeld), folds=2, labelled_per_user=5)
+    run = protocol.run_one(grunfeld, task_fleet(grunfeld), 1, 0, cfg, TrainConfig.for_task(grunfeld, epochs=5),
+                           DeviceUpdateConfig.for_task(grunfeld), quiet)
+    assert set(run["methods"]) == {f"{m}_{e}" for m in ("tandem_generic", "tandem_personalized", "own_mean", "local_only")
+                                   for e in ("mae", "rmse")}
+    assert all(v >= 0.0 for per_user in run["methods"].values() for v in per_user.values())

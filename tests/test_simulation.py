@@ -18,18 +18,19 @@ from tandem.training.federated import Client, fedavg, federated_stats
 from tandem.training.personalization import local_split, pick_labelled
 
 FAST_TRAIN = model.TrainConfig(epochs=12, patience=4)
+HAR = tasks.resolve("har")
 
 
 @pytest.fixture(scope="module")
 def users():
-    sharers, evaluators = fleet.split_users(fleet.synthetic_fleet(tasks.resolve("har"), 10, 16, seed=0), 5)
+    sharers, evaluators = fleet.split_users(fleet.synthetic_fleet(HAR, 10, 16, seed=0), 5)
     return sharers, evaluators
 
 
 @pytest.fixture(scope="module")
 def evaluation():
     params = EvaluationParams.quick().model_copy(update={"curve_fractions": [0.5], "curve_epsilons": [], "curve_ks": [2], "train": FAST_TRAIN})
-    return run_evaluation(params, log=lambda *_: None)
+    return run_evaluation(HAR, params, log=lambda *_: None)
 
 
 def test_local_split_is_disjoint_and_covers_every_activity(users):
@@ -44,7 +45,7 @@ def test_local_split_is_disjoint_and_covers_every_activity(users):
 
 def test_rounds_share_more_and_record_generic_accuracy_of_never_sharing_users(users, tmp_path):
     sharers, evaluators = users
-    sim = simulate(sharers, evaluators, rounds=2, run_params=RunParams(train=FAST_TRAIN), per_user_budget=12,
+    sim = simulate(HAR, sharers, evaluators, rounds=2, run_params=RunParams(train=FAST_TRAIN), per_user_budget=12,
                    update_overrides={"epochs": 30, "learning_rate": 0.03}, home=tmp_path)
     assert [r["round"] for r in sim.rounds] == [0, 1]
     assert sim.rounds[0]["sharing_users"] < sim.rounds[1]["sharing_users"] == len(sharers)
@@ -63,7 +64,7 @@ def test_rounds_share_more_and_record_generic_accuracy_of_never_sharing_users(us
 
 def test_personalization_helps_synthetic_users_on_a_weak_base(users, tmp_path):
     sharers, evaluators = users
-    sim = simulate(sharers[:2], evaluators, rounds=1, run_params=RunParams(train=model.TrainConfig(epochs=3, patience=2)),
+    sim = simulate(HAR, sharers[:2], evaluators, rounds=1, run_params=RunParams(train=model.TrainConfig(epochs=3, patience=2)),
                    per_user_budget=12, update_overrides={"epochs": 50, "learning_rate": 0.03}, home=tmp_path)
     r = sim.rounds[0]
     assert r["personalized"]["mean"] > r["generic"]["mean"]

@@ -20,11 +20,12 @@ from tandem.cli.errors import main
 from tandem.cli.main import app
 from tandem.cli.tasks import templates
 from tandem.contract import feature_ops
+from tandem.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
-# Run as a user would: the contract modules derive their constants from TANDEM_TASK at import.
+# Run as a user would: TANDEM_TASK names the folder, the process resolves it once from its settings.
 # Reads the folder's data file, then trains on all users but one and scores the one left out.
 LOAD_AND_LEARN = """
 import json
@@ -35,23 +36,26 @@ from sklearn.preprocessing import StandardScaler
 from tandem import task as tasks
 from tandem.contract import features
 from tandem.fleet.task_source import read_table
+from tandem.settings import Settings
+from tandem.task.kinds import kind_of
 
-task = tasks.active()
+task = tasks.resolve(Settings().task)
+classifier = kind_of(task).higher_is_better  # accuracy (a classifier) or MAE (a regressor)
 fleet = read_table(task)
-X = [features.featurize(u.windows) for u in fleet]
+X = [features.of(task).featurize(u.windows) for u in fleet]
 held_out, rest = X[0], np.concatenate(X[1:])
 y_rest = np.concatenate([u.labels for u in fleet[1:]])
-model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000) if task.classification else Ridge())
+model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000) if classifier else Ridge())
 model.fit(rest, y_rest)
 predicted, truth = model.predict(held_out), fleet[0].labels
 print(json.dumps({
     "task": task.name, "users": len(fleet), "examples": [len(u.labels) for u in fleet],
     "window": list(fleet[0].windows.shape[1:]),
-    "labels": sorted({str(v) for u in fleet for v in u.labels}) if task.classification else [],
-    "target_range": [] if task.classification else [float(min(u.labels.min() for u in fleet)),
-                                                    float(max(u.labels.max() for u in fleet))],
-    "score": float(np.mean(predicted == truth)) if task.classification else float(np.mean(np.abs(predicted - truth))),
-    "baseline_mae": None if task.classification else float(np.mean(np.abs(truth - y_rest.mean()))),
+    "labels": sorted({str(v) for u in fleet for v in u.labels}) if classifier else [],
+    "target_range": [] if classifier else [float(min(u.labels.min() for u in fleet)),
+                                           float(max(u.labels.max() for u in fleet))],
+    "score": float(np.mean(predicted == truth)) if classifier else float(np.mean(np.abs(predicted - truth))),
+    "baseline_mae": None if classifier else float(np.mean(np.abs(truth - y_rest.mean()))),
 }))
 """
 
@@ -70,12 +74,13 @@ def test_tasks_lists_the_builtin_tasks_with_their_kinds_and_marks_the_active_one
     rows = {line.split("│")[2].strip(): line for line in table.output.splitlines() if line.count("│") > 5}
     assert "classification" in rows["har"] and "sensor" in rows["har"]
     assert "regression" in rows["grunfeld"] and "tabular" in rows["grunfeld"]
-    assert "*" in rows[tasks.active().name] and sum("*" in r for r in rows.values()) == 1
+    served = tasks.resolve(Settings().task).name
+    assert "*" in rows[served] and sum("*" in r for r in rows.values()) == 1
 
     listed = json.loads(runner.invoke(app, ["tasks", "--json"]).output)
     kinds = {t["name"]: (t["kind"], t["inputs"]) for t in listed}
     assert kinds["har"] == ("classification", "sensor") and kinds["grunfeld"] == ("regression", "tabular")
-    assert [t["name"] for t in listed if t["active"]] == [tasks.active().name]
+    assert [t["name"] for t in listed if t["active"]] == [served]
 
 
 def test_a_task_folder_in_tandem_task_is_listed_as_the_active_one(tmp_path, monkeypatch):
