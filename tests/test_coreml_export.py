@@ -8,13 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tandem import task as tasks
 from tandem.contract import features
 from tandem.training import export as coreml_export
 from tandem.training import model
 from tandem.training.device_update import DeviceUpdateConfig
 from tandem.training.model import TrainConfig
 
-LABELS = list(features.CLASSES)
+HAR = tasks.resolve("har")
+FZ = features.of(HAR)
+LABELS = list(FZ.classes)
 
 
 def numpy_forward(spec, X: np.ndarray) -> np.ndarray:
@@ -48,15 +51,15 @@ def numpy_forward(spec, X: np.ndarray) -> np.ndarray:
 def synthetic(n=400, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 6, n)
-    centers = rng.normal(scale=2.0, size=(6, features.N_FEATURES))
-    X = (centers[y] + rng.normal(size=(n, features.N_FEATURES))) * np.logspace(-2, 2, features.N_FEATURES) + 3.0
+    centers = rng.normal(scale=2.0, size=(6, FZ.n_features))
+    X = (centers[y] + rng.normal(size=(n, FZ.n_features))) * np.logspace(-2, 2, FZ.n_features) + 3.0
     return X, y
 
 
 @pytest.fixture(scope="module")
 def trained():
     X, y = synthetic()
-    return model.train(X, y, TrainConfig(epochs=10, hidden_sizes=[32, 16])).model
+    return model.train(X, y, TrainConfig(epochs=10, hidden_sizes=[32, 16]), n_classes=6).model
 
 
 def test_spec_structure_and_update_settings(trained):
@@ -82,7 +85,7 @@ def test_spec_structure_and_update_settings(trained):
 
     desc = spec.description
     assert [(f.name, f.type.multiArrayType.shape, f.type.multiArrayType.dataType) for f in desc.input] == [
-        ("features", [features.N_FEATURES], ct.proto.FeatureTypes_pb2.ArrayFeatureType.DOUBLE)]
+        ("features", [FZ.n_features], ct.proto.FeatureTypes_pb2.ArrayFeatureType.DOUBLE)]
     assert {f.name for f in desc.output} == {"label", "labelProbability"}
     assert [f.name for f in desc.trainingInput] == ["features", "label"]
     assert desc.metadata.author == "Tandem" and desc.metadata.shortDescription
@@ -100,7 +103,7 @@ def test_spec_structure_and_update_settings(trained):
     assert d["optimizer"]["momentum"]["default"] == pytest.approx(0.9)
     assert d["epochs"]["default"] == 7 and d["epochs"]["allowed"] == list(range(1, 101))
     assert d["shuffle"] is True
-    assert d["inputs"][0]["shape"] == [features.N_FEATURES] and d["inputs"][0]["data_type"] == "DOUBLE"
+    assert d["inputs"][0]["shape"] == [FZ.n_features] and d["inputs"][0]["data_type"] == "DOUBLE"
     assert d["class_labels"] == LABELS and d["metadata"]["version"] == "2026.01.05-1"
     import json
     json.dumps(d)
@@ -140,7 +143,7 @@ def test_numpy_forward_matches_torch(trained, tmp_path):
     spec = coreml_export.load_spec(path)
     X, _ = synthetic(n=300, seed=7)
     rng = np.random.default_rng(1)
-    X = np.concatenate([X, rng.normal(size=(100, features.N_FEATURES)) * np.logspace(-2, 2, features.N_FEATURES)])
+    X = np.concatenate([X, rng.normal(size=(100, FZ.n_features)) * np.logspace(-2, 2, FZ.n_features)])
     expected = model.predict_proba(trained, X)
     got = numpy_forward(spec, X)
     assert np.abs(got - expected).max() < 1e-5
@@ -156,13 +159,32 @@ def test_numpy_forward_matches_torch_on_hapt():
     Xs, ys = [], []
     for rec in recs:
         windows, codes, _ = cut_windows(rec.signals, rec.labels)
-        Xs.append(features.featurize(windows))
+        Xs.append(FZ.featurize(windows))
         ys.append(codes - 1)
     X, y = np.concatenate(Xs), np.concatenate(ys)
-    m = model.train(X, y, TrainConfig(epochs=5, hidden_sizes=[64, 64])).model
+    m = model.train(X, y, TrainConfig(epochs=5, hidden_sizes=[64, 64]), n_classes=6).model
     spec = coreml_export.to_updatable_mlmodel(m, LABELS, updatable_layers=["body.1", "head"])
     expected = model.predict_proba(m, X)
     got = numpy_forward(spec, X)
     print(f"\nHAPT parity: max |numpy(spec) - torch| = {np.abs(got - expected).max():.2e} over {len(X)} windows")
     assert np.abs(got - expected).max() < 1e-5
     assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+def test_the_update_defaults_and_descriptions_are_the_tasks_own(trained):
+    """No default is another task's: the export's update settings come from the task it is given (its
+    task.yaml `device` section), its descriptions name that task; a 3-class head exports with 3 labels."""
+    grunfeld = tasks.resolve("grunfeld")
+    assert DeviceUpdateConfig().mini_batch_size == 8 and DeviceUpdateConfig.for_task(grunfeld).mini_batch_size == 4
+    assert DeviceUpdateConfig(epochs=3).on(grunfeld).model_dump() == DeviceUpdateConfig.for_task(grunfeld, epochs=3).model_dump()
+    spec = coreml_export.to_updatable_mlmodel(trained, LABELS, task=HAR)
+    d = coreml_export.describe_updatable(spec)
+    assert d["optimizer"]["mini_batch_size"]["default"] == HAR.device.batch_size
+    assert d["optimizer"]["learning_rate"]["default"] == pytest.approx(HAR.device.learning_rate)
+    assert d["metadata"]["short_description"].startswith(f"{HAR.name} classifier")
+    X, y = synthetic(n=90)
+    three = model.train(X, y % 3, TrainConfig(epochs=2, hidden_sizes=[8]), n_classes=3).model
+    d3 = coreml_export.describe_updatable(coreml_export.to_updatable_mlmodel(three, ["a", "b", "c"]))
+    assert d3["class_labels"] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="3 class labels for a model with 6 outputs"):
+        coreml_export.to_updatable_mlmodel(trained, ["a", "b", "c"])
