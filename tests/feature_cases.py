@@ -1,8 +1,8 @@
 """Featurizer parity cases: raw windows of a task and the features Python computes for them, for the
 Swift featurizer (TandemKit's TandemFeatures) to reproduce within 1e-9.
 
-The features module serves one task per process (TANDEM_TASK, read at import), so the cases of several
-tasks are computed one subprocess per task (`task_records`). Windows are the first few of the task's
+Each task's cases are computed in this process from the task itself (`features.of(task)`: one
+process featurizes several tasks one after the other). Windows are the first few of the task's
 own example data when its folder holds a CSV table (`tandem init` writes one), then synthetic ones, seeded
 and within the task's channel bounds: typical signals plus edge cases (zeros, constants, extreme in-range
 values).
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from tandem import task as tasks
+from tandem.contract import features
 
 TEMPLATES = resources.files("tandem.task") / "templates"
 SEED = 20
 
 
-REPO = Path(__file__).resolve().parents[1]  # `python -m tests.feature_cases` runs from here
 
 def builtin_names() -> list[str]:
     return [t.name for t in tasks.builtin()]
@@ -49,29 +48,28 @@ def write_template(template: str, folder: Path) -> Path:
     return folder
 
 
-def _own_data_cases(per_task: int = 3) -> list[tuple[str, np.ndarray]]:
-    """The first windows of the active task's own example table (a CSV in its folder), if it has one:
+def _own_data_cases(task: tasks.Task, per_task: int = 3) -> list[tuple[str, np.ndarray]]:
+    """The first windows of the task's own example table (a CSV in its folder), if it has one:
     the first user's first sessions (sensor) or first rows (tabular)."""
-    from tandem.contract import features
-
-    source = features.TASK.data.source
+    fz = features.of(task)
+    source = task.data.source
     path = Path(getattr(source, "path", "") or "")
-    path = path if path.is_absolute() else features.TASK.folder / path
+    path = path if path.is_absolute() else task.folder / path
     if getattr(source, "kind", None) != "table" or path.suffix != ".csv" or not path.is_file():
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    column = {name: source.columns.get(name, name) for name in features.CHANNELS}
+    column = {name: source.columns.get(name, name) for name in fz.channels}
     first_user = [r for r in rows if r[source.user] == rows[0][source.user]]
-    if features.TASK.inputs.kind == "tabular":
-        return [(f"data{i}", np.array([[float(r[column[c]]) for c in features.CHANNELS]])) for i, r in
+    if task.inputs.kind == "tabular":
+        return [(f"data{i}", np.array([[float(r[column[c]]) for c in fz.channels]])) for i, r in
                 enumerate(first_user[:per_task])]
     out: list[tuple[str, np.ndarray]] = []
     sessions = dict.fromkeys(r[source.session] for r in first_user) if source.session else {None: None}
     for session in sessions:
         part = [r for r in first_user if session is None or r[source.session] == session]
-        signals = np.array([[float(r[column[c]]) for c in features.CHANNELS] for r in part])
-        windows, _, _ = features.cut_windows(signals, np.array([r[source.target] for r in part]))
+        signals = np.array([[float(r[column[c]]) for c in fz.channels] for r in part])
+        windows, _, _ = fz.cut_windows(signals, np.array([r[source.target] for r in part]))
         out += [(f"data{len(out) + i}", w) for i, w in enumerate(windows[:per_task - len(out)])]
         if len(out) >= per_task:
             break
@@ -113,30 +111,27 @@ def _tabular_cases(lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator) -> 
     return cases
 
 
-def cases() -> list[tuple[str, np.ndarray]]:
-    """Named raw windows (window, channels) for the active task."""
-    from tandem.contract import features
-
-    own = _own_data_cases()
+def cases(task: tasks.Task) -> list[tuple[str, np.ndarray]]:
+    """Named raw windows (window, channels) for the task."""
+    fz = features.of(task)
+    own = _own_data_cases(task)
     rng = np.random.default_rng(SEED)
-    task = features.TASK
     if task.inputs.kind == "sensor":
-        bounds = np.array([features.CHANNEL_BOUNDS[name] for name in features.CHANNELS], dtype=np.float64)
-        return own + _sensor_cases(features.WINDOW, features.SAMPLE_RATE_HZ, bounds, rng)
+        bounds = np.array([fz.channel_bounds[name] for name in fz.channels], dtype=np.float64)
+        return own + _sensor_cases(fz.window, fz.sample_rate_hz, bounds, rng)
     lo = np.array([float(c.min) for c in task.inputs.columns])
     hi = np.array([float(c.max) for c in task.inputs.columns])
     return own + _tabular_cases(lo, hi, rng)
 
 
-def record() -> dict:
-    """The active task's spec, windows and Python features (per window, as golden vectors are made)."""
-    from tandem.contract import features
-
-    named = cases()
-    feats = [features.featurize_window(w) for _, w in named]
+def record(task: tasks.Task) -> dict:
+    """The task's spec, windows and Python features (per window, as golden vectors are made)."""
+    fz = features.of(task)
+    named = cases(task)
+    feats = [fz.featurize_window(w) for _, w in named]
     return {
-        "task": features.TASK.name,
-        "spec": features.feature_spec(),
+        "task": task.name,
+        "spec": fz.feature_spec(),
         "cases": [name for name, _ in named],
         "windows": [w.tolist() for _, w in named],
         "features": [f.tolist() for f in feats],
@@ -146,13 +141,8 @@ def record() -> dict:
 
 
 def task_record(task: str) -> dict:
-    """`record()` for TANDEM_TASK=task (a built-in name or a folder), computed in a fresh process."""
-    env = {**os.environ, "TANDEM_TASK": str(task)}
-    done = subprocess.run([sys.executable, "-m", "tests.feature_cases", "--print"], env=env, cwd=REPO,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"features of task {task} failed: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout)
+    """`record()` for a task (a built-in name or a folder), in this process."""
+    return record(tasks.resolve(str(task)))
 
 
 def task_records(scratch: Path) -> dict[str, dict]:
@@ -164,9 +154,6 @@ def task_records(scratch: Path) -> dict[str, dict]:
 
 
 def main(argv: list[str]) -> int:
-    if argv == ["--print"]:
-        json.dump(record(), sys.stdout)
-        return 0
     if len(argv) != 1:
         print("usage: python -m tests.feature_cases OUT_DIR", file=sys.stderr)
         return 2

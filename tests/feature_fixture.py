@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from tandem import task as tasks
 from tandem.builtin_tasks.har.loader import hapt_fleet
-from tandem.contract.features import feature_spec
-from tandem.device.golden import _default_featurize
+from tandem.contract import features
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def golden_windows(per_activity: int = 2) -> dict:
     user = hapt_fleet(users=[1])[0]
-    featurize = _default_featurize()  # the device golden path's featurizer
+    featurize = features.of(tasks.resolve("har")).featurize_window  # what the release's golden path is given
     rows = [int(i) for a in sorted(set(user.labels)) for i in np.flatnonzero(user.labels == a)[:per_activity]]
     return {"source": "HAPT user 01, the first windows of each activity",
             "windows": [{"raw": user.windows[i].tolist(), "label": str(user.labels[i]),
@@ -28,7 +28,7 @@ def golden_windows(per_activity: int = 2) -> dict:
 
 
 def contents() -> dict[str, str]:
-    return {"feature_spec.json": json.dumps(feature_spec(), indent=1) + "\n",
+    return {"feature_spec.json": json.dumps(features.of(tasks.resolve("har")).feature_spec(), indent=1) + "\n",
             "feature_golden.json": json.dumps(golden_windows()) + "\n"}
 
 

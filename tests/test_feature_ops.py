@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from scipy import signal, stats
 
+from tandem import task as tasks
 from tandem.contract import feature_ops, features
 from tandem.contract.feature_ops import lowpass, robust, spectrum
 from tests import feature_fixture as fixture
 
 rng = np.random.default_rng(0)
+HAR = features.of(tasks.resolve("har"))
 
 
 def test_lowpass_is_scipys_butterworth_started_at_rest_on_the_mean():
@@ -59,7 +61,7 @@ def test_spectrum_finds_a_sine_and_keeps_parseval():
 
 
 def test_pipeline_is_data_and_checked():
-    assert features.N_FEATURES == len(set(features.FEATURE_NAMES)) == 157
+    assert HAR.n_features == len(set(HAR.feature_names)) == 157
     with pytest.raises(ValueError, match="unknown series"):
         feature_ops.check([{"op": "magnitude", "inputs": ["a", "b", "c"], "outputs": ["m"]}], ("acc_x",))
     with pytest.raises(ValueError, match="unknown feature op"):
@@ -67,29 +69,29 @@ def test_pipeline_is_data_and_checked():
     # a different pipeline is just different data
     small = [{"op": "magnitude", "inputs": ["acc_x", "acc_y", "acc_z"], "outputs": ["m"]},
              {"op": "stats", "inputs": ["m"], "params": {"statistics": ["mean", "max"]}}]
-    w = rng.normal(size=(2, features.WINDOW, 6))
-    out = features.featurize(w, small)
+    w = rng.normal(size=(2, HAR.window, 6))
+    out = HAR.featurize(w, small)
     assert out.shape == (2, 2)
     assert np.allclose(out[:, 0], np.linalg.norm(w[:, :, :3], axis=2).mean(axis=1))
 
 
 def test_batched_equals_one_window_and_spec_covers_every_step():
-    w = rng.normal(size=(3, features.WINDOW, 6)) * 0.3 + np.array([0, 0, 1, 0, 0, 0])
-    batch = features.featurize(w)
-    assert np.array_equal(batch[1], features.featurize_window(w[1]))
-    spec = features.feature_spec()
-    assert [s["op"] for s in spec["steps"]] == [s["op"] for s in features.PIPELINE]
+    w = rng.normal(size=(3, HAR.window, 6)) * 0.3 + np.array([0, 0, 1, 0, 0, 0])
+    batch = HAR.featurize(w)
+    assert np.array_equal(batch[1], HAR.featurize_window(w[1]))
+    spec = HAR.feature_spec()
+    assert [s["op"] for s in spec["steps"]] == [s["op"] for s in HAR.pipeline]
     assert all(s["cost_per_window"] and s["version"] for s in spec["steps"])
-    assert sum(len(s["outputs"]) for s in spec["steps"] if s["kind"] == "features") == features.N_FEATURES
+    assert sum(len(s["outputs"]) for s in spec["steps"] if s["kind"] == "features") == HAR.n_features
 
 
 def test_real_windows_stay_within_the_declared_ranges():
     from tandem.builtin_tasks.har.loader import hapt_fleet
 
     X = np.concatenate([u.features for u in hapt_fleet(users=[1, 2, 3])])
-    b = features.feature_bounds()
-    lo = np.array([b[n][0] for n in features.FEATURE_NAMES])
-    hi = np.array([b[n][1] for n in features.FEATURE_NAMES])
+    b = HAR.feature_bounds()
+    lo = np.array([b[n][0] for n in HAR.feature_names])
+    hi = np.array([b[n][1] for n in HAR.feature_names])
     assert np.isfinite(X).all()
     assert ((X >= lo) & (X <= hi)).all()
 

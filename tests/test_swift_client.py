@@ -22,9 +22,19 @@ N_WINDOWS = 70  # two batches of up to 64
 USER = "swift-user-7"
 
 
+def _har():
+    """The task these devices record for (the gateway's default, `Settings().task`)."""
+    from tandem import task as tasks
+
+    return tasks.resolve("har")
+
+
 def _user(seed: int):
-    from tandem.contract.features import CHANNELS, CLASSES, WINDOW
+    from tandem.contract import features
     from tandem.fleet.user_data import EPOCH, UserData, device_metadata
+
+    har = features.of(_har())
+    CHANNELS, CLASSES, WINDOW = har.channels, har.classes, har.window
 
     rng = np.random.default_rng(seed)
     windows = rng.normal(0.0, 0.4, size=(N_WINDOWS, WINDOW, len(CHANNELS)))
@@ -32,7 +42,8 @@ def _user(seed: int):
     order = rng.permutation(N_WINDOWS)  # capture order differs from file order: both sides sort
     captured = EPOCH + (order * 2560).astype("timedelta64[ms]")
     labels = np.array([CLASSES[i % len(CLASSES)] for i in range(N_WINDOWS)])
-    return UserData(USER, windows, labels, [f"0:{64 * i}" for i in range(N_WINDOWS)], captured, device_metadata(1))
+    return UserData(USER, windows, labels, [f"0:{64 * i}" for i in range(N_WINDOWS)], captured, device_metadata(1),
+                    task=_har())
 
 
 def _windows_file(path: Path, user, *, features: bool) -> Path:
@@ -132,12 +143,12 @@ def gateway(tandem_home, monkeypatch):
 
 
 def _spec_and_policy(tmp_path: Path, policy) -> tuple[Path, Path]:
-    from tandem.contract.features import feature_spec
+    from tandem.contract import features
 
     spec = tmp_path / "feature_spec.json"
-    spec.write_text(json.dumps(feature_spec()))
+    spec.write_text(json.dumps(features.of(_har()).feature_spec()))
     path = tmp_path / "policy.json"
-    path.write_text(policy.public_json())
+    path.write_text(policy.public_json(_har()))
     return spec, path
 
 
@@ -207,8 +218,10 @@ def test_swift_sealed_batch_lands_sealed_with_the_simulators_plaintext(tandem_de
 
 def test_swift_featurized_windows_land_as_the_python_rows(tandem_device, gateway, tmp_path):
     """Raw windows featurized by TandemFeatures: the same batches and rows, features within 1e-9."""
-    from tandem.contract.features import FEATURE_NAMES
+    from tandem.contract import features
     from tandem.privacy.policy import SharingPolicy
+
+    FEATURE_NAMES = features.of(_har()).feature_names
 
     gw, store, settings = gateway
     policy = SharingPolicy()
@@ -287,10 +300,11 @@ def test_retry_after_is_honoured_and_a_dead_gateway_is_one_line(tandem_device, g
 def test_dp_ledger_refuses_past_the_budget_in_pythons_format(tandem_device, gateway, tmp_path):
     """Under dp, a budget of 55 admits 5 windows of epsilon 10 (basic composition); the rest are not
     shared and the device says so. The ledger is the Python device's file: Python reads it back."""
-    from tandem.contract.features import CLASSES, FEATURE_NAMES
+    from tandem.contract import features
     from tandem.privacy.ledger import PrivacyLedger
     from tandem.privacy.policy import SharingPolicy, clip_bounds
 
+    CLASSES, FEATURE_NAMES = features.of(_har()).classes, features.of(_har()).feature_names
     gw, store, _ = gateway
     policy = SharingPolicy(forms=["dp"], user_budget_epsilon=55.0)
     user = _user(5)
@@ -306,7 +320,7 @@ def test_dp_ledger_refuses_past_the_budget_in_pythons_format(tandem_device, gate
     assert {c["fingerprint"] for c in ledger.charges} == {policy.fingerprint()}
     (name, data), = _landed(store).items()
     table = pq.read_table(pa_buffer(data)).to_pandas()
-    bounds = np.array(list(clip_bounds().values()))
+    bounds = np.array(list(clip_bounds(_har()).values()))
     x = table[list(FEATURE_NAMES)].to_numpy()
     assert ((x >= bounds[:, 0]) & (x <= bounds[:, 1])).all()
     assert set(table["label"]) <= set(CLASSES) and (table["policy"] == policy.name).all()
@@ -342,7 +356,7 @@ def test_share_mistakes_are_one_line(tandem_device, tandem_home, tmp_path, monke
     bad_policy = tmp_path / "bad.json"
     bad_policy.write_text('{"name": "pseudonymized/v1"}')
     good_policy = tmp_path / "plain.json"
-    good_policy.write_text(SharingPolicy().public_json())
+    good_policy.write_text(SharingPolicy().public_json(_har()))
     cases = [((spec, windows, policy_file), "--devices-dir", "privacy ledger"),
              ((spec, windows, bad_policy), None, "not a sharing policy"),
              ((spec, tmp_path / "missing.json", good_policy), None, "cannot read the windows file"),
@@ -367,7 +381,7 @@ def test_a_python_written_ledger_is_honoured_by_the_swift_device(tandem_device, 
     policy = SharingPolicy(forms=["dp"], user_budget_epsilon=55.0)
     devices = tmp_path / "devices"
     earlier = PrivacyLedger.load(devices, USER)
-    earlier.charge(policy, ["earlier-1", "earlier-2", "earlier-3"])
+    earlier.charge(policy, ["earlier-1", "earlier-2", "earlier-3"], 6)  # HAR: 6-ary randomized response
     earlier.save()
     spec, policy_file = _spec_and_policy(tmp_path, policy)
     done = _share(tandem_device, gw.url, spec, _windows_file(tmp_path / "w.json", _user(10), features=True), policy_file,

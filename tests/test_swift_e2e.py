@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tandem.contract.features import feature_spec
+from tandem import task as tasks
+from tandem.contract import features as featurizations
 from tandem.data import store_task
 from tandem.data.store import store_from_settings
 from tandem.device.runtime import DeviceModel
@@ -27,6 +28,7 @@ from tests.flow_helpers import run_flow
 from tests.swift_build import run_device
 
 FRACTION = 0.8
+HAR = tasks.resolve("har")  # what Settings() serves
 
 
 def _windows_file(path: Path, user, rows: np.ndarray) -> Path:
@@ -40,15 +42,15 @@ def _windows_file(path: Path, user, rows: np.ndarray) -> Path:
 def test_swift_shares_server_publishes_swift_pulls_and_predicts_as_python(tandem_device, tandem_home, tmp_path):
     settings = Settings()
     store = store_from_settings(settings)
-    everyone = fleet.synthetic_fleet(8, windows_per_class=10, seed=1)
+    everyone = fleet.synthetic_fleet(HAR, 8, windows_per_class=10, seed=1)
     sharers, evaluators = fleet.split_users(everyone, 4)
     spec = tmp_path / "app_feature_spec.json"  # what the app build ships with
-    spec.write_text(json.dumps(feature_spec()))
+    spec.write_text(json.dumps(featurizations.of(HAR).feature_spec()))
     policy = tmp_path / "policy.json"
-    policy.write_text(load_policy("pseudonymized").public_json())
+    policy.write_text(load_policy("pseudonymized").public_json(HAR))
 
     with ThreadedGateway(settings, store) as gw:
-        store_task.claim(store)
+        store_task.claim(store, HAR)
         shared = 0
         for n, user in enumerate(sharers):
             rows = np.flatnonzero(shared_mask(user, FRACTION))

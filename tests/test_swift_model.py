@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tandem.contract.features import FEATURE_NAMES
+from tandem import task as tasks
+from tandem.contract import features
 from tests.swift_build import run_device
 
 sys.path.insert(0, str(Path(__file__).parent / "device"))
@@ -23,6 +24,7 @@ import release_shaped  # noqa: E402
 from tandem.device.runtime import DeviceModel  # noqa: E402
 
 TOLERANCE = 1e-6
+FEATURE_NAMES = features.of(tasks.resolve("har")).feature_names  # release-shaped: HAR's feature vector
 HAR_LABELS = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
 
 

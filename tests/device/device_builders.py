@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from tandem.contract.features import FEATURE_NAMES
+from tandem import task as tasks
+from tandem.contract import features
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -22,6 +23,7 @@ with warnings.catch_warnings():
     )
 
 LABELS = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
+FEATURE_NAMES = features.of(tasks.resolve("har")).feature_names  # HAR's, as the demo app computes them
 D = len(FEATURE_NAMES)  # the feature vector the app computes
 
 

@@ -8,11 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from device_builders import LABELS, D, classifier_spec, regressor_spec
+from device_builders import FEATURE_NAMES, LABELS, D, classifier_spec, regressor_spec
 from typer.testing import CliRunner
 
 from tandem.cli.device import app
-from tandem.contract.features import FEATURE_NAMES
 from tandem.device.runtime import BadInput, DeviceModel
 from tandem.device.update import UpdateDiverged, updatable_weights, update
 from tandem.device.update_policy import UpdatePolicy, personalize

@@ -1,5 +1,5 @@
 """The XCTest a release ships, rendered by the release's own code (gates.golden_files) for a
-release-shaped classifier and regressor of the active task, compiled against TandemKit and run on
+release-shaped classifier and regressor of the HAR task, compiled against TandemKit and run on
 Linux against the release's files (TANDEM_GOLDEN_DIR): featurizer, model, update-policy and update-step
 checks pass, with TandemKit's own update where Core ML is compiled out.
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tandem import task as tasks
 from tandem.contract import features
 from tandem.data.reference import ReferenceUser
 from tandem.device.runtime import DeviceModel
@@ -29,20 +30,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 import release_shaped  # noqa: E402
 
 CHECK = SCRATCH / "golden-xctest"  # the check package and its build folder (gitignored)
+HAR = tasks.resolve("har")
 
 
 def synthetic_user(model: DeviceModel, n: int = 90, seed: int = 0) -> ReferenceUser:
     """A test device's recordings: windows within the channels' bounds, labelled in turns of ten
     windows per activity (a regressor: the model's values shifted), so the policy has something to learn."""
     rng = np.random.default_rng(seed)
-    bounds = np.array([features.CHANNEL_BOUNDS[c] for c in features.CHANNELS], dtype=np.float64)
-    t = np.arange(features.WINDOW)[:, None] / features.SAMPLE_RATE_HZ
+    har = features.of(HAR)
+    bounds = np.array([har.channel_bounds[c] for c in har.channels], dtype=np.float64)
+    t = np.arange(har.window)[:, None] / har.sample_rate_hz
     windows = np.stack([np.clip(rng.uniform(-0.3, 0.3, len(bounds)) * bounds
                                 + rng.uniform(0, 0.1, len(bounds)) * bounds
                                 * np.sin(2 * np.pi * rng.uniform(0.2, 5, len(bounds)) * t + rng.uniform(0, 6, len(bounds)))
-                                + rng.normal(0, 0.01, (features.WINDOW, len(bounds))) * bounds, -bounds, bounds)
+                                + rng.normal(0, 0.01, (har.window, len(bounds))) * bounds, -bounds, bounds)
                         for _ in range(n)])
-    X = np.stack([features.featurize_window(w) for w in windows])
+    X = np.stack([har.featurize_window(w) for w in windows])
     if model.is_classifier:  # the user's activities, ten windows each in turn
         labels = np.asarray(model.class_labels)[(np.arange(n) // 10) % len(model.class_labels)]
     else:
@@ -55,9 +58,9 @@ def synthetic_user(model: DeviceModel, n: int = 90, seed: int = 0) -> ReferenceU
 def write_release(folder: Path, model: DeviceModel, user: ReferenceUser) -> str:
     """The files an app build pulls (model.mlmodel, feature_spec.json, golden vectors); returns the XCTest."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = golden_files(features.TASK, model, user)  # (the active task, like the rest of this file until it takes one)
+    files = golden_files(HAR, model, user)
     model.save(folder / "model.mlmodel")
-    (folder / "feature_spec.json").write_text(json.dumps(features.feature_spec(), indent=1))
+    (folder / "feature_spec.json").write_text(json.dumps(features.of(HAR).feature_spec(), indent=1))
     (folder / "golden_vectors.json").write_bytes(files["golden_vectors.json"])
     return files["TandemGoldenTests.swift"].decode()
 
@@ -81,7 +84,7 @@ let package = Package(
 def rendered(tmp_path_factory):
     tandem_device_binary()  # one clear line (or a skip) when there is no toolchain
     root = tmp_path_factory.mktemp("releases")
-    d = features.N_FEATURES
+    d = features.of(HAR).n_features
     clf = release_shaped.model(seed=11, d=d, hidden=(32,), labels=("walking", "sitting", "lying"))
     reg = release_shaped.model(seed=12, d=d, hidden=(32,), labels=("value",), regression=True)
     sources = {"ClassifierGoldenTests": write_release(root / "classifier", clf, synthetic_user(clf)),

@@ -94,9 +94,13 @@ def load_recordings() -> tuple[Recording, ...]:
     return tuple(recordings)
 
 
+def _task() -> tasks.Task:
+    """This task's own definition (its task.yaml, next to this file: never the task a process serves)."""
+    return tasks.resolve(str(_TASK_FOLDER))
+
+
 def _featurization() -> features.Featurization:
-    """This task's own windowing (its task.yaml, next to this file: never the task a process serves)."""
-    return features.of(tasks.resolve(str(_TASK_FOLDER)))
+    return features.of(_task())
 
 
 def cut_windows(signals: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,7 +127,7 @@ def hapt_fleet(users: list[int] | None = None) -> list[UserData]:
             offset = np.timedelta64(user, "D") + np.timedelta64(rec.experiment, "h")
             times.append(EPOCH + offset + (starts * 20).astype("timedelta64[ms]"))  # 50 Hz: 20 ms a sample
         fleet.append(UserData(f"hapt-user-{user:02d}", np.concatenate(windows), np.asarray(labels),
-                              keys, np.concatenate(times), device_metadata(index)))
+                              keys, np.concatenate(times), device_metadata(index), task=_task()))
     return fleet
 
 
@@ -156,6 +160,6 @@ def synthetic_users(n_users: int = 8, windows_per_class: int = 12, seed: int = 0
             f"synthetic-user-{index:02d}", np.stack(windows)[order], np.asarray(labels)[order],
             [f"0:{i * 64}" for i in range(n)],
             EPOCH + np.timedelta64(index, "D") + (np.arange(n) * 1280).astype("timedelta64[ms]"),
-            device_metadata(index),
+            device_metadata(index), task=_task(),
         ))
     return fleet
