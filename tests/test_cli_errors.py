@@ -164,3 +164,14 @@ def test_device_check_of_a_model_without_updatable_layers_exits_non_zero(tmp_pat
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "broken rule updatable-network" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--simulate"], ["audit"]])
+def test_a_params_file_with_an_unknown_key_is_refused_in_one_line(tandem_home, capsys, tmp_path, command):
+    """Issue 17: a guessed name in --params-file was silently ignored (two full runs lost); now it is
+    refused before anything runs, the unknown key named."""
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"train": {"epoch": 3}}))  # the field is `epochs`
+    code, text = tandem(capsys, *command, "--params-file", str(params))
+    assert code != 0 and "Traceback" not in text, text
+    assert "unknown key(s) train.epoch" in " ".join(text.split()), text
