@@ -19,8 +19,8 @@ from rich.markup import escape
 
 from tandem.settings import prefect_environment
 
-# Tandem's own errors whose message is the one line (matched by name: their modules derive from the
-# active task, and this module must import before a bad TANDEM_TASK is reported)
+# Tandem's own errors whose message is the one line (matched by name: this module stays light, it
+# imports before any command's heavy modules)
 OWN_ERRORS = {"ReleaseError", "SigningKeyError", "RevocationError", "ReferenceError", "LeaseTimeout",
               "StoreTaskError", "TaskError", "ParamsError", "PointerError"}
 
@@ -167,8 +167,8 @@ def explain(e: BaseException) -> str | None:
 
 
 def _app(argv: list[str]):
-    """The full CLI, which derives its schema from TANDEM_TASK; if that names no task, `init` and
-    `tasks` still run (they make and list tasks) and anything else ends in the task's one line."""
+    """The full CLI; should it fail to load with a TaskError, `init` and `tasks` still run (they make and
+    list tasks) and anything else ends in the task's one line."""
     try:
         return importlib.import_module("tandem.cli.main").app
     except Exception as e:
