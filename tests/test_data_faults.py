@@ -1,5 +1,5 @@
 """Issue 21, data part: nothing lost, nothing counted twice. Every case goes through the production
-ingest path (the bulk chunk `pipeline.ingest_chunk` / `tandem ingest` calls, or the per-batch judge)
+ingest path (the chunk `pipeline.ingest_chunk` / `tandem ingest` calls, the per-batch judge its fallback)
 and counts rows in the snapshot, not only outcomes. Real parts: the local store, real GX, real Delta."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pytest
 
 from tandem import pipeline
 from tandem import task as tasks
-from tandem.data import ingest, revocations
+from tandem.contract import features
+from tandem.data import bulk_ingest, ingest, revocations
 from tandem.data import table as accepted
 from tandem.data.limits import ReferenceKeys, feature_digests
 from tandem.fleet.sharing import table_bytes
@@ -28,11 +29,12 @@ from tests.batches import good_table, replace_column
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = b"pseudonym-key-for-tests"
+TASK = tasks.resolve("har")
 
 
 @pytest.fixture(scope="module")
 def users():
-    return synthetic_fleet(tasks.resolve("har"), 4, windows_per_class=6, seed=5)
+    return synthetic_fleet(TASK, 4, windows_per_class=6, seed=5)
 
 
 def ingest_all(ctx) -> dict[str, dict]:
@@ -62,8 +64,8 @@ def test_revoke_by_folder_prefix_and_erase_through_the_cli(ctx, users, monkeypat
 
     store = ctx.store
     # a store written before text statistics were turned off: pseudonyms as min/max in the Delta log
-    monkeypatch.setattr(accepted, "_WRITER", WriterProperties(compression="ZSTD"))
-    monkeypatch.setattr(accepted, "STATS_COLUMNS", ",".join(accepted.TABLE_SCHEMA.names))
+    monkeypatch.setattr(accepted, "_writer", lambda columns: WriterProperties(compression="ZSTD"))
+    monkeypatch.setattr(accepted, "_stats_columns", lambda columns: ",".join(columns.names))
     for i, user in enumerate(users[:3]):
         store.put(f"incoming/dt=2026-01-05/u{i}/b.parquet", table_bytes(good_table(user, 8, KEY)))
     copy = table_bytes(good_table(users[0], 8, KEY))
@@ -190,10 +192,12 @@ def test_the_reference_check_tolerates_float_noise(tmp_path, users):
 
     store = LocalStore(tmp_path / "store")
     table = good_table(users[1], 8, KEY)
-    keys = ReferenceKeys(digests=frozenset(feature_digests(table.to_pandas())))
+    names = tuple(features.of(TASK).feature_names)
+    keys = ReferenceKeys(digests=frozenset(feature_digests(table.to_pandas(), names)), feature_names=names)
     shifted = replace_column(table, "gravity_x_mean", (np.asarray(table.column("gravity_x_mean").to_pylist()) + 1e-12).tolist())
     store.put("incoming/e/mine.parquet", table_bytes(shifted))
-    entry = ingest.process_batch(store, ingest.batch_ref("incoming/e/mine.parquet"), {}, reference_windows=keys)
+    judges = bulk_ingest.Judges(TASK, reference_windows=keys)
+    entry = bulk_ingest.ingest_chunk(store, [ingest.batch_ref("incoming/e/mine.parquet")], judges)[0]
     assert entry["outcome"] == "quarantined" and "8 of 8 rows" in entry["reason"]
 
 

@@ -16,11 +16,13 @@ from pydantic import ValidationError
 
 from tandem import pipeline
 from tandem import task as tasks
-from tandem.data import ingest, revocations
-from tandem.data.limits import Limits, Usage
+from tandem.contract import features
+from tandem.data import bulk_ingest, identity, ingest, revocations
+from tandem.data.limits import Limits, ReferenceKeys, Usage, feature_digests
 from tandem.data.store import LocalStore, open_store, sha256_hex
 from tandem.fleet.sharing import table_bytes
 from tandem.fleet.users import synthetic_fleet
+from tandem.privacy import sealing
 from tandem.release import signing
 from tandem.release.layout import IntegrityError, ReleaseError, pull, release_prefix, set_channel, write_release
 from tandem.settings import Settings
@@ -32,6 +34,7 @@ SIGNER = signing.Signer(signing.load_private(PRIVATE))
 TRUST = signing.TrustedKeys.of([signing.load_public(PUBLIC)])
 FILES = {"model.mlmodel": b"\x08\x04genuine-model", "feature_spec.json": b'{"version": 1}'}
 KEY = b"pseudonym-key-for-tests"
+TASK = tasks.resolve("har")
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -43,7 +46,7 @@ def store(request, tmp_path):
 
 @pytest.fixture(scope="module")
 def users():
-    return synthetic_fleet(tasks.resolve("har"), 3, windows_per_class=6, seed=3)
+    return synthetic_fleet(TASK, 3, windows_per_class=6, seed=3)
 
 
 def batch(user, n=8, **columns) -> bytes:
@@ -53,8 +56,9 @@ def batch(user, n=8, **columns) -> bytes:
     return table_bytes(table)
 
 
-def judge(store, key, **kwargs) -> dict:
-    return ingest.process_batch(store, ingest.batch_ref(key), {}, **kwargs)
+def judge(store, key, **judges) -> dict:
+    """One batch through production's ingest path (`tandem ingest`'s chunk, here a chunk of one)."""
+    return bulk_ingest.ingest_chunk(store, [ingest.batch_ref(key)], bulk_ingest.Judges(TASK, **judges))[0]
 
 
 # ---------------------------------------------------------------- signed releases, safe pulls
@@ -154,7 +158,7 @@ def test_symlinks_and_fifos_are_refused_without_being_read(tmp_path, users, monk
     # the linked folder is never entered (its x.parquet is not a batch of ours), but recorded and quarantined
     assert {r.key.split("/")[-1] for r in refs} == {"environ.parquet", "outside.parquet", "pipe.parquet", "linked-dir"}
     for ref in refs:
-        entry = ingest.process_batch(store, ref, {})
+        entry = judge(store, ref.key)
         assert entry["outcome"] == "quarantined" and entry["reason"].startswith("refused"), entry
     assert ingest.accepted_entries(store) == []
     everything = b"".join(p.read_bytes() for p in (tmp_path / "store").rglob("*")
@@ -181,22 +185,35 @@ def test_hidden_names_are_skipped_on_every_backend(store, users):
 
 
 def test_any_exception_while_judging_quarantines_that_batch_only(tmp_path, users, monkeypatch):
-    """Fault injection (a mock): the validator raising an unforeseen error, which no file we could craft
-    is known to cause now."""
+    """Fault injection (mocks): an unforeseen error, which no file we could craft is known to cause now,
+    raised by the per-batch judge's validator (for a batch the bulk pass cannot take: a sealed one) and
+    by an admission check every validated batch passes through; one chunk, as production runs it."""
     store = LocalStore(tmp_path / "store")
-    store.put("incoming/a/boom.parquet", batch(users[0]))
+    key = b"k" * 32
+    store.put("incoming/a/boom.sealed", sealing.seal(batch(users[0]), key, "e1"))
+    store.put("incoming/c/bang.parquet", batch(users[2]))
     store.put("incoming/b/fine.parquet", batch(users[1]))
-    real = ingest.validate_batch
+    real_validate, real_shape = ingest.validate_batch, identity.text_shape_breach
+    bang = pq.read_table(io.BytesIO(batch(users[2]))).column("pseudonym")[0].as_py()
 
-    def validate(data, batch_id, **kw):
-        if batch_id == ingest.batch_ref("incoming/a/boom.parquet").batch_id:
+    def validate(data, batch_id, *args, **kw):
+        if batch_id == ingest.batch_ref("incoming/a/boom.sealed").batch_id:
             raise MemoryError("simulated")
-        return real(data, batch_id, **kw)
+        return real_validate(data, batch_id, *args, **kw)
+
+    def shape(rows):
+        if rows.column("pseudonym")[0].as_py() == bang:
+            raise RuntimeError("simulated")
+        return real_shape(rows)
 
     monkeypatch.setattr(ingest, "validate_batch", validate)
-    entries = {r.key: ingest.process_batch(store, r, {}) for r in ingest.discover(store)}
-    assert entries["incoming/a/boom.parquet"]["outcome"] == "quarantined"
-    assert "MemoryError" in entries["incoming/a/boom.parquet"]["reason"]
+    monkeypatch.setattr(identity, "text_shape_breach", shape)
+    judges = bulk_ingest.Judges(TASK, {"e1": key})
+    entries = {e["key"]: e for e in bulk_ingest.ingest_chunk(store, ingest.discover(store), judges)}
+    assert entries["incoming/a/boom.sealed"]["outcome"] == "quarantined"
+    assert "MemoryError" in entries["incoming/a/boom.sealed"]["reason"]
+    assert entries["incoming/c/bang.parquet"]["outcome"] == "quarantined"
+    assert "could not be judged: RuntimeError" in entries["incoming/c/bang.parquet"]["reason"]
     assert entries["incoming/b/fine.parquet"]["outcome"] == "accepted"
 
 
@@ -230,12 +247,11 @@ def test_rows_and_batches_per_pseudonym_per_day_are_limited(tmp_path, users):
 
 
 def test_an_evaluation_users_windows_are_refused(tmp_path, users):
-    from tandem.data.limits import feature_digests
-
     store = LocalStore(tmp_path / "store")
     data = batch(users[1], 8)
     frame = pq.read_table(io.BytesIO(data)).to_pandas()
-    reference_windows = frozenset(feature_digests(frame.iloc[:3]))
+    names = tuple(features.of(TASK).feature_names)
+    reference_windows = ReferenceKeys(digests=frozenset(feature_digests(frame.iloc[:3], names)), feature_names=names)
     store.put("incoming/e/mine.parquet", data)
     entry = judge(store, "incoming/e/mine.parquet", reference_windows=reference_windows)
     assert entry["outcome"] == "quarantined" and "3 of 8 rows" in entry["reason"]
@@ -250,7 +266,7 @@ def test_the_same_rows_under_fresh_window_ids_count_once(tandem_home, users):
     i = table.schema.get_field_index("window_id")
     store.put("incoming/d/b.parquet", table_bytes(table.set_column(i, table.schema.field(i), pa.array(fresh))))
     for ref in ingest.discover(store):
-        assert ingest.process_batch(store, ref, {})["outcome"] == "accepted"
+        assert judge(store, ref.key)["outcome"] == "accepted"
     assert pipeline.snapshot_dataset(ctx).manifest["rows"] == 8
 
 
@@ -277,7 +293,7 @@ def test_revoked_batches_and_pseudonyms_leave_every_later_snapshot(tandem_home, 
     for i, user in enumerate(users):
         store.put(f"incoming/u{i}/b.parquet", batch(user, 8))
     for ref in ingest.discover(store):
-        assert ingest.process_batch(store, ref, {})["outcome"] == "accepted"
+        assert judge(store, ref.key)["outcome"] == "accepted"
     before = pipeline.snapshot_dataset(ctx)
     assert before.manifest["rows"] == 24 and "withdrawn" not in before.manifest
 
@@ -339,7 +355,7 @@ def test_an_accepted_batch_changed_afterwards_changes_nothing_trained_on(tandem_
     for i, user in enumerate(users[:2]):
         store.put(f"incoming/u{i}/b.parquet", batch(user, 8))
     for ref in ingest.discover(store):
-        assert ingest.process_batch(store, ref, {})["outcome"] == "accepted"
+        assert judge(store, ref.key)["outcome"] == "accepted"
     before = pipeline.snapshot_dataset(ctx)
     store.put("incoming/u0/b.parquet", batch(users[0], 8, label="sitting"))  # overwritten after acceptance
     assert not ingest.discover(store)

@@ -27,7 +27,7 @@ from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from tandem import task as tasks
-from tandem.contract.schema import BATCH_SCHEMA
+from tandem.contract import schema
 from tandem.data import bulk_ingest, ingest, landing
 from tandem.data import table as accepted
 from tandem.data.snapshot import table_snapshot
@@ -40,6 +40,7 @@ from tandem.privacy.policy import load_policy
 from tests.batches import bad_batches, good_table, replace_column
 
 REPO = Path(__file__).resolve().parents[1]
+TASK = tasks.resolve("har")  # what the pipeline's Context resolves from the settings and passes down
 VERDICT = ("batch_id", "sha256", "rows", "outcome", "reason")
 
 
@@ -75,7 +76,7 @@ def new_bucket(endpoint: str) -> str:
 
 @pytest.fixture(scope="module")
 def users():
-    return fleet.synthetic_fleet(tasks.resolve("har"), 6, windows_per_class=8, seed=4)
+    return fleet.synthetic_fleet(TASK, 6, windows_per_class=8, seed=4)
 
 
 def seed_landing(store, users, policy="pseudonymized") -> None:
@@ -112,8 +113,9 @@ def test_bulk_verdicts_are_the_per_batch_verdicts(users, tmp_path):
     bulk, alone = LocalStore(tmp_path / "bulk"), LocalStore(tmp_path / "alone")
     seed_landing(bulk, users)
     seed_landing(alone, users)
-    entries = bulk_ingest.ingest_chunk(bulk, ingest.discover(bulk), bulk_ingest.Judges({}))
-    per_batch = [ingest.process_batch(alone, ref, {}) for ref in ingest.discover(alone)]
+    entries = bulk_ingest.ingest_chunk(bulk, ingest.discover(bulk), bulk_ingest.Judges(TASK))
+    judges = bulk_ingest.Judges(TASK)  # each batch a chunk of its own: the production path, one batch at a time
+    per_batch = [bulk_ingest.ingest_chunk(alone, [ref], judges)[0] for ref in ingest.discover(alone)]
     verdicts = sorted(tuple(e[k] for k in VERDICT) for e in entries)
     assert verdicts == sorted(tuple(e[k] for k in VERDICT) for e in per_batch)
     quarantined = {Path(e["key"]).stem: e for e in entries if e["outcome"] == "quarantined"}  # by file name
@@ -131,14 +133,14 @@ def test_bulk_verdicts_are_the_per_batch_verdicts(users, tmp_path):
 def test_a_snapshot_is_a_table_version(users, tmp_path):
     store = LocalStore(tmp_path / "store")
     sharing.share(store, users[:3], 0.9, b"key", batch_size=8)
-    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
-    first = table_snapshot(store)
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(TASK))
+    first = table_snapshot(store, TASK)
     sharing.share(store, users[3:], 0.9, b"key", batch_size=8)
-    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
-    latest = table_snapshot(store)
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(TASK))
+    latest = table_snapshot(store, TASK)
     assert latest.manifest["table"]["version"] > first.manifest["table"]["version"]
     assert latest.manifest["rows"] > first.manifest["rows"]
-    again = table_snapshot(store, version=first.manifest["table"]["version"])  # time travel
+    again = table_snapshot(store, TASK, version=first.manifest["table"]["version"])  # time travel
     pd.testing.assert_frame_equal(again.frame, first.frame)
     assert again.snapshot_id == first.snapshot_id
 
@@ -148,11 +150,11 @@ def test_a_crash_between_the_table_commit_and_the_ledger_counts_nothing_twice(us
     store = LocalStore(tmp_path / "store")
     sharing.share(store, users, 0.9, b"key", batch_size=8)
     refs = ingest.discover(store)
-    rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs[:5]])
+    rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(store.root / r.key), TASK) for r in refs[:5]])
     version, done = accepted.append(store, rows, [r.batch_id for r in refs[:5]])
     assert done == {r.batch_id for r in refs[:5]} and not ingest.ledger_entries(store)
 
-    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
+    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(TASK))
     assert len(entries) == len(refs)
     assert accepted.open_table(store).version() == version + 1  # one commit, for the other batches only
     assert_exactly_once(store)
@@ -164,7 +166,7 @@ def _two_users_batches(store, users):
     batch in the files)."""
     sharing.share(store, users[:2], 0.9, b"key", batch_size=8)
     refs = ingest.discover(store)
-    rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(store.root / r.key)) for r in refs])
+    rows = pa.concat_tables([accepted.batch_rows(r.batch_id, pq.read_table(store.root / r.key), TASK) for r in refs])
     return rows, [r.batch_id for r in refs], {r.batch_id: pq.read_metadata(store.root / r.key).num_rows for r in refs}
 
 
@@ -179,7 +181,7 @@ def test_append_leaves_out_committed_batches_and_delta_refuses_a_stale_commit_of
     # the race itself: the stale writer commits batch 1 too, carrying its transaction -> Delta refuses
     where = accepted.locate(store)
     with pytest.raises(CommitFailedError, match="Concurrent transaction"):
-        write_deltalake(stale, rows.filter(pc.equal(rows[accepted.BATCH_ID], ids[1])).cast(accepted.TABLE_SCHEMA),
+        write_deltalake(stale, rows.filter(pc.equal(rows[accepted.BATCH_ID], ids[1])).cast(accepted.table_schema(TASK)),
                         mode="append", storage_options=where.storage_options,
                         commit_properties=CommitProperties(app_transactions=[Transaction(accepted.app_id(ids[1]), 1)]))
     _, committed_now = accepted.append(store, rows, ids)  # what append does after such a refusal: look again
@@ -212,7 +214,7 @@ def test_discovery_lists_only_open_days_and_still_reads_the_flat_layout(users, t
     store.put(landing.upload_key("dev", "old1", ".parquet", old_day), sharing.table_bytes(table))
     store.put("incoming/legacydevice/flat1.parquet", sharing.table_bytes(good_table(users[1], 8, b"key")))
     assert {Path(r.key).stem for r in ingest.discover(store)} == {"old1", "flat1"}
-    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
+    bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(TASK))
     assert bulk_ingest.settle(store) == [f"dt={old_day}"]  # done and old: closed
     assert landing.open_partitions(store) == [landing.FLAT]
     store.put(landing.upload_key("dev", "new1", ".parquet"), sharing.table_bytes(good_table(users[2], 8, b"key")))
@@ -226,10 +228,10 @@ def test_ingest_on_s3_through_moto(users, moto_endpoint):
     s3_bucket = new_bucket(moto_endpoint)
     store = S3Store(s3_bucket, "tandem", endpoint_url=moto_endpoint)
     seed_landing(store, users)
-    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
+    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(TASK))
     assert sum(e["outcome"] == "quarantined" for e in entries) == 6
     assert accepted.locate(store).uri == f"s3://{s3_bucket}/tandem/table/accepted"
-    snap = table_snapshot(store)
+    snap = table_snapshot(store, TASK)
     assert snap.manifest["rows"] == sum(e["rows"] for e in entries if e["outcome"] == "accepted")
     assert_exactly_once(store)
     # only the truncated batch comes back: it may still be being copied in (judged again once it changes)
@@ -334,10 +336,10 @@ def test_ranges_and_nulls_judged_on_batch_statistics_give_the_row_verdicts(users
     variants = {"good": table, "nan": edited("gravity_x_mean", float("nan")), "null": edited("body_x_std", None),
                 "inf": edited("gyro_y_max", float("inf")), "on_the_bound": edited("gravity_z_max", 24.0),
                 "past_the_bound": edited("gravity_z_min", -24.000001), "future": edited("captured_at", future)}
-    candidates = [bulk.structural(pq.ParquetFile(pa.BufferReader(sharing.table_bytes(t))), name) for name, t in variants.items()]
+    candidates = [bulk.structural(pq.ParquetFile(pa.BufferReader(sharing.table_bytes(t))), name, TASK) for name, t in variants.items()]
     assert all(candidates), "every variant is bulk material (the schema's types)"
-    failed = set(bulk.validate_many(candidates).failed)
-    alone = {name for name, t in variants.items() if not validate_batch(sharing.table_bytes(t), name).ok}
+    failed = set(bulk.validate_many(candidates, TASK).failed)
+    alone = {name for name, t in variants.items() if not validate_batch(sharing.table_bytes(t), name, TASK).ok}
     assert failed == alone == {"nan", "null", "inf", "past_the_bound", "future"}
 
 
@@ -347,8 +349,9 @@ def test_an_edited_expectation_with_mostly_stays_row_wise():
     loose = gxe.ExpectColumnValuesToBeBetween(column="gravity_z_max", min_value=-24, max_value=24, mostly=0.9).configuration
     no_nulls = gxe.ExpectColumnValuesToNotBeNull(column="pseudonym").configuration  # a string column: its null count
     pattern = gxe.ExpectColumnValuesToMatchRegex(column="pseudonym", regex="^[0-9a-f]{64}$").configuration
-    assert judged_on_statistics(exact, BATCH_SCHEMA) and judged_on_statistics(no_nulls, BATCH_SCHEMA)
-    assert not judged_on_statistics(loose, BATCH_SCHEMA) and not judged_on_statistics(pattern, BATCH_SCHEMA)
+    batch_schema = schema.of(TASK).schema
+    assert judged_on_statistics(exact, batch_schema) and judged_on_statistics(no_nulls, batch_schema)
+    assert not judged_on_statistics(loose, batch_schema) and not judged_on_statistics(pattern, batch_schema)
 
 
 def test_a_chunk_of_only_bad_batches_quarantines_each(users, tmp_path):
@@ -357,7 +360,7 @@ def test_a_chunk_of_only_bad_batches_quarantines_each(users, tmp_path):
     table = good_table(users[1], 8, b"key")
     high = table.column("gravity_z_max").to_pylist()
     store.put("incoming/bad/range.parquet", sharing.table_bytes(replace_column(table, "gravity_z_max", [99.0] + high[1:])))
-    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges({}))
+    entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(TASK))
     assert [e["outcome"] for e in entries] == ["quarantined"]
     assert "gravity_z_max: 1 of 8 values outside [-24, 24]" in entries[0]["reason"]
     assert_exactly_once(store)

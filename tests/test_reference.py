@@ -8,11 +8,13 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tandem import pipeline
 from tandem import task as tasks
 from tandem.cli.errors import main as cli
+from tandem.contract import features
 from tandem.data import holdout, reference
 from tandem.data.store import LocalStore, store_from_settings
 from tandem.fleet import users as fleet
@@ -22,9 +24,11 @@ from tandem.release.params import RunParams
 from tandem.settings import Settings
 from tests.flow_helpers import FAST, run_flow, share_synthetic
 
+TASK = tasks.resolve("har")
+
 
 def _recordings(n_users: int = 2, seed: int = 3) -> bytes:
-    users = fleet.synthetic_fleet(tasks.resolve("har"), n_users, windows_per_class=4, seed=seed)
+    users = fleet.synthetic_fleet(TASK, n_users, windows_per_class=4, seed=seed)
     return reference.recordings_bytes({u.user_id: {"windows": u.windows, "labels": u.labels, "window_keys": u.window_keys,
                                                   "captured_at": u.captured_at} for u in users})
 
@@ -37,17 +41,17 @@ def _npz(**arrays) -> bytes:
 
 def test_a_registration_is_versioned_checksummed_and_loaded_featurized(tmp_path):
     store = LocalStore(tmp_path / "store")
-    first = reference.add(store, "m", _recordings())
-    assert reference.add(store, "m", _recordings())["version"] == first["version"] == 1  # same bytes: nothing new
-    second = reference.add(store, "m", _recordings(seed=4))
+    first = reference.add(store, "m", _recordings(), TASK)
+    assert reference.add(store, "m", _recordings(), TASK)["version"] == first["version"] == 1  # same bytes: nothing new
+    second = reference.add(store, "m", _recordings(seed=4), TASK)
     assert second["version"] == 2 and reference.latest_manifest(store, "m") == second
-    users = reference.load(store, "m")
+    users = reference.load(store, "m", TASK)
     assert [u.user_id for u in users] == sorted(u.user_id for u in users) and len(users) == 2
     u = users[0]
     assert u.features.shape[0] == u.windows.shape[0] == len(u.labels) and np.all(np.diff(u.captured_at.astype(np.int64)) >= 0)
     store.put(second["key"], _recordings(seed=5))  # changed behind the manifest's back
     with pytest.raises(reference.ReferenceError, match="changed since it was registered"):
-        reference.load(store, "m")
+        reference.load(store, "m", TASK)
 
 
 @pytest.mark.parametrize("data,why", [
@@ -61,7 +65,7 @@ def test_a_registration_is_versioned_checksummed_and_loaded_featurized(tmp_path)
 def test_a_malformed_file_is_refused_with_what_is_wrong(tmp_path, data, why):
     store = LocalStore(tmp_path / "store")
     with pytest.raises(reference.ReferenceError, match=why):
-        reference.add(store, "m", data)
+        reference.add(store, "m", data, TASK)
     assert not store.list("reference/")  # nothing half-registered
 
 
@@ -95,12 +99,12 @@ def test_the_flow_releases_from_the_store_alone_with_the_simulator_gone(tandem_h
     manifest = list_releases(store, settings.model_name)[-1]
     ref = reference.latest_manifest(store, settings.model_name)
     assert manifest["reference_set"]["sha256"] == ref["sha256"]
-    assert [u.user_id for u in reference.load(store, settings.model_name)][0] == "test-device-00"  # no raw user id
+    assert [u.user_id for u in reference.load(store, settings.model_name, TASK)][0] == "test-device-00"  # no raw user id
     assert manifest["metrics"]["evaluated_on"] == "held-out pseudonyms"  # users from the store, never trained on
     assert manifest["metrics"]["n_users"] >= 1 and 0 <= manifest["metrics"]["reference_set"]["accuracy"] <= 1
     golden = json.loads(store.get(f"releases/{settings.model_name}/{manifest['version']}/golden_vectors.json"))
     raw = np.array([w["raw"] for w in golden["windows"]])  # the golden windows: the reference set's raw recordings
-    windows = np.concatenate([u.windows for u in reference.load(store, settings.model_name)])
+    windows = np.concatenate([u.windows for u in reference.load(store, settings.model_name, TASK)])
     assert len(raw) and all(any(np.allclose(r, w) for w in windows) for r in raw[:3])
 
 
@@ -129,3 +133,37 @@ def test_training_never_sees_a_held_out_pseudonym(tandem_home):
     params = RunParams.model_validate(FAST)
     result = pipeline.pretrain_model(ctx, snapshot, params, run_id=None)  # the flow's own step
     assert result.n_train + result.n_val == len(trained) < len(snapshot.frame)
+
+
+def _regression_task(folder):
+    """A team's tabular regression task in large units (as `tandem init --template tabular-regression` makes it)."""
+    folder.mkdir(parents=True)
+    text = (tasks.BUILTIN.parent / "task" / "templates" / "tabular-regression" / "task.yaml").read_text()
+    (folder / "task.yaml").write_text(text.replace("__NAME__", "lift").replace("max: 10 ", "max: 5000 "))
+    return tasks.read(folder)
+
+
+def test_a_regression_tasks_reference_set_registers_loads_and_is_held_out_as_numbers(tmp_path):
+    """Issue 17: `reference add`/`show` raised KeyError 'label_counts' for any regression task. Its
+    manifest states the target's range, its users' labels are numbers, and a target outside the task's
+    declared range is refused; the held-out users of its table read as numbers too."""
+    task = _regression_task(tmp_path / "lift")
+    assert task.target.max == 5000
+    rng = np.random.default_rng(0)
+    windows = np.stack([np.full(6, 3.0), rng.integers(0, 3, 6).astype(float), np.zeros(6)], axis=1)[:, None, :]
+    arrays = {"windows": windows, "labels": np.array([120.0, 2500.0, 4999.5, 80.0, 300.0, 1200.0]),
+              "devices": np.array(["a", "a", "a", "b", "b", "b"]), "window_keys": np.array([str(i) for i in range(6)]),
+              "captured_at": np.arange(6).astype("datetime64[D]").astype("datetime64[ms]")}
+    store = LocalStore(tmp_path / "store")
+    manifest = reference.add(store, "m", _npz(**arrays), task)
+    assert manifest["target_range"] == [80.0, 4999.5] and "label_counts" not in manifest
+    users = reference.load(store, "m", task)
+    assert [u.user_id for u in users] == ["a", "b"] and users[0].labels.dtype == np.float64
+    assert users[0].y.tolist() == [120.0, 2500.0, 4999.5]
+    with pytest.raises(reference.ReferenceError, match=r"outside its range \[0, 5000\]"):
+        reference.add(store, "m", _npz(**{**arrays, "labels": arrays["labels"] + 1000}), task)
+    frame = pd.DataFrame({"pseudonym": ["p1", "p1", "p2"], "window_id": ["w1", "w2", "w3"],
+                          "captured_at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-01"], utc=True),
+                          **{name: [1.0, 2.0, 3.0] for name in features.of(task).feature_names}, "label": [10.0, 4000.0, 7.5]})
+    held = holdout.as_users(frame, task)
+    assert [u.user_id for u in held] == ["p1", "p2"] and held[0].y.tolist() == [10.0, 4000.0]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import threading
+from pathlib import Path
 
 import pytest
 
+from tandem.data import store_keys
 from tandem.data.store import LocalStore, NotFound, S3Store, open_store
+
+PACKAGE = Path(__file__).resolve().parents[1] / "tandem"
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -67,3 +72,32 @@ def test_s3_layout_matches_local_layout(tmp_path, s3_endpoint, s3_bucket):
         st.put("channels/m/staging.json", b"{}")
         st.put("releases/m/3/manifest.json", b"{}")
     assert local.list() == s3.list()
+
+
+# The store's layout as deployed stores hold it: a prefix that moved would orphan their data.
+LAYOUT = {"INCOMING": "incoming/", "LEDGER": "ledger/batches/", "CURSORS": "ledger/days/",
+          "REVOCATIONS": "ledger/revocations/", "ERASURES": "ledger/erasures/", "TRAINED": "ledger/trained/",
+          "QUARANTINE": "quarantine/", "TABLE": "table/accepted", "POLICIES": "table/policies/", "DATASETS": "datasets/",
+          "REFERENCE": "reference/", "RELEASES": "releases/", "CHANNELS": "channels/", "LOCKS": "locks/",
+          "GATEWAY": "gateway/", "TASK_RECORD": "task.json"}
+
+
+def test_store_keys_names_every_prefix_and_no_path_moved():
+    named = {k: v for k, v in vars(store_keys).items() if k.isupper() and isinstance(v, str)}
+    assert named == LAYOUT
+
+
+def test_no_module_but_store_keys_defines_a_store_prefix():
+    """Issue 17: the store's key prefixes were 15 constants in 9 modules; a new one goes in store_keys.py."""
+    roots = {v.split("/")[0] for v in LAYOUT.values()}
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "data" / "store_keys.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant) \
+                    and isinstance(node.value.value, str):
+                value = node.value.value
+                if value in LAYOUT.values() or ("/" in value and value.split("/")[0] in roots):
+                    offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {value!r}")
+    assert not offenders, "store prefixes belong in tandem/data/store_keys.py: " + "; ".join(offenders)

@@ -33,7 +33,8 @@ print(json.dumps({e["key"]: e["outcome"] + ": " + e["reason"] for e in entries})
 
 
 def test_a_batch_that_kills_its_worker_is_quarantined_alone(tmp_path):
-    users = synthetic_fleet(tasks.resolve("har"), 4, windows_per_class=4, seed=9)
+    task = tasks.resolve("har")  # the workers resolve it from the settings they receive (TANDEM_TASK unset: har)
+    users = synthetic_fleet(task, 4, windows_per_class=4, seed=9)
     home = tmp_path / "home"
     store = LocalStore(home / "store")
     keys = [f"incoming/u{i}/b.parquet" for i in range(3)] + ["incoming/x/poison.parquet"]
@@ -48,5 +49,5 @@ def test_a_batch_that_kills_its_worker_is_quarantined_alone(tmp_path):
     outcomes = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcomes["incoming/x/poison.parquet"].startswith("quarantined: killed its judge"), outcomes
     assert all(outcomes[k].startswith("accepted") for k in keys[:3]), outcomes
-    assert table_snapshot(store).manifest["rows"] == 24  # the three good batches, each once
+    assert table_snapshot(store, task).manifest["rows"] == 24  # the three good batches, each once
     assert not ingest.discover(store)

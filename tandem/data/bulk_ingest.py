@@ -161,8 +161,11 @@ def _judge_and_commit(store: Store, pool: ThreadPoolExecutor,
     good = {}
     for i, (batch_id, days) in enumerate(zip(ids, pseudonym_days_of([tables[b] for b in ids]))):
         ref, data = by_id[batch_id]
-        breach = ingest.admission_breach(tables[batch_id], days, data, metas.get(batch_id, {}), foreign[i], judges.limits,
-                                         judges.usage, judges.reference_windows, judges.revoked)
+        try:
+            breach = ingest.admission_breach(tables[batch_id], days, data, metas.get(batch_id, {}), foreign[i], judges.limits,
+                                             judges.usage, judges.reference_windows, judges.revoked)
+        except Exception as exc:  # a bug or a hostile file the checks did not foresee: this batch only
+            breach = f"could not be judged: {ingest.unforeseen(exc, data)}"
         if breach:
             results[batch_id] = ingest.record(store, ref, data, ingest.refused(breach, batch_id, tables[batch_id].num_rows),
                                               valid[batch_id][1], run_id, meta=metas.get(batch_id))

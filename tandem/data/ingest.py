@@ -28,13 +28,10 @@ from tandem.data import identity, landing
 from tandem.data import limits as batch_limits
 from tandem.data.limits import Limits, ReferenceKeys, Usage
 from tandem.data.store import NotFound, NotRegular, Store, get_json, put_json, sha256_hex
+from tandem.data.store_keys import LEDGER, QUARANTINE
 from tandem.data.validation import BatchVerdict, validate_batch
 from tandem.privacy import sealing
 from tandem.task import Task
-
-INCOMING = "incoming/"
-LEDGER = "ledger/batches/"
-QUARANTINE = "quarantine/"
 
 
 @dataclass(frozen=True)
@@ -193,11 +190,17 @@ def judge(data: bytes, batch_id: str, keyring: dict[str, bytes], task: Task, sui
     try:
         return _judge(data, batch_id, keyring, task, suites_dir, limits, revoked)
     except Exception as exc:  # a bug or a hostile file the judges did not foresee: this batch only
-        sealed = sealing.is_sealed(data)  # a sealed batch's error text might quote its plaintext
-        why = type(exc).__name__ + ("" if sealed or not str(exc) else f": {str(exc).splitlines()[0][:200]}")
+        why = unforeseen(exc, data)
         verdict = BatchVerdict(False, f"could not be judged: {why}", {"success": False, "error": "could not be judged",
                                                                       "exception": why}, 0)
-        return verdict, {"stored_format": sealing.STORED_FORMAT if sealed else "parquet"}
+        return verdict, {"stored_format": sealing.STORED_FORMAT if sealing.is_sealed(data) else "parquet"}
+
+
+def unforeseen(exc: Exception, data: bytes) -> str:
+    """An unforeseen error while judging a batch, in one line: its type, and its text unless the batch is
+    sealed (a sealed batch's error text might quote its plaintext)."""
+    sealed = sealing.is_sealed(data)
+    return type(exc).__name__ + ("" if sealed or not str(exc) else f": {str(exc).splitlines()[0][:200]}")
 
 
 def _judge(data: bytes, batch_id: str, keyring: dict[str, bytes], task: Task, suites_dir: Path | None, limits: Limits,

@@ -25,9 +25,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import PurePosixPath
 
 from tandem.data.store import LocalStore, NotFound, S3Store, Store
+from tandem.data.store_keys import CURSORS, INCOMING
 
-INCOMING = "incoming/"
-CURSORS = "ledger/days/"
 FLAT = "flat"
 BATCH_SUFFIXES = (".parquet", ".sealed")
 DAY = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")

@@ -23,10 +23,10 @@ import numpy as np
 
 from tandem.contract import features
 from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
+from tandem.data.store_keys import REFERENCE
 from tandem.task import Task
 from tandem.task.kinds import Kind
 
-REFERENCE = "reference/"
 ARRAYS = ("windows", "labels", "devices", "window_keys", "captured_at")
 # optional: what the test devices' app sends as their identity (pseudonym, window id per window), so that
 # their uploads are recognised by who sent them where feature values repeat genuinely (tabular tasks)

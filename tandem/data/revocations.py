@@ -25,12 +25,8 @@ import pyarrow.compute as pc
 
 from tandem.data import table as accepted
 from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
+from tandem.data.store_keys import ERASURES, INCOMING, LEDGER, QUARANTINE, REVOCATIONS
 
-REVOCATIONS = "ledger/revocations/"
-ERASURES = "ledger/erasures/"
-LEDGER = "ledger/batches/"
-QUARANTINE = "quarantine/"
-INCOMING = "incoming/"
 PSEUDONYM = re.compile(r"[0-9a-f]{64}")
 PSEUDONYM_PREFIX = re.compile(r"[0-9a-f]{16,63}")  # the landing zone's device folders: the first 16
 

@@ -24,11 +24,11 @@ from tandem.data import table as accepted
 from tandem.data.limits import dedup_rows
 from tandem.data.revocations import Revocations
 from tandem.data.store import Store, get_json, put_json
+from tandem.data.store_keys import DATASETS
 from tandem.privacy.anonymity import enforce_k
+from tandem.privacy.forms import FORMS
 from tandem.privacy.policy import load_policy
 from tandem.task import Task
-
-DATASETS = "datasets/"
 
 
 @dataclass
@@ -92,7 +92,7 @@ def table_snapshot(store: Store, task: Task, data_window_days: int | None = None
     if not rows.num_rows:
         return None
     policies = _table_policies(store, set(pc.unique(rows["policy"]).to_pylist()), task)
-    anonymized = [p for p in policies.values() if "anonymized" in p["forms"]]
+    anonymized = [p for p in policies.values() if any(FORMS[f].enforces_k for f in p["forms"] if f in FORMS)]
     if anonymized:  # k needs the quasi-identifiers: read them too, and only then
         extra = dt.to_pyarrow_table(columns=[accepted.BATCH_ID, "window_id", *batch.device_columns])
         rows = rows.join(extra, [accepted.BATCH_ID, "window_id"])

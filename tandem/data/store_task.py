@@ -6,9 +6,8 @@ TANDEM_STORE)."""
 from __future__ import annotations
 
 from tandem.data.store import Store, get_json, put_json
+from tandem.data.store_keys import TASK_RECORD as KEY
 from tandem.task import Task
-
-KEY = "task.json"
 
 
 class StoreTaskError(RuntimeError):

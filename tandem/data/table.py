@@ -27,11 +27,10 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from tandem.contract import schema
 from tandem.data.store import LocalStore, S3Store, Store, put_json, sha256_hex
+from tandem.data.store_keys import POLICIES, TABLE
 from tandem.privacy.policy import policy_from_metadata
 from tandem.task import Task
 
-TABLE = "table/accepted"
-POLICIES = "table/policies/"
 BATCH_ID = "batch_id"  # the column that says which batch a row came from
 APP_PREFIX = "tandem.batch/"
 

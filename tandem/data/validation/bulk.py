@@ -47,10 +47,11 @@ from tandem.data.validation.suites import (
     suite_path,
     write_missing,
 )
+from tandem.privacy.forms import FORMS
 from tandem.task import Task
 
 BATCH = "__batch"
-ROW_FORMS = ("anonymized", "dp")  # forms whose suites are row-wise; "encrypted" looks at the envelope
+ROW_FORMS = tuple(n for n, f in FORMS.items() if f.suite and f.row_wise)  # ("anonymized", "dp"); "encrypted" looks at the envelope
 _TABLE_LEVEL = {"expect_table_columns_to_match_ordered_list", "expect_table_row_count_to_be_between",
                 "expect_column_values_to_be_of_type"}  # step 1 checks these exactly, per file
 

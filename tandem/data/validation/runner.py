@@ -40,6 +40,7 @@ from tandem.data.validation.suites import (
     transport_frame,
     write_missing,
 )
+from tandem.privacy.forms import FORMS
 from tandem.task import Task
 
 _log = logging.getLogger(__name__)
@@ -159,12 +160,12 @@ def validate_batch(data: bytes, batch_id: str, task: Task, transport: dict | Non
     now = datetime.now(timezone.utc)
     params = {CAPTURED_AT_MAX_PARAMETER: (now + CLOCK_SKEW).isoformat(timespec="seconds")}
     forms = _declared_forms(frame)
-    hide = sealed or "anonymized" in forms
+    hide = sealed or any(FORMS[f].hides_values for f in forms)  # the forms that protect values keep no example
     form_results: dict[str, dict] = {}
     try:
         result = _run_suite(_get_runtime(task, None, suites_dir), frame, params, schema.of(task).columns)
         for form in forms:
-            form_frame = transport_frame(transport) if form == "encrypted" else frame
+            form_frame = frame if FORMS[form].row_wise else transport_frame(transport)
             form_results[form] = _run_form_suite(_get_runtime(task, form, suites_dir), form_frame)
     except Exception as exc:
         why = _one_line(exc)

@@ -16,7 +16,8 @@ import pyarrow as pa
 from tandem.contract import features, schema
 from tandem.contract.schema import LABEL_COLUMN, POLICY_COLUMN
 from tandem.data.validation.shapes import QUASI_IDENTIFIER_REGEX
-from tandem.privacy import policy, sealing
+from tandem.privacy import policy
+from tandem.privacy.forms import FORMS, encrypted
 from tandem.privacy.pseudonyms import EMAIL_REGEX, PHONE_REGEX, PSEUDONYM_REGEX
 from tandem.task import BUILTIN, Task
 
@@ -24,7 +25,7 @@ SUITE_NAME = "shared_batch"
 SUITE_FILE = f"{SUITE_NAME}.json"
 # One more suite per modified form with invariants of its own, run when the batch's policy declares
 # that form (tandem.privacy.policy): expectations/shared_batch.<form>.json
-FORM_SUITES = ("anonymized", "dp", "encrypted")
+FORM_SUITES = tuple(name for name, form in FORMS.items() if form.suite)  # ("anonymized", "dp", "encrypted")
 
 WINDOW_ID_REGEX = r"^[0-9a-f]{32}$"
 POLICY_REGEX = r"^[a-z][a-z0-9_-]*(?:\+[a-z][a-z0-9_-]*)*/v[0-9]+$"  # e.g. "pseudonymized/v1", "pseudonymized+dp/v1"
@@ -143,35 +144,18 @@ def build_form_suite(form: str, task: Task):
     anonymized: every quasi-identifier is a generalized value (tandem.privacy.policy's hierarchy), never a
     plain one. dp: every feature within the policy's clipping bounds. encrypted: run on the batch's
     transport facts (one row: how the object was stored), it must have been sealed with AES-GCM."""
-    if form == "anonymized":
-        ex = [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=policy.GENERALIZED_REGEX[c])
-              for c in schema.of(task).device_columns]
-        ex.append(gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=r"^[a-z+_-]*\banonymized\b[a-z+_-]*/v[0-9]+$"))
-        meta = {"checks": "quasi-identifiers generalized on the device (k itself is enforced by the server's snapshot)"}
-    elif form == "dp":
-        ex = [gxe.ExpectColumnValuesToBeBetween(column=name, min_value=lo, max_value=hi)
-              for name, (lo, hi) in policy.clip_bounds(task).items()]
-        ex.append(gxe.ExpectColumnValuesToMatchRegex(column=POLICY_COLUMN, regex=r"^[a-z+_-]*\bdp\b[a-z+_-]*/v[0-9]+$"))
-        meta = {"checks": "features within the DP clipping bounds of policy v1"}
-    elif form == "encrypted":
-        ex = [
-            gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(TRANSPORT_COLUMNS)),
-            gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=1),
-            gxe.ExpectColumnValuesToBeInSet(column="stored_format", value_set=[sealing.STORED_FORMAT]),
-            gxe.ExpectColumnValuesToBeInSet(column="aead", value_set=[sealing.ALGORITHM]),
-            gxe.ExpectColumnValuesToMatchRegex(column="envelope_key_id", regex=r"^[A-Za-z0-9._-]{1,64}$"),
-        ]
-        meta = {"checks": "the stored object was sealed (not parquet plaintext); run on the transport facts",
-                "read_as": "one row: " + ", ".join(TRANSPORT_COLUMNS)}
-    else:
+    found = FORMS.get(form)
+    if found is None or not found.suite:
         raise ValueError(f"no suite for form {form!r}")
+    ex = [getattr(gxe, name)(**arguments) for name, arguments in found.expectations(task)]  # the form's own invariants
+    meta = found.suite_meta()
     return gx.ExpectationSuite(name=form_suite_name(form), expectations=ex,
                                meta={"great_expectations_version": gx.__version__, "form": form, "task": task.tag,
                                      "generated_by": "tandem expectations (tandem.data.validation.suites.build_form_suite)",
                                      **meta})
 
 
-TRANSPORT_COLUMNS = ("stored_format", "aead", "envelope_key_id")
+TRANSPORT_COLUMNS = encrypted.TRANSPORT_COLUMNS  # what the encrypted form's suite reads
 
 
 def transport_frame(transport: dict | None):
