@@ -19,8 +19,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from tandem.data.store import NotFound, Store
-
-PREFIX = "gateway/"
+from tandem.data.store_keys import GATEWAY as PREFIX
 
 
 def _digest(text: str) -> str:

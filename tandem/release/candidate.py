@@ -16,6 +16,7 @@ from tandem.data import holdout, reference
 from tandem.data.reference import ReferenceUser
 from tandem.data.snapshot import Snapshot
 from tandem.data.store import NotFound, Store, get_json, put_json
+from tandem.data.store_keys import TRAINED
 from tandem.privacy.privacy_manifest import data_guarantee, model_guarantee
 from tandem.release import gates
 from tandem.release.publish import mark_blocked, publish_release
@@ -26,8 +27,6 @@ from tandem.task.kinds import kind_of
 from tandem.training import metrics as evaluation
 from tandem.training import model
 from tandem.training.export import describe_updatable, load_spec
-
-TRAINED = "ledger/trained/"
 
 
 def trained_record(store: Store, model_name: str, snapshot_id: str) -> dict | None:

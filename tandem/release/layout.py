@@ -12,11 +12,10 @@ import tempfile
 from pathlib import Path
 
 from tandem.data.store import NotFound, Store, get_json, put_json, sha256_hex
+from tandem.data.store_keys import CHANNELS, RELEASES
 from tandem.release import pointers
 from tandem.release.signing import SIGNATURE, SignatureError, Signer, TrustedKeys
 
-RELEASES = "releases/"
-CHANNELS = "channels/"
 MANIFEST = "manifest.json"
 
 

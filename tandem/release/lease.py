@@ -19,8 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from tandem.data.store import NotFound, Store
-
-LOCKS = "locks/"
+from tandem.data.store_keys import LOCKS
 
 
 class LeaseTimeout(RuntimeError):
