@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 from mlflow import MlflowClient
 
+from tandem import task as tasks
 from tandem.data.store import store_from_settings
+from tandem.device.runtime import DeviceModel
+from tandem.fleet import users as fleet
 from tandem.release import channels
+from tandem.release.gates import GATES, GateInputs
+from tandem.release.params import RunParams
+from tandem.task.kinds import kind_of
+from tandem.training import model, pretrain
 from tandem.release.layout import list_releases, read_channel
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
@@ -78,3 +86,24 @@ def test_a_failed_alias_write_leaves_the_channel_as_it_was(tandem_home, monkeypa
         with pytest.raises(ConnectionError):
             channels.promote(Tracker(settings), store)
     assert agree(settings, store, "production") == v1["version"]
+
+
+def test_the_update_gate_updates_with_the_tasks_device_batch_size():
+    """Issue 17: the release's update gate personalized with a hard-coded mini-batch of 8 whatever the
+    task's `device.batch_size` said. The gate's policy is the task's; the gates run from one registry."""
+    har = tasks.resolve("har")
+    small_batch = har.model_copy(update={"device": har.device.model_copy(update={"batch_size": 2})})
+    users = fleet.synthetic_fleet(small_batch, 3, windows_per_class=8, seed=0)
+    X = np.concatenate([u.features for u in users])
+    y = kind_of(har).targets(np.concatenate([u.labels for u in users]))
+    params = RunParams.for_task(small_batch, {"train": {"epochs": 3, "hidden_sizes": [16]},
+                                              "gates": {"personalization_labels": 12, "personalization_users": 2}})
+    result = model.train(X, y, params.train, n_classes=len(kind_of(har).classes))
+    device = DeviceModel.load(pretrain.convert(small_batch, result, params, {}))
+    assert list(GATES) == ["rules", "parity", "update", "comparison", "membership"]
+    seen = {}
+    for task in (small_batch, har):
+        summary = GATES["update"].judge(GateInputs(task, device, result, users, users, params.gates), {})
+        assert summary["mini_batch_size"] == task.device.batch_size
+        seen[task.device.batch_size] = summary["per_user"]
+    assert seen[2] != seen[8]  # the batch size reached the updates, not only the report
