@@ -38,6 +38,7 @@ from tandem.fleet import sharing
 from tandem.fleet import users as fleet
 from tandem.privacy.policy import load_policy
 from tests.batches import bad_batches, good_table, replace_column
+from tests.task_templates import new_task
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = tasks.resolve("har")  # what the pipeline's Context resolves from the settings and passes down
@@ -364,3 +365,29 @@ def test_a_chunk_of_only_bad_batches_quarantines_each(users, tmp_path):
     assert [e["outcome"] for e in entries] == ["quarantined"]
     assert "gravity_z_max: 1 of 8 values outside [-24, 24]" in entries[0]["reason"]
     assert_exactly_once(store)
+
+
+def test_one_process_ingests_two_tasks_one_after_the_other(users, tmp_path):
+    """Issue 17: the task travels. HAR's batches and a team's 7-class sensor task's and regression task's
+    (made from `tandem init`'s templates, not built-ins) go through the production chunk in one process,
+    each into its own store: each judged by its own schema and suites, its table shaped by its own columns,
+    and a batch of one task is quarantined by another (nothing cached per process for one task)."""
+    seven = new_task(tmp_path, "sensor-classification", "gestures",
+                     target={"labels": ["a", "b", "c", "d", "e", "f", "g"]})
+    effort = new_task(tmp_path, "tabular-regression", "effort")
+    for task, fleet_users in ((TASK, users), (seven, fleet.synthetic_fleet(seven, 3, windows_per_class=4, seed=1)),
+                              (effort, fleet.synthetic_fleet(effort, 3, windows_per_class=12, seed=2))):
+        store = LocalStore(tmp_path / f"store-{task.name}")
+        sharing.share(store, fleet_users, 0.9, b"key", batch_size=8)
+        entries = bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(task))
+        assert entries and all(e["outcome"] == "accepted" for e in entries), [e["reason"] for e in entries]
+        snap = table_snapshot(store, task)
+        assert snap.manifest["rows"] == sum(e["rows"] for e in entries)
+        assert list(snap.frame.columns[3:-2]) == [*schema.of(task).feature_names, "label"]
+        assert_exactly_once(store)
+    assert len(set(fleet.synthetic_fleet(seven, 3, windows_per_class=4, seed=1)[0].labels)) == 7
+    stray = LocalStore(tmp_path / "store-effort")  # one of gestures' batches arrives at effort's store
+    key = next(k for k in LocalStore(tmp_path / "store-gestures").list("incoming/") if k.endswith(".parquet"))
+    stray.put("incoming/stray/b.parquet", LocalStore(tmp_path / "store-gestures").get(key))
+    entry = bulk_ingest.ingest_chunk(stray, ingest.discover(stray), bulk_ingest.Judges(effort))[0]
+    assert entry["outcome"] == "quarantined" and f"this server serves {effort.tag}" in entry["reason"]

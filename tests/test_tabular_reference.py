@@ -1,6 +1,6 @@
 """Issue 17 / 21: a tabular task whose genuine rows repeat (small integers) must not lose its batches to
 the reference-set check; the test devices' own uploads are still caught, by their identity. The task is
-made as a team makes one (`tandem init`), every command its own process (the task is chosen at import)."""
+made as a team makes one (`tandem init`), every command its own process (each resolves the task from its settings)."""
 
 from __future__ import annotations
 
