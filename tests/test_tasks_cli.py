@@ -212,3 +212,26 @@ def test_the_docs_give_every_operations_current_spec():
         module = feature_ops.OPS[op]
         assert step["op"] == op and f"Kind: **{module.KIND}**, version {module.VERSION}" in text
         assert shown == json.loads(json.dumps(module.spec(step, window, rate))), op
+
+
+def test_tune_keeps_a_folds_choice_in_the_task_folder_and_the_evaluation_reads_it(tmp_path, monkeypatch):
+    """Issue 17: an untuned task trained with another task's tuned values; now it has its own defaults,
+    and `tandem tune` studies its own on the sharing users of a fold (a regression task here: MAE)."""
+    from tandem.evaluation.tuning import train_for_fold
+
+    folder = tmp_path / "tuned"
+    assert runner.invoke(app, ["init", str(folder), "--template", "tabular-regression"]).exit_code == 0
+    monkeypatch.setenv("TANDEM_TASK", str(folder))
+    monkeypatch.setenv("TANDEM_HOME", str(tmp_path / "home"))
+    task = tasks.resolve(str(folder))
+    assert train_for_fold(task, 2)(0).epochs == 100  # before a study: the generic default (docs)
+    done = runner.invoke(app, ["tune", "--fold", "0", "--folds", "2", "--trials", "2", "--seeds", "1",
+                               "--inner-folds", "2", "--no-mlflow"])
+    assert done.exit_code == 0, done.output
+    stored = json.loads((folder / "tuned_models.json").read_text())
+    assert set(stored) == {"2:0"} and stored["2:0"]["best"]["mean"] > 0  # a mean absolute error
+    chosen = stored["2:0"]["train_config"]
+    for fold in (0, 1):  # fold 1 has no study of its own: fold 0's choice (docs/evaluation.md)
+        config = train_for_fold(task, 2)(fold)
+        assert (config.hidden_sizes, config.learning_rate, config.epochs) == (
+            chosen["hidden_sizes"], chosen["learning_rate"], chosen["epochs"])

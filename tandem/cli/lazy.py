@@ -17,6 +17,7 @@ LAZY = {
     "evaluate": ("tandem.cli.evaluate:evaluate_command", "The method comparison over folds x seeds (or --simulate)."),
     "expectations": ("tandem.cli.expectations:expectations_command", "Write (or --check) the task's GX suites."),
     "audit": ("tandem.cli.audit:audit_command", "Per sharing form: epsilon, utility and measured privacy attacks."),
+    "tune": ("tandem.cli.tune:tune_command", "Choose the server model's hyperparameters on the sharing users."),
     "gateway": ("tandem.cli.gateway:gateway_command", "The device gateway: phones enroll and upload in wire format v1."),
 }
 

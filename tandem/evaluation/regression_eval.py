@@ -27,11 +27,11 @@ import numpy as np
 
 from tandem.device.update_policy import UpdatePolicy
 from tandem.evaluation.protocol import ProtocolConfig, _t95, run_protocol, summarize, task_policy
+from tandem.evaluation.tuning import train_for_fold
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
 from tandem.release.tracker import Tracker
 from tandem.task import Task
-from tandem.training import model
 
 METHODS = ("generic", "personalized", "own_mean", "local_only")
 LABELS = {"generic": "Tandem generic (server model on shared rows)",
@@ -67,10 +67,9 @@ def evaluate(task: Task, folds: int = 3, seeds: int = 1, users=None, log=print, 
     cfg = ProtocolConfig(policy=policy or task_policy(task), folds=folds, seeds=seeds, fraction=fraction,
                          labelled_per_user=labelled)
     users = users if users is not None else task_fleet(task)
-    train = model.TrainConfig.for_task(task)
+    pick = train_for_fold(task, folds)  # a `tandem tune` study's choice per fold, else the task's own
     t = time.perf_counter()
-    runs = [_renamed(r) for r in run_protocol(task, users, cfg, lambda fold: train,
-                                              DeviceUpdateConfig.for_task(task), log=log)]
+    runs = [_renamed(r) for r in run_protocol(task, users, cfg, pick, DeviceUpdateConfig.for_task(task), log=log)]
     summary = summarize(runs)
     comparisons = {f"personalized_vs_{b}": paired_errors(summary, "personalized_mae", f"{b}_mae")
                    for b in ("generic", "own_mean", "local_only")}
@@ -88,7 +87,8 @@ def evaluate(task: Task, folds: int = 3, seeds: int = 1, users=None, log=print, 
             "comparisons": comparisons, "claims": claims,
             "config": {"folds": folds, "seeds": seeds, "fraction": fraction,
                        "labelled_per_user": labelled, "policy": cfg.policy.as_dict(),
-                       "train": train.model_dump(mode="json")},
+                       "train": pick(0).model_dump(mode="json"),
+                       "train_per_fold": {f: pick(f).model_dump(mode="json") for f in range(folds)}},
             "seconds_total": time.perf_counter() - t}
 
 

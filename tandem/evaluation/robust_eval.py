@@ -12,23 +12,13 @@ from pathlib import Path
 
 from tandem.device.update_policy import UpdatePolicy
 from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol, task_policy
-from tandem.evaluation.tuning import tuned_config
+from tandem.evaluation.tuning import train_for_fold
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
 from tandem.release.tracker import Tracker
 from tandem.task import Task
-from tandem.training import model
 
 FL = ("fedavg", "fedprox", "fedper")  # like for like: the server's data volume
-
-
-def train_for_fold(task: Task, n_folds: int):
-
-    def pick(fold: int) -> model.TrainConfig:
-        # Folds without a study of their own take fold 0's choice (see docs/evaluation.md: a leak for them).
-        return (tuned_config(task, fold, n_folds) or tuned_config(task, 0, n_folds)
-                or model.TrainConfig.for_task(task))
-    return pick
 
 
 def evaluate(task: Task, folds: int = 3, seeds: int = 1, policy: UpdatePolicy | None = None, users=None, log=print,

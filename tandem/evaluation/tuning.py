@@ -127,6 +127,25 @@ def tuned_config(task: Task, fold: int, n_folds: int = 3) -> model.TrainConfig |
     return model.TrainConfig.model_validate(chosen)
 
 
+def train_for_fold(task: Task, n_folds: int):
+    """fold -> the server's TrainConfig for that fold: the study's choice, else the task's own."""
+
+    def pick(fold: int) -> model.TrainConfig:
+        # Folds without a study of their own take fold 0's choice (see docs/evaluation.md: a leak for them).
+        return (tuned_config(task, fold, n_folds) or tuned_config(task, 0, n_folds)
+                or model.TrainConfig.for_task(task))
+    return pick
+
+
+def record(task: Task, result: dict) -> Path:
+    """Keep a study's result in the task folder's tuned_models.json (one entry per folds:fold)."""
+    path = tuned_file(task)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[f"{result['n_folds']}:{result['fold']}"] = result
+    path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tandem.evaluation.tuning")
     p.add_argument("--fold", type=int, required=True)
@@ -138,10 +157,7 @@ def main(argv=None) -> int:
     settings = Settings()
     task = tasks.resolve(settings.task)
     result = study(task, a.fold, a.folds, a.trials, seeds=tuple(range(a.seeds)), track=not a.no_mlflow, settings=settings)
-    path = tuned_file(task)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[f"{a.folds}:{a.fold}"] = result
-    path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
+    record(task, result)
     print(json.dumps(result["best"], indent=2))
     return 0
 
