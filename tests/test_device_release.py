@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tandem import task as tasks
 from tandem.builtin_tasks.har.loader import hapt_fleet
-from tandem.contract.features import CLASSES
+from tandem.contract import features as featurization
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import updatable_weights
 from tandem.fleet import devices as evalset
@@ -22,6 +22,7 @@ from tandem.training import model, pretrain
 from tandem.training.personalization import local_split, pick_labelled
 
 TRAIN_USERS, EVAL_USERS = [1, 2, 3, 4, 6, 7, 8, 9], [5, 10]
+HAR = tasks.resolve("har")
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,11 @@ def hapt(tmp_path_factory):
     users = hapt_fleet(TRAIN_USERS + EVAL_USERS)
     train = [u for u in users if int(u.user_id[-2:]) in TRAIN_USERS]
     X = np.concatenate([u.features for u in train])
-    y = np.array([CLASSES.index(label) for u in train for label in u.labels])
-    params = RunParams.model_validate({"train": {"epochs": 40, "patience": 10}})
-    result = model.train(X, y, params.train, groups=np.concatenate([[u.user_id] * len(u) for u in train]))
-    mlmodel = pretrain.convert(result, params, {"test": "hapt"})
+    y = featurization.of(HAR).label_indices(np.concatenate([u.labels for u in train]))
+    params = RunParams.for_task(HAR, {"train": {"epochs": 40, "patience": 10}})
+    result = model.train(X, y, params.train, groups=np.concatenate([[u.user_id] * len(u) for u in train]),
+                         n_classes=len(featurization.of(HAR).classes))
+    mlmodel = pretrain.convert(HAR, result, params, {"test": "hapt"})
     home = tmp_path_factory.mktemp("home")
     evalset.write_evaluation_devices(home, [u for u in users if u not in train], b"test-key")
     return result, mlmodel, evalset.load_evaluation(home, tasks.resolve("har")), home
@@ -84,11 +86,9 @@ def _forward_from_protobuf(mlmodel: bytes, x: np.ndarray) -> np.ndarray:
 
 def test_independent_reading_reproduces_the_golden_vectors(hapt):
     _, mlmodel, users, _ = hapt
-    files = golden_files(DeviceModel.load(mlmodel), users[0])
+    files = golden_files(HAR, DeviceModel.load(mlmodel), users[0])
     golden = json.loads(files["golden_vectors.json"])
-    from tandem.contract.features import feature_spec
-
-    spec = feature_spec()
+    spec = featurization.of(HAR).feature_spec()
     assert len(golden["windows"]) == 36
     for w in golden["windows"]:
         features = _featurize_from_spec(np.array(w["raw"]), spec)
