@@ -85,6 +85,9 @@ class AuditParams(BaseModel):
           for low in (False, True)],
         *[LdpPoint(mechanism="duchi", user_epsilon=e) for e in (8.0, 512.0)]],
         description="the local DP forms audited")
+    low_dim_features: list[str] = Field(default_factory=lambda: list(LOW_DIM_FEATURES),
+                                        description="what a low_dim LDP point releases; a task without all of "
+                                                    "these features skips those points (the audit says so)")
     ldp_label_share: float = Field(0.2, gt=0, lt=1, description="part of a window's epsilon spent on its label")
     ldp_synthetic_rows: int = Field(6000, ge=100, description="rows the server draws from its debiased model")
     dp_sgd_epsilons: list[float] = Field(default_factory=lambda: [1.0, 8.0], description="user-level epsilons of DP-SGD")
@@ -215,8 +218,10 @@ def forms(p: AuditParams, fl: Fleet, train: model.TrainConfig) -> list[Form]:
                         parameters={"window_epsilon": eps}))
 
     for point in p.ldp:
+        if point.low_dim and not set(p.low_dim_features) <= set(fl.feature_names):
+            continue  # the task has no such release (its features are its own): `run_audit` records the skip
         w = solve_window_epsilon(point.user_epsilon, point.windows_per_user, p.ldp_label_share, p.delta, fl.n_classes)
-        low = tuple(fl.feature_names.index(f) for f in LOW_DIM_FEATURES) if point.low_dim else None
+        low = tuple(fl.feature_names.index(f) for f in p.low_dim_features) if point.low_dim else None
         cfg = ldp.LdpConfig(point.mechanism, (1 - p.ldp_label_share) * w, p.ldp_label_share * w,
                             windows_per_user=point.windows_per_user, features=low)
         out.append(_ldp_form(p, fl, train, cfg, point.user_epsilon, bounds))
@@ -395,6 +400,11 @@ def run_audit(task: Task, p: AuditParams | None = None, log=print) -> dict:
         rows.append(audit_form(p, fl, f, run_params, log, reuse=reuse))
         done[f.name] = {k: rows[-1][k] for k in ("generic", "personalized", "mia_window_loss_auc",
                                                  "mia_user_loss_auc", "mia_shadow_auc")}
-    return {"schema": "tandem/privacy-audit/v1", "params": p.model_dump(mode="json"), "forms": rows,
+    skipped = [] if set(p.low_dim_features) <= set(fl.feature_names) else [
+        f"ldp {q.mechanism} u{q.user_epsilon:g} low_dim: the task has not every one of {p.low_dim_features}"
+        for q in p.ldp if q.low_dim]
+    for line in skipped:
+        log(f"skipped {line}")
+    return {"schema": "tandem/privacy-audit/v1", "params": p.model_dump(mode="json"), "forms": rows, "skipped": skipped,
             "users": {"sharing": len(fl.sharers), "evaluation": len(fl.evaluators)},
             "seconds": round(time.perf_counter() - t0, 1)}
