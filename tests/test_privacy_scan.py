@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tandem import task as tasks
-from tandem.contract.schema import DEVICE_COLUMNS
+from tandem.contract import schema
 from tandem.data import bulk_ingest, ingest
 from tandem.data import snapshot as dataset
 from tandem.data.store import LocalStore
@@ -25,6 +25,8 @@ from tandem.privacy.policy import SharingPolicy, load_policy
 RAW_IDS = ("synthetic-user-", "hapt-user-")
 PLAIN_QI = ("iPhone14,5", "iPhone15,2", "iPhone15,4", "iPhone16,1", "de_DE", "en_US", "fr_FR", "es_ES", "1.4.0")
 KEY = b"pseudonym-key"
+HAR = tasks.resolve("har")
+DEVICE_COLUMNS = schema.of(HAR).device_columns  # the task's quasi-identifiers
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def sealing_key():
 
 @pytest.fixture(scope="module")
 def users():
-    return synthetic_fleet(tasks.resolve("har"), 6, windows_per_class=4, seed=2)
+    return synthetic_fleet(HAR, 6, windows_per_class=4, seed=2)
 
 
 def stored_text(store: LocalStore, prefix: str = "") -> dict[str, bytes]:
