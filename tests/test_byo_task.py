@@ -1,6 +1,7 @@
 """A team's own task, as the README tells a new user to make one: `tandem init` a folder, point
 TANDEM_TASK at it, `tandem share`, `tandem run`: a published, verified release, for a sensor task
-and a tabular one; then `tandem evaluate --folds 2 --seeds 2` and (a classifier) `tandem audit`. Every command is its own process against real Prefect, MLflow, GX and a store."""
+and a tabular one; then `tandem evaluate --folds 2 --seeds 2` and (a classifier) `tandem audit`.
+Every command is its own process against real Prefect, MLflow, GX and a store."""
 
 from __future__ import annotations
 
