@@ -72,7 +72,7 @@ def assert_scan_clean(store: LocalStore, policy: SharingPolicy):
 
 def run_server(store, keyring=None):
     """The server's ingest of every new batch, as one chunk (what each worker of a run does)."""
-    return bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(keyring or {}), "test-run")
+    return bulk_ingest.ingest_chunk(store, ingest.discover(store), bulk_ingest.Judges(HAR, keyring or {}), "test-run")
 
 
 @pytest.mark.parametrize("preset", ["pseudonymized", "anonymized", "dp", "encrypted", "all"])
@@ -95,7 +95,7 @@ def test_each_form_passes_validation_and_never_stores_plain_data(preset, users, 
     assert all(("+".join(["shared_batch", *forms]) in e["reason"]) if forms else True for e in entries)
     assert all(e["stored_format"] == ("tandem-sealed-v1" if policy.has("encrypted") else "parquet") for e in entries)
 
-    snap = dataset.table_snapshot(store)
+    snap = dataset.table_snapshot(store, HAR)
     assert set(snap.frame["policy"]) == {policy.name}
     assert policy.name in snap.manifest["policies"]
     if policy.has("anonymized"):
