@@ -21,8 +21,7 @@ TASKS = feature_cases.builtin_names() + feature_cases.template_names()
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    """{task: spec, windows and Python features}, computed in one subprocess per task (the features
-    module serves the task named by TANDEM_TASK at import)."""
+    """{task: spec, windows and Python features}, every task computed in this one process."""
     return feature_cases.task_records(tmp_path_factory.mktemp("templates"))
 
 
