@@ -132,6 +132,9 @@ def test_sharing_forms_are_one_registry():
     assert suites.FORM_SUITES == tuple(name for name, form in forms.FORMS.items() if form.suite)
     assert [name for name, form in forms.FORMS.items() if form.sealed] == ["encrypted"]
     assert [name for name, form in forms.FORMS.items() if form.enforces_k] == ["anonymized"]
+    assert [name for name, form in forms.FORMS.items() if form.charged] == ["dp"]
+    assert load_policy("all").sealed and load_policy("all").charged
+    assert not load_policy("anonymized").sealed and not load_policy("encrypted").charged
     assert load_policy("all").window_events(6) == forms.FORMS["dp"].window_events(load_policy("all"), 6)
 
 

@@ -85,7 +85,7 @@ def share_fleet(settings: Settings, store: Store, everyone: list[UserData], *, f
     `holdout_every`-th user never shares and keeps its data on its device; each other user shares
     `fraction` of its windows into the landing zone under `policy` (through the gateway at `via`, if given)."""
     key, key_id = settings.require_pseudonym_key(), settings.pseudonym_key_id
-    seal_with = sealing.sealing_key(settings) if policy.has("encrypted") else None
+    seal_with = sealing.sealing_key(settings) if policy.sealed else None
     sharers, evaluators = split_users(everyone, holdout_every)
     if not sharers or not evaluators:
         raise ValueError(f"{len(everyone)} users with every {holdout_every}th held out leaves "

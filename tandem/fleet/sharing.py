@@ -95,7 +95,7 @@ def shared_rows(user: UserData, fraction: float, policy: SharingPolicy, key: byt
     those the user's privacy ledger has charged already or can still afford."""
     rows = np.flatnonzero(shared_mask(user, fraction))
     rows = rows[np.argsort(user.captured_at[rows], kind="stable")]
-    if ledger is not None and policy.has("dp"):
+    if ledger is not None and policy.charged:
         ids = window_ids(user, rows, key)
         allowed = set(ledger.affordable(policy, ids, len(user.featurization.classes)))
         rows = rows[np.array([w in allowed for w in ids], dtype=bool)] if len(rows) else rows
@@ -114,9 +114,9 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
     report = report or ShareReport()
     policy = load_policy(policy)
     policy.check(user.require_task())
-    if policy.has("dp") and ledger_dir is None:
-        raise ValueError("sharing under dp needs the device's ledger folder (ledger_dir)")
-    ledger = PrivacyLedger.load(ledger_dir, user.user_id) if policy.has("dp") else None
+    if policy.charged and ledger_dir is None:
+        raise ValueError(f"sharing under {policy.name} needs the device's privacy ledger folder (ledger_dir)")
+    ledger = PrivacyLedger.load(ledger_dir, user.user_id) if policy.charged else None
     rows = shared_rows(user, fraction, policy, key, ledger)
     if ledger is not None:
         withheld = int(shared_mask(user, fraction).sum()) - len(rows)
@@ -129,7 +129,7 @@ def share_user(store: Store, user: UserData, fraction: float, key: bytes, key_id
                 f"device {pseudonymize(user.user_id, key)[:8]}: privacy budget reached (epsilon {spent:.2f} of "
                 f"{policy.user_budget_epsilon:g} at delta {policy.delta:g}); {withheld} window(s) not shared")
     seal_key = None
-    if policy.has("encrypted"):
+    if policy.sealed:
         if seal_with is None:
             raise RuntimeError("the encrypted form needs a sealing key: set TANDEM_ENCRYPTION_KEY")
         seal_id, seal_key = seal_with

@@ -168,8 +168,8 @@ def land(gw: Gateway, got: dict, body: bytes, sealed: bool, idem: str | None) ->
             return 200, {**prior["answer"], "status": "already landed"}, {}
         batch = wire.from_document(doc, s.max_batch_rows, gw.task)
         policy = policy_of(batch.header)
-        if policy.has("encrypted") != sealed:
-            raise Refused(400, f"policy {policy.name} {'requires' if policy.has('encrypted') else 'forbids'} a sealed body "
+        if policy.sealed != sealed:
+            raise Refused(400, f"policy {policy.name} {'requires' if policy.sealed else 'forbids'} a sealed body "
                           f"({wire.SEALED_CONTENT_TYPE})")
         key, data = landed_object(batch, policy, seal_with, gw.task)
     except wire.TooLarge as e:

@@ -118,6 +118,16 @@ class SharingPolicy(BaseModel):
         d = {f: getattr(self, f) for f in fields} | {"dp": self.has("dp")}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    @property
+    def sealed(self) -> bool:
+        """A form of the policy seals the batch on the device (the server opens it in memory only)."""
+        return any(REGISTRY[form].sealed for form in self.forms)
+
+    @property
+    def charged(self) -> bool:
+        """A form of the policy charges every shared window to the device's privacy ledger."""
+        return any(REGISTRY[form].charged for form in self.forms)
+
     def check(self, task: Task) -> None:
         """Raise ValueError when a form of the policy cannot serve `task` (dp: a numeric target)."""
         for form in self.forms:

@@ -21,11 +21,11 @@ def data_guarantee(frame: pd.DataFrame, policies: dict[str, dict], classes: int)
     loaded = {name: load_policy(public) for name, public in policies.items()}
     for name in frame["policy"].unique():
         loaded.setdefault(name, load_policy(name))
-    delta = max((p.delta for p in loaded.values() if p.has("dp")), default=None)
+    delta = max((p.delta for p in loaded.values() if p.charged), default=None)
     per_user = []
     for _, rows in frame.drop_duplicates("window_id").groupby("pseudonym"):
         counts = rows["policy"].value_counts()
-        if any(not loaded[name].has("dp") for name in counts.index):
+        if any(not loaded[name].charged for name in counts.index):
             per_user.append(math.inf)
             continue
         counted = [(e, int(n)) for name, n in counts.items() for e in loaded[name].window_events(classes)]

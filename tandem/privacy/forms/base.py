@@ -16,6 +16,7 @@ class Form:
     row_wise: bool = True  # its validation suite reads the batch's rows (else the transport facts)
     hides_values: bool = False  # a verdict on such a batch keeps no example value
     sealed: bool = False  # the device seals the serialized batch; the server opens it in memory only
+    charged: bool = False  # every shared window is charged to the device's privacy ledger (a formal DP guarantee)
     enforces_k: bool = False  # the server's snapshot enforces k over what it keeps
     suite: bool = False  # it has a validation suite of its own (expectations/shared_batch.<form>.json)
 

@@ -114,6 +114,7 @@ def window_epsilon(policy, classes: int) -> list[dict]:
 class Dp(Form):
     name = "dp"
     suite = True
+    charged = True
     summary = "local DP per window: features clipped and noised, labels by randomized response, a per-user budget"
 
     def check(self, policy, task: Task) -> None:
