@@ -15,19 +15,23 @@ import numpy as np
 OUT = Path(__file__).with_name("policy_fixtures.json")
 
 
-def basic_affordable(policy) -> int:
+def basic_affordable(policy, classes: int) -> int:
     """How many windows a fresh ledger admits under basic composition (the device's accounting)."""
     from tandem.privacy import dp_accountant
     n = 0
-    while dp_accountant.basic_bound(dp_accountant.count_events([policy.window_events()] * (n + 1)), policy.delta) <= policy.user_budget_epsilon + 1e-9:
+    while dp_accountant.basic_bound(dp_accountant.count_events([policy.window_events(classes)] * (n + 1)), policy.delta) <= policy.user_budget_epsilon + 1e-9:
         n += 1
     return n
 
 
 def build() -> dict:
-    from tandem.contract.features import CLASSES, FEATURE_NAMES
+    from tandem import task as tasks
+    from tandem.contract import features
     from tandem.privacy import dp_accountant
     from tandem.privacy.policy import HIERARCHY_LEVELS, SharingPolicy, clip_features, generalize, noise_scales, rr_keep_probability
+
+    har = tasks.resolve("har")  # the fixtures are HAR's (the demo app's task)
+    CLASSES, FEATURE_NAMES = features.of(har).classes, features.of(har).feature_names
 
     values = {
         "device_model": ["iPhone15,2", "iPhone15", "iPhone", "iPad13,16", "*", "Pixel 7", "15,2", "iPhone15,", "SM-G991B", ""],
@@ -40,19 +44,20 @@ def build() -> dict:
     policies = []
     for policy in (SharingPolicy(forms=["dp"]), SharingPolicy(forms=["anonymized", "dp"], noise="gaussian", epsilon_features=3.5,
                                                                  epsilon_labels=1.25, delta=1e-7, user_budget_epsilon=40.0)):
-        policies.append({"public": policy.public_dict(), "scales": noise_scales(policy).tolist(),
-                         "keep_probability": rr_keep_probability(policy.epsilon_labels),
-                         "window_basic_epsilon": dp_accountant.basic_bound(dp_accountant.count_events([policy.window_events()]), policy.delta),
-                         "basic_affordable": basic_affordable(policy)})
+        policies.append({"public": policy.public_dict(har), "scales": noise_scales(policy, har).tolist(),
+                         "keep_probability": rr_keep_probability(policy.epsilon_labels, len(CLASSES)),
+                         "window_basic_epsilon": dp_accountant.basic_bound(
+                             dp_accountant.count_events([policy.window_events(len(CLASSES))]), policy.delta),
+                         "basic_affordable": basic_affordable(policy, len(CLASSES))})
     rng = np.random.default_rng(7)
     bounds = np.array([b for b in policies[0]["public"]["clip_bounds"].values()])
     raw = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * rng.uniform(-0.5, 1.5, size=(4, len(bounds)))
     return {
         "feature_names": list(FEATURE_NAMES), "classes": list(CLASSES), "generalization": generalization, "policies": policies,
-        "clip": {"input": raw.tolist(), "expected": clip_features(raw).tolist()},
+        "clip": {"input": raw.tolist(), "expected": clip_features(raw, har).tolist()},
         "gzip_hex": gzip.compress(b"tandem wire batch \x00\x01\xff" * 50, mtime=0).hex(),
         "identity": identity(),
-        "pseudonymized_public": SharingPolicy().public_dict(),
+        "pseudonymized_public": SharingPolicy().public_dict(har),
     }
 
 
