@@ -86,7 +86,8 @@ class TrainConfig(BaseModel):
         values.setdefault("updatable_layers", allowed)
         config = cls.model_validate(values)
         if config.updatable_layers != allowed:
-            raise ValueError(f"task {task.name} lets the device update {allowed} (model.updatable: "
+            which = "the head only" if allowed == ["head"] else f"the layers {allowed}"
+            raise ValueError(f"task {task.name} lets the device update {which} (model.updatable: "
                              f"{task.model.updatable} in its task.yaml), not {config.updatable_layers}: "
                              "change model.updatable there to allow others")
         return config
