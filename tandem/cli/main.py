@@ -139,13 +139,14 @@ def run(
     from tandem.release.params import RunParams, load_run_params
 
     settings = Settings()
-    params = load_run_params(params_file.read_text(), f"--params-file {params_file}") if params_file else RunParams()
+    ctx = pipeline.Context(settings)
+    params = (load_run_params(params_file.read_text(), ctx.task, f"--params-file {params_file}") if params_file
+              else RunParams.for_task(ctx.task))
     overrides = {"train": {"epochs": epochs}} if epochs is not None else {}
     # validated again with the overrides: --epochs goes through the same checks as the file
     params = RunParams.model_validate({**params.model_dump(), **overrides,
                                        "train": {**params.train.model_dump(), **overrides.get("train", {})},
                                        "force": force or params.force})
-    ctx = pipeline.Context(settings)
     pipeline.preflight(ctx)  # a missing key or an unreachable store: one line now, not a traceback later
     train_and_release = launch.flow("flows.train_release:train_and_release", settings)
     result = launch.run_flow(train_and_release, params)
