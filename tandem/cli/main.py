@@ -45,6 +45,7 @@ def share(
     TANDEM_PSEUDONYM_KEY_ID); for encrypted, TANDEM_ENCRYPTION_KEY (hex, 32 bytes) and TANDEM_ENCRYPTION_KEY_ID."""
     from rich.progress import Progress
 
+    from tandem import task as tasks
     from tandem.data.store import store_from_settings
     from tandem.fleet import devices, users
     from tandem.privacy.ledger import LedgerError
@@ -57,7 +58,7 @@ def share(
         raise typer.BadParameter(str(e).splitlines()[0], param_hint="--policy")
     dropped = users.Dropped()  # what the task's table left out, said below (never a silent loss)
     kwargs = {"n_users": users_, "seed": seed} if source == "synthetic" else {"dropped": dropped}
-    everyone = users.load_fleet(source, **kwargs)
+    everyone = users.load_fleet(tasks.resolve(settings.task), source, **kwargs)
     store = store_from_settings(settings)
     embedded = None
     if via == "embedded":  # the real door over loopback HTTP, for as long as this share runs (make demo)
