@@ -111,6 +111,10 @@ class Classification:
     release_metrics: tuple[str, ...] = ("accuracy", "macro_f1")  # logged and in the manifest
     headline_label: str = "accuracy"
     margin_setting: str = "accuracy_margin"  # the gate parameter that moves the floor over the baseline
+    # what the floor judges: the generic model on the evaluation users (a classifier is useful before
+    # any update), or the model after each user's on-device update (a regressor's generic model only
+    # gives the shape; the level is each user's, and the device learns it: docs/release-gates.md)
+    floor_on: str = "generic"
     dp_sgd: bool = True  # user-level DP-SGD trains this kind
 
     def measure(self, truth, predicted, metrics) -> dict:
@@ -250,6 +254,7 @@ class Regression:
     release_metrics: tuple[str, ...] = ("mae", "rmse", "r2")
     headline_label: str = "MAE"
     margin_setting: str = "mae_margin"
+    floor_on: str = "personalized"  # against each user's own mean of the examples it labelled
     dp_sgd: bool = False  # DP-SGD here trains classifiers only
 
     def measure(self, truth, predicted, metrics) -> dict:
@@ -269,11 +274,12 @@ class Regression:
         return float(np.abs(ours - theirs).max() / max(1.0, float(np.abs(theirs).max()))), True
 
     def baseline(self, labels, trained_on=None) -> tuple[float, str]:
-        """The MAE of always predicting the training rows' mean target (these rows' when none given)."""
+        """The MAE on `labels` of always predicting the mean of `trained_on` (a user's own labelled
+        examples; of `labels` themselves when none given)."""
         labels = np.asarray(labels, np.float64)
         source = labels if trained_on is None or not len(trained_on) else np.asarray(trained_on, np.float64)
         mean = float(source.mean())
-        return float(np.abs(labels - mean).mean()), f"always predicting the training mean {mean:.4g} {self.unit}".rstrip()
+        return float(np.abs(labels - mean).mean()), f"always predicting the mean {mean:.4g} {self.unit}".rstrip()
 
     def bar(self, baseline: float, margin: float) -> float:
         """The ceiling: the baseline's MAE less the margin's share of it."""
