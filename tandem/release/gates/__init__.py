@@ -54,7 +54,8 @@ class GateReport:
     def thresholds(self) -> dict:
         """The limits the data set (the comparison's floor over the task's baseline), for MLflow's params."""
         c = self.summary.get("comparison", {})
-        return {"comparison": {k: c[k] for k in ("baseline", "baseline_is", "floor", "floor_set_by") if k in c}}
+        return {"comparison": {k: c[k] for k in ("baseline", "baseline_is", "floor", "floor_on", "floor_set_by")
+                               if k in c}}
 
 
 def run_gates(task: Task, model_name: str, store: Store, mlmodel: bytes, result: model.TrainResult, users: list,
