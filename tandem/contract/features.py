@@ -146,23 +146,3 @@ def label_indices(labels, classes) -> np.ndarray:
     except KeyError as e:
         raise ValueError(f"label {e.args[0]!r} is not one of {list(classes)}") from None
 
-
-# --- transitional (issue 17): the old module-level names, resolved on first use from the active task.
-# Every caller moves to `of(task)`; this block goes when none is left.
-_LEGACY = {"TASK": None, "CHANNELS": "channels", "SAMPLE_RATE_HZ": "sample_rate_hz", "WINDOW": "window",
-           "STEP": "step", "CHANNEL_BOUNDS": "channel_bounds", "UNITS": "units", "CLASSIFICATION": "classification",
-           "CLASSES": "classes", "PIPELINE": "pipeline", "FEATURE_NAMES": "feature_names", "N_FEATURES": "n_features",
-           "SERIES": "series"}
-_LEGACY_FUNCTIONS = ("cut_windows", "featurize", "featurize_window", "feature_bounds", "feature_spec")
-
-
-def __getattr__(name: str):
-    from tandem import task as tasks
-
-    if name == "TASK":
-        return tasks.active()
-    if name in _LEGACY:
-        return getattr(of(tasks.active()), _LEGACY[name])
-    if name in _LEGACY_FUNCTIONS:
-        return getattr(of(tasks.active()), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,13 @@
-"""Tasks: which app's learning task this process serves (``TANDEM_TASK``: a built-in name or a folder).
+"""Tasks: the app's learning task a command serves (``Settings.task``, i.e. ``TANDEM_TASK``: a built-in
+name or a folder).
 
 Built-in tasks are folders under ``tandem/builtin_tasks/``; a team's own task is any folder with a
-``task.yaml`` (``tandem init DIR`` makes one). The active task is read once per process: the
-modules that derive the schema, the features and the model read it at import.
+``task.yaml`` (``tandem init DIR`` makes one). An entry point (a CLI command, a flow, the gateway, a
+test) resolves its task once with `resolve` and passes the object down; no module reads it at import.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,10 +34,4 @@ def resolve(name_or_path: str) -> Task:
     raise TaskError(f"TANDEM_TASK={name_or_path!r} is neither a built-in task ({names}) nor a task folder")
 
 
-def active() -> Task:
-    """The task this process serves: TANDEM_TASK, or the built-in default. (Read here rather than
-    through Settings because the contract modules derive their constants from it at import.)"""
-    return resolve(os.environ.get("TANDEM_TASK") or DEFAULT)
-
-
-__all__ = ["Task", "TaskError", "active", "builtin", "resolve", "read"]
+__all__ = ["Task", "TaskError", "builtin", "resolve", "read"]
