@@ -14,7 +14,6 @@ from pathlib import Path
 from tandem.task.definition import Task, TaskError, read
 
 BUILTIN = Path(__file__).resolve().parents[1] / "builtin_tasks"
-DEFAULT = "har"
 
 
 def builtin() -> list[Task]:
