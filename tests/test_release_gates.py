@@ -11,12 +11,12 @@ from tandem.device.runtime import DeviceModel
 from tandem.fleet import users as fleet
 from tandem.release import channels
 from tandem.release.gates import GATES, GateInputs
-from tandem.release.params import RunParams
-from tandem.task.kinds import kind_of
-from tandem.training import model, pretrain
 from tandem.release.layout import list_releases, read_channel
+from tandem.release.params import RunParams
 from tandem.release.tracker import Tracker
 from tandem.settings import Settings
+from tandem.task.kinds import kind_of
+from tandem.training import model, pretrain
 from tests.flow_helpers import run_flow, share_synthetic
 
 

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-
 import numpy as np
+import pytest
 
 from tandem import task as tasks
 from tandem.cli.errors import main

@@ -11,11 +11,11 @@ from tandem.data.store import Store
 from tandem.device.runtime import DeviceModel
 from tandem.release.gates.inputs import GateInputs
 from tandem.release.gates.update import personalization_summary
-from tandem.training.personalization import local_split, pick_labelled
 from tandem.release.layout import fetch_release, read_channel
 from tandem.release.params import GateThresholds
 from tandem.task.kinds import Kind
 from tandem.training import metrics as evaluation
+from tandem.training.personalization import local_split, pick_labelled
 
 NAME = "comparison"
 
