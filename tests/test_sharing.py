@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,6 +16,7 @@ from tandem.contract import schema
 from tandem.data.store import LocalStore
 from tandem.data.validation import suites
 from tandem.fleet import devices
+from tandem.fleet import users as users_module
 from tandem.fleet.sharing import batch_table, share, share_user, shared_mask
 from tandem.fleet.users import split_users, synthetic_fleet
 from tandem.privacy import forms, policy
@@ -143,3 +145,26 @@ def test_a_user_without_its_task_is_refused_in_one_line():
     user.task = None
     with pytest.raises(ValueError, match="without its task"):
         batch_table(user, np.arange(1), b"key", "k1")
+
+
+def test_a_tables_drops_are_counted_and_shift_no_held_out_user(tmp_path):
+    """Issue 17: rows with a NaN, labels outside the declared classes and users left with nothing were
+    dropped without a word, and a dropped user shifted who is held out. A tabular task with repeated
+    values (every user has the same inputs): what is dropped is counted, and the held-out users are the
+    same with or without the broken user."""
+    task = new_task(tmp_path, "tabular-classification", "workouts")
+    rows = [{"user": f"u{u}", "date": d, "duration_min": 30.0 + d, "distance_km": 5.0, "climb_m": 100.0,
+             "label": ["easy", "moderate", "hard"][d % 3]} for u in range(10) for d in range(6)]
+    rows[0]["distance_km"] = float("nan")  # one broken row of u0
+    rows[7]["label"] = "extreme"  # a label the task does not declare (u1)
+    for r in rows:
+        if r["user"] == "u3":
+            r["climb_m"] = float("nan")  # u3: nothing usable left
+    pd.DataFrame(rows).to_csv(task.folder / "data.csv", index=False)
+    dropped = users_module.Dropped()
+    fleet = users_module.task_fleet(task, dropped=dropped)
+    assert dropped.nan_rows == 1 + 6 and dropped.undeclared == {"extreme": 1} and dropped.users == ["u3"]
+    assert any("not one of the task's classes ('extreme': 1)" in line for line in dropped.lines())
+    _, held_out = split_users(fleet, holdout_every=5)
+    assert [u.user_id for u in held_out] == ["user-u4", "user-u9"]  # u3's absence moves no one
+    assert all(u.task is task for u in fleet)
