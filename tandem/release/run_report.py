@@ -22,7 +22,8 @@ def run_report(outcome: dict) -> str:
         prod = comparison.get("production_version")
         lines += [f"## Candidate (registered version {outcome.get('version')})", "",
                   f"| metric | candidate | production{f' v{prod}' if prod else ''} |", "|---|---|---|"]
-        for key in ("accuracy", "macro_f1", "gain"):
+        measured = [k.removeprefix("candidate_") for k in comparison if k.startswith("candidate_")]
+        for key in measured or ("accuracy", "macro_f1", "gain"):  # the kind's metrics, as the gate scored them
             lines.append(f"| {key} | {_metric(comparison.get(f'candidate_{key}'))} | "
                          f"{_metric(comparison.get(f'production_{key}'))} |")
         lines += ["", "| gate | passed | detail |", "|---|---|---|"]
@@ -31,10 +32,14 @@ def run_report(outcome: dict) -> str:
         lines.append(f"| rules | {rules.get('passed')} | {'; '.join(rules.get('violations', [])) or 'Core ML update rules hold'} |")
         lines.append(f"| parity | {parity.get('passed')} | max abs diff {parity.get('max_abs_diff', float('nan')):.2e} "
                      f"on {parity.get('rows')} rows, labels identical: {parity.get('labels_identical')} |")
-        lines.append(f"| update | {update.get('passed')} | accuracy {_metric(update.get('accuracy_before'))} → "
-                     f"{_metric(update.get('accuracy_after'))}, loss fell for {update.get('loss_fell_for')}/"
+        score = next((k.removesuffix("_before") for k in update if k.endswith("_before")), "accuracy")
+        lines.append(f"| update | {update.get('passed')} | {score} {_metric(update.get(f'{score}_before'))} → "
+                     f"{_metric(update.get(f'{score}_after'))}, loss fell for {update.get('loss_fell_for')}/"
                      f"{update.get('users')} users |")
-        lines.append(f"| comparison | {comparison.get('passed')} | {'; '.join(comparison.get('failures', [])) or 'not worse than production'} |")
+        floor = (f"beats the baseline ({comparison['baseline_is']}: {_metric(comparison['baseline'])}; floor "
+                 f"{_metric(comparison['floor'])}, {comparison['floor_set_by']})") if "floor" in comparison else ""
+        lines.append(f"| comparison | {comparison.get('passed')} | "
+                     f"{'; '.join(comparison.get('failures', [])) or ', '.join(filter(None, [floor, 'not worse than production']))} |")
         lines.append("")
     if status == "published":
         lines += [f"## Release `{outcome['release']}` → channel **{outcome['channel']}**", ""]
