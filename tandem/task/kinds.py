@@ -139,7 +139,7 @@ class Classification:
         """What a model must beat without learning anything: the accuracy of always predicting the
         most common class of these rows (the best constant answer on them)."""
         names, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
-        return float(counts.max() / counts.sum()), f"always predicting the majority class {names[counts.argmax()]!r}"
+        return float(counts.max() / counts.sum()), f"always predicting the majority class {str(names[counts.argmax()])!r}"
 
     def bar(self, baseline: float, margin: float) -> float:
         """The floor: the baseline's accuracy plus the margin (accuracy points)."""
