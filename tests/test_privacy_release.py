@@ -21,7 +21,9 @@ DP_SGD = {"enabled": True, "target_epsilon": 4.0, "delta": 1e-5, "steps": 30, "s
 def test_dp_sgd_release_states_both_guarantees_and_membership(tandem_home):
     settings = Settings()
     share_synthetic(settings)
-    out = run_flow(dp_sgd=DP_SGD, gates={"min_accuracy": 0.0})
+    # 30 noisy steps learn little: this release is for its guarantees, so it is accepted below the
+    # majority-class baseline on purpose (a negative margin), as a team would have to say explicitly
+    out = run_flow(dp_sgd=DP_SGD, gates={"accuracy_margin": -1.0})
     assert out["status"] == "published", out
     store = store_from_settings(settings)
     [manifest] = list_releases(store, settings.model_name)

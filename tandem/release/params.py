@@ -29,11 +29,13 @@ class GateThresholds(BaseModel):
     # comparison gate, docs/release-gates.md): an absolute number means nothing for a task of unknown
     # difficulty (issue 17: 0.70 blocked an honest first release and passed one worse than the majority).
     accuracy_margin: float = Field(
-        0.05, ge=0, le=1, description="a classifier: its accuracy on the evaluation users must exceed always "
-                                      "predicting the training rows' majority class by this much (accuracy points)")
+        0.05, ge=-1, le=1, description="a classifier: its accuracy on the evaluation users must exceed always "
+                                       "predicting the majority class of their rows by this much (accuracy points; "
+                                       "negative: accept a model below that baseline, e.g. a deliberately noisy one)")
     mae_margin: float = Field(
-        0.05, ge=0, lt=1, description="a regressor: its MAE on the evaluation users must be this share below "
-                                      "predicting the training rows' mean target (0.05: 5% below)")
+        0.05, ge=-10, lt=1, description="a regressor: its MAE after each user's on-device update must be this share "
+                                        "below each user predicting its own mean of the same labelled examples "
+                                        "(0.05: 5% below; negative: accept one above it)")
     min_accuracy: float | None = Field(None, ge=0, le=1, description="an absolute floor of accuracy on the "
                                        "evaluation users, on top of the baseline's (None: none)")
     max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="max accuracy drop against production")
