@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tandem import pipeline
 from tandem import task as tasks
 from tandem.cli.errors import main
 from tandem.release import candidate
@@ -160,3 +161,15 @@ def test_a_blocked_candidate_exits_3_and_names_the_setting(tmp_path):
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert "blocked" in done.stdout and "gates.min_accuracy" in done.stdout, done.stdout[-2000:]
     assert not list((tmp_path / "home" / "store").glob("releases/*/*/manifest.json"))
+
+
+def test_one_process_runs_with_each_tasks_own_parameters(tmp_path):
+    """Issue 17: run parameters came from the task read at import. Each entry point's Context resolves its
+    own task; what a run leaves unset is that task's (HAR, then grunfeld, then HAR again in one process)."""
+    for name, hidden, layers in (("har", [128], ["body.0", "head"]), ("grunfeld", [16], ["head"]),
+                                 ("har", [128], ["body.0", "head"])):
+        ctx = pipeline.Context(Settings(task=name, home=tmp_path / name))
+        params = pipeline.run_params(ctx, RunParams.model_validate({"train": {"epochs": 3}}))
+        assert (params.train.epochs, params.train.hidden_sizes, params.train.updatable_layers) == (3, hidden, layers)
+        assert params.device.mini_batch_size == ctx.task.device.batch_size
+        assert params.gates.personalization_labels == ctx.task.evaluation.labelled_per_user
