@@ -63,4 +63,4 @@ def test_init_share_run_pull_publishes_a_release(tmp_path, template, kind):
     else:
         done = subprocess.run([*TANDEM, "audit", "--quick", "--no-mlflow"], env=env, capture_output=True, text=True,
                               timeout=300)
-        assert done.returncode != 0 and "compares classifiers" in " ".join(done.stdout.split())
+        assert done.returncode != 0 and "compares classifiers" in " ".join((done.stdout + done.stderr).split())
