@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from tandem.task import Task
 from tandem.task.definition import EvaluationSpec
@@ -127,5 +127,11 @@ def load_run_params(text: str, task: Task, source: str = "the params file") -> R
                           "(tandem/release/params.py) for the names")
     try:
         return RunParams.for_task(task, given)
-    except ValueError as e:  # pydantic's ValidationError is one: a bad value, in one line
-        raise ParamsError(f"{source}: {' '.join(str(e).split())}") from None
+    except ValidationError as e:  # a bad value, in one line naming it as the file does (train.epochs)
+        first = e.errors()[0]
+        section = SECTIONS.get(e.title, "")
+        name = ".".join([*([section] if section else []), *(str(p) for p in first["loc"])])
+        raise ParamsError(f"{source}: {name}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+SECTIONS = {"TrainConfig": "train", "DeviceUpdateConfig": "device", "GateThresholds": "gates", "DpSgdConfig": "dp_sgd"}
