@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tandem.task.definition import ClassTarget, Task
+from tandem.task.definition import Task
 
 
 @dataclass(frozen=True)
@@ -302,8 +302,13 @@ class Regression:
 Kind = Classification | Regression
 
 
+# The kinds, by the `target.kind` a task.yaml states: one line each.
+KINDS = {
+    "classes": lambda target: Classification(tuple(target.labels)),
+    "numeric": lambda target: Regression(target.unit, target.model_dump()),
+}
+
+
 def kind_of(task: Task) -> Kind:
     """The task's kind, from its target."""
-    if isinstance(task.target, ClassTarget):
-        return Classification(tuple(task.target.labels))
-    return Regression(task.target.unit, task.target.model_dump())
+    return KINDS[task.target.kind](task.target)
