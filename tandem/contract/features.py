@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from tandem.contract import feature_ops
-from tandem.task import Task
+from tandem.task import Task, once_per_task
 from tandem.task.kinds import kind_of
 
 
@@ -127,15 +127,10 @@ class Featurization:
         return spec
 
 
-_BUILT: dict[str, Featurization] = {}
-
-
+@once_per_task
 def of(task: Task) -> Featurization:
-    """The task's featurization (built once per task definition: its tag names its digest)."""
-    featurization = _BUILT.get(task.tag)
-    if featurization is None:
-        featurization = _BUILT[task.tag] = Featurization(task)
-    return featurization
+    """The task's featurization."""
+    return Featurization(task)
 
 
 def label_indices(labels, classes) -> np.ndarray:

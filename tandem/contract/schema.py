@@ -11,7 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from tandem.contract import features
-from tandem.task import Task
+from tandem.task import Task, once_per_task
 
 TASK_METADATA = b"tandem.task"
 POLICY_COLUMN = "policy"
@@ -45,12 +45,7 @@ class BatchFormat:
         self.columns: tuple[str, ...] = tuple(self.schema.names)
 
 
-_BUILT: dict[str, BatchFormat] = {}
-
-
+@once_per_task
 def of(task: Task) -> BatchFormat:
-    """The task's batch format (built once per task definition: its tag names its digest)."""
-    built = _BUILT.get(task.tag)
-    if built is None:
-        built = _BUILT[task.tag] = BatchFormat(task)
-    return built
+    """The task's batch format."""
+    return BatchFormat(task)

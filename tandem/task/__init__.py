@@ -8,8 +8,10 @@ test) resolves its task once with `resolve` and passes the object down; no modul
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
 from pathlib import Path
+from typing import TypeVar
 
 from tandem.task.definition import Task, TaskError, read
 
@@ -33,4 +35,20 @@ def resolve(name_or_path: str) -> Task:
     raise TaskError(f"TANDEM_TASK={name_or_path!r} is neither a built-in task ({names}) nor a task folder")
 
 
-__all__ = ["Task", "TaskError", "builtin", "resolve", "read"]
+Derived = TypeVar("Derived")
+
+
+def once_per_task(build: Callable[[Task], Derived]) -> Callable[[Task], Derived]:
+    """`build(task)` computed once per task definition (keyed by its tag, which names its digest): what a
+    task derives (its featurization, its batch format) is asked for per batch and per step."""
+    built: dict[str, Derived] = {}
+
+    @wraps(build)
+    def of(task: Task) -> Derived:
+        if task.tag not in built:
+            built[task.tag] = build(task)
+        return built[task.tag]
+    return of
+
+
+__all__ = ["Task", "TaskError", "builtin", "once_per_task", "resolve", "read"]
