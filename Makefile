@@ -38,7 +38,7 @@ demo: install $(KEYCHAIN) $(SIGNING)
 test: install
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory swift-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # TandemKit (swift/): swift build + swift test in swift/.build, the scratch folder the pytest fixture
 # (tests/swift_build.py) reuses. No toolchain: one line and a failure, never a silent pass;

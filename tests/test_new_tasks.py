@@ -222,3 +222,27 @@ def test_the_rounds_simulation_runs_for_seven_classes(tasks):
     print("seven, simulated:", {k: round(v, 3) for k, v in methods.items() if k in ("generic", "fedavg", "central")})
     assert 1 / 7 < methods["generic"] <= 1 and 1 / 7 < methods["fedavg"] <= 1
     assert "generic across rounds" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("name, head", [("seven", "neuralNetworkClassifier"), ("tabular", "neuralNetworkClassifier"),
+                                        ("reaction", "neuralNetworkRegressor")])
+def test_share_run_pull_publishes_each_new_task(tasks, name, head, tmp_path):
+    """The chain a team runs first, on each new task (the 3-class sensor template's is in test_byo_task.py):
+    share through the door, a release the gates pass honestly, pulled and verified by an app build."""
+    from tandem.device.proto import Model_pb2
+    from tandem.release.signing import generate
+
+    private, public = generate()
+    folder, env = tasks[name]
+    env = {**env, "TANDEM_SIGNING_KEY": private, "TANDEM_HOME": env["TANDEM_HOME"] + "-release"}
+    run(env, "share")
+    out = " ".join(run(env, "run").split())
+    assert f"published tandem-{name} version 1" in out, out[-1500:]
+    run(env, "pull", "--channel", "staging", "--out", str(tmp_path / "app"), "--public-key", public)
+    manifest = json.loads((tmp_path / "app" / "manifest.json").read_text())
+    assert manifest["task"]["tag"].startswith(f"{name}/v1+")
+    spec = Model_pb2.Model()
+    spec.ParseFromString((tmp_path / "app" / "model.mlmodel").read_bytes())
+    assert spec.WhichOneof("Type") == head and spec.isUpdatable
+    feature_spec = json.loads((tmp_path / "app" / "feature_spec.json").read_text())
+    assert len(feature_spec.get("labels", [])) == {"seven": 7, "tabular": 3, "reaction": 0}[name]
