@@ -7,8 +7,13 @@ With a user's labelled windows (X, y), in capture order:
 2. task A: update the base on the rest, at most `max_epochs`; the progress handler computes the
    held-out cross-entropy at each epoch's end (and once on the base before starting, "epoch 0") and
    cancels the task `patience` epochs after the best; the best epoch E is remembered;
-3. task B: update the base on all labelled windows for E epochs (E = 0: keep the base: no epoch
-   beat it on the user's own held-out windows, so updating would likely harm).
+3. the acceptance check: on the held-out windows, count the rows epoch E got better than the base
+   minus the rows it got worse (a classifier: wrong -> right minus right -> wrong; a regressor: the
+   absolute error fell minus rose). Unless that net count reaches max(1, ceil(`accept_margin` x
+   held-out rows)), keep the base: an update that barely beats the base on a handful of the user's
+   own windows harms as often as it helps (docs/research/issue19: 20-25 % of users harmed without
+   the check, 0-2 % with it at 0.1). E = 0 (no epoch beat the base's held-out loss) keeps it too;
+4. task B: update the base on all labelled windows for E epochs.
 
 Both tasks use shuffle = false, so a phone reproduces every step exactly (Core ML's shuffling RNG
 is not ours); instead the app feeds the windows interleaved over classes (`interleave`), so no
@@ -40,6 +45,7 @@ class UpdatePolicy:
     holdout_every: int = 3
     min_per_class: int = 3
     fallback_epochs: int = 30
+    accept_margin: float | None = 0.1  # share of the held-out rows; None: no acceptance check (task B whenever E > 0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +65,9 @@ class PolicyResult:
     loss_after: float = float("nan")
     skipped: list[int] = field(default_factory=list)  # rows refused before any update (NaN/inf, overflow)
     note: str = ""  # why the base was kept, when it was
+    holdout_errors: list[list[float]] = field(default_factory=list)  # index e: each held-out row's error after e epochs
+    acceptance: dict = field(default_factory=dict)  # the check on epoch E: net rows better, rows needed, accepted
+    best_epoch: int = 0  # E, task A's first minimum of the held-out loss
 
 
 def _is_numeric(y) -> bool:
@@ -96,20 +105,41 @@ def cross_entropy(proba: np.ndarray, y, class_labels) -> float:
     return float(-np.mean(np.log(np.clip(proba[np.arange(len(t)), t], 1e-300, None))))
 
 
-def held_out_loss(model: DeviceModel, X, y) -> float:
-    """The loss the app watches at each epoch's end: cross-entropy, or MSE for a regressor."""
+def row_errors(out: np.ndarray, y, class_labels) -> np.ndarray:
+    """Each row's error: 0 right / 1 wrong (a classifier's argmax, first maximum on a tie), or a
+    regressor's absolute error."""
+    out = np.asarray(out, dtype=np.float64)
     if _is_numeric(y):
-        return float(np.mean((model.predict(X) - np.asarray(y, dtype=np.float64)) ** 2))
-    return cross_entropy(model.predict_proba(X), y, model.class_labels)
-
-
-def epoch_loss(predict, Xv, yv, class_labels) -> float:
-    """The held-out loss from the update's predict hook (probabilities, or a regressor's outputs)."""
-    out = np.asarray(predict(Xv))
-    if _is_numeric(yv):
         out = out[:, 0] if out.ndim == 2 else out
-        return float(np.mean((out - yv) ** 2))
-    return cross_entropy(out, yv, class_labels)
+        return np.abs(out - np.asarray(y, dtype=np.float64))
+    predicted = np.asarray([str(c) for c in class_labels])[np.argmax(out, axis=1)]
+    return (predicted != np.asarray(y).astype(str)).astype(np.float64)
+
+
+def epoch_check(out, yv, class_labels) -> tuple[float, np.ndarray]:
+    """The held-out loss and each held-out row's error, from the model's outputs (probabilities, or
+    a regressor's values)."""
+    out = np.asarray(out)
+    if _is_numeric(yv):
+        values = out[:, 0] if out.ndim == 2 else out
+        return float(np.mean((values - yv) ** 2)), row_errors(values, yv, class_labels)
+    return cross_entropy(out, yv, class_labels), row_errors(out, yv, class_labels)
+
+
+def base_output(model: DeviceModel, X, y) -> np.ndarray:
+    return model.predict(X) if _is_numeric(y) else model.predict_proba(X)
+
+
+def acceptance(errors_base, errors_best, margin: float | None) -> dict:
+    """Whether epoch E's update is worth shipping: the held-out rows it got better on, minus those it
+    got worse on, must reach max(1, ceil(margin x held-out rows)). A float tolerance of 1e-12 keeps a
+    regressor's unchanged rows from counting either way."""
+    base, best = np.asarray(errors_base, np.float64), np.asarray(errors_best, np.float64)
+    better = int(np.sum(best < base - 1e-12))
+    worse = int(np.sum(best > base + 1e-12))
+    needed = 1 if margin is None else max(1, math.ceil(margin * len(base) - 1e-9))
+    return {"better": better, "worse": worse, "net": better - worse, "needed": needed,
+            "accepted": margin is None or better - worse >= needed}
 
 
 def best_epoch(losses) -> int:
@@ -146,15 +176,23 @@ def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
     common = dict(learning_rate=policy.learning_rate, mini_batch_size=policy.mini_batch_size, shuffle=False)
     hold = holdout_rows(y, policy)
     losses: list[float] = []
+    errors: list[list[float]] = []
     note = ""
+    check: dict = {}
     if len(hold):
         keep = np.setdiff1d(np.arange(len(y)), hold)
         Xv, yv = X[hold], y[hold]
-        losses.append(held_out_loss(base, Xv, yv))
+
+        def record(out) -> None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, errs = epoch_check(out, yv, base.class_labels)
+            losses.append(loss)
+            errors.append(errs.tolist())
+
+        record(base_output(base, Xv, yv))
 
         def progress(epoch: int, predict) -> bool:  # the app's progress handler at .epochEnd
-            with np.errstate(over="ignore", invalid="ignore"):
-                losses.append(epoch_loss(predict, Xv, yv, base.class_labels))
+            record(predict(Xv))
             return not np.isfinite(losses[-1]) or epoch - best_epoch(losses) >= policy.patience
 
         keep = keep[interleave(y[keep])]
@@ -163,15 +201,22 @@ def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
         except UpdateDiverged as e:
             note = f"{e} (task A stopped there)"
         epochs = best_epoch(losses)  # first minimum
+        if epochs > 0:
+            check = acceptance(errors[0], errors[epochs], policy.accept_margin)
     else:
         epochs = policy.fallback_epochs
+    kept = dict(best_epoch=epochs if len(hold) else 0, skipped=skipped, holdout_errors=errors, acceptance=check)
     if epochs == 0:
-        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, skipped=skipped,
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, **kept,
                             note=note or "no epoch beat the base on the held-out rows: the base is kept")
+    if check and not check["accepted"]:
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, **kept,
+                            note=f"epoch {epochs} did better than the base on {check['net']} more held-out rows "
+                                 f"than worse, {check['needed']} needed: the base is kept")
     try:
         result = update(base, X, y, epochs=epochs, **common)
     except UpdateDiverged as e:  # roll back: the phone keeps the base
-        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, skipped=skipped,
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, **kept,
                             note=f"{e}: rolled back to the base")
     return PolicyResult(result.model, epochs, hold.tolist(), losses, result.loss_before, result.loss_after,
-                        skipped=skipped, note=note)
+                        **kept, note=note)

@@ -26,7 +26,14 @@ from tandem.task import Task
 from tandem.task.kinds import kind_of
 from tandem.training import metrics as evaluation
 from tandem.training import model
+from tandem.training.device_update import policy_for
 from tandem.training.export import describe_updatable, load_spec
+
+
+def release_spec(task: Task) -> dict:
+    """feature_spec.json as a release ships it: the featurization, and the update policy the app runs
+    around MLUpdateTask (with its acceptance margin), so the app and the gates run one rule."""
+    return {**features.of(task).feature_spec(), "update_policy": policy_for(task).as_dict()}
 
 
 def trained_record(store: Store, model_name: str, snapshot_id: str) -> dict | None:
@@ -142,7 +149,7 @@ def gate_and_publish(task: Task, tracker: Tracker, store: Store, snapshot: Snaps
                               "tandem.privacy.model": privacy["model"]["statement"]})
     files = {
         "model.mlmodel": mlmodel,
-        "feature_spec.json": json.dumps(features.of(task).feature_spec(), indent=2).encode(),
+        "feature_spec.json": json.dumps(release_spec(task), indent=2).encode(),
         **report.files,
     }
     base = {"model": tracker.model_name, "mlflow_run_id": run_id, "mlflow_url": tracker.run_url(run_id),

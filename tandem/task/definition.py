@@ -99,6 +99,10 @@ class DeviceDefaults(_Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(8, ge=1)
     momentum: float = Field(0.0, ge=0, lt=1)
+    accept_margin: float | None = Field(
+        0.1, ge=0, le=1, description="the app ships a personal update only when, on the user's held-out labelled rows, "
+                                     "it does better than the base on max(1, ceil(margin x rows)) more rows than worse; "
+                                     "null: no check (docs/update-policy.md)")
 
 
 class SharingDefaults(_Strict):

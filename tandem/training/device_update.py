@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from tandem.device.update_policy import UpdatePolicy
 from tandem.task import Task
 from tandem.task.definition import DeviceDefaults
 
@@ -63,3 +64,10 @@ class DeviceUpdateConfig(BaseModel):
     def batch_set(self) -> list[int]:
         return sorted({int(b) for b in self.mini_batch_allowed} | {int(self.mini_batch_size)})
 
+
+
+def policy_for(task: Task, **overrides) -> UpdatePolicy:
+    """The app's update policy for a task's devices: its mini-batch size and acceptance margin (task.yaml
+    `device`). The release ships it in feature_spec.json; the gates, golden vectors and evaluation use it."""
+    d = task.device
+    return UpdatePolicy(**{"mini_batch_size": d.batch_size, "accept_margin": d.accept_margin, **overrides})

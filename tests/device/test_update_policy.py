@@ -9,7 +9,15 @@ import pytest
 from tandem.device import golden
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import update
-from tandem.device.update_policy import UpdatePolicy, cross_entropy, holdout_rows, interleave, personalize
+from tandem.device.update_policy import (
+    UpdatePolicy,
+    acceptance,
+    cross_entropy,
+    holdout_rows,
+    interleave,
+    personalize,
+    row_errors,
+)
 
 LABELS = ["a", "b", "c"]
 
@@ -52,7 +60,8 @@ def test_progress_handler_can_cancel_the_task(base):
 
 def test_policy_stops_at_the_best_held_out_epoch_then_refits_on_everything(base):
     X, y = data()
-    policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, fallback_epochs=7)
+    # no acceptance check here: this test is about the two tasks (the check is the next test's)
+    policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, fallback_epochs=7, accept_margin=None)
     p = personalize(base, X, y, policy)
     losses = p.holdout_losses
     assert p.epochs == int(np.argmin(losses)) and p.epochs > 0
@@ -64,6 +73,39 @@ def test_policy_stops_at_the_best_held_out_epoch_then_refits_on_everything(base)
     # too few labels per activity: no held-out split, the fallback epochs
     few = personalize(base, X[[0, 1, 6, 7, 12, 13]], y[[0, 1, 6, 7, 12, 13]], policy)
     assert few.epochs == 7 and few.holdout == []
+
+
+def test_acceptance_counts_rows_made_better_minus_rows_made_worse():
+    # a classifier's errors are 0/1: wrong -> right counts, right -> wrong takes one back
+    check = acceptance([1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0], 0.1)
+    assert check == {"better": 2, "worse": 1, "net": 1, "needed": 2, "accepted": False}  # ceil(0.1 * 11) = 2
+    assert acceptance([1, 1, 0], [0, 0, 0], 0.1)["accepted"]  # max(1, ceil(0.3)) = 1
+    assert not acceptance([1, 0], [1, 0], None)["net"] and acceptance([1, 0], [1, 0], None)["accepted"]  # no check
+    # a regressor's absolute errors: rows whose error fell minus rows whose error rose
+    assert acceptance([2.0, 1.0, 0.5], [1.0, 1.0, 0.7], 0.0) == {"better": 1, "worse": 1, "net": 0, "needed": 1,
+                                                                  "accepted": False}
+    assert row_errors(np.array([[0.2, 0.8], [0.5, 0.5]]), np.array(["y", "x"]), ["x", "y"]).tolist() == [0.0, 0.0]
+    assert row_errors(np.array([1.5, 3.0]), np.array([1.0, 5.0]), []).tolist() == [0.5, 2.0]
+
+
+def test_policy_ships_epoch_e_only_when_it_beats_the_base_on_enough_held_out_rows(base):
+    policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5)
+    assert policy.accept_margin == 0.1  # the measured default (docs/research/issue19)
+    # epoch E lowers the held-out loss but fixes one held-out row and breaks another: the base stays
+    X, y = data()
+    p = personalize(base, X, y, policy)
+    assert p.best_epoch > 0 and p.epochs == 0 and not p.acceptance["accepted"] and "the base is kept" in p.note
+    errors = np.array(p.holdout_errors)
+    assert errors.shape == (len(p.holdout_losses), len(p.holdout))
+    assert p.acceptance["net"] == int((errors[p.best_epoch] < errors[0]).sum() - (errors[p.best_epoch] > errors[0]).sum())
+    assert np.array_equal(p.model.predict_proba(X), base.predict_proba(X))
+    order = interleave(y)  # epoch 0's errors are the base's on the held-out rows
+    assert errors[0].tolist() == (base.predict(X[order][p.holdout]) != y[order][p.holdout]).astype(float).tolist()
+    # more labels, and the update fixes several held-out rows: task B runs for E epochs
+    X, y = data(n_per=7)
+    p = personalize(base, X, y, policy)
+    assert p.acceptance["accepted"] and p.acceptance["net"] >= p.acceptance["needed"] and p.epochs == p.best_epoch > 0
+    assert not np.array_equal(p.model.predict_proba(X), base.predict_proba(X))
 
 
 def test_policy_keeps_the_base_when_no_epoch_beats_it(base):
@@ -87,5 +129,7 @@ def test_golden_policy_trace_replays(base):
     trace = golden.policy_trace(base, X, y, UpdatePolicy(learning_rate=0.05, max_epochs=30, patience=4))
     again = personalize(base, np.array(trace["inputs"]), trace["labels"], UpdatePolicy.from_dict(trace["policy"]))
     assert again.epochs == trace["epochs"] and again.holdout == trace["holdout"]
+    assert trace["acceptance"]["accepted"] and trace["best_epoch"] == trace["epochs"]
+    assert np.array(trace["holdout_errors"]).shape == (len(trace["holdout_losses"]), len(trace["holdout"]))
     assert np.allclose(again.model.predict_proba(np.array(trace["inputs"])), trace["probabilities_after"], atol=1e-12)
     assert trace["holdout_losses"][trace["epochs"]] == min(trace["holdout_losses"])

@@ -12,6 +12,7 @@ from tandem.contract import features
 from tandem.device import golden
 from tandem.device.runtime import DeviceModel
 from tandem.task import Task
+from tandem.training.device_update import policy_for
 from tandem.training.personalization import local_split, pick_labelled
 
 GOLDEN_WINDOWS = 36
@@ -27,7 +28,8 @@ def golden_files(task: Task, device: DeviceModel, user) -> dict[str, bytes]:
     vectors["tolerance"] = GOLDEN_TOLERANCE
     pool, _ = local_split(user)
     labelled = pick_labelled(user.labels, pool, per_user=GOLDEN_POLICY_LABELS)
-    vectors["update_policy"] = golden.policy_trace(device, user.features[labelled], user.labels[labelled])
+    vectors["update_policy"] = golden.policy_trace(device, user.features[labelled], user.labels[labelled],
+                                                   policy_for(task))
     swift = golden.swift_xctest("golden_vectors", GOLDEN_TOLERANCE, model_resource="TandemModel",
                                 kind=vectors["model"]["kind"])
     return {"golden_vectors.json": json.dumps(vectors, indent=1).encode(), "TandemGoldenTests.swift": swift.encode()}

@@ -13,6 +13,7 @@ from tandem.release.params import GateThresholds
 from tandem.task import Task
 from tandem.task.kinds import Kind, kind_of
 from tandem.training import model
+from tandem.training.device_update import policy_for
 
 
 @dataclass
@@ -40,8 +41,8 @@ class GateInputs:
 
     @property
     def policy(self) -> UpdatePolicy:
-        """The app's update policy, with the mini-batch size the task's devices use (task.yaml `device`)."""
-        return UpdatePolicy(mini_batch_size=self.task.device.batch_size)
+        """The app's update policy as the task's devices run it (task.yaml `device`)."""
+        return policy_for(self.task)
 
     def trained_targets(self) -> np.ndarray | None:
         """The training rows' targets (class indices, or values), when known."""
