@@ -1,7 +1,8 @@
 """TandemModel (Swift) against the Python device runtime: `tandem-device predict` on release-shaped
 models (a classifier and a regressor built by the release exporter, a pipeline with a Scaler stage,
 a tanh network) within 1e-6; `tandem-device update-policy` replays golden traces to the golden
-epochs and catches a trace the policy disagrees with; NaN, infinities and text are refused with a
+epochs, best epoch and acceptance check (an update kept or rejected; a trace from a release before the
+check), and catches a trace the policy disagrees with; NaN, infinities and text are refused with a
 count."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import device_builders  # noqa: E402
 import release_shaped  # noqa: E402
 
 from tandem.device.runtime import DeviceModel  # noqa: E402
+from tandem.device.update_policy import UpdatePolicy  # noqa: E402
 
 TOLERANCE = 1e-6
 FEATURE_NAMES = features.of(tasks.resolve("har")).feature_names  # release-shaped: HAR's feature vector
@@ -92,28 +94,65 @@ def test_non_finite_and_non_numeric_rows_are_refused_with_a_count(models, tandem
     assert done.returncode == 1 and "1 of 3 feature vectors drive the model to non-finite outputs" in done.stderr
 
 
-def policy_file(tmp_path, model, X, y, name="golden_vectors.json"):
-    trace = release_shaped.policy_trace(model, X, y)
+def policy_file(tmp_path, model, X, y, name="golden_vectors.json", trace=None):
+    trace = trace or release_shaped.policy_trace(model, X, y)
     path = tmp_path / name
     path.write_text(json.dumps({"format": "tandem-golden/v1", "update_policy": trace}))
     return trace, path
 
 
-@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+POLICY_CASES = {  # name -> (model, labelled rows): the acceptance check keeps the base, or passes
+    "classifier-rejected": (lambda: release_shaped.model(seed=0), {}),
+    "classifier-accepted": (lambda: release_shaped.model(seed=0), {"per_class": 10, "seed": 4}),
+    "regressor": (lambda: release_shaped.model(seed=1, regression=True, labels=("value",)), {}),
+}
+
+
+@pytest.mark.parametrize("kind", list(POLICY_CASES))
 def test_swift_policy_replays_the_golden_trace_to_the_golden_epochs(kind, tandem_device, tmp_path):
-    model = release_shaped.model(seed=0) if kind == "classifier" else \
-        release_shaped.model(seed=1, regression=True, labels=("value",))
-    X, y = release_shaped.labelled(model)
+    make, rows = POLICY_CASES[kind]
+    model = make()
+    X, y = release_shaped.labelled(model, **rows)
     trace, path = policy_file(tmp_path, model, X, y)
     model.save(tmp_path / "model.mlmodel")
     done = run_device(tandem_device, "update-policy", "--golden", str(path), "--model", str(tmp_path / "model.mlmodel"))
     out = json.loads(done.stdout)
     assert out["matches"] is True and all(out["checks"].values()), out["checks"]
+    assert {"best_epoch", "acceptance", "holdout_errors"} <= set(out["checks"])
     assert out["epochs"] == trace["epochs"] and out["holdout"] == trace["holdout"] and out["order"] == trace["order"]
     assert out["task_a_epochs"] == len(trace["holdout_losses"]) - 1
     assert abs(out["base_loss"] - trace["holdout_losses"][0]) <= 1e-9
-    if kind == "classifier":
-        assert out["epochs"] > 0 and out["decisions"][-1]["cancel"] is True  # stopped `patience` after the best
+    assert out["best_epoch"] == out["golden_best_epoch"] == trace["best_epoch"] > 0
+    assert out["acceptance"] == out["golden_acceptance"] == trace["acceptance"]
+    assert out["accept_margin"] == trace["policy"]["accept_margin"] == 0.1
+    assert np.abs(np.array(out["holdout_errors"]) - np.array(trace["holdout_errors"])).max() <= 1e-9
+    if kind == "classifier-rejected":  # epoch E is no better on the held-out rows: the base is kept
+        assert out["epochs"] == 0 and out["kept_base"] is True and trace["acceptance"]["accepted"] is False
+        assert out["note"] == (f"epoch {trace['best_epoch']} did better than the base on {trace['acceptance']['net']} "
+                               f"more held-out rows than worse, {trace['acceptance']['needed']} needed: the base is kept")
+    else:  # accepted: task B refits E epochs
+        assert out["epochs"] == trace["best_epoch"] and trace["acceptance"]["accepted"] is True
+    if kind.startswith("classifier"):
+        assert out["decisions"][-1]["cancel"] is True  # stopped `patience` after the best
+
+
+def test_swift_policy_replays_a_trace_from_before_the_acceptance_check(tandem_device, tmp_path):
+    """An older release: its policy has no accept_margin (Swift decodes nil: no check) and its trace no
+    held-out errors, best epoch or acceptance; the policy refits whenever E > 0, as it did then."""
+    model = release_shaped.model(seed=0)
+    X, y = release_shaped.labelled(model)
+    trace = release_shaped.policy_trace(model, X, y, UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5,
+                                                                  accept_margin=None))
+    del trace["policy"]["accept_margin"]
+    for key in ("holdout_errors", "best_epoch", "acceptance"):
+        del trace[key]
+    _, path = policy_file(tmp_path, model, X, y, trace=trace)
+    model.save(tmp_path / "model.mlmodel")
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), "--model", str(tmp_path / "model.mlmodel"))
+    out = json.loads(done.stdout)
+    assert out["matches"] is True and "acceptance" not in out["checks"], out["checks"]
+    assert out["epochs"] == trace["epochs"] == out["best_epoch"] > 0 and out["accept_margin"] is None
+    assert out["acceptance"]["accepted"] is True and out["golden_acceptance"] is None and out["golden_best_epoch"] is None
 
 
 def test_swift_policy_catches_a_trace_it_disagrees_with(tandem_device, tmp_path):
@@ -126,6 +165,29 @@ def test_swift_policy_catches_a_trace_it_disagrees_with(tandem_device, tmp_path)
     done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
     assert done.returncode == 1 and json.loads(done.stdout)["checks"]["epochs"] is False
     assert done.stderr.strip() == "the update policy disagrees with the golden trace on: epochs"
+
+
+def test_swift_policy_catches_a_trace_whose_acceptance_check_disagrees(tandem_device, tmp_path):
+    model = release_shaped.model(seed=0)
+    X, y = release_shaped.labelled(model)
+    trace = release_shaped.policy_trace(model, X, y)
+    assert trace["acceptance"]["accepted"] is False and trace["best_epoch"] > 0
+    # The recorded verdict no longer follows from the recorded rows: Swift's check still rejects.
+    trace["acceptance"] = {**trace["acceptance"], "net": 1, "better": 1, "accepted": True}
+    trace["epochs"] = trace["best_epoch"]
+    path = tmp_path / "tampered.json"
+    path.write_text(json.dumps({"update_policy": trace}))
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.strip() == "the update policy disagrees with the golden trace on: epochs, acceptance"
+    # Epoch E's recorded row errors say it got every held-out row right: Swift accepts, the trace did not.
+    trace = release_shaped.policy_trace(model, X, y)
+    trace["holdout_errors"][trace["best_epoch"]] = [0.0] * len(trace["holdout"])
+    path.write_text(json.dumps({"update_policy": trace}))
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
+    out = json.loads(done.stdout)
+    assert done.returncode == 1 and out["acceptance"]["accepted"] is True and out["epochs"] == trace["best_epoch"]
+    assert done.stderr.strip() == "the update policy disagrees with the golden trace on: epochs, acceptance"
 
 
 def adam_classifier() -> DeviceModel:

@@ -1,5 +1,6 @@
 // The UpdateEngine an app uses on Apple platforms: Core ML's MLUpdateTask on the compiled base
-// model, the held-out loss measured by the progress handler at each epoch's end. (Not compiled on
+// model, the held-out loss and each held-out row's error measured by the progress handler at each
+// epoch's end (HeldOutLoss.check through CoreMLPredictor, as on the base). (Not compiled on
 // Linux, where GoldenTraceEngine replays a release's trace instead.)
 #if canImport(CoreML)
 import CoreML
@@ -24,8 +25,8 @@ public struct CoreMLUpdateEngine: UpdateEngine {
         targetName = target
     }
 
-    public func baseLoss(heldOut: LabelledRows) throws -> Double {
-        try HeldOutLoss.of(base, heldOut)
+    public func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck {
+        try HeldOutLoss.check(base, heldOut)
     }
 
     func examples(_ data: LabelledRows) throws -> MLArrayBatchProvider {
@@ -47,7 +48,7 @@ public struct CoreMLUpdateEngine: UpdateEngine {
     }
 
     public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                       onEpochEnd: @escaping (Int, Double) -> Bool) throws -> MLModel? {
+                       onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> MLModel? {
         try FeatureRows.requireFinite(training.rows, dimension: base.inputDimension)
         let configuration = MLModelConfiguration()
         configuration.parameters = [.epochs: epochs, .learningRate: settings.learningRate,
@@ -65,10 +66,10 @@ public struct CoreMLUpdateEngine: UpdateEngine {
                 }
                 guard context.event == .epochEnd else { return }
                 epoch += 1
-                let loss: Double
+                let check: HeldOutCheck
                 do {
-                    loss = try heldOut.map { try HeldOutLoss.of(try CoreMLPredictor(model: context.model), $0) }
-                        ?? (context.metrics[.lossValue] as? Double ?? .nan)
+                    check = try heldOut.map { try HeldOutLoss.check(try CoreMLPredictor(model: context.model), $0) }
+                        ?? HeldOutCheck(loss: context.metrics[.lossValue] as? Double ?? .nan, errors: [])
                 } catch FeatureInputError.outputNotFinite(_, _, _) {
                     failure = UpdateDiverged(epoch: epoch)  // the weights went non-finite
                     context.task.cancel()
@@ -78,10 +79,10 @@ public struct CoreMLUpdateEngine: UpdateEngine {
                     context.task.cancel()
                     return
                 }
-                if loss.isInfinite || (heldOut != nil && !loss.isFinite) {
+                if check.loss.isInfinite || (heldOut != nil && !check.loss.isFinite) {
                     failure = UpdateDiverged(epoch: epoch)
                     context.task.cancel()
-                } else if onEpochEnd(epoch, loss) {
+                } else if onEpochEnd(epoch, check) {
                     personal = context.model
                     context.task.cancel()
                 }

@@ -3,7 +3,9 @@
 import Foundation
 
 /// `update_policy` of golden_vectors.json: the policy, its inputs in capture order, and what the
-/// Python runtime did (row order, held-out rows, held-out loss per epoch, chosen epochs).
+/// Python runtime did (row order, held-out rows, held-out loss and each held-out row's error per
+/// epoch, the best epoch, the acceptance check on it, chosen epochs). A trace from a release before
+/// the acceptance check has no errors, best epoch or acceptance (and its policy no accept_margin).
 public struct PolicyTrace: Decodable, Equatable {
     public var policy: UpdatePolicy
     public var inputs: [[Double]]
@@ -11,14 +13,20 @@ public struct PolicyTrace: Decodable, Equatable {
     public var order: [Int]
     public var holdout: [Int]
     public var holdoutLosses: [Double]
+    public var holdoutErrors: [[Double]]  // index e: each held-out row's error after e epochs ([] in an older trace)
+    public var bestEpoch: Int?  // nil: an older trace, from before the acceptance check
+    public var acceptance: Acceptance?  // nil: task A did not run, E = 0, or an older trace
     public var epochs: Int
     public var probabilitiesAfter: [[Double]]?
     public var predictionsAfter: [Double]?
 
     enum CodingKeys: String, CodingKey {
-        case policy, inputs, labels, order, holdout, epochs
-        case holdoutLosses = "holdout_losses", probabilitiesAfter = "probabilities_after", predictionsAfter = "predictions_after"
+        case policy, inputs, labels, order, holdout, epochs, acceptance
+        case holdoutLosses = "holdout_losses", holdoutErrors = "holdout_errors", bestEpoch = "best_epoch"
+        case probabilitiesAfter = "probabilities_after", predictionsAfter = "predictions_after"
     }
+
+    enum AcceptanceKeys: String, CodingKey { case better, worse, net, needed, accepted }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -32,6 +40,13 @@ public struct PolicyTrace: Decodable, Equatable {
         order = try c.decode([Int].self, forKey: .order)
         holdout = try c.decode([Int].self, forKey: .holdout)
         holdoutLosses = try c.decode([Double].self, forKey: .holdoutLosses)
+        holdoutErrors = try c.decodeIfPresent([[Double]].self, forKey: .holdoutErrors) ?? []
+        bestEpoch = try c.decodeIfPresent(Int.self, forKey: .bestEpoch)
+        acceptance = nil
+        if c.contains(.acceptance), try !c.decodeNil(forKey: .acceptance),  // {}: the check did not run
+           try !c.nestedContainer(keyedBy: AcceptanceKeys.self, forKey: .acceptance).allKeys.isEmpty {
+            acceptance = try c.decode(Acceptance.self, forKey: .acceptance)
+        }
         epochs = try c.decode(Int.self, forKey: .epochs)
         probabilitiesAfter = try c.decodeIfPresent([[Double]].self, forKey: .probabilitiesAfter)
         predictionsAfter = try c.decodeIfPresent([Double].self, forKey: .predictionsAfter)
@@ -82,10 +97,12 @@ public enum TraceReplayError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The Linux UpdateEngine: Core ML's updates cannot run here, so task A's held-out losses are
-/// replayed from the trace the Python runtime recorded, while the policy's decisions (row order,
-/// held-out rows, when to cancel, which epoch count to refit with) are this package's own. With
-/// `base`, the epoch-0 loss is computed by the spec interpreter rather than read from the trace.
+/// The Linux UpdateEngine: Core ML's updates cannot run here, so task A's held-out losses and
+/// held-out errors are replayed from the trace the Python runtime recorded, while the policy's
+/// decisions (row order, held-out rows, when to cancel, the best epoch, the acceptance check, which
+/// epoch count to refit with) are this package's own. With `base`, epoch 0's loss and errors are
+/// computed by the spec interpreter rather than read from the trace. An older trace records no
+/// errors: each epoch then reports none (its policy has no acceptance check to use them).
 public final class GoldenTraceEngine: UpdateEngine {
     public typealias Personal = Int  // the epochs task B would run: there is no model to return
     public let trace: PolicyTrace
@@ -96,28 +113,41 @@ public final class GoldenTraceEngine: UpdateEngine {
         self.base = base
     }
 
-    public func baseLoss(heldOut: LabelledRows) throws -> Double {
-        guard let base = base else { return trace.holdoutLosses.first ?? .nan }
-        return try HeldOutLoss.of(base, heldOut)
+    public func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck {
+        guard let base = base else { return recorded(0) }
+        return try HeldOutLoss.check(base, heldOut)
+    }
+
+    /// The trace's loss and errors after `epoch` epochs (no errors when the trace records none).
+    func recorded(_ epoch: Int) -> HeldOutCheck {
+        HeldOutCheck(loss: epoch < trace.holdoutLosses.count ? trace.holdoutLosses[epoch] : .nan,
+                     errors: epoch < trace.holdoutErrors.count ? trace.holdoutErrors[epoch] : [])
     }
 
     public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                       onEpochEnd: @escaping (Int, Double) -> Bool) throws -> Int? {
+                       onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> Int? {
         guard heldOut != nil else { return epochs }  // task B: nothing recorded per epoch
         let expected = trace.inputs.count - trace.holdout.count
         guard training.count == expected else { throw TraceReplayError.trainingSize(expected: expected, got: training.count) }
         for epoch in 1...max(epochs, 1) {
             guard epoch < trace.holdoutLosses.count else { throw TraceReplayError.traceEnds(epoch: epoch) }
-            if onEpochEnd(epoch, trace.holdoutLosses[epoch]) { return nil }
+            if onEpochEnd(epoch, recorded(epoch)) { return nil }
         }
         return nil
     }
 }
 
 /// The loss the app watches at each epoch's end: cross-entropy (probabilities clipped at 1e-300,
-/// as update_policy.py), or a regressor's mean squared error.
+/// as update_policy.py), or a regressor's mean squared error; and each held-out row's error, which
+/// the acceptance check compares between the base and the best epoch (update_policy.py's
+/// `row_errors`). One prediction serves both.
 public enum HeldOutLoss {
     public static func of(_ model: TandemPredictor, _ rows: LabelledRows) throws -> Double {
+        try check(model, rows).loss
+    }
+
+    /// The held-out loss and each row's error of `model` on `rows`.
+    public static func check(_ model: TandemPredictor, _ rows: LabelledRows) throws -> HeldOutCheck {
         let predictions = try model.predict(rows.rows)
         switch rows.targets {
         case .classes(let labels):
@@ -128,10 +158,35 @@ public enum HeldOutLoss {
                 }
                 total += -log(max(p[k], 1e-300))
             }
-            return total / Double(labels.count)
+            return HeldOutCheck(loss: total / Double(labels.count),
+                                errors: classErrors(predictions.probabilities, classLabels: predictions.classLabels, labels: labels))
         case .values(let targets):
-            let errors = zip(predictions.values, targets).map { ($0.first ?? .nan) - $1 }
-            return errors.map { $0 * $0 }.reduce(0, +) / Double(targets.count)
+            let values = predictions.values.map { $0.first ?? .nan }
+            let differences = zip(values, targets).map { $0 - $1 }
+            return HeldOutCheck(loss: differences.map { $0 * $0 }.reduce(0, +) / Double(targets.count),
+                                errors: valueErrors(values, targets: targets))
         }
+    }
+
+    /// A classifier's row errors: 0 when the class with the highest probability (the first maximum
+    /// on a tie; NaN counts as the maximum, as numpy's argmax) is the label, else 1.
+    public static func classErrors(_ probabilities: [[Double]], classLabels: [String], labels: [String]) -> [Double] {
+        zip(probabilities, labels).map { p, label in
+            guard let k = argmax(p), k < classLabels.count else { return 1 }
+            return classLabels[k] == label ? 0 : 1
+        }
+    }
+
+    /// A regressor's row errors: |prediction - target| (NaN stays NaN: it counts neither way).
+    public static func valueErrors(_ values: [Double], targets: [Double]) -> [Double] {
+        zip(values, targets).map { abs($0 - $1) }
+    }
+
+    /// numpy's argmax: the first maximum, the first NaN when there is one; nil for an empty row.
+    static func argmax(_ row: [Double]) -> Int? {
+        if let nan = row.firstIndex(where: { $0.isNaN }) { return nan }
+        guard var best = row.indices.first else { return nil }
+        for i in row.indices where row[i] > row[best] { best = i }
+        return best
     }
 }

@@ -264,12 +264,12 @@ public final class InterpretedUpdateEngine: UpdateEngine {
 
     // ---- the engine --------------------------------------------------------------------------
 
-    public func baseLoss(heldOut: LabelledRows) throws -> Double {
-        try HeldOutLoss.of(base, heldOut)
+    public func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck {
+        try HeldOutLoss.check(base, heldOut)
     }
 
     public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                       onEpochEnd: @escaping (Int, Double) -> Bool) throws -> InterpretedModel? {
+                       onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> InterpretedModel? {
         guard !settings.shuffle else { throw UpdateEngineError.shuffleUnsupported }
         try FeatureRows.requireFinite(training.rows, dimension: base.inputDimension)
         guard training.count > 0 else { return base }  // nothing to learn from: the base, unchanged
@@ -300,15 +300,20 @@ public final class InterpretedUpdateEngine: UpdateEngine {
                 guard stepLoss.isFinite, finite(params) else { throw UpdateDiverged(epoch: epoch) }  // after every step
                 total += stepLoss * Double(rows.count)
             }
-            let reported: Double
+            let reported: HeldOutCheck
             if let (hx, ht) = held {
                 let out = try forward(hx, params)[lossInput] ?? []
                 switch ht {
-                case .classes: reported = loss(out, try targets(ht))
-                case .values(let v): reported = zip(out, v).map { (($0.first ?? .nan) - $1) * (($0.first ?? .nan) - $1) }.reduce(0, +) / Double(v.count)
+                case .classes(let labels):  // the softmax's probabilities, in the network's class order
+                    reported = HeldOutCheck(loss: loss(out, try targets(ht)),
+                                            errors: HeldOutLoss.classErrors(out, classLabels: network.classLabels.asStrings, labels: labels))
+                case .values(let v):
+                    let values = out.map { $0.first ?? .nan }
+                    reported = HeldOutCheck(loss: zip(values, v).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) / Double(v.count),
+                                            errors: HeldOutLoss.valueErrors(values, targets: v))
                 }
             } else {
-                reported = total / Double(x.count)
+                reported = HeldOutCheck(loss: total / Double(x.count), errors: [])
             }
             if onEpochEnd(epoch, reported) { break }
         }

@@ -1,10 +1,16 @@
 // The app's personalization policy around an on-device update: the Swift twin of
 // tandem/device/update_policy.py. With a user's labelled rows, in capture order:
 //  1. hold out the latest 1/holdoutEvery of each class's rows (when every class has at least
-//     minPerClass; otherwise skip to 3 with fallbackEpochs);
+//     minPerClass; otherwise skip to 4 with fallbackEpochs);
 //  2. task A: update the base on the rest, at most maxEpochs; at each epoch's end the held-out loss
-//     is measured (epoch 0: the base) and the task is cancelled `patience` epochs after the best;
-//  3. task B: update the base on all rows for the best epoch count E (E = 0: keep the base).
+//     and each held-out row's error are measured (epoch 0: the base) and the task is cancelled
+//     `patience` epochs after the best; the best epoch E is the first minimum of the loss;
+//  3. the acceptance check: on the held-out rows, the rows epoch E got better than the base minus
+//     the rows it got worse (a classifier: wrong -> right minus right -> wrong, the argmax class
+//     with the first maximum on a tie; a regressor: the absolute error fell minus rose, by more
+//     than 1e-12) must reach max(1, ceil(acceptMargin x held-out rows)), or the base is kept;
+//     acceptMargin nil (a release from before the check) skips it. E = 0 keeps the base too;
+//  4. task B: update the base on all rows for E epochs.
 // Rows are fed interleaved over classes with shuffling off, so a phone reproduces every step.
 // The update itself is an UpdateEngine: Core ML's MLUpdateTask on Apple platforms, a replay of a
 // release's golden trace on Linux.
@@ -18,12 +24,42 @@ public struct UpdatePolicy: Codable, Equatable {
     public var holdoutEvery = 3
     public var minPerClass = 3
     public var fallbackEpochs = 30
+    /// The share of the held-out rows epoch E must get right (better) on net; nil: no acceptance
+    /// check (task B whenever E > 0). A policy JSON without "accept_margin" (a release from before
+    /// the check) decodes to nil, as does an explicit null.
+    public var acceptMargin: Double? = 0.1
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case learningRate = "learning_rate", miniBatchSize = "mini_batch_size", maxEpochs = "max_epochs", patience
         case holdoutEvery = "holdout_every", minPerClass = "min_per_class", fallbackEpochs = "fallback_epochs"
+        case acceptMargin = "accept_margin"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        learningRate = try c.decode(Double.self, forKey: .learningRate)
+        miniBatchSize = try c.decode(Int.self, forKey: .miniBatchSize)
+        maxEpochs = try c.decode(Int.self, forKey: .maxEpochs)
+        patience = try c.decode(Int.self, forKey: .patience)
+        holdoutEvery = try c.decode(Int.self, forKey: .holdoutEvery)
+        minPerClass = try c.decode(Int.self, forKey: .minPerClass)
+        fallbackEpochs = try c.decode(Int.self, forKey: .fallbackEpochs)
+        acceptMargin = try c.decodeIfPresent(Double.self, forKey: .acceptMargin)  // absent or null: no check
+    }
+
+    /// As update_policy.py's `as_dict`: every key, "accept_margin": null when there is no check.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(learningRate, forKey: .learningRate)
+        try c.encode(miniBatchSize, forKey: .miniBatchSize)
+        try c.encode(maxEpochs, forKey: .maxEpochs)
+        try c.encode(patience, forKey: .patience)
+        try c.encode(holdoutEvery, forKey: .holdoutEvery)
+        try c.encode(minPerClass, forKey: .minPerClass)
+        try c.encode(fallbackEpochs, forKey: .fallbackEpochs)
+        try c.encode(acceptMargin, forKey: .acceptMargin)
     }
 }
 
@@ -83,10 +119,24 @@ public struct UpdateSettings: Equatable {
     }
 }
 
-/// One on-device update. `update` runs at most `epochs` epochs on `training` and, after each one,
-/// calls `onEpochEnd(epoch, loss)` (the loss on `heldOut`; without it, the epoch's training loss
-/// when the engine knows it); returning true cancels the task. An engine that sees a non-finite
-/// weight or loss throws `UpdateDiverged`: the policy then keeps what came before (rolls back).
+/// What the progress handler measures on the held-out rows: the loss (cross-entropy, or a
+/// regressor's mean squared error) and each row's error (a classifier: 0 when the argmax class is
+/// the label, else 1; a regressor: |prediction - target|), in the held-out rows' order.
+public struct HeldOutCheck: Equatable {
+    public var loss: Double
+    public var errors: [Double]
+
+    public init(loss: Double, errors: [Double]) {
+        self.loss = loss
+        self.errors = errors
+    }
+}
+
+/// One on-device update. `baseCheck` measures the base on the held-out rows ("epoch 0"). `update`
+/// runs at most `epochs` epochs on `training` and, after each one, calls `onEpochEnd(epoch, check)`
+/// (the loss and each row's error on `heldOut`; without it, the epoch's training loss when the
+/// engine knows it, and no errors); returning true cancels the task. An engine that sees a
+/// non-finite weight or loss throws `UpdateDiverged`: the policy then keeps what came before.
 public struct UpdateDiverged: Error, CustomStringConvertible, Equatable {
     public var epoch: Int
     public init(epoch: Int) { self.epoch = epoch }
@@ -95,9 +145,33 @@ public struct UpdateDiverged: Error, CustomStringConvertible, Equatable {
 
 public protocol UpdateEngine {
     associatedtype Personal
-    func baseLoss(heldOut: LabelledRows) throws -> Double
+    func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck
     func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                onEpochEnd: @escaping (Int, Double) -> Bool) throws -> Personal?
+                onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> Personal?
+}
+
+/// The acceptance check on epoch E (update_policy.py's `acceptance`): the held-out rows it got
+/// better on than the base, those it got worse on, and the net count needed.
+public struct Acceptance: Codable, Equatable {
+    public var better: Int
+    public var worse: Int
+    public var net: Int
+    public var needed: Int
+    public var accepted: Bool
+
+    public init(better: Int, worse: Int, net: Int, needed: Int, accepted: Bool) {
+        (self.better, self.worse, self.net, self.needed, self.accepted) = (better, worse, net, needed, accepted)
+    }
+}
+
+/// An engine's held-out errors do not cover the held-out rows: the acceptance check cannot run.
+public struct HeldOutErrorsMissing: Error, CustomStringConvertible, Equatable {
+    public var epoch: Int
+    public var expected: Int
+    public var got: Int
+    public var description: String {
+        "the update engine reported \(got) held-out errors after epoch \(epoch), for \(expected) held-out rows: the acceptance check cannot run"
+    }
 }
 
 /// One epoch's end in task A, as the progress handler saw it.
@@ -112,6 +186,9 @@ public struct PolicyOutcome<Personal> {
     public var order: [Int] = []  // the row order fed (indices into the screened rows)
     public var holdout: [Int] = []  // held-out rows of task A, in the reordered numbering
     public var holdoutLosses: [Double] = []  // index e: after e epochs of task A (0: the base)
+    public var holdoutErrors: [[Double]] = []  // index e: each held-out row's error after e epochs (0: the base)
+    public var bestEpoch = 0  // E, task A's first minimum of the held-out loss (0 when task A did not run)
+    public var acceptance: Acceptance?  // the check on epoch E (nil when task A did not run or E = 0)
     public var decisions: [EpochDecision] = []
     public var epochs = 0  // of task B (0: the base is kept)
     public var skippedRows: [Int] = []  // rows refused before any update (non-finite features or targets)
@@ -156,6 +233,25 @@ public enum UpdatePolicyRunner {
         return best
     }
 
+    /// Whether epoch E's update is worth shipping: the held-out rows it got better on minus those it
+    /// got worse on (beyond a float tolerance of 1e-12) must reach max(1, ceil(margin x rows));
+    /// margin nil: always accepted (the counts are still reported, needed is 1).
+    public static func acceptance(base: [Double], best: [Double], margin: Double?) -> Acceptance {
+        var better = 0, worse = 0
+        for (b, e) in zip(base, best) {
+            if e < b - 1e-12 { better += 1 }
+            if e > b + 1e-12 { worse += 1 }
+        }
+        var needed = 1
+        if let margin = margin {
+            let share = (margin * Double(base.count) - 1e-9).rounded(.up)
+            // A non-finite or huge margin can never be met (Python's math.ceil would raise on it).
+            needed = share.isNaN || share >= Double(Int.max) ? Int.max : max(1, Int(share))
+        }
+        return Acceptance(better: better, worse: worse, net: better - worse, needed: needed,
+                          accepted: margin == nil || better - worse >= needed)
+    }
+
     /// Rows a model must never see: a non-finite feature, or a non-finite regression target.
     public static func unusableRows(_ data: LabelledRows) -> [Int] {
         data.rows.indices.filter { i in
@@ -186,12 +282,14 @@ public enum UpdatePolicyRunner {
             let held = Set(outcome.holdout)
             var keep = ordered.rows.indices.filter { !held.contains($0) }
             let heldOut = ordered[outcome.holdout]
-            outcome.holdoutLosses = [try engine.baseLoss(heldOut: heldOut)]
+            let base = try engine.baseCheck(heldOut: heldOut)
             keep = interleave(ordered[keep].targets).map { keep[$0] }
-            var losses = outcome.holdoutLosses, decisions: [EpochDecision] = []
+            var losses = [base.loss], errors = [base.errors], decisions: [EpochDecision] = []
             do {
-                _ = try engine.update(training: ordered[keep], epochs: policy.maxEpochs, settings: settings, heldOut: heldOut) { epoch, loss in
+                _ = try engine.update(training: ordered[keep], epochs: policy.maxEpochs, settings: settings, heldOut: heldOut) { epoch, check in
+                    let loss = check.loss
                     losses.append(loss)
+                    errors.append(check.errors)
                     let best = bestEpoch(losses)
                     // A non-finite loss means the update diverged: stop here, keep what came before.
                     let cancel = !loss.isFinite || epoch - best >= policy.patience
@@ -202,10 +300,26 @@ public enum UpdatePolicyRunner {
                 outcome.note = "\(diverged): task A stopped there"
             }
             outcome.holdoutLosses = losses
+            outcome.holdoutErrors = errors
             outcome.decisions = decisions
-            outcome.epochs = bestEpoch(losses)
-            if outcome.epochs == 0 && outcome.note.isEmpty {
-                outcome.note = "no epoch beat the base on the held-out rows: the base is kept"
+            let best = bestEpoch(losses)  // first minimum
+            outcome.bestEpoch = best
+            outcome.epochs = best
+            if best == 0 {
+                if outcome.note.isEmpty { outcome.note = "no epoch beat the base on the held-out rows: the base is kept" }
+            } else {
+                if policy.acceptMargin != nil {
+                    for e in [0, best] where errors[e].count != heldOut.count {
+                        throw HeldOutErrorsMissing(epoch: e, expected: heldOut.count, got: errors[e].count)
+                    }
+                }
+                let check = acceptance(base: errors[0], best: errors[best], margin: policy.acceptMargin)
+                outcome.acceptance = check
+                if !check.accepted {
+                    outcome.epochs = 0
+                    outcome.note = "epoch \(best) did better than the base on \(check.net) more held-out rows than worse, "
+                        + "\(check.needed) needed: the base is kept"
+                }
             }
         }
         if outcome.epochs > 0 {

@@ -1,11 +1,14 @@
 // tandem-device update-policy --golden golden_vectors.json [--model model.mlmodel] [--engine replay|interpreter]
 // Runs a release's update-policy trace through TandemModel's policy (its own row order, held-out
-// split, cancellation and choice of epochs) and reports each decision as JSON. The update itself:
-//   replay       the held-out losses per epoch come from the trace (Core ML cannot run on Linux);
-//                with --model the base's held-out loss is recomputed by the spec interpreter;
+// split, cancellation, best epoch, acceptance check and choice of epochs) and reports each decision
+// as JSON. The update itself:
+//   replay       the held-out losses and row errors per epoch come from the trace (Core ML cannot
+//                run on Linux); with --model the base's are recomputed by the spec interpreter;
 //   interpreter  TandemKit computes every update step (needs --model); the losses per epoch and
 //                the personal model's outputs are compared with the trace too.
-// Exit 1 when the policy disagrees with the trace.
+// Compared with the trace: row order, held-out rows, epochs, epochs run, and (a trace from a release
+// with the acceptance check) the best epoch, the acceptance (net, needed, accepted) and each held-out
+// row's error per epoch. Exit 1 when the policy disagrees with the trace.
 import Foundation
 import TandemKit
 
@@ -48,6 +51,7 @@ func updatePolicyCommand(_ args: [String]) throws -> Int32 {
     }
     report += [
         ("engine", .string(engineName)),
+        ("accept_margin", trace.policy.acceptMargin.map(JSONOut.number) ?? .null),
         ("decisions", .array(decisions.map { d in
             JSONOut.object([("epoch", .int(d.epoch)), ("held_out_loss", .number(d.heldOutLoss)),
                             ("best_epoch", .int(d.bestEpoch)), ("cancel", .bool(d.cancel))])
@@ -65,8 +69,33 @@ func updatePolicyCommand(_ args: [String]) throws -> Int32 {
 }
 
 private func policyChecks<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) -> [(String, Bool)] {
-    [("order", outcome.order == trace.order), ("holdout", outcome.holdout == trace.holdout),
-     ("epochs", outcome.epochs == trace.epochs), ("epochs_run", outcome.holdoutLosses.count == trace.holdoutLosses.count)]
+    var checks = [("order", outcome.order == trace.order), ("holdout", outcome.holdout == trace.holdout),
+                  ("epochs", outcome.epochs == trace.epochs),
+                  ("epochs_run", outcome.holdoutLosses.count == trace.holdoutLosses.count)]
+    guard let bestEpoch = trace.bestEpoch else { return checks }  // a release from before the acceptance check
+    let mine = outcome.acceptance, theirs = trace.acceptance
+    checks += [("best_epoch", outcome.bestEpoch == bestEpoch),
+               ("acceptance", mine?.net == theirs?.net && mine?.needed == theirs?.needed && mine?.accepted == theirs?.accepted),
+               ("holdout_errors", sameErrors(outcome.holdoutErrors, trace.holdoutErrors))]
+    return checks
+}
+
+/// Each held-out row's error after each epoch: a classifier's 0/1 exactly, a regressor's absolute
+/// error within 1e-9 (relative beyond 1), as the losses.
+private func sameErrors(_ mine: [[Double]], _ theirs: [[Double]]) -> Bool {
+    func close(_ a: Double, _ b: Double) -> Bool { a == b || abs(a - b) <= 1e-9 * max(1.0, abs(b)) }
+    guard mine.count == theirs.count else { return false }
+    for (m, t) in zip(mine, theirs) {
+        guard m.count == t.count else { return false }
+        for (a, b) in zip(m, t) where !close(a, b) { return false }
+    }
+    return true
+}
+
+private func acceptanceJSON(_ a: Acceptance?) -> JSONOut {
+    guard let a = a else { return .null }
+    return .object([("better", .int(a.better)), ("worse", .int(a.worse)), ("net", .int(a.net)),
+                    ("needed", .int(a.needed)), ("accepted", .bool(a.accepted))])
 }
 
 private func summary<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) -> [(String, JSONOut)] {
@@ -74,5 +103,8 @@ private func summary<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) -> [(
      ("task_a_epochs", .int(max(outcome.holdoutLosses.count - 1, 0))), ("holdout", .ints(outcome.holdout)),
      ("order", .ints(outcome.order)), ("base_loss", outcome.holdoutLosses.first.map(JSONOut.number) ?? .null),
      ("golden_base_loss", trace.holdoutLosses.first.map(JSONOut.number) ?? .null),
+     ("best_epoch", .int(outcome.bestEpoch)), ("golden_best_epoch", trace.bestEpoch.map(JSONOut.int) ?? .null),
+     ("acceptance", acceptanceJSON(outcome.acceptance)), ("golden_acceptance", acceptanceJSON(trace.acceptance)),
+     ("holdout_errors", .matrix(outcome.holdoutErrors)),
      ("skipped_rows", .ints(outcome.skippedRows)), ("note", .string(outcome.note))]
 }

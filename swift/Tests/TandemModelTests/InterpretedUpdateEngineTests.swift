@@ -18,18 +18,39 @@ final class InterpretedUpdateEngineTests: XCTestCase {
     }
 
     func testClassifierUpdateReproducesTheTrace() throws {
-        let (golden, outcome, _) = try run("classifier_policy.json", "classifier.mlmodel")
+        let (golden, outcome, _) = try run("classifier_policy_accepted.json", "classifier.mlmodel")
         XCTAssertEqual(outcome.epochs, golden.epochs)
+        XCTAssertGreaterThan(outcome.epochs, 0)
+        XCTAssertEqual(outcome.bestEpoch, golden.bestEpoch)
+        XCTAssertEqual(outcome.acceptance, golden.acceptance)
+        XCTAssertEqual(outcome.holdoutErrors, golden.holdoutErrors, "each held-out row right or wrong after each epoch")
         XCTAssertLessThanOrEqual(maxDifference(outcome.holdoutLosses, golden.holdoutLosses), 1e-12)
         let personal = try XCTUnwrap(outcome.personal)
         let got = try personal.predict(golden.inputs).probabilities.flatMap { $0 }
         XCTAssertLessThanOrEqual(maxDifference(got, try XCTUnwrap(golden.probabilitiesAfter).flatMap { $0 }), 1e-9)
     }
 
+    func testARejectedClassifierUpdateKeepsTheBase() throws {
+        let (golden, outcome, base) = try run("classifier_policy.json", "classifier.mlmodel")
+        XCTAssertEqual(golden.acceptance?.accepted, false)
+        XCTAssertEqual(outcome.epochs, 0)
+        XCTAssertNil(outcome.personal)
+        XCTAssertEqual(outcome.bestEpoch, golden.bestEpoch)
+        XCTAssertEqual(outcome.acceptance, golden.acceptance)
+        XCTAssertEqual(outcome.holdoutErrors, golden.holdoutErrors)
+        let got = try base.predict(golden.inputs).probabilities.flatMap { $0 }
+        XCTAssertLessThanOrEqual(maxDifference(got, try XCTUnwrap(golden.probabilitiesAfter).flatMap { $0 }), 1e-9, "the base's outputs")
+    }
+
     func testRegressorUpdateReproducesTheTrace() throws {
         let (golden, outcome, _) = try run("regressor_policy.json", "regressor.mlmodel")
         XCTAssertEqual(outcome.epochs, golden.epochs)
+        XCTAssertEqual(outcome.bestEpoch, golden.bestEpoch)
+        XCTAssertEqual(outcome.acceptance, golden.acceptance)
         XCTAssertLessThanOrEqual(maxDifference(outcome.holdoutLosses, golden.holdoutLosses), 1e-12)
+        XCTAssertEqual(outcome.holdoutErrors.count, golden.holdoutErrors.count)
+        XCTAssertLessThanOrEqual(maxDifference(outcome.holdoutErrors.flatMap { $0 }, golden.holdoutErrors.flatMap { $0 }), 1e-12,
+                                 "each held-out row's absolute error after each epoch")
         let personal = try XCTUnwrap(outcome.personal)
         let got = try personal.predict(golden.inputs).values.map { $0[0] }
         XCTAssertLessThanOrEqual(maxDifference(got, try XCTUnwrap(golden.predictionsAfter)), 1e-9)

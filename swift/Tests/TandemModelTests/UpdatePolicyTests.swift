@@ -21,33 +21,130 @@ final class UpdatePolicyTests: XCTestCase {
         return (trace, outcome)
     }
 
-    func testClassifierTraceReplaysToTheGoldenEpochs() throws {
-        let (trace, outcome) = try replay("classifier_policy.json", model: "classifier.mlmodel")
+    func testAcceptedClassifierTraceReplaysToTheGoldenEpochs() throws {
+        let (trace, outcome) = try replay("classifier_policy_accepted.json", model: "classifier.mlmodel")
         XCTAssertEqual(outcome.order, trace.order)
         XCTAssertEqual(outcome.holdout, trace.holdout)
+        XCTAssertEqual(outcome.bestEpoch, trace.bestEpoch)
+        XCTAssertEqual(outcome.acceptance, trace.acceptance)
+        XCTAssertEqual(outcome.acceptance?.accepted, true)
         XCTAssertEqual(outcome.epochs, trace.epochs)
+        XCTAssertEqual(outcome.epochs, outcome.bestEpoch, "accepted: task B refits E epochs")
         XCTAssertGreaterThan(outcome.epochs, 0)
+        XCTAssertEqual(outcome.personal, outcome.epochs)
         XCTAssertEqual(outcome.holdoutLosses.count, trace.holdoutLosses.count, "cancelled at the same epoch")
         XCTAssertEqual(outcome.decisions.last?.cancel, true)
         XCTAssertEqual(outcome.holdoutLosses[0], trace.holdoutLosses[0], accuracy: 1e-12, "base loss by the interpreter")
+        XCTAssertEqual(outcome.holdoutErrors, trace.holdoutErrors, "base errors by the interpreter, the rest replayed")
+        XCTAssertEqual(outcome.note, "")
+    }
+
+    func testARejectedClassifierUpdateKeepsTheBase() throws {
+        let (trace, outcome) = try replay("classifier_policy.json", model: "classifier.mlmodel")
+        let best = try XCTUnwrap(trace.bestEpoch)
+        XCTAssertGreaterThan(best, 0, "an epoch beat the base's held-out loss ...")
+        XCTAssertEqual(trace.epochs, 0, "... but not on enough held-out rows")
+        XCTAssertEqual(outcome.bestEpoch, best)
+        XCTAssertEqual(outcome.epochs, 0)
+        XCTAssertTrue(outcome.keptBase)
+        XCTAssertNil(outcome.personal, "task B did not run")
+        XCTAssertEqual(outcome.acceptance, trace.acceptance)
+        XCTAssertEqual(outcome.acceptance, Acceptance(better: 0, worse: 0, net: 0, needed: 1, accepted: false))
+        XCTAssertEqual(outcome.holdoutErrors, trace.holdoutErrors)
+        XCTAssertEqual(outcome.holdoutLosses.count, trace.holdoutLosses.count)
+        XCTAssertEqual(outcome.note, "epoch \(best) did better than the base on 0 more held-out rows than worse, 1 needed: the base is kept")
     }
 
     func testRegressorTraceReplaysToTheGoldenEpochs() throws {
         let (trace, outcome) = try replay("regressor_policy.json", model: "regressor.mlmodel")
         XCTAssertEqual(outcome.holdout, trace.holdout)
         XCTAssertEqual(outcome.epochs, trace.epochs)
+        XCTAssertEqual(outcome.bestEpoch, trace.bestEpoch)
+        XCTAssertEqual(outcome.acceptance, trace.acceptance)
         XCTAssertEqual(outcome.holdoutLosses.count, trace.holdoutLosses.count)
         XCTAssertEqual(outcome.holdoutLosses[0], trace.holdoutLosses[0], accuracy: 1e-12)
+        XCTAssertEqual(outcome.holdoutErrors.count, trace.holdoutErrors.count)
+        for (mine, theirs) in zip(outcome.holdoutErrors[0], trace.holdoutErrors[0]) {
+            XCTAssertEqual(mine, theirs, accuracy: 1e-12, "the base's absolute errors by the interpreter")
+        }
+        XCTAssertEqual(Array(outcome.holdoutErrors.dropFirst()), Array(trace.holdoutErrors.dropFirst()))
+    }
+
+    func testATraceFromBeforeTheCheckDecodesToNoMarginAndReplaysAsBefore() throws {
+        let trace = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy_v0.json")))
+        XCTAssertNil(trace.policy.acceptMargin)
+        XCTAssertNil(trace.bestEpoch)
+        XCTAssertNil(trace.acceptance)
+        XCTAssertEqual(trace.holdoutErrors, [])
+        for base in [nil, try InterpretedModel(contentsOf: try fixtureURL("classifier.mlmodel"))] {
+            let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy,
+                                                             engine: GoldenTraceEngine(trace: trace, base: base))
+            XCTAssertGreaterThan(trace.epochs, 0)
+            XCTAssertEqual(outcome.epochs, trace.epochs, "no check: task B whenever E > 0")
+            XCTAssertEqual(outcome.bestEpoch, trace.epochs)
+            XCTAssertEqual(outcome.acceptance?.accepted, true)
+            XCTAssertEqual(outcome.acceptance?.needed, 1)
+            XCTAssertEqual(outcome.personal, trace.epochs)
+        }
+        // The same user under the check (classifier_policy.json): epoch E does no better, the base is kept.
+        let checked = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy.json")))
+        XCTAssertEqual(checked.bestEpoch, trace.epochs)
+        XCTAssertEqual(checked.holdoutLosses, trace.holdoutLosses)
+        XCTAssertEqual(checked.epochs, 0)
+    }
+
+    func testAcceptMarginDecoding() throws {
+        XCTAssertEqual(UpdatePolicy().acceptMargin, 0.1)
+        let old = #"{"learning_rate": 0.05, "mini_batch_size": 8, "max_epochs": 40, "patience": 5, "holdout_every": 3, "min_per_class": 3, "fallback_epochs": 30"#
+        let decode = { (json: String) in try JSONDecoder().decode(UpdatePolicy.self, from: Data(json.utf8)) }
+        XCTAssertNil(try decode(old + "}").acceptMargin, "no key: a release from before the check")
+        XCTAssertNil(try decode(old + #", "accept_margin": null}"#).acceptMargin)
+        XCTAssertEqual(try decode(old + #", "accept_margin": 0.25}"#).acceptMargin, 0.25)
+        XCTAssertEqual(try decode(old + "}").learningRate, 0.05)
+        var policy = UpdatePolicy()
+        policy.acceptMargin = nil
+        let encoded = String(decoding: try JSONEncoder().encode(policy), as: UTF8.self)
+        XCTAssertTrue(encoded.contains(#""accept_margin":null"#), encoded)
+        XCTAssertEqual(try JSONDecoder().decode(UpdatePolicy.self, from: try JSONEncoder().encode(UpdatePolicy())), UpdatePolicy())
+    }
+
+    func testTheAcceptanceRule() {
+        // A regressor's absolute errors: fell by more than 1e-12 is better, rose by more is worse.
+        let base = [1.0, 2.0, 3.0, 0.5, 0.7]
+        let best = [0.5, 2.0 + 1e-13, 3.5, 0.5 - 1e-11, 0.7 - 1e-13]
+        XCTAssertEqual(UpdatePolicyRunner.acceptance(base: base, best: best, margin: 0.1),
+                       Acceptance(better: 2, worse: 1, net: 1, needed: 1, accepted: true))
+        XCTAssertEqual(UpdatePolicyRunner.acceptance(base: base, best: best, margin: 0.3),  // ceil(1.5) = 2
+                       Acceptance(better: 2, worse: 1, net: 1, needed: 2, accepted: false))
+        XCTAssertEqual(UpdatePolicyRunner.acceptance(base: base, best: best, margin: 0),  // at least one row, always
+                       Acceptance(better: 2, worse: 1, net: 1, needed: 1, accepted: true))
+        XCTAssertEqual(UpdatePolicyRunner.acceptance(base: base, best: base.map { $0 + 1 }, margin: nil),
+                       Acceptance(better: 0, worse: 5, net: -5, needed: 1, accepted: true), "no check: accepted whatever the counts")
+        // needed = max(1, ceil(margin x rows - 1e-9)): 0.3 x 10 is 3.0000000000000004 in floating point.
+        let ten = [Double](repeating: 1, count: 10)
+        XCTAssertEqual(UpdatePolicyRunner.acceptance(base: ten, best: ten, margin: 0.3).needed, 3)
+        XCTAssertEqual(UpdatePolicyRunner.acceptance(base: ten, best: ten, margin: 0.31).needed, 4)
+        XCTAssertEqual(UpdatePolicyRunner.acceptance(base: ten, best: ten, margin: .infinity).accepted, false)
+        // NaN errors count neither way.
+        XCTAssertEqual(UpdatePolicyRunner.acceptance(base: [1, .nan], best: [.nan, 0], margin: 0.1).net, 0)
+    }
+
+    func testRowErrors() {
+        // A classifier: the argmax class, the first maximum on a tie (numpy's argmax; NaN wins).
+        let p: [[Double]] = [[0.2, 0.5, 0.3], [0.4, 0.4, 0.2], [0.4, 0.4, 0.2], [0.1, .nan, 0.9]]
+        XCTAssertEqual(HeldOutLoss.classErrors(p, classLabels: ["a", "b", "c"], labels: ["b", "a", "b", "b"]), [0, 0, 1, 0])
+        // A regressor: |prediction - target|.
+        XCTAssertEqual(HeldOutLoss.valueErrors([1.5, -2, 3], targets: [1, 1, 3]), [0.5, 3, 0])
     }
 
     func testATamperedTraceIsCaught() throws {
-        let golden = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy.json")))
+        let golden = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy_accepted.json")))
         let best = golden.epochs
         // From the best epoch on everything looks bad: the policy picks the one before, cancels earlier.
         var worse = golden
         for e in best..<golden.holdoutLosses.count { worse.holdoutLosses[e] = 10 }
         let outcome = try UpdatePolicyRunner.personalize(worse.data, policy: worse.policy, engine: GoldenTraceEngine(trace: worse))
-        XCTAssertEqual(outcome.epochs, best - 1)
+        XCTAssertEqual(outcome.bestEpoch, best - 1)
         XCTAssertLessThan(outcome.holdoutLosses.count, golden.holdoutLosses.count)
         // A later epoch now looks best: the policy would run past the end of the recorded trace.
         var better = golden
@@ -56,6 +153,13 @@ final class UpdatePolicyTests: XCTestCase {
                                                                 engine: GoldenTraceEngine(trace: better))) { error in
             XCTAssertEqual(error as? TraceReplayError, .traceEnds(epoch: golden.holdoutLosses.count))
         }
+        // Epoch E's recorded errors say it got every held-out row right: the check would pass.
+        var rejected = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy.json")))
+        let e = try XCTUnwrap(rejected.bestEpoch)
+        rejected.holdoutErrors[e] = rejected.holdoutErrors[e].map { _ in 0 }
+        let accepted = try UpdatePolicyRunner.personalize(rejected.data, policy: rejected.policy, engine: GoldenTraceEngine(trace: rejected))
+        XCTAssertEqual(accepted.epochs, e)
+        XCTAssertNotEqual(accepted.acceptance, rejected.acceptance)
     }
 
     func testAFileWithoutATraceIsRefusedInOneLine() {
@@ -67,31 +171,100 @@ final class UpdatePolicyTests: XCTestCase {
         }
     }
 
-    /// Scripted losses per epoch; throws UpdateDiverged in task B when asked to (a fault that Core ML
-    /// produces only with a diverging model, injected here).
+    /// Scripted losses and held-out errors per epoch (by default: the base gets every held-out row
+    /// wrong, every epoch after it every row right); throws UpdateDiverged in task B when asked to (a
+    /// fault that Core ML produces only with a diverging model, injected here).
     final class ScriptedEngine: UpdateEngine {
         var losses: [Double]
         var divergeInTaskB: Bool
+        var errors: (_ epoch: Int, _ rows: Int) -> [Double]
         var trainedOn: [Int] = []
-        init(losses: [Double], divergeInTaskB: Bool = false) {
+        init(losses: [Double], divergeInTaskB: Bool = false,
+             errors: @escaping (Int, Int) -> [Double] = { epoch, n in Array(repeating: epoch == 0 ? 1 : 0, count: n) }) {
             self.losses = losses
             self.divergeInTaskB = divergeInTaskB
+            self.errors = errors
         }
-        func baseLoss(heldOut: LabelledRows) throws -> Double { losses[0] }
+        func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck { HeldOutCheck(loss: losses[0], errors: errors(0, heldOut.count)) }
         func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
-                    onEpochEnd: @escaping (Int, Double) -> Bool) throws -> Int? {
+                    onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> Int? {
             trainedOn.append(training.count)
-            if heldOut == nil {
+            guard let heldOut = heldOut else {
                 if divergeInTaskB { throw UpdateDiverged(epoch: 1) }
                 return epochs
             }
-            for epoch in 1..<losses.count where onEpochEnd(epoch, losses[epoch]) { break }
+            for epoch in 1..<losses.count where onEpochEnd(epoch, HeldOutCheck(loss: losses[epoch], errors: errors(epoch, heldOut.count))) { break }
             return nil
         }
     }
 
     private func rows(_ n: Int) -> LabelledRows {
         LabelledRows(rows: (0..<n).map { [Double($0), 1] }, targets: .classes((0..<n).map { ["a", "b", "c"][$0 % 3] }))
+    }
+
+    func testTheCheckDecidesWhetherTaskBRuns() throws {
+        var policy = UpdatePolicy()
+        policy.patience = 3
+        policy.minPerClass = 2
+        policy.acceptMargin = 0.25  // 12 rows, 6 held out (2 of each class): net 2 needed
+        let losses = [1.0, 0.9, 0.8, 0.85, 0.9, 0.95]
+        // Epoch 2 gets two rows right the base got wrong and one wrong the base got right: net 1 < 2.
+        let base: [Double] = [1, 1, 0, 0, 0, 0], two: [Double] = [0, 0, 1, 0, 0, 0]
+        let rejecting = ScriptedEngine(losses: losses, errors: { e, _ in e == 2 ? two : base })
+        let rejected = try UpdatePolicyRunner.personalize(rows(12), policy: policy, engine: rejecting)
+        XCTAssertEqual(rejected.holdout.count, 6)
+        XCTAssertEqual(rejected.bestEpoch, 2)
+        XCTAssertEqual(rejected.acceptance, Acceptance(better: 2, worse: 1, net: 1, needed: 2, accepted: false))
+        XCTAssertEqual(rejected.epochs, 0)
+        XCTAssertTrue(rejected.keptBase)
+        XCTAssertNil(rejected.personal)
+        XCTAssertEqual(rejecting.trainedOn, [6], "task A only: task B did not run")
+        XCTAssertEqual(rejected.note, "epoch 2 did better than the base on 1 more held-out rows than worse, 2 needed: the base is kept")
+        XCTAssertEqual(rejected.holdoutErrors.count, rejected.holdoutLosses.count)
+        XCTAssertEqual(rejected.holdoutErrors[2], two)
+
+        // One row more right: net 2, accepted, task B refits E = 2 epochs on all 12 rows.
+        let three: [Double] = [0, 0, 1, 0, 0, 0].enumerated().map { $0.offset == 2 ? 0 : $0.element }
+        let accepting = ScriptedEngine(losses: losses, errors: { e, _ in e == 2 ? three : base })
+        let accepted = try UpdatePolicyRunner.personalize(rows(12), policy: policy, engine: accepting)
+        XCTAssertEqual(accepted.acceptance, Acceptance(better: 2, worse: 0, net: 2, needed: 2, accepted: true))
+        XCTAssertEqual(accepted.epochs, 2)
+        XCTAssertEqual(accepted.personal, 2)
+        XCTAssertEqual(accepting.trainedOn, [6, 12])
+        XCTAssertEqual(accepted.note, "")
+
+        // No margin (a release from before the check): task B whenever E > 0.
+        policy.acceptMargin = nil
+        let unchecked = try UpdatePolicyRunner.personalize(rows(12), policy: policy, engine: ScriptedEngine(losses: losses, errors: { e, _ in e == 2 ? two : base }))
+        XCTAssertEqual(unchecked.epochs, 2)
+        XCTAssertEqual(unchecked.acceptance, Acceptance(better: 2, worse: 1, net: 1, needed: 1, accepted: true))
+
+        // E = 0: no check, the base is kept for the loss alone.
+        policy.acceptMargin = 0.1
+        let noBetter = try UpdatePolicyRunner.personalize(rows(12), policy: policy, engine: ScriptedEngine(losses: [0.5, 0.9, 0.8, 0.85, 0.9]))
+        XCTAssertEqual(noBetter.bestEpoch, 0)
+        XCTAssertNil(noBetter.acceptance)
+        XCTAssertTrue(noBetter.note.hasPrefix("no epoch beat the base"), noBetter.note)
+
+        // No held-out rows (a class too small): task B runs fallbackEpochs, no check, best epoch 0.
+        policy.minPerClass = 5
+        let fallback = try UpdatePolicyRunner.personalize(rows(12), policy: policy, engine: ScriptedEngine(losses: losses))
+        XCTAssertEqual(fallback.epochs, policy.fallbackEpochs)
+        XCTAssertEqual(fallback.bestEpoch, 0)
+        XCTAssertNil(fallback.acceptance)
+        XCTAssertEqual(fallback.holdoutErrors, [])
+    }
+
+    func testAnEngineWithoutHeldOutErrorsCannotPassTheCheck() {
+        var policy = UpdatePolicy()
+        policy.patience = 3
+        policy.minPerClass = 2
+        let silent = ScriptedEngine(losses: [1.0, 0.9, 0.8, 0.85, 0.9, 0.95], errors: { _, _ in [] })
+        XCTAssertThrowsError(try UpdatePolicyRunner.personalize(rows(12), policy: policy, engine: silent)) {
+            XCTAssertEqual($0 as? HeldOutErrorsMissing, HeldOutErrorsMissing(epoch: 0, expected: 6, got: 0))
+        }
+        policy.acceptMargin = nil  // no check: nothing to count
+        XCTAssertEqual(try UpdatePolicyRunner.personalize(rows(12), policy: policy, engine: silent).epochs, 2)
     }
 
     func testNonFiniteRowsAreSkippedWithACountBeforeAnyUpdate() throws {

@@ -4,7 +4,11 @@
 
 Release-shaped models (the release exporter on seeded weights: batchnorm standardization, a dense
 body with ReLU, an updatable head; a classifier and a regressor), feature rows with the Python
-runtime's predictions, and update-policy traces as a release's golden_vectors.json holds them.
+runtime's predictions, and update-policy traces as a release's golden_vectors.json holds them:
+classifier_policy.json (the acceptance check keeps the base: epoch E is no better on the held-out
+rows), classifier_policy_accepted.json (another user: the check passes, task B refits E epochs),
+classifier_policy_v0.json (a release from before the check: no accept_margin, no held-out errors)
+and regressor_policy.json.
 """
 
 from __future__ import annotations
@@ -19,11 +23,24 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "device")]
 
 import release_shaped  # noqa: E402
 
+from tandem.device.update_policy import UpdatePolicy  # noqa: E402
+
 
 def write(name: str, payload) -> None:
     data = payload if isinstance(payload, bytes) else (json.dumps(payload, indent=1) + "\n").encode()
     (HERE / name).write_bytes(data)
     print(f"wrote {name} ({len(data)} bytes)")
+
+
+def before_the_check(model, X, y) -> dict:
+    """A trace as releases wrote it before the acceptance check: the policy without accept_margin
+    (an app then refits whenever E > 0) and no held-out errors, best epoch or acceptance."""
+    policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, accept_margin=None)  # release_shaped's, unchecked
+    trace = release_shaped.policy_trace(model, X, y, policy)
+    del trace["policy"]["accept_margin"]
+    for key in ("holdout_errors", "best_epoch", "acceptance"):
+        del trace[key]
+    return trace
 
 
 def main() -> None:
@@ -34,6 +51,9 @@ def main() -> None:
                                    "labels": clf.predict(X).tolist(), "class_labels": clf.class_labels})
     Xl, yl = release_shaped.labelled(clf)
     write("classifier_policy.json", {"update_policy": release_shaped.policy_trace(clf, Xl, yl)})
+    Xa, ya = release_shaped.labelled(clf, per_class=10, seed=4)
+    write("classifier_policy_accepted.json", {"update_policy": release_shaped.policy_trace(clf, Xa, ya)})
+    write("classifier_policy_v0.json", {"update_policy": before_the_check(clf, Xl, yl)})
 
     reg = release_shaped.model(seed=1, regression=True, labels=("value",))
     X = release_shaped.rows(reg, 12)
