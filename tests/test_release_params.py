@@ -148,7 +148,8 @@ def test_a_blocked_candidate_exits_3_and_names_the_setting(tmp_path):
 
     private, public = generate()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TANDEM_HOME": str(tmp_path / "home"), "TANDEM_SIGNING_KEY": private,
-           "TANDEM_RELEASE_PUBLIC_KEYS": public, "TANDEM_PSEUDONYM_KEY": "params-key"}
+           "TANDEM_RELEASE_PUBLIC_KEYS": public, "TANDEM_PSEUDONYM_KEY": "params-key",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # small networks: torch's thread pool only contends
     for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "PREFECT_HOME"):
         env.pop(var, None)
     cli = [sys.executable, "-m", "tandem.cli"]
