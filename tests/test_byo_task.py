@@ -14,6 +14,7 @@ import sys
 import pytest
 
 TANDEM = [sys.executable, "-m", "tandem.cli"]
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # small networks: torch's thread pool only contends
 
 
 def tandem(env: dict, *args: str) -> str:
@@ -32,7 +33,7 @@ def test_init_share_run_pull_publishes_a_release(tmp_path, template, kind):
     folder = tmp_path / "my-task"
     env = {**os.environ, "TANDEM_TASK": str(folder), "TANDEM_HOME": str(tmp_path / "home"),
            "TANDEM_PSEUDONYM_KEY": "test-key-byo", "TANDEM_SIGNING_KEY": private,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **THREADS}
     for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "TANDEM_MODEL_NAME"):
         env.pop(var, None)
     tandem(env, "init", str(folder), "--template", template)  # TANDEM_TASK names it before it exists
