@@ -27,6 +27,7 @@ from tests.flow_helpers import FAST, share_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 GIVE_UP = 900  # seconds: only so that a broken lock fails the test instead of hanging it
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # small networks: torch's thread pool only contends (two runs on two cores)
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def home(tandem_home, tmp_path, monkeypatch):
     params = tmp_path / "params.json"
     params.write_text(json.dumps(FAST))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tandem_home / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING", **THREADS}
     return settings, env, params, [u.user_id for u in sharers + evaluators]
 
 
