@@ -19,11 +19,12 @@ from tests.s3_faults import FaultyS3
 ROOT = Path(__file__).resolve().parents[1]
 PRIVATE, PUBLIC = signing.generate()
 MEASURED: dict[str, float] = {}  # seconds per fault, printed with -s (figures for the report, not asserted)
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # small networks: torch's thread pool only contends
 
 
 def tandem(home: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "TANDEM_HOME": str(home), "TANDEM_SIGNING_KEY": PRIVATE,
-                   "TANDEM_RELEASE_PUBLIC_KEYS": PUBLIC, "TANDEM_PSEUDONYM_KEY": "fault-key", **env}
+                   "TANDEM_RELEASE_PUBLIC_KEYS": PUBLIC, "TANDEM_PSEUDONYM_KEY": "fault-key", **THREADS, **env}
     for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "PREFECT_HOME"):
         if var not in env:
             environment.pop(var, None)
@@ -149,7 +150,7 @@ def test_two_first_runs_at_once_on_a_new_home(tmp_path):
     assert shared.returncode == 0, shared.stderr[-2000:]
     assert not (home / "mlflow.db").exists()
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "TANDEM_HOME": str(home), "TANDEM_SIGNING_KEY": PRIVATE,
-                   "TANDEM_RELEASE_PUBLIC_KEYS": PUBLIC, "TANDEM_PSEUDONYM_KEY": "fault-key"}
+                   "TANDEM_RELEASE_PUBLIC_KEYS": PUBLIC, "TANDEM_PSEUDONYM_KEY": "fault-key", **THREADS}
     for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "PREFECT_API_URL", "PREFECT_HOME"):
         environment.pop(var, None)
     runs = [subprocess.Popen([sys.executable, "-m", "tandem.cli", "run", "--epochs", "2"], stdout=subprocess.PIPE,
