@@ -59,11 +59,11 @@ def test_the_protocol_grades_the_task_by_its_own_targets():
     from tandem.task import resolve
 
     har = resolve("har")
-    assert har.evaluation.targets.generic_accuracy == 0.93
+    assert har.evaluation.targets.generic_accuracy == 0.95
     good = task_targets(har, {"mean": 0.95, "sd_over_seeds": 0.01}, {"gain_points": 4.0, "harmed_share": 0.05})
-    assert good == {"generic_mean_at_least_0.93": True, "generic_sd_over_seeds_at_most_1.5_points": True,
+    assert good == {"generic_mean_at_least_0.95": True, "generic_sd_over_seeds_at_most_1_points": True,
                     "u20_gain_at_least_3_points": True, "u20_harmed_at_most_10_percent": True}
-    bad = task_targets(har, {"mean": 0.92, "sd_over_seeds": 0.02}, {"gain_points": 2.0, "harmed_share": 0.2})
+    bad = task_targets(har, {"mean": 0.94, "sd_over_seeds": 0.02}, {"gain_points": 2.0, "harmed_share": 0.2})
     assert not any(bad.values())
     # the grading is the task's it is given, in the same process: another task's targets are not HAR's
     assert not any(k.startswith("generic_mean_at_least") for k in task_targets(

@@ -122,7 +122,7 @@ def test_evaluate_runs_for_any_class_count_graded_by_the_tasks_own_targets(tasks
     assert 1.0 / n_classes < c["generic_mean"] <= 1.0  # a model that learned something, on every class count
     for rival in ("fedavg", "fedprox", "fedper"):
         assert 0.0 <= c["fl"][rival]["generic_mean"] <= 1.0
-    # an untuned task is graded by no other task's numbers (HAR's "generic >= 0.93")
+    # an untuned task is graded by no other task's numbers (HAR's "generic >= 0.95")
     assert not any(k.startswith(("generic_mean_at_least", "u20_gain_at_least")) for k in c["targets"])
     assert "sets no numeric targets" in (Path(env["TANDEM_HOME"]) / "reports" / "evaluation.md").read_text()
     # and it personalizes with the task's own device mini-batch (task.yaml device.batch_size)

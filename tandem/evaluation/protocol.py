@@ -153,9 +153,13 @@ def paired(summary: dict, a: str, b: str) -> dict:
     users = sorted(summary[a]["per_user"])
     d = np.array([summary[a]["per_user"][u] - summary[b]["per_user"][u] for u in users]) * 100
     half = _t95(len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+    worse = d[d < -1e-9]
     return {"a": a, "b": b, "mean_points": float(d.mean()), "ci95_points": [float(d.mean() - half), float(d.mean() + half)],
-            "users": len(d), "a_better": int((d > 1e-9).sum()), "a_worse": int((d < -1e-9).sum()),
-            "worse_share": float((d < -1e-9).mean())}
+            "users": len(d), "a_better": int((d > 1e-9).sum()), "a_worse": len(worse),
+            "worse_share": float((d < -1e-9).mean()),
+            # the harm's size: the mean loss of the users a harms, and the worst one's (0 when none)
+            "worse_mean_points": float(worse.mean()) if len(worse) else 0.0,
+            "worst_points": float(d.min()) if len(d) else 0.0}
 
 
 def harmed_share(runs: list[dict], a: str, b: str) -> float:
@@ -188,6 +192,10 @@ def analyse(runs: list[dict], cfg: ProtocolConfig) -> dict:
         comparisons[f"personalized_{b}_vs_generic"] = {**paired(summary, f"tandem_personalized_{b}", "tandem_generic"),
                                                        "harmed_share_runs": harmed_share(runs, f"tandem_personalized_{b}", "tandem_generic")}
         comparisons[f"personalized_{b}_vs_local_only"] = paired(summary, f"tandem_personalized_{b}", f"local_only_{b}")
+    growth = [b for b in ("pc5", "pc10", "pc20") if b in cfg.budgets]  # more labels per class, step by step
+    for fewer, more in zip(growth, growth[1:]):
+        comparisons[f"personalized_{more}_vs_{fewer}"] = paired(summary, f"tandem_personalized_{more}",
+                                                                f"tandem_personalized_{fewer}")
     for fl in ("fedavg", "fedprox", "fedper", "fedavg_all_local"):
         for b in cfg.fl_budgets:
             comparisons[f"personalized_{b}_vs_{fl}"] = paired(summary, f"tandem_personalized_{b}", f"{fl}_personalized_{b}")

@@ -83,9 +83,15 @@ def claims(task: Task, result: dict, cfg: ProtocolConfig) -> dict:
                          "personalized_sd_over_seeds": s[f"tandem_personalized_{b}"]["sd_over_seeds"],
                          "gain_points": vg["mean_points"], "gain_ci95_points": vg["ci95_points"],
                          "harmed_share": vg["worse_share"], "harmed_share_runs": vg["harmed_share_runs"],
+                         "harmed_mean_points": vg["worse_mean_points"], "harmed_worst_points": vg["worst_points"],
+                         "kept_base_share": kept_base_share(result["runs"], b),
                          "local_only_mean": s[f"local_only_{b}"]["mean"],
                          "vs_local_only_points": vl["mean_points"], "vs_local_only_ci95_points": vl["ci95_points"]}
     out["personalization"] = per_budget
+    # does the gain grow with labels? each step's paired difference (more labels - fewer), per user
+    steps = {k.removeprefix("personalized_"): v for k, v in c.items()
+             if k.startswith("personalized_pc") and "_vs_pc" in k}
+    out["growth"] = {k: {"points": v["mean_points"], "ci95_points": v["ci95_points"]} for k, v in steps.items()}
     head = per_budget["u20"]
     fl_means = {f: s[f"{f}_personalized_u20"]["mean"] for f in FL}
     best = max(fl_means, key=fl_means.get)
@@ -102,8 +108,19 @@ def claims(task: Task, result: dict, cfg: ProtocolConfig) -> dict:
                                                     for b in per_budget if b.startswith("pc")),
         "beats_local_only_at_every_budget": all(v["vs_local_only_points"] > 0 for v in per_budget.values()),
         "tandem_personalized_at_least_best_fl": head["personalized_mean"] >= fl_means[best],
+        "u20_gain_ci95_above_0": head["gain_ci95_points"][0] > 0,
+        **({"gain_grows_5_10_20_per_class": all(v["ci95_points"][0] > 0 for v in out["growth"].values())}
+           if out["growth"] else {}),
     }}
     return out
+
+
+def kept_base_share(runs: list[dict], budget: str) -> float:
+    """Share of (fold, seed, user) cases whose phone kept the base (the policy ran no task B)."""
+    import numpy as np
+
+    epochs = [e for r in runs for e in r["info"]["epochs"].get(f"tandem_{budget}", {}).values()]
+    return float(np.mean([e == 0 for e in epochs])) if epochs else float("nan")
 
 
 def task_targets(task: Task, generic: dict, u20: dict) -> dict[str, bool]:
@@ -212,12 +229,17 @@ def markdown(result: dict, command: str) -> str:
     rows = ["| method | mean accuracy (%) | sd over seeds (points) |", "|---|---:|---:|"]
     rows += [f"| {label} | {_pct(s[k]['mean'])} | {100 * s[k]['sd_over_seeds']:.2f} |"
              for k, label in table(c.get("classes", 0)) if k in s]
-    gains = ["| budget | personalized (%) | gain (points) | 95 % CI | harmed users | harmed (fold, seed, user) cases | vs local only (points) | 95 % CI |",
-             "|---|---:|---:|---|---:|---:|---:|---|"]
+    gains = ["| budget | personalized (%) | gain (points) | 95 % CI | harmed users (mean, worst loss) | harmed (fold, seed, user) cases "
+             "| base kept | vs local only (points) | 95 % CI |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for b, v in c["personalization"].items():
         gains.append(f"| {b} | {_pct(v['personalized_mean'])} | {v['gain_points']:+.2f} | {_ci(v['gain_ci95_points'])} | "
-                     f"{100 * v['harmed_share']:.0f} % | {100 * v['harmed_share_runs']:.0f} % | "
+                     f"{100 * v['harmed_share']:.0f} % ({v.get('harmed_mean_points', 0):+.2f}, "
+                     f"{v.get('harmed_worst_points', 0):+.2f}) | {100 * v['harmed_share_runs']:.0f} % | "
+                     f"{100 * v.get('kept_base_share', float('nan')):.0f} % | "
                      f"{v['vs_local_only_points']:+.2f} | {_ci(v['vs_local_only_ci95_points'])} |")
+    growth = "\n".join(f"* {k.replace('_vs_', ' − ')}: {v['points']:+.2f} points {_ci(v['ci95_points'])}"
+                       for k, v in c.get("growth", {}).items())
     fl = ["| rival | generic (%) | personalized 20/user (%) | Tandem − rival, 20/user (points, 95 % CI) | personalized 20/act (%) | Tandem − rival, 20/act |",
           "|---|---:|---:|---|---:|---|"]
     for f, v in c["fl"].items():
@@ -248,6 +270,10 @@ Generic: **{_pct(c['generic_mean'])} % ± {100 * c['generic_sd_over_seeds']:.2f}
 ## Personalization by labelled budget (Tandem, the app's update policy)
 
 {chr(10).join(gains)}
+
+Does the gain grow with labels (per user, more labels − fewer, 95 % CI)?
+
+{growth or "(no per-class budgets in this run)"}
 
 ![budgets](budgets.png)
 

@@ -192,10 +192,12 @@ class Task(_Strict):
 
     def digest(self) -> str:
         """sha256 of the definition's canonical JSON. Excluded, as they do not change what a batch
-        means: the data source (where demo data comes from), the server's training hyperparameters
-        and the evaluation's targets (how the server trains and grades)."""
+        means: the data source (where demo data comes from), the server's training hyperparameters,
+        the evaluation's targets (how the server trains and grades) and the app's acceptance margin
+        (whether a phone keeps its personal update)."""
         if self._digest is None:  # (frozen: computed once)
-            body = self.model_dump(mode="json", exclude={"data": True, "training": True, "evaluation": {"targets"}})
+            body = self.model_dump(mode="json", exclude={"data": True, "training": True, "evaluation": {"targets"},
+                                                       "device": {"accept_margin"}})
             self._digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return self._digest
 
