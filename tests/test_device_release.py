@@ -97,6 +97,16 @@ def test_independent_reading_reproduces_the_golden_vectors(hapt):
         assert np.abs(probs - np.array(w["probability_vector"])).max() <= 1e-5
         assert golden["model"]["class_labels"][int(probs.argmax())] == w["label"]
     assert "TandemFeaturizer.features(window:" in files["TandemGoldenTests.swift"].decode()
+    # the trace runs the policy the release ships in feature_spec.json: the task's, with its acceptance check
+    from tandem.release.candidate import release_spec
+    from tandem.training.device_update import policy_for
+
+    shipped = release_spec(HAR)["update_policy"]
+    assert golden["update_policy"]["policy"] == shipped == policy_for(HAR).as_dict()
+    assert shipped["accept_margin"] == HAR.device.accept_margin == 0.1
+    trace = golden["update_policy"]
+    if trace["best_epoch"] > 0:  # the check ran on the best epoch: its verdict decided task B
+        assert trace["acceptance"]["accepted"] == (trace["epochs"] > 0)
 
 
 def test_device_personalize_raises_a_users_accuracy_and_touches_only_updatable_layers(hapt, tmp_path):
