@@ -40,6 +40,23 @@ def test_release_manifest_names_every_file_with_checksum(store):
     assert [m["version"] for m in list_releases(store, "m")] == ["1"]
 
 
+def test_a_manifest_is_strict_json_a_phone_can_parse(tmp_path):
+    # a gate's "not measured" is NaN in Python (a phone that kept its base has no loss after the update);
+    # Foundation's JSON parser refuses NaN, so the manifest says null
+    store = LocalStore(tmp_path / "store")
+    fields = {"gates": {"update": {"per_user": {"eval-00": {"loss_after": float("nan"), "before": 0.9}},
+                                   "worst": float("-inf"), "gains": [1.0, float("nan")]}}}
+    write_release(store, "m", 1, FILES, fields, signer=SIGNER)
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    manifest = json.loads(store.get(release_prefix("m", 1) + "manifest.json"), parse_constant=refuse)
+    update = manifest["gates"]["update"]
+    assert update["per_user"]["eval-00"] == {"loss_after": None, "before": 0.9}
+    assert update["worst"] is None and update["gains"] == [1.0, None]
+
+
 def test_published_release_cannot_be_rewritten(store):
     write_release(store, "m", 1, FILES, {}, signer=SIGNER)
     with pytest.raises(ReleaseError):

@@ -5,6 +5,7 @@ channel pointers ``channels/<model>/<channel>.json`` (moved atomically). What an
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -65,6 +66,18 @@ def _put_immutable(store: Store, key: str, data: bytes) -> None:
         raise ReleaseError(f"{key} already exists with other content: releases are immutable")
 
 
+def strict_json(value):
+    """`value` with every non-finite float as null: an app's JSON parser (Foundation's) refuses NaN, and
+    a gate's "not measured" (a user whose phone kept the base has no loss after) is one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_release(store: Store, model: str, version: str | int, files: dict[str, bytes], fields: dict,
                   signer: Signer | None = None) -> dict:
     """Write every file, the manifest's signature, then the manifest naming each file with its sha256
@@ -80,12 +93,12 @@ def write_release(store: Store, model: str, version: str | int, files: dict[str,
     manifest = {
         "model": model,
         "version": str(version),
-        **fields,
+        **strict_json(fields),
         "files": {name: {"sha256": sha256_hex(data), "size": len(data)} for name, data in sorted(files.items())},
     }
     if signer is not None:
         manifest["signed_by"] = signer.key_id
-    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False).encode()
     if signer is not None:
         _put_immutable(store, prefix + SIGNATURE, signer.sign(manifest_bytes))
     _put_immutable(store, prefix + MANIFEST, manifest_bytes)
