@@ -1,6 +1,6 @@
 """A team's own task, as the README tells a new user to make one: `tandem init` a folder, point
 TANDEM_TASK at it, `tandem share`, `tandem run`: a published, verified release, for a sensor task
-and a tabular one; then, for the classifier, `tandem evaluate --folds 2 --seeds 2` and `tandem audit` (the
+and a tabular regressor whose device updates a calibration layer (`model.updatable: calibration`); then, for the classifier, `tandem evaluate --folds 2 --seeds 2` and `tandem audit` (the
 regressor's evaluation is in test_new_tasks.py). Every command is its own process against real Prefect, MLflow, GX
 and a store."""
 
@@ -37,6 +37,11 @@ def test_init_share_run_pull_publishes_a_release(tmp_path, template, kind):
     for var in ("TANDEM_STORE", "TANDEM_S3_ENDPOINT_URL", "MLFLOW_TRACKING_URI", "TANDEM_MODEL_NAME"):
         env.pop(var, None)
     tandem(env, "init", str(folder), "--template", template)  # TANDEM_TASK names it before it exists
+    if kind == "neuralNetworkRegressor":  # the regressor's device updates a calibration layer: its scale and level
+        yaml = folder / "task.yaml"
+        text = yaml.read_text()
+        assert "  updatable: head " in text
+        yaml.write_text(text.replace("  updatable: head ", "  updatable: calibration "))
     tandem(env, "share")
     assert "published tandem-my-task version 1" in tandem(env, "run")
     tandem(env, "pull", "--channel", "staging", "--out", str(tmp_path / "app"), "--public-key", public)
@@ -45,6 +50,10 @@ def test_init_share_run_pull_publishes_a_release(tmp_path, template, kind):
     spec = Model_pb2.Model()
     spec.ParseFromString((tmp_path / "app" / "model.mlmodel").read_bytes())
     assert spec.WhichOneof("Type") == kind and spec.isUpdatable
+    layers = getattr(spec, spec.WhichOneof("Type")).layers
+    updatable = [layer.name for layer in layers if layer.isUpdatable]
+    assert updatable == (["calibration"] if kind == "neuralNetworkRegressor" else ["head"])
+    assert manifest["gates"]["update"]["passed"] and manifest["gates"]["parity"]["passed"]
     assert (folder / "expectations" / "shared_batch.json").is_file()  # its GX suites, generated from it
 
     if kind == "neuralNetworkRegressor":  # its evaluation and the chain's rest: test_new_tasks.py (reaction, in ms)

@@ -73,12 +73,16 @@ class NumericTarget(_Strict):
 
 class ModelSpec(_Strict):
     hidden_sizes: list[int] = Field(default_factory=lambda: [128, 64], description="the MLP body's layer widths")
-    updatable: Literal["head", "all"] = Field(
-        "head", description="which dense layers the device may update: 'head' (the last one only) or 'all'")
+    updatable: Literal["head", "all", "calibration"] = Field(
+        "head", description="which dense layers the device may update: 'head' (the last one only), 'all', or "
+                            "'calibration' (an affine layer the export adds after the head, the identity at release: "
+                            "a classifier's logits mixed, a regressor's scale and level)")
 
     def updatable_layers(self, n_hidden: int | None = None) -> list[str]:
         """The dense layers the released model lets the device update (names as in the exported network)."""
         n_hidden = len(self.hidden_sizes) if n_hidden is None else n_hidden
+        if self.updatable == "calibration":
+            return ["calibration"]
         return ["head"] if self.updatable == "head" else [*(f"body.{i}" for i in range(n_hidden)), "head"]
 
 

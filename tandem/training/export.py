@@ -6,7 +6,7 @@ that emits softmaxND and batchedMatMul, which cannot be updated; see docs/stack.
 
     features (N_FEATURES,) DOUBLE -> batchnorm "standardize" (gamma = 1/std, beta = -mean/std)
       -> innerProduct "body.0" -> ReLU "body.0.relu" -> ... -> innerProduct "head"
-      -> softmax "softmax" (blob "labelProbability") -> outputs "labelProbability" (dict), "label"
+      [-> innerProduct "calibration", when it is what the device updates] -> softmax "softmax" (blob "labelProbability") -> outputs "labelProbability" (dict), "label"
 
 The chosen innerProduct layers are updatable; the loss is categorical cross-entropy on the softmax
 output with the string "label" as training target. coremltools cannot run the model on Linux; the
@@ -26,7 +26,7 @@ import numpy as np
 
 from tandem.task import Task
 from tandem.training.device_update import DeviceUpdateConfig
-from tandem.training.model import export_weights
+from tandem.training.model import CALIBRATION, export_weights
 
 INPUT_NAME = "features"
 PROBABILITIES = "labelProbability"
@@ -66,6 +66,25 @@ def _weights(model_or_weights) -> dict:
     return export_weights(model_or_weights)
 
 
+def with_calibration(w: dict) -> list[dict]:
+    """The layers with an affine "calibration" layer after the head, the identity at release: a
+    classifier's logits pass unchanged (K x K identity), a regressor's head goes back to the
+    standardized target and the calibration holds the target's sd and mean. Updating only it mixes a
+    user's logits, or moves a user's scale and level, with a step size in any target's units alike."""
+    layers = [dict(layer) for layer in w["layers"]]
+    head = layers[-1]
+    k = int(np.asarray(head["W"]).shape[0])
+    if w.get("regression"):
+        t_mean, t_std = float(w.get("target_mean", 0.0)), float(w.get("target_std", 1.0))  # none given: as is
+        head["W"] = (np.asarray(head["W"], np.float64) / t_std).astype(np.float32)
+        head["b"] = ((np.asarray(head["b"], np.float64) - t_mean) / t_std).astype(np.float32)
+        W, b = np.full((1, 1), t_std), np.full(1, t_mean)
+    else:
+        W, b = np.eye(k), np.zeros(k)
+    layers.append({"name": CALIBRATION, "W": W.astype(np.float32), "b": b.astype(np.float32), "activation": None})
+    return layers
+
+
 def to_updatable_mlmodel(
     model_or_weights,
     class_labels: Sequence[str],
@@ -81,7 +100,8 @@ def to_updatable_mlmodel(
     NeuralNetworkRegressor when the weights are a regressor's (`class_labels` is then unused).
 
     model_or_weights: a `tandem.training.model.Classifier` or the dict of `tandem.training.model.export_weights`.
-    updatable_layers: dense layer names ("head", "body.0", ...) the app may update on the device.
+    updatable_layers: dense layer names ("head", "body.0", ...) the app may update on the device, or
+    "calibration" (`with_calibration` adds it).
     update: the on-device update settings (defaults and allowed ranges; the task's `device` section, or
     the generic `DeviceUpdateConfig()`, when None).
     metadata: user-defined string metadata (e.g. model version, run id, dataset snapshot).
@@ -92,7 +112,8 @@ def to_updatable_mlmodel(
     w = _weights(model_or_weights)
     regression = bool(w.get("regression"))
     class_labels = [str(c) for c in class_labels]
-    layers = w["layers"]
+    updatable_layers = list(updatable_layers)
+    layers = with_calibration(w) if CALIBRATION in updatable_layers else w["layers"]
     n_features = int(len(w["mean"]))
     n_classes = int(np.asarray(layers[-1]["W"]).shape[0])
     if regression and n_classes != 1:
@@ -102,7 +123,6 @@ def to_updatable_mlmodel(
     if len(set(class_labels)) != len(class_labels):
         raise ValueError("class labels must be unique")
     names = [layer["name"] for layer in layers]
-    updatable_layers = list(updatable_layers)
     if not updatable_layers:
         raise ValueError("at least one layer must be updatable")
     for name in updatable_layers:
@@ -126,10 +146,10 @@ def to_updatable_mlmodel(
         input_name=INPUT_NAME, output_name="standardized", epsilon=0.0,
     )
     blob = "standardized"
-    for layer in layers:
+    for i, layer in enumerate(layers):
         W = np.asarray(layer["W"], dtype=np.float32)
         b = np.asarray(layer["b"], dtype=np.float32)
-        out = layer["name"] if layer["activation"] else (output if regression else "logits")
+        out = layer["name"] if i < len(layers) - 1 else (output if regression else "logits")
         builder.add_inner_product(name=layer["name"], W=W, b=b, input_channels=W.shape[1],
                                   output_channels=W.shape[0], has_bias=True, input_name=blob, output_name=out)
         blob = out

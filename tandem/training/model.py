@@ -55,7 +55,8 @@ class TrainConfig(BaseModel):
                                    description="cross-entropy label smoothing while training")
     updatable_layers: list[str] = Field(
         default_factory=lambda: ["head"], min_length=1,
-        description='dense layers the app may update on the device: "head" and/or "body.<i>"; the task\'s '
+        description='dense layers the app may update on the device: "head" and/or "body.<i>", or "calibration" (added by '
+                    'the export after the head); the task\'s '
                     '`model.updatable` decides (head: the head only)')
 
     @field_validator("hidden_sizes")
@@ -69,7 +70,7 @@ class TrainConfig(BaseModel):
     def _layers(self) -> "TrainConfig":
         if len(set(self.updatable_layers)) != len(self.updatable_layers):
             raise ValueError("updatable_layers has duplicates")
-        valid = dense_layer_names(len(self.hidden_sizes))
+        valid = [*dense_layer_names(len(self.hidden_sizes)), CALIBRATION]
         for name in self.updatable_layers:
             if name not in valid:
                 raise ValueError(f"unknown updatable layer {name!r}: choose from {valid}")
@@ -95,6 +96,9 @@ class TrainConfig(BaseModel):
     def on(self, task: Task) -> "TrainConfig":
         """This config with every field it was not given taken from the task (`for_task`)."""
         return TrainConfig.for_task(task, **self.model_dump(exclude_unset=True))
+
+
+CALIBRATION = "calibration"  # the affine layer the export adds after the head (task.yaml `model.updatable: calibration`)
 
 
 def dense_layer_names(n_hidden: int) -> list[str]:
@@ -334,6 +338,7 @@ def export_weights(model: Classifier) -> dict:
         t_mean, t_std = float(model.target_mean), float(model.target_std)
         W, b = W * t_std, b * t_std + t_mean
     layers.append({"name": "head", "W": W.astype(np.float32), "b": b.astype(np.float32), "activation": None})
-    return {"regression": bool(model.regression), "mean": model.mean.numpy().astype(np.float32).copy(),
+    scale = {"target_mean": float(model.target_mean), "target_std": float(model.target_std)} if model.regression else {}
+    return {"regression": bool(model.regression), **scale, "mean": model.mean.numpy().astype(np.float32).copy(),
             "std": model.std.numpy().astype(np.float32).copy(),
             "layers": layers, "n_features": model.n_features, "n_classes": model.n_classes}

@@ -56,6 +56,45 @@ final class InterpretedUpdateEngineTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxDifference(got, try XCTUnwrap(golden.predictionsAfter)), 1e-9)
     }
 
+    /// Each innerProduct layer's weights and bias, by name.
+    private func denseParameters(_ model: InterpretedModel) -> [String: [Double]] {
+        let network: NeuralNetwork
+        switch model.spec.type {
+        case .neuralNetworkClassifier(let nn)?, .neuralNetworkRegressor(let nn)?, .neuralNetwork(let nn)?: network = nn
+        default: return [:]
+        }
+        var out = [String: [Double]]()
+        for layer in network.layers {
+            if case .innerProduct(_, _, let weights, let bias, _) = layer.kind { out[layer.name] = weights.values + (bias?.values ?? []) }
+        }
+        return out
+    }
+
+    /// A release whose only updatable layer is the calibration after the head (task.yaml
+    /// `model.updatable: calibration`): the same trace, and only that layer moves.
+    func testCalibrationUpdatesReproduceTheirTracesAndMoveTheCalibrationAlone() throws {
+        for name in ["classifier", "regressor"] {
+            let (golden, outcome, base) = try run("\(name)_calibration_policy.json", "\(name)_calibration.mlmodel")
+            XCTAssertEqual(outcome.epochs, golden.epochs, name)
+            XCTAssertGreaterThan(outcome.epochs, 0, name)
+            XCTAssertEqual(outcome.acceptance, golden.acceptance, name)
+            XCTAssertLessThanOrEqual(maxDifference(outcome.holdoutLosses, golden.holdoutLosses), 1e-12, name)
+            let personal = try XCTUnwrap(outcome.personal)
+            let got = try personal.predict(golden.inputs)
+            if name == "classifier" {
+                XCTAssertLessThanOrEqual(maxDifference(got.probabilities.flatMap { $0 },
+                                                       try XCTUnwrap(golden.probabilitiesAfter).flatMap { $0 }), 1e-9)
+            } else {
+                XCTAssertLessThanOrEqual(maxDifference(got.values.map { $0[0] }, try XCTUnwrap(golden.predictionsAfter)), 1e-9)
+            }
+            let before = denseParameters(base), after = denseParameters(personal)
+            XCTAssertEqual(Set(before.keys), ["body.0", "head", "calibration"], name)
+            XCTAssertEqual(after["head"], before["head"], name)
+            XCTAssertEqual(after["body.0"], before["body.0"], name)
+            XCTAssertNotEqual(after["calibration"], before["calibration"], name)
+        }
+    }
+
     func testADivergingUpdateThrowsAfterTheStepAndThePolicyKeepsTheBase() throws {
         let golden = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy.json")))
         let base = try InterpretedModel(contentsOf: try fixtureURL("classifier.mlmodel"))

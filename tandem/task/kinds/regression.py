@@ -36,8 +36,9 @@ class Regression:
         """The device rate in target units for one stated for the standardized target. An SGD step on
         the folded head moves predictions by the same fraction of their error in any unit: unchanged.
         A layer below the head sees a gradient sd^2 times the standardized one: when any is updatable
-        the rate is divided by sd^2 (never below `floor`, Core ML's smallest allowed)."""
-        if all(name == "head" for name in updatable_layers):
+        the rate is divided by sd^2 (never below `floor`, Core ML's smallest allowed). The calibration
+        layer sees the standardized head and holds the sd itself: unchanged too."""
+        if all(name in ("head", "calibration") for name in updatable_layers):
             return learning_rate
         return max(learning_rate / float(target_std) ** 2, floor)
 

@@ -8,7 +8,8 @@ runtime's predictions, and update-policy traces as a release's golden_vectors.js
 classifier_policy.json (the acceptance check keeps the base: epoch E is no better on the held-out
 rows), classifier_policy_accepted.json (another user: the check passes, task B refits E epochs),
 classifier_policy_v0.json (a release from before the check: no accept_margin, no held-out errors)
-and regressor_policy.json.
+and regressor_policy.json; the same shapes with a calibration layer as the only updatable one
+(task.yaml `model.updatable: calibration`): *_calibration.mlmodel and *_calibration_policy.json.
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ def main() -> None:
     write("regressor_rows.json", {"rows": X.tolist(), "values": reg.predict(X).reshape(-1, 1).tolist()})
     Xl, yl = release_shaped.labelled(reg)
     write("regressor_policy.json", {"update_policy": release_shaped.policy_trace(reg, Xl, yl)})
+
+    for name, m in (("classifier", release_shaped.model(seed=0, updatable=("calibration",))),
+                    ("regressor", release_shaped.model(seed=1, regression=True, labels=("value",),
+                                                       updatable=("calibration",)))):
+        Xl, yl = release_shaped.labelled(m, per_class=10, seed=4) if m.is_classifier else release_shaped.labelled(m)
+        trace = release_shaped.policy_trace(m, Xl, yl)
+        assert trace["epochs"] > 0, f"the {name}'s calibration trace should update (it checks the update itself)"
+        write(f"{name}_calibration.mlmodel", m.to_bytes())
+        write(f"{name}_calibration_policy.json", {"update_policy": trace})
 
 
 if __name__ == "__main__":
