@@ -10,6 +10,7 @@ import pytest
 
 from tandem.evaluation import protocol
 from tandem.evaluation.protocol_data import fold_split
+from tandem.training.device_update import policy_for
 
 
 def test_every_user_never_shares_in_exactly_one_fold():
@@ -102,7 +103,7 @@ def test_one_harness_serves_a_classifier_then_a_regressor_in_one_process():
         assert set(kind_of(task).protocol_methods) <= set(METHODS)  # every method a kind names is registered
     quiet = lambda *_: None  # noqa: E731
 
-    cfg = protocol.ProtocolConfig(policy=protocol.task_policy(har), folds=2, fl_rounds=1, budgets=("u20", "pc5"),
+    cfg = protocol.ProtocolConfig(policy=policy_for(har), folds=2, fl_rounds=1, budgets=("u20", "pc5"),
                                   fl_budgets=("u20",))
     run = protocol.run_one(har, synthetic_fleet(har, 4, 8, seed=0), 0, 0, cfg,
                            TrainConfig.for_task(har, epochs=3, patience=2), DeviceUpdateConfig.for_task(har), quiet)
@@ -112,7 +113,7 @@ def test_one_harness_serves_a_classifier_then_a_regressor_in_one_process():
                                      for v in ("generic", "personalized_u20"))}
     assert all(0.0 <= a <= 1.0 for per_user in run["methods"].values() for a in per_user.values())
 
-    cfg = protocol.ProtocolConfig(policy=protocol.task_policy(grunfeld), folds=2, labelled_per_user=5)
+    cfg = protocol.ProtocolConfig(policy=policy_for(grunfeld), folds=2, labelled_per_user=5)
     run = protocol.run_one(grunfeld, task_fleet(grunfeld), 1, 0, cfg, TrainConfig.for_task(grunfeld, epochs=5),
                            DeviceUpdateConfig.for_task(grunfeld), quiet)
     assert set(run["methods"]) == {f"{m}_{e}" for m in ("tandem_generic", "tandem_personalized", "own_mean", "local_only")

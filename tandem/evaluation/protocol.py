@@ -37,16 +37,9 @@ from tandem.release.params import DeviceUpdateConfig
 from tandem.task import Task
 from tandem.task.kinds import kind_of
 from tandem.training import model
-from tandem.training.device_update import policy_for
 from tandem.training.personalization import pick_labelled
 
 BUDGETS = {"u20": {"per_user": 20}, "pc5": {"per_class": 5}, "pc10": {"per_class": 10}, "pc20": {"per_class": 20}}
-
-
-def task_policy(task: Task, **overrides) -> UpdatePolicy:
-    """The app's update policy as the task's devices run it (task.yaml `device`: mini-batch size,
-    acceptance margin): the evaluation personalizes as they do."""
-    return policy_for(task, **overrides)
 
 
 def layers_for(task: Task, train: model.TrainConfig, all_layers: bool | None) -> list[str]:
@@ -58,7 +51,7 @@ def layers_for(task: Task, train: model.TrainConfig, all_layers: bool | None) ->
 
 @dataclass
 class ProtocolConfig:
-    policy: UpdatePolicy  # the app's update policy (`task_policy(task)` personalizes as the task's devices do)
+    policy: UpdatePolicy  # the app's update policy (`policy_for(task)` personalizes as the task's devices do)
     folds: int = 3
     seeds: int = 1
     fraction: float = 0.5

@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from tandem.device.update_policy import UpdatePolicy
-from tandem.evaluation.protocol import ProtocolConfig, _t95, run_protocol, summarize, task_policy
+from tandem.evaluation.protocol import ProtocolConfig, _t95, run_protocol, summarize
 from tandem.evaluation.tuning import train_for_fold
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
 from tandem.release.tracker import Tracker
 from tandem.task import Task
+from tandem.training.device_update import policy_for
 
 METHODS = ("generic", "personalized", "own_mean", "local_only")
 LABELS = {"generic": "Tandem generic (server model on shared rows)",
@@ -64,7 +65,7 @@ def evaluate(task: Task, folds: int = 3, seeds: int = 1, users=None, log=print, 
              labelled_per_user: int | None = None, policy: UpdatePolicy | None = None) -> dict:
     """Every (fold, seed) run of the task's data set (or `users`), the summary, paired comparisons and claims."""
     labelled = labelled_per_user or task.evaluation.labelled_per_user
-    cfg = ProtocolConfig(policy=policy or task_policy(task), folds=folds, seeds=seeds, fraction=fraction,
+    cfg = ProtocolConfig(policy=policy or policy_for(task), folds=folds, seeds=seeds, fraction=fraction,
                          labelled_per_user=labelled)
     users = users if users is not None else task_fleet(task)
     pick = train_for_fold(task, folds)  # a `tandem tune` study's choice per fold, else the task's own

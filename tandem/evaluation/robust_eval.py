@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 from tandem.device.update_policy import UpdatePolicy
-from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol, task_policy
+from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol
 from tandem.evaluation.tuning import train_for_fold
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
 from tandem.release.tracker import Tracker
 from tandem.task import Task
+from tandem.training.device_update import policy_for
 
 FL = ("fedavg", "fedprox", "fedper")  # like for like: the server's data volume
 
@@ -26,7 +27,7 @@ def evaluate(task: Task, folds: int = 3, seeds: int = 1, policy: UpdatePolicy | 
     """The task's folds x seeds protocol (a classification task). `users`: the task's data set unless
     given. `reports_dir`: where each finished (fold, seed) run is appended as it ends
     (protocol_runs.<folds>x<seeds>.jsonl), so an interrupted run keeps what it measured."""
-    cfg = ProtocolConfig(folds=folds, seeds=seeds, policy=policy or task_policy(task), **config)
+    cfg = ProtocolConfig(folds=folds, seeds=seeds, policy=policy or policy_for(task), **config)
     t = time.perf_counter()
     pick = train_for_fold(task, folds)
     partial = None
@@ -50,7 +51,7 @@ def from_partial(task: Task, path, folds: int, policy: UpdatePolicy | None = Non
     runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     complete = [s for s in sorted({r["seed"] for r in runs}) if sum(r["seed"] == s for r in runs) == folds]
     runs = [r for r in runs if r["seed"] in complete]
-    cfg = ProtocolConfig(folds=folds, seeds=len(complete), policy=policy or task_policy(task), **config)
+    cfg = ProtocolConfig(folds=folds, seeds=len(complete), policy=policy or policy_for(task), **config)
     result = analyse(runs, cfg)
     result["claims"] = claims(task, result, cfg)
     pick = train_for_fold(task, folds)
