@@ -6,7 +6,8 @@ that emits softmaxND and batchedMatMul, which cannot be updated; see docs/stack.
 
     features (N_FEATURES,) DOUBLE -> batchnorm "standardize" (gamma = 1/std, beta = -mean/std)
       -> innerProduct "body.0" -> ReLU "body.0.relu" -> ... -> innerProduct "head"
-      [-> innerProduct "calibration", when it is what the device updates] -> softmax "softmax" (blob "labelProbability") -> outputs "labelProbability" (dict), "label"
+      [-> innerProduct "calibration", when it is what the device updates]
+      -> softmax "softmax" (blob "labelProbability") -> outputs "labelProbability" (dict), "label"
 
 The chosen innerProduct layers are updatable; the loss is categorical cross-entropy on the softmax
 output with the string "label" as training target. coremltools cannot run the model on Linux; the
