@@ -7,46 +7,38 @@ Run from the repository root with its venv, OMP_NUM_THREADS=1; results go to $OU
 import json, os, sys, time, numpy as np
 from tandem.task import resolve
 from tandem.task.kinds import kind_of
-from tandem.fleet.users import task_fleet
-from tandem.evaluation.protocol_data import fold_split, sides, server_data
+from tandem.evaluation.protocol_data import server_data
 from tandem.training.device_update import policy_for as task_policy
 from tandem.evaluation.protocol import BUDGETS
-from tandem.evaluation.tuning import train_for_fold
 from tandem.evaluation.methods.base import Fold, to_device
 from tandem.device.update_policy import personalize
 from tandem.release.params import DeviceUpdateConfig
 from tandem.training import model
 from tandem.training.personalization import pick_labelled
+from inner_cv import inner_folds
 OUT = os.environ.get("OUT", ".")
 
 task = resolve("har"); kind = kind_of(task)
-users = task_fleet(task)
 outer = int(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]
 budgets = sys.argv[3].split(",")
-sharers, _ = fold_split(users, outer, 3)
-train0 = train_for_fold(task, 3)(outer)
 device = DeviceUpdateConfig.for_task(task)
 out = open(f"{OUT}/har_rule_o{outer}.jsonl", "a")
-for seed in seeds:
-    for inner in range(4):
-        tr, ev = fold_split(sharers, inner, 4)
-        S, E = sides(tr, 0.5, kind), sides(ev, None, kind)
-        X, y, groups = server_data(S)
-        t = time.perf_counter()
-        train = train0.model_copy(update={"seed": seed,
-                                          "updatable_layers": task.model.updatable_layers(len(train0.hidden_sizes))})
-        trained = model.train(X, y, train, groups=groups, **kind.train_options())
-        fold = Fold(task, kind, S, seed, train, device, task_policy(task, accept_margin=None))
-        dm = to_device(trained, fold)
-        for s in E:
-            base = kind.score(dm.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
-            for b in budgets:
-                lab = pick_labelled(s.user.labels, s.pool, **BUDGETS[b])
-                p = personalize(dm, s.X[lab], s.user.labels[lab], fold.policy)
-                acc = kind.score(p.model.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
-                out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id,
-                                      "budget": b, "base": base, "acc": acc, "epochs": p.epochs,
-                                      "best_epoch": p.best_epoch, "losses": p.holdout_losses,
-                                      "errors": p.holdout_errors}) + "\n")
-                out.flush()
-        print(f"seed {seed} inner {inner}: {time.perf_counter() - t:.0f} s", flush=True)
+for seed, inner, S, E, train in inner_folds(task, outer, seeds):
+    X, y, groups = server_data(S)
+    t = time.perf_counter()
+    train = train.model_copy(update={"updatable_layers": task.model.updatable_layers(len(train.hidden_sizes))})
+    trained = model.train(X, y, train, groups=groups, **kind.train_options())
+    fold = Fold(task, kind, S, seed, train, device, task_policy(task, accept_margin=None))
+    dm = to_device(trained, fold)
+    for s in E:
+        base = kind.score(dm.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
+        for b in budgets:
+            lab = pick_labelled(s.user.labels, s.pool, **BUDGETS[b])
+            p = personalize(dm, s.X[lab], s.user.labels[lab], fold.policy)
+            acc = kind.score(p.model.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
+            out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id,
+                                  "budget": b, "base": base, "acc": acc, "epochs": p.epochs,
+                                  "best_epoch": p.best_epoch, "losses": p.holdout_losses,
+                                  "errors": p.holdout_errors}) + "\n")
+            out.flush()
+    print(f"seed {seed} inner {inner}: {time.perf_counter() - t:.0f} s", flush=True)

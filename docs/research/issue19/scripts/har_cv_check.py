@@ -22,15 +22,15 @@ from tandem.device.update_policy import (acceptance, base_output, best_epoch, ep
                                          unusable_rows)
 from tandem.evaluation.methods.base import Fold, to_device
 from tandem.evaluation.protocol import BUDGETS, layers_for
-from tandem.evaluation.protocol_data import fold_split, server_data, sides
-from tandem.evaluation.tuning import train_for_fold
-from tandem.fleet.users import task_fleet
+from tandem.evaluation.protocol_data import server_data
 from tandem.release.params import DeviceUpdateConfig
 from tandem.task import resolve
 from tandem.task.kinds import kind_of
 from tandem.training import model
 from tandem.training.device_update import policy_for
 from tandem.training.personalization import pick_labelled
+
+from inner_cv import inner_folds
 
 torch.set_num_threads(1)
 OUT = os.environ.get("OUT", ".")
@@ -89,34 +89,28 @@ def cv_check(base, X, y, policy):
 
 
 task = resolve("har"); kind = kind_of(task)
-users = task_fleet(task)
 outer = int(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]
 budgets = sys.argv[3].split(",")
-sharers, _ = fold_split(users, outer, 3)
-train0 = train_for_fold(task, 3)(outer)
 device = DeviceUpdateConfig.for_task(task)
 policy = policy_for(task)
 out = open(f"{OUT}/har_cv_check_o{outer}_{sys.argv[2].replace(',', '')}.jsonl", "a")
-for seed in seeds:
-    for inner in range(4):
-        tr, ev = fold_split(sharers, inner, 4)
-        S, E = sides(tr, 0.5, kind), sides(ev, None, kind)
-        X, y, groups = server_data(S)
-        t = time.perf_counter()
-        train = train0.model_copy(update={"seed": seed, "updatable_layers": layers_for(task, train0, None)})
-        trained = model.train(X, y, train, groups=groups, **kind.train_options())
-        dm = to_device(trained, Fold(task, kind, S, seed, train, device, policy))
-        for s in E:
-            test = s.X[s.test], s.user.labels[s.test]
-            base = kind.score(dm.predict(test[0]), test[1])["accuracy"]
-            for b in budgets:
-                lab = pick_labelled(s.user.labels, s.pool, **BUDGETS[b])
-                accs = {"shipped": kind.score(personalize(dm, s.X[lab], s.user.labels[lab], policy).model.predict(test[0]),
-                                              test[1])["accuracy"]}
-                models, net, e = cv_check(dm, s.X[lab], s.user.labels[lab], policy)
-                for m, pm in models.items():
-                    accs[f"cv{K}@{m}"] = kind.score(pm.predict(test[0]), test[1])["accuracy"]
-                out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id, "budget": b,
-                                      "base": base, "acc": accs, "cv_net": net, "cv_epochs": e}) + "\n")
-                out.flush()
-        print(f"outer {outer} seed {seed} inner {inner}: {time.perf_counter() - t:.0f} s", flush=True)
+for seed, inner, S, E, train in inner_folds(task, outer, seeds):
+    X, y, groups = server_data(S)
+    t = time.perf_counter()
+    train = train.model_copy(update={"updatable_layers": layers_for(task, train, None)})
+    trained = model.train(X, y, train, groups=groups, **kind.train_options())
+    dm = to_device(trained, Fold(task, kind, S, seed, train, device, policy))
+    for s in E:
+        test = s.X[s.test], s.user.labels[s.test]
+        base = kind.score(dm.predict(test[0]), test[1])["accuracy"]
+        for b in budgets:
+            lab = pick_labelled(s.user.labels, s.pool, **BUDGETS[b])
+            accs = {"shipped": kind.score(personalize(dm, s.X[lab], s.user.labels[lab], policy).model.predict(test[0]),
+                                          test[1])["accuracy"]}
+            models, net, e = cv_check(dm, s.X[lab], s.user.labels[lab], policy)
+            for m, pm in models.items():
+                accs[f"cv{K}@{m}"] = kind.score(pm.predict(test[0]), test[1])["accuracy"]
+            out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id, "budget": b,
+                                  "base": base, "acc": accs, "cv_net": net, "cv_epochs": e}) + "\n")
+            out.flush()
+    print(f"outer {outer} seed {seed} inner {inner}: {time.perf_counter() - t:.0f} s", flush=True)

@@ -1,0 +1,18 @@
+"""The inner CV every script here uses: an outer fold's sharing users only, in user-disjoint inner folds
+whose evaluation users are treated exactly as the protocol's never-sharing ones."""
+from tandem.evaluation.protocol_data import fold_split, sides
+from tandem.evaluation.tuning import train_for_fold
+from tandem.fleet.users import task_fleet
+from tandem.task.kinds import kind_of
+
+
+def inner_folds(task, outer, seeds, n_outer=3, n_inner=4):
+    """Per seed and inner fold: (seed, inner fold, the inner-training users' sides (half their pool
+    shared), the inner-evaluation users' sides (never sharing), the outer fold's training config, seeded)."""
+    kind = kind_of(task)
+    sharers, _ = fold_split(task_fleet(task), outer, n_outer)
+    train = train_for_fold(task, n_outer)(outer)
+    for seed in seeds:
+        for inner in range(n_inner):
+            tr, ev = fold_split(sharers, inner, n_inner)
+            yield seed, inner, sides(tr, 0.5, kind), sides(ev, None, kind), train.model_copy(update={"seed": seed})
