@@ -9,13 +9,10 @@ from tandem.task import resolve
 from tandem.task.kinds import kind_of
 from tandem.evaluation.protocol_data import server_data
 from tandem.training.device_update import policy_for as task_policy
-from tandem.evaluation.protocol import BUDGETS
 from tandem.evaluation.methods.base import Fold, to_device
-from tandem.device.update_policy import personalize
 from tandem.release.params import DeviceUpdateConfig
 from tandem.training import model
-from tandem.training.personalization import pick_labelled
-from inner_cv import inner_folds
+from inner_cv import inner_folds, personalized
 OUT = os.environ.get("OUT", ".")
 
 task = resolve("har"); kind = kind_of(task)
@@ -30,15 +27,10 @@ for seed, inner, S, E, train in inner_folds(task, outer, seeds):
     trained = model.train(X, y, train, groups=groups, **kind.train_options())
     fold = Fold(task, kind, S, seed, train, device, task_policy(task, accept_margin=None))
     dm = to_device(trained, fold)
-    for s in E:
-        base = kind.score(dm.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
-        for b in budgets:
-            lab = pick_labelled(s.user.labels, s.pool, **BUDGETS[b])
-            p = personalize(dm, s.X[lab], s.user.labels[lab], fold.policy)
-            acc = kind.score(p.model.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
-            out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id,
-                                  "budget": b, "base": base, "acc": acc, "epochs": p.epochs,
-                                  "best_epoch": p.best_epoch, "losses": p.holdout_losses,
-                                  "errors": p.holdout_errors}) + "\n")
-            out.flush()
+    for s, b, base, p, acc in personalized(kind, dm, E, budgets, fold.policy):
+        out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id,
+                              "budget": b, "base": base, "acc": acc, "epochs": p.epochs,
+                              "best_epoch": p.best_epoch, "losses": p.holdout_losses,
+                              "errors": p.holdout_errors}) + "\n")
+        out.flush()
     print(f"seed {seed} inner {inner}: {time.perf_counter() - t:.0f} s", flush=True)

@@ -16,3 +16,18 @@ def inner_folds(task, outer, seeds, n_outer=3, n_inner=4):
         for inner in range(n_inner):
             tr, ev = fold_split(sharers, inner, n_inner)
             yield seed, inner, sides(tr, 0.5, kind), sides(ev, None, kind), train.model_copy(update={"seed": seed})
+
+
+def personalized(kind, model, evaluators, budgets, policy):
+    """Per inner-evaluation user and labelled budget: (side, budget, the base's held-out accuracy, the
+    policy's result, its held-out accuracy)."""
+    from tandem.device.update_policy import personalize
+    from tandem.evaluation.protocol import BUDGETS
+    from tandem.training.personalization import pick_labelled
+
+    for s in evaluators:
+        base = kind.score(model.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
+        for b in budgets:
+            lab = pick_labelled(s.user.labels, s.pool, **BUDGETS[b])
+            p = personalize(model, s.X[lab], s.user.labels[lab], policy)
+            yield s, b, base, p, kind.score(p.model.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
