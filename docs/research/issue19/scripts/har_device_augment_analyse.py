@@ -2,9 +2,9 @@
 Per variant: generic mean and sd over seeds (the protocol's way), the paired difference to the base per
 user (seed means, 95 % t CI over the 30 users), and the shipped policy's gain over the variant's own
 generic model per budget, with the users it harms."""
-import json, math, sys
+import json, sys
 import numpy as np
-from tandem.evaluation.protocol import _t95
+from tandem.evaluation import protocol
 
 rows = [json.loads(line) for path in sys.argv[1:] for line in open(path)]
 
@@ -25,11 +25,11 @@ def per_seed(variant, key):
 
 
 def paired(a, b):
-    d = np.array([a[u] - b[u] for u in sorted(a)]) * 100
-    half = _t95(len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
-    worse = d[d < -1e-9]
-    return (f"{d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}], {int((d > 1e-9).sum())} better / "
-            f"{len(worse)} worse ({len(worse) / len(d):.0%}, mean {worse.mean() if len(worse) else 0:+.2f})")
+    """The protocol's own paired comparison (`protocol.paired`), on per-user accuracies, as one line."""
+    p = protocol.paired({"a": {"per_user": a}, "b": {"per_user": b}}, "a", "b")
+    lo, hi = p["ci95_points"]
+    return (f"{p['mean_points']:+.2f} [{lo:+.2f}, {hi:+.2f}], {p['a_better']} better / {p['a_worse']} worse "
+            f"({p['worse_share']:.0%}, mean {p['worse_mean_points']:+.2f})")
 
 
 for v in sorted({r["variant"] for r in rows}):
