@@ -107,3 +107,34 @@ def test_the_update_gate_updates_with_the_tasks_device_batch_size():
         assert summary["mini_batch_size"] == task.device.batch_size
         seen[task.device.batch_size] = summary["per_user"]
     assert seen[2] != seen[8]  # the batch size reached the updates, not only the report
+    for per_user in seen.values():  # the gate's evidence counts are the score change, window by window
+        for u in per_user.values():
+            assert np.isclose(u["after"] - u["before"], (u["windows_better"] - u["windows_worse"]) / u["windows"])
+
+
+def test_the_update_gate_blocks_a_drop_only_on_evidence():
+    """CI run of stop 26: two evaluation users, one window of 30 went wrong after an update, and the
+    release was blocked (0.983 -> 0.967). One window is noise; a broken update breaks many and fixes none."""
+    from tandem.release.gates.update import harm_p_value
+
+    assert harm_p_value(1, 0) == 0.5 and harm_p_value(0, 0) == 1.0
+    assert harm_p_value(6, 0) < 0.05 and harm_p_value(6, 6) > 0.05
+    assert harm_p_value(12, 2) < 0.05 < harm_p_value(7, 3)
+
+
+def test_a_broken_update_is_blocked_with_its_evidence():
+    """A learning rate of 1 with no acceptance check wrecks every updated user: the gate blocks and
+    its reason counts the windows the update broke."""
+    from tandem.device.update_policy import UpdatePolicy
+    from tandem.release.gates.update import update_gate
+
+    har = tasks.resolve("har")
+    users = fleet.synthetic_fleet(har, 6, windows_per_class=10, seed=0)
+    X = np.concatenate([u.features for u in users[:4]])
+    y = kind_of(har).targets(np.concatenate([u.labels for u in users[:4]]))
+    params = RunParams.for_task(har, {"train": {"epochs": 25, "hidden_sizes": [32, 32]}})
+    device = DeviceModel.load(pretrain.convert(har, model.train(X, y, params.train, n_classes=6), params, {}))
+    broken = UpdatePolicy(learning_rate=1.0, accept_margin=None, min_per_class=99, fallback_epochs=60)
+    summary = update_gate(kind_of(har), device, users[4:], 20, policy=broken)
+    assert not summary["passed"]
+    assert summary["windows_worse"] > 10 * summary["windows_better"] and summary["harm_p_value"] < 0.05

@@ -48,6 +48,10 @@ class GateThresholds(BaseModel):
     max_update_accuracy_drop: float = Field(
         0.0, ge=0, le=1, description="the update gate's tolerance: mean accuracy after personalization may be this much "
                                      "below before")
+    update_harm_alpha: float = Field(
+        0.05, gt=0, le=1, description="the update gate blocks a drop beyond the tolerance only when the held-out windows "
+                                      "the update broke outnumber those it fixed at this sign-test p-value (1: any drop "
+                                      "blocks)")
     personalization_users: int = Field(6, ge=1, le=1000, description="evaluation users personalized in the update gate")
     max_mae: float | None = Field(None, ge=0, description="a regressor: block a candidate whose MAE on the "
                                   "evaluation users exceeds this (target units; None: no ceiling)")

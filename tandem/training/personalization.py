@@ -22,6 +22,16 @@ def numeric(labels) -> bool:
     return np.asarray(labels).dtype.kind == "f"
 
 
+def window_changes(before: DeviceModel, after: DeviceModel, X: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """(better, worse): held-out windows `after` got right that `before` got wrong, and the other way
+    round (a regressor: its absolute error fell / rose). The update gate's evidence of harm."""
+    if numeric(labels):
+        was, now = np.abs(before.predict(X) - labels), np.abs(after.predict(X) - labels)
+        return int((now < was).sum()), int((now > was).sum())
+    was, now = before.predict(X) == labels, after.predict(X) == labels
+    return int((now & ~was).sum()), int((was & ~now).sum())
+
+
 def score(model: DeviceModel, X: np.ndarray, labels: np.ndarray) -> float:
     """Accuracy, or minus the mean absolute error for a regressor: higher is better either way."""
     if numeric(labels):
@@ -39,6 +49,9 @@ class Personalized:
     loss_history: list[float]
     n_train: int
     n_test: int
+    windows_better: int = 0  # held-out windows the update got right that the base got wrong (a regressor: |error| fell)
+    windows_worse: int = 0  # ... and the other way round
+
 
     @property
     def gain(self) -> float:
@@ -113,8 +126,9 @@ def update_and_score(base: DeviceModel, user, train: np.ndarray, test: np.ndarra
         p = policy_update(base, X[train], labels[train], policy)
         after = score(p.model, X[test], labels[test])
         loss_before = p.loss_before if p.epochs else float("nan")
-        return Personalized(p.model, before, after, loss_before, p.loss_after, p.holdout_losses, len(train), len(test))
+        return Personalized(p.model, before, after, loss_before, p.loss_after, p.holdout_losses, len(train), len(test),
+                            *window_changes(base, p.model, X[test], labels[test]))
     result = update(DeviceModel.load(base.to_bytes()), X[train], labels[train], **overrides)
     after = score(result.model, X[test], labels[test])
     return Personalized(result.model, before, after, result.loss_before, result.loss_after, result.history,
-                        len(train), len(test))
+                        len(train), len(test), *window_changes(base, result.model, X[test], labels[test]))
