@@ -187,7 +187,8 @@ def test_swift_policy_catches_a_trace_whose_acceptance_check_disagrees(tandem_de
     done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
     out = json.loads(done.stdout)
     assert done.returncode == 1 and out["acceptance"]["accepted"] is True and out["epochs"] == trace["best_epoch"]
-    assert done.stderr.strip() == "the update policy disagrees with the golden trace on: epochs, acceptance"
+    # (the run of task A recorded in `turns` kept its own verdict: that disagrees too)
+    assert done.stderr.strip() == "the update policy disagrees with the golden trace on: epochs, acceptance, turns"
 
 
 def adam_classifier() -> DeviceModel:
@@ -215,3 +216,23 @@ def test_swift_update_computes_what_the_golden_trace_records(kind, tandem_device
     print(f"{kind}: epochs {out['epochs']}, max loss difference {out['max_holdout_loss_difference']:.3g}, "
           f"max personal output difference {out['max_personal_output_difference']:.3g}")
     assert out["max_holdout_loss_difference"] <= 1e-9 and out["max_personal_output_difference"] <= TOLERANCE
+
+
+def test_swift_policy_replays_a_k_fold_trace_turn_by_turn(tandem_device, tmp_path):
+    """holdout_folds 3: task A runs once per fold in both languages; a trace missing a run is refused."""
+    model = release_shaped.model(seed=0)
+    X, y = release_shaped.labelled(model, per_class=10, seed=4)
+    folds = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, accept_margin=0.05, holdout_folds=3)
+    trace = release_shaped.policy_trace(model, X, y, folds)
+    path = tmp_path / "folds.json"
+    path.write_text(json.dumps({"update_policy": trace}))
+    model.save(tmp_path / "model.mlmodel")
+    for engine in (["--engine", "replay"], ["--engine", "interpreter", "--model", str(tmp_path / "model.mlmodel")]):
+        out = json.loads(run_device(tandem_device, "update-policy", "--golden", str(path), *engine).stdout)
+        assert out["matches"] and out["checks"]["turns"] and out["epochs"] == trace["epochs"]
+        assert [t["best_epoch"] for t in out["turns"]] == [t["best_epoch"] for t in trace["turns"]]
+        assert [t["holdout"] for t in out["turns"]] == [t["holdout"] for t in trace["turns"]] and len(out["turns"]) == 3
+    trace["turns"] = trace["turns"][:2]
+    path.write_text(json.dumps({"update_policy": trace}))
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
+    assert done.returncode != 0 and "records 2 run(s) of task A, but the policy started another" in done.stderr

@@ -3,7 +3,9 @@
 With a user's labelled windows (X, y), in capture order:
 
 1. hold out the latest 1/`holdout_every` (at least one) of each class's labelled windows (when every labelled class
-   has at least `min_per_class` windows; otherwise skip to 3 with `fallback_epochs`);
+   has at least `min_per_class` windows; otherwise skip to 4 with `fallback_epochs`). With `holdout_folds` k > 1,
+   every labelled window is held out once instead: each class's windows in capture order are cut into k contiguous
+   blocks, and steps 2-3 run once per block (a "turn"; every class needs max(k, `min_per_class`) windows);
 2. task A: update the base on the rest, at most `max_epochs`; the progress handler computes the
    held-out cross-entropy at each epoch's end (and once on the base before starting, "epoch 0") and
    cancels the task `patience` epochs after the best; the best epoch E is remembered;
@@ -12,7 +14,10 @@ With a user's labelled windows (X, y), in capture order:
    absolute error fell minus rose). Unless that net count reaches max(1, ceil(`accept_margin` x
    held-out rows)), keep the base: an update that barely beats the base on a handful of the user's
    own windows harms as often as it helps (docs/research/issue19: 20-25 % of users harmed without
-   the check, 0-2 % with it at 0.1). E = 0 (no epoch beat the base's held-out loss) keeps it too;
+   the check, 0-2 % with it at 0.1). E = 0 (no epoch beat the base's held-out loss) keeps it too. With k turns,
+   each turn's net count is taken at its own best epoch, the counts are summed over the turns, the rows needed
+   are counted over all held-out rows (every labelled window), and E is the lower median of the turns' best
+   epochs: the latest third judges an update by ~7 windows at 20 labels, k turns by all 20;
 4. task B: update the base on all labelled windows for E epochs.
 
 Both tasks use shuffle = false, so a phone reproduces every step exactly (Core ML's shuffling RNG
@@ -46,6 +51,7 @@ class UpdatePolicy:
     min_per_class: int = 3
     fallback_epochs: int = 30
     accept_margin: float | None = 0.1  # share of the held-out rows; None: no acceptance check (task B whenever E > 0)
+    holdout_folds: int = 1  # k > 1: every labelled window held out once, in k turns of task A
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,7 +73,10 @@ class PolicyResult:
     note: str = ""  # why the base was kept, when it was
     holdout_errors: list[list[float]] = field(default_factory=list)  # index e: each held-out row's error after e epochs
     acceptance: dict = field(default_factory=dict)  # the check on epoch E: net rows better, rows needed, accepted
-    best_epoch: int = 0  # E, task A's first minimum of the held-out loss
+    best_epoch: int = 0  # E, task A's first minimum of the held-out loss (k turns: the lower median of theirs)
+    # each run of task A: holdout, holdout_losses, holdout_errors, best_epoch and acceptance (at its own best
+    # epoch); the fields above hold the first turn's, E and the verdict over all turns
+    turns: list[dict] = field(default_factory=list)
 
 
 def _is_numeric(y) -> bool:
@@ -84,6 +93,28 @@ def holdout_rows(y, policy: UpdatePolicy) -> np.ndarray:
         return np.empty(0, np.int64)
     rows = [np.flatnonzero(y == c)[-math.ceil(n / policy.holdout_every):] for c, n in zip(classes, counts)]
     return np.sort(np.concatenate(rows)).astype(np.int64)
+
+
+def holdout_turns(y, policy: UpdatePolicy) -> list[np.ndarray]:
+    """The held-out rows of each run of task A. `holdout_folds` 1: one turn, `holdout_rows`. k > 1: per
+    class (a regressor: all rows) in the given (capture) order, k contiguous blocks (numpy's array_split:
+    the first blocks one row longer); turn t holds out block t of every class. No turn when a class has
+    fewer than max(k, min_per_class) rows or holdout_every < 2."""
+    k = policy.holdout_folds
+    if k <= 1:
+        hold = holdout_rows(y, policy)
+        return [hold] if len(hold) else []
+    y = np.zeros(len(y), dtype=str) if _is_numeric(y) else np.asarray(y).astype(str)
+    classes, counts = np.unique(y, return_counts=True)
+    if policy.holdout_every < 2 or counts.min() < max(k, policy.min_per_class):
+        return []
+    blocks = [np.array_split(np.flatnonzero(y == c), k) for c in classes]
+    return [np.sort(np.concatenate([b[t] for b in blocks])).astype(np.int64) for t in range(k)]
+
+
+def lower_median(values) -> int:
+    """The lower of the two middle values (the middle one for an odd count): an epoch count that ran."""
+    return int(sorted(values)[(len(values) - 1) // 2])
 
 
 def interleave(y) -> np.ndarray:
@@ -142,6 +173,17 @@ def acceptance(errors_base, errors_best, margin: float | None) -> dict:
             "accepted": margin is None or better - worse >= needed}
 
 
+def verdict(turns: list[dict], margin: float | None) -> dict:
+    """The acceptance check over all turns: rows better minus rows worse, each turn at its own best
+    epoch, summed; the rows needed are max(1, ceil(margin x all held-out rows)). One turn: `acceptance`."""
+    better = sum(t["acceptance"]["better"] for t in turns)
+    worse = sum(t["acceptance"]["worse"] for t in turns)
+    rows = sum(len(t["holdout"]) for t in turns)
+    needed = 1 if margin is None else max(1, math.ceil(margin * rows - 1e-9))
+    return {"better": better, "worse": worse, "net": better - worse, "needed": needed,
+            "accepted": margin is None or better - worse >= needed}
+
+
 def best_epoch(losses) -> int:
     """The first minimum (np.argmin's choice); a non-finite loss never counts as the best."""
     finite = np.where(np.isfinite(losses), losses, np.inf)
@@ -159,6 +201,42 @@ def unusable_rows(base: DeviceModel, X, y) -> np.ndarray:
     return bad
 
 
+def task_a(base: DeviceModel, X, y, hold: np.ndarray, policy: UpdatePolicy, common: dict) -> tuple[dict, str]:
+    """One run of task A with `hold` held out: the held-out loss and each held-out row's error after
+    each epoch (0: the base), cancelled `patience` epochs after the best; its best epoch and the
+    acceptance check there. Also why it stopped early when it diverged."""
+    keep = np.setdiff1d(np.arange(len(y)), hold)
+    Xv, yv = X[hold], y[hold]
+    losses: list[float] = []
+    errors: list[list[float]] = []
+
+    def record(out) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, errs = epoch_check(out, yv, base.class_labels)
+        losses.append(loss)
+        errors.append(errs.tolist())
+
+    record(base_output(base, Xv, yv))
+
+    def progress(epoch: int, predict) -> bool:  # the app's progress handler at .epochEnd
+        record(predict(Xv))
+        return not np.isfinite(losses[-1]) or epoch - best_epoch(losses) >= policy.patience
+
+    keep = keep[interleave(y[keep])]
+    note = ""
+    try:
+        update(base, X[keep], y[keep], on_epoch=progress, epochs=policy.max_epochs, **common)
+    except UpdateDiverged as e:
+        note = f"{e} (task A stopped there)"
+    best = best_epoch(losses)  # first minimum
+    return {"holdout": hold.tolist(), "holdout_losses": losses, "holdout_errors": errors, "best_epoch": best,
+            "acceptance": acceptance(errors[0], errors[best], policy.accept_margin)}, note
+
+
+def _judged(turns: list[dict], epochs: int) -> str:
+    return f"epoch {epochs}" if len(turns) == 1 else f"{len(turns)} turns at their best epochs"
+
+
 def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
     policy = policy or UpdatePolicy()
     base = DeviceModel.load(base)
@@ -174,49 +252,32 @@ def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
     order = interleave(y)
     X, y = X[order], y[order]  # rows are renumbered: holdout indices refer to this order
     common = dict(learning_rate=policy.learning_rate, mini_batch_size=policy.mini_batch_size, shuffle=False)
-    hold = holdout_rows(y, policy)
-    losses: list[float] = []
-    errors: list[list[float]] = []
     note = ""
-    check: dict = {}
-    if len(hold):
-        keep = np.setdiff1d(np.arange(len(y)), hold)
-        Xv, yv = X[hold], y[hold]
-
-        def record(out) -> None:
-            with np.errstate(over="ignore", invalid="ignore"):
-                loss, errs = epoch_check(out, yv, base.class_labels)
-            losses.append(loss)
-            errors.append(errs.tolist())
-
-        record(base_output(base, Xv, yv))
-
-        def progress(epoch: int, predict) -> bool:  # the app's progress handler at .epochEnd
-            record(predict(Xv))
-            return not np.isfinite(losses[-1]) or epoch - best_epoch(losses) >= policy.patience
-
-        keep = keep[interleave(y[keep])]
-        try:
-            update(base, X[keep], y[keep], on_epoch=progress, epochs=policy.max_epochs, **common)
-        except UpdateDiverged as e:
-            note = f"{e} (task A stopped there)"
-        epochs = best_epoch(losses)  # first minimum
-        if epochs > 0:
-            check = acceptance(errors[0], errors[epochs], policy.accept_margin)
+    turns = []
+    for hold in holdout_turns(y, policy):
+        turn, why = task_a(base, X, y, hold, policy, common)
+        turns.append(turn)
+        note = note or why
+    if turns:
+        epochs = lower_median([t["best_epoch"] for t in turns])
+        check = verdict(turns, policy.accept_margin) if epochs > 0 else {}
     else:
-        epochs = policy.fallback_epochs
-    kept = dict(best_epoch=epochs if len(hold) else 0, skipped=skipped, holdout_errors=errors, acceptance=check)
+        epochs, check = policy.fallback_epochs, {}
+    first = turns[0] if turns else {"holdout": [], "holdout_losses": [], "holdout_errors": []}
+    hold, losses = first["holdout"], first["holdout_losses"]
+    kept = dict(best_epoch=epochs if turns else 0, skipped=skipped, holdout_errors=first["holdout_errors"],
+                acceptance=check, turns=turns)
     if epochs == 0:
-        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, **kept,
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold, losses, **kept,
                             note=note or "no epoch beat the base on the held-out rows: the base is kept")
     if check and not check["accepted"]:
-        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, **kept,
-                            note=f"epoch {epochs} did better than the base on {check['net']} more held-out rows "
-                                 f"than worse, {check['needed']} needed: the base is kept")
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold, losses, **kept,
+                            note=f"{_judged(turns, epochs)} did better than the base on {check['net']} more held-out "
+                                 f"rows than worse, {check['needed']} needed: the base is kept")
     try:
         result = update(base, X, y, epochs=epochs, **common)
     except UpdateDiverged as e:  # roll back: the phone keeps the base
-        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold.tolist(), losses, **kept,
+        return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold, losses, **kept,
                             note=f"{e}: rolled back to the base")
-    return PolicyResult(result.model, epochs, hold.tolist(), losses, result.loss_before, result.loss_after,
+    return PolicyResult(result.model, epochs, hold, losses, result.loss_before, result.loss_after,
                         **kept, note=note)

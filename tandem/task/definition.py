@@ -107,6 +107,10 @@ class DeviceDefaults(_Strict):
         0.1, ge=0, le=1, description="the app ships a personal update only when, on the user's held-out labelled rows, "
                                      "it does better than the base on max(1, ceil(margin x rows)) more rows than worse; "
                                      "null: no check (docs/update-policy.md)")
+    holdout_folds: int = Field(
+        1, ge=1, le=10, description="1: the check holds out the latest third of each class's labelled rows; k > 1: "
+                                    "every labelled row once, in k turns of task A, the net counts summed "
+                                    "(docs/update-policy.md)")
 
 
 class SharingDefaults(_Strict):
@@ -201,7 +205,7 @@ class Task(_Strict):
         (whether a phone keeps its personal update)."""
         if self._digest is None:  # (frozen: computed once)
             body = self.model_dump(mode="json", exclude={"data": True, "training": True, "evaluation": {"targets"},
-                                                       "device": {"accept_margin"}})
+                                                       "device": {"accept_margin", "holdout_folds"}})
             self._digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return self._digest
 

@@ -67,7 +67,8 @@ class DeviceUpdateConfig(BaseModel):
 
 
 def policy_for(task: Task, **overrides) -> UpdatePolicy:
-    """The app's update policy for a task's devices: its mini-batch size and acceptance margin (task.yaml
+    """The app's update policy for a task's devices: its mini-batch size, acceptance margin and folds (task.yaml
     `device`). The release ships it in feature_spec.json; the gates, golden vectors and evaluation use it."""
     d = task.device
-    return UpdatePolicy(**{"mini_batch_size": d.batch_size, "accept_margin": d.accept_margin, **overrides})
+    return UpdatePolicy(**{"mini_batch_size": d.batch_size, "accept_margin": d.accept_margin,
+                           "holdout_folds": d.holdout_folds, **overrides})

@@ -14,7 +14,9 @@ from tandem.device.update_policy import (
     acceptance,
     cross_entropy,
     holdout_rows,
+    holdout_turns,
     interleave,
+    lower_median,
     personalize,
     row_errors,
 )
@@ -133,3 +135,35 @@ def test_golden_policy_trace_replays(base):
     assert np.array(trace["holdout_errors"]).shape == (len(trace["holdout_losses"]), len(trace["holdout"]))
     assert np.allclose(again.model.predict_proba(np.array(trace["inputs"])), trace["probabilities_after"], atol=1e-12)
     assert trace["holdout_losses"][trace["epochs"]] == min(trace["holdout_losses"])
+
+
+def test_k_turns_hold_out_every_labelled_row_once_in_contiguous_blocks_per_class():
+    y = np.array(["a"] * 7 + ["b"] * 3 + ["c"] * 4)
+    turns = holdout_turns(y, UpdatePolicy(holdout_folds=3))
+    assert [t.tolist() for t in turns] == [[0, 1, 2, 7, 10, 11], [3, 4, 8, 12], [5, 6, 9, 13]]  # array_split per class
+    assert sorted(np.concatenate(turns).tolist()) == list(range(len(y)))
+    assert [t.tolist() for t in holdout_turns(y, UpdatePolicy())] == [holdout_rows(y, UpdatePolicy()).tolist()]
+    assert holdout_turns(y, UpdatePolicy(holdout_folds=4)) == []  # "b" has 3 < 4 rows: the fallback epochs
+    assert [t.tolist() for t in holdout_turns(np.arange(5.0), UpdatePolicy(holdout_folds=2))] == [[0, 1, 2], [3, 4]]
+    assert lower_median([5, 0, 9]) == 5 and lower_median([4, 2, 8, 6]) == 4 and lower_median([7]) == 7
+
+
+def test_k_turns_sum_the_net_counts_and_refit_for_the_lower_median_epoch(base):
+    X, y = data(n_per=7)
+    policy = UpdatePolicy(learning_rate=0.05, max_epochs=30, patience=4, holdout_folds=3)
+    p = personalize(base, X, y, policy)
+    assert len(p.turns) == 3 and sorted(sum((t["holdout"] for t in p.turns), [])) == list(range(len(y)))
+    assert p.best_epoch == sorted(t["best_epoch"] for t in p.turns)[1]
+    for t in p.turns:  # each turn: its own task A, checked at its own best epoch
+        errors = np.array(t["holdout_errors"])
+        assert errors.shape == (len(t["holdout_losses"]), len(t["holdout"]))
+        assert t["best_epoch"] == int(np.argmin(t["holdout_losses"]))
+        assert t["acceptance"]["net"] == int(np.sign(errors[0] - errors[t["best_epoch"]]).sum())
+    assert p.acceptance["net"] == sum(t["acceptance"]["net"] for t in p.turns)
+    assert p.acceptance["needed"] == max(1, int(np.ceil(0.1 * len(y) - 1e-9)))
+    assert p.acceptance["accepted"] == (p.epochs > 0)
+    assert (p.holdout, p.holdout_losses) == (p.turns[0]["holdout"], p.turns[0]["holdout_losses"])
+    trace = golden.policy_trace(base, X, y, policy)
+    assert trace["turns"] == p.turns and trace["epochs"] == p.epochs and trace["policy"]["holdout_folds"] == 3
+    one = personalize(base, X, y, UpdatePolicy(learning_rate=0.05, max_epochs=30, patience=4))
+    assert len(one.turns) == 1 and one.acceptance == one.turns[0]["acceptance"]  # k = 1: the check as before

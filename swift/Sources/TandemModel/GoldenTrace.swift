@@ -6,6 +6,9 @@ import Foundation
 /// Python runtime did (row order, held-out rows, held-out loss and each held-out row's error per
 /// epoch, the best epoch, the acceptance check on it, chosen epochs). A trace from a release before
 /// the acceptance check has no errors, best epoch or acceptance (and its policy no accept_margin).
+/// The top-level held-out rows, losses and errors are the first run of task A's; `turns` has every
+/// run (a policy with holdout_folds > 1 runs task A once per fold), and best_epoch and acceptance
+/// at the top are E and the verdict over all turns.
 public struct PolicyTrace: Decodable, Equatable {
     public var policy: UpdatePolicy
     public var inputs: [[Double]]
@@ -19,9 +22,11 @@ public struct PolicyTrace: Decodable, Equatable {
     public var epochs: Int
     public var probabilitiesAfter: [[Double]]?
     public var predictionsAfter: [Double]?
+    /// "turns" as recorded (nil: a trace from before the turns, which ran task A once at most).
+    public var recordedTurns: [TraceTurn]?
 
     enum CodingKeys: String, CodingKey {
-        case policy, inputs, labels, order, holdout, epochs, acceptance
+        case policy, inputs, labels, order, holdout, epochs, acceptance, turns
         case holdoutLosses = "holdout_losses", holdoutErrors = "holdout_errors", bestEpoch = "best_epoch"
         case probabilitiesAfter = "probabilities_after", predictionsAfter = "predictions_after"
     }
@@ -42,17 +47,32 @@ public struct PolicyTrace: Decodable, Equatable {
         holdoutLosses = try c.decode([Double].self, forKey: .holdoutLosses)
         holdoutErrors = try c.decodeIfPresent([[Double]].self, forKey: .holdoutErrors) ?? []
         bestEpoch = try c.decodeIfPresent(Int.self, forKey: .bestEpoch)
-        acceptance = nil
-        if c.contains(.acceptance), try !c.decodeNil(forKey: .acceptance),  // {}: the check did not run
-           try !c.nestedContainer(keyedBy: AcceptanceKeys.self, forKey: .acceptance).allKeys.isEmpty {
-            acceptance = try c.decode(Acceptance.self, forKey: .acceptance)
-        }
+        acceptance = try Self.acceptance(c, .acceptance)
+        recordedTurns = try c.decodeIfPresent([TraceTurn].self, forKey: .turns)
         epochs = try c.decode(Int.self, forKey: .epochs)
         probabilitiesAfter = try c.decodeIfPresent([[Double]].self, forKey: .probabilitiesAfter)
         predictionsAfter = try c.decodeIfPresent([Double].self, forKey: .predictionsAfter)
     }
 
+    /// An acceptance object, nil when absent, null or {} (the check did not run).
+    static func acceptance<K: CodingKey>(_ c: KeyedDecodingContainer<K>, _ key: K) throws -> Acceptance? {
+        guard c.contains(key), try !c.decodeNil(forKey: key),
+              try !c.nestedContainer(keyedBy: AcceptanceKeys.self, forKey: key).allKeys.isEmpty else { return nil }
+        return try c.decode(Acceptance.self, forKey: key)
+    }
+
     public var data: LabelledRows { LabelledRows(rows: inputs, targets: targets) }
+
+    /// Every run of task A. The first is read from the top-level fields (so an edit of them is what
+    /// gets replayed, and an older trace has its one run); its best epoch and acceptance come from
+    /// "turns" when recorded, the top level being E and the verdict over all turns.
+    public var turns: [TraceTurn] {
+        guard !holdout.isEmpty else { return [] }
+        let first = TraceTurn(holdout: holdout, holdoutLosses: holdoutLosses, holdoutErrors: holdoutErrors,
+                              bestEpoch: recordedTurns?.first?.bestEpoch ?? bestEpoch,
+                              acceptance: recordedTurns?.first.map(\.acceptance) ?? acceptance)
+        return [first] + (recordedTurns?.dropFirst() ?? [])
+    }
 
     /// The trace from a release's golden_vectors.json (its `update_policy`), or a bare trace file.
     public static func load(_ data: Data) throws -> PolicyTrace {
@@ -80,13 +100,44 @@ public struct PolicyTrace: Decodable, Equatable {
     }
 }
 
+/// One run of task A in a golden trace (an element of "turns").
+public struct TraceTurn: Decodable, Equatable {
+    public var holdout: [Int]
+    public var holdoutLosses: [Double]
+    public var holdoutErrors: [[Double]]
+    public var bestEpoch: Int?
+    public var acceptance: Acceptance?
+
+    public init(holdout: [Int], holdoutLosses: [Double], holdoutErrors: [[Double]], bestEpoch: Int?, acceptance: Acceptance?) {
+        (self.holdout, self.holdoutLosses, self.holdoutErrors) = (holdout, holdoutLosses, holdoutErrors)
+        (self.bestEpoch, self.acceptance) = (bestEpoch, acceptance)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case holdout, acceptance
+        case holdoutLosses = "holdout_losses", holdoutErrors = "holdout_errors", bestEpoch = "best_epoch"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        holdout = try c.decode([Int].self, forKey: .holdout)
+        holdoutLosses = try c.decode([Double].self, forKey: .holdoutLosses)
+        holdoutErrors = try c.decodeIfPresent([[Double]].self, forKey: .holdoutErrors) ?? []
+        bestEpoch = try c.decodeIfPresent(Int.self, forKey: .bestEpoch)
+        acceptance = try PolicyTrace.acceptance(c, .acceptance)
+    }
+}
+
 public enum TraceReplayError: Error, CustomStringConvertible, Equatable {
     case traceEnds(epoch: Int)
+    case noTurn(Int)
     case trainingSize(expected: Int, got: Int)
     case noTrace(String)
 
     public var description: String {
         switch self {
+        case .noTurn(let turn):
+            return "the golden trace records \(turn) run(s) of task A, but the policy started another: the policies disagree"
         case .traceEnds(let epoch):
             return "the golden trace ends before epoch \(epoch), but the policy did not cancel task A there: the policies disagree"
         case .noTrace(let why):
@@ -102,36 +153,44 @@ public enum TraceReplayError: Error, CustomStringConvertible, Equatable {
 /// decisions (row order, held-out rows, when to cancel, the best epoch, the acceptance check, which
 /// epoch count to refit with) are this package's own. With `base`, epoch 0's loss and errors are
 /// computed by the spec interpreter rather than read from the trace. An older trace records no
-/// errors: each epoch then reports none (its policy has no acceptance check to use them).
+/// errors: each epoch then reports none (its policy has no acceptance check to use them). Each run of
+/// task A replays the trace's next turn.
 public final class GoldenTraceEngine: UpdateEngine {
     public typealias Personal = Int  // the epochs task B would run: there is no model to return
     public let trace: PolicyTrace
     let base: TandemPredictor?
+    let turns: [TraceTurn]
+    var turn = 0  // the run of task A being replayed
 
     public init(trace: PolicyTrace, base: TandemPredictor? = nil) {
         self.trace = trace
         self.base = base
+        self.turns = trace.turns
     }
 
     public func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck {
-        guard let base = base else { return recorded(0) }
+        guard let base = base else { return try recorded(0) }
         return try HeldOutLoss.check(base, heldOut)
     }
 
-    /// The trace's loss and errors after `epoch` epochs (no errors when the trace records none).
-    func recorded(_ epoch: Int) -> HeldOutCheck {
-        HeldOutCheck(loss: epoch < trace.holdoutLosses.count ? trace.holdoutLosses[epoch] : .nan,
-                     errors: epoch < trace.holdoutErrors.count ? trace.holdoutErrors[epoch] : [])
+    /// This turn's loss and errors after `epoch` epochs (no errors when the trace records none).
+    func recorded(_ epoch: Int) throws -> HeldOutCheck {
+        guard turn < turns.count else { throw TraceReplayError.noTurn(turns.count) }
+        let t = turns[turn]
+        return HeldOutCheck(loss: epoch < t.holdoutLosses.count ? t.holdoutLosses[epoch] : .nan,
+                            errors: epoch < t.holdoutErrors.count ? t.holdoutErrors[epoch] : [])
     }
 
     public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
                        onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> Int? {
         guard heldOut != nil else { return epochs }  // task B: nothing recorded per epoch
-        let expected = trace.inputs.count - trace.holdout.count
+        guard turn < turns.count else { throw TraceReplayError.noTurn(turns.count) }
+        defer { turn += 1 }
+        let expected = trace.inputs.count - turns[turn].holdout.count
         guard training.count == expected else { throw TraceReplayError.trainingSize(expected: expected, got: training.count) }
         for epoch in 1...max(epochs, 1) {
-            guard epoch < trace.holdoutLosses.count else { throw TraceReplayError.traceEnds(epoch: epoch) }
-            if onEpochEnd(epoch, recorded(epoch)) { return nil }
+            guard epoch < turns[turn].holdoutLosses.count else { throw TraceReplayError.traceEnds(epoch: epoch) }
+            if onEpochEnd(epoch, try recorded(epoch)) { return nil }
         }
         return nil
     }

@@ -11,6 +11,10 @@
 //     than 1e-12) must reach max(1, ceil(acceptMargin x held-out rows)), or the base is kept;
 //     acceptMargin nil (a release from before the check) skips it. E = 0 keeps the base too;
 //  4. task B: update the base on all rows for E epochs.
+// With holdoutFolds k > 1 every row is held out once: each class's rows in capture order are cut
+// into k contiguous blocks (numpy's array_split), steps 2-3 run once per block (a turn, each at its
+// own best epoch), the net counts are summed and judged against all rows, and E is the lower median
+// of the turns' best epochs.
 // Rows are fed interleaved over classes with shuffling off, so a phone reproduces every step.
 // The update itself is an UpdateEngine: Core ML's MLUpdateTask on Apple platforms, a replay of a
 // release's golden trace on Linux.
@@ -28,13 +32,16 @@ public struct UpdatePolicy: Codable, Equatable {
     /// check (task B whenever E > 0). A policy JSON without "accept_margin" (a release from before
     /// the check) decodes to nil, as does an explicit null.
     public var acceptMargin: Double? = 0.1
+    /// 1: task A holds out the latest rows once; k > 1: every row once, in k turns. A policy JSON
+    /// without "holdout_folds" (a release from before the turns) decodes to 1.
+    public var holdoutFolds = 1
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case learningRate = "learning_rate", miniBatchSize = "mini_batch_size", maxEpochs = "max_epochs", patience
         case holdoutEvery = "holdout_every", minPerClass = "min_per_class", fallbackEpochs = "fallback_epochs"
-        case acceptMargin = "accept_margin"
+        case acceptMargin = "accept_margin", holdoutFolds = "holdout_folds"
     }
 
     public init(from decoder: Decoder) throws {
@@ -47,6 +54,7 @@ public struct UpdatePolicy: Codable, Equatable {
         minPerClass = try c.decode(Int.self, forKey: .minPerClass)
         fallbackEpochs = try c.decode(Int.self, forKey: .fallbackEpochs)
         acceptMargin = try c.decodeIfPresent(Double.self, forKey: .acceptMargin)  // absent or null: no check
+        holdoutFolds = try c.decodeIfPresent(Int.self, forKey: .holdoutFolds) ?? 1
     }
 
     /// As update_policy.py's `as_dict`: every key, "accept_margin": null when there is no check.
@@ -60,6 +68,7 @@ public struct UpdatePolicy: Codable, Equatable {
         try c.encode(minPerClass, forKey: .minPerClass)
         try c.encode(fallbackEpochs, forKey: .fallbackEpochs)
         try c.encode(acceptMargin, forKey: .acceptMargin)
+        try c.encode(holdoutFolds, forKey: .holdoutFolds)
     }
 }
 
@@ -182,20 +191,34 @@ public struct EpochDecision: Codable, Equatable {
     public var cancel: Bool
 }
 
+/// One run of task A: its held-out rows (in the reordered numbering), the held-out loss and each
+/// held-out row's error after each epoch (index 0: the base), the progress handler's decisions, its
+/// best epoch and the acceptance check there.
+public struct PolicyTurn: Equatable {
+    public var holdout: [Int] = []
+    public var holdoutLosses: [Double] = []
+    public var holdoutErrors: [[Double]] = []
+    public var decisions: [EpochDecision] = []
+    public var bestEpoch = 0
+    public var acceptance = Acceptance(better: 0, worse: 0, net: 0, needed: 1, accepted: false)
+}
+
 public struct PolicyOutcome<Personal> {
     public var order: [Int] = []  // the row order fed (indices into the screened rows)
-    public var holdout: [Int] = []  // held-out rows of task A, in the reordered numbering
-    public var holdoutLosses: [Double] = []  // index e: after e epochs of task A (0: the base)
-    public var holdoutErrors: [[Double]] = []  // index e: each held-out row's error after e epochs (0: the base)
-    public var bestEpoch = 0  // E, task A's first minimum of the held-out loss (0 when task A did not run)
-    public var acceptance: Acceptance?  // the check on epoch E (nil when task A did not run or E = 0)
-    public var decisions: [EpochDecision] = []
+    public var turns: [PolicyTurn] = []  // each run of task A (one unless holdoutFolds > 1; none: the fallback)
+    public var bestEpoch = 0  // E: task A's first minimum of the held-out loss (k turns: the lower median of theirs)
+    public var acceptance: Acceptance?  // the check on E, over all turns (nil when task A did not run or E = 0)
     public var epochs = 0  // of task B (0: the base is kept)
     public var skippedRows: [Int] = []  // rows refused before any update (non-finite features or targets)
     public var note = ""  // why the base was kept, when it was
     public var personal: Personal?
 
     public var keptBase: Bool { epochs == 0 }
+    // The first turn's, as before there were turns.
+    public var holdout: [Int] { turns.first?.holdout ?? [] }
+    public var holdoutLosses: [Double] { turns.first?.holdoutLosses ?? [] }
+    public var holdoutErrors: [[Double]] { turns.first?.holdoutErrors ?? [] }
+    public var decisions: [EpochDecision] { turns.first?.decisions ?? [] }
 }
 
 public enum UpdatePolicyRunner {
@@ -222,6 +245,35 @@ public enum UpdatePolicyRunner {
         return held.sorted()
     }
 
+    /// The held-out rows of each run of task A: holdoutFolds 1, `holdoutRows` (no turn when it is
+    /// empty); k > 1, per class (a regressor: all rows) in capture order, k contiguous blocks, the
+    /// first count % k of them one row longer (numpy's array_split); turn t holds out block t of every
+    /// class. No turn when a class has fewer than max(k, minPerClass) rows or holdoutEvery < 2.
+    public static func holdoutTurns(_ targets: Targets, _ policy: UpdatePolicy) -> [[Int]] {
+        let k = policy.holdoutFolds
+        guard k > 1 else {
+            let rows = holdoutRows(targets, policy)
+            return rows.isEmpty ? [] : [rows]
+        }
+        let groups = targets.groups
+        let members = sortedClasses(groups).map { c in groups.indices.filter { groups[$0] == c } }
+        guard policy.holdoutEvery >= 2, let fewest = members.map(\.count).min(), fewest >= max(k, policy.minPerClass) else { return [] }
+        let blocks: [[ArraySlice<Int>]] = members.map { rows in
+            var start = 0
+            return (0..<k).map { t in
+                let size = rows.count / k + (t < rows.count % k ? 1 : 0)
+                defer { start += size }
+                return rows[start..<start + size]
+            }
+        }
+        return (0..<k).map { t in blocks.flatMap { $0[t] }.sorted() }
+    }
+
+    /// The lower of the two middle values (the middle one for an odd count): an epoch count that ran.
+    public static func lowerMedian(_ values: [Int]) -> Int {
+        values.sorted()[(values.count - 1) / 2]
+    }
+
     static func sortedClasses(_ labels: [String]) -> [String] {
         Set(labels).sorted { $0.unicodeScalars.map(\.value).lexicographicallyPrecedes($1.unicodeScalars.map(\.value)) }
     }
@@ -242,12 +294,24 @@ public enum UpdatePolicyRunner {
             if e < b - 1e-12 { better += 1 }
             if e > b + 1e-12 { worse += 1 }
         }
-        var needed = 1
-        if let margin = margin {
-            let share = (margin * Double(base.count) - 1e-9).rounded(.up)
-            // A non-finite or huge margin can never be met (Python's math.ceil would raise on it).
-            needed = share.isNaN || share >= Double(Int.max) ? Int.max : max(1, Int(share))
-        }
+        let needed = rowsNeeded(margin, of: base.count)
+        return Acceptance(better: better, worse: worse, net: better - worse, needed: needed,
+                          accepted: margin == nil || better - worse >= needed)
+    }
+
+    /// max(1, ceil(margin x rows)); 1 without a margin.
+    static func rowsNeeded(_ margin: Double?, of rows: Int) -> Int {
+        guard let margin = margin else { return 1 }
+        let share = (margin * Double(rows) - 1e-9).rounded(.up)
+        // A non-finite or huge margin can never be met (Python's math.ceil would raise on it).
+        return share.isNaN || share >= Double(Int.max) ? Int.max : max(1, Int(share))
+    }
+
+    /// The acceptance check over all turns (update_policy.py's `verdict`): each turn's rows better
+    /// and worse at its own best epoch, summed, against max(1, ceil(margin x all held-out rows)).
+    public static func verdict(_ turns: [PolicyTurn], margin: Double?) -> Acceptance {
+        let better = turns.map(\.acceptance.better).reduce(0, +), worse = turns.map(\.acceptance.worse).reduce(0, +)
+        let needed = rowsNeeded(margin, of: turns.map(\.holdout.count).reduce(0, +))
         return Acceptance(better: better, worse: worse, net: better - worse, needed: needed,
                           accepted: margin == nil || better - worse >= needed)
     }
@@ -259,6 +323,44 @@ public enum UpdatePolicyRunner {
             if case .values(let v) = data.targets, !v[i].isFinite { return true }
             return false
         }
+    }
+
+    /// One run of task A with `holdout` held out, cancelled `patience` epochs after the best; its best
+    /// epoch and the acceptance check there. Also the divergence that stopped it early, if one did.
+    static func taskA<Engine: UpdateEngine>(_ ordered: LabelledRows, holdout: [Int], policy: UpdatePolicy,
+                                           settings: UpdateSettings, engine: Engine) throws -> (PolicyTurn, UpdateDiverged?) {
+        var turn = PolicyTurn()
+        turn.holdout = holdout
+        let held = Set(holdout)
+        var keep = ordered.rows.indices.filter { !held.contains($0) }
+        let heldOut = ordered[holdout]
+        let base = try engine.baseCheck(heldOut: heldOut)
+        keep = interleave(ordered[keep].targets).map { keep[$0] }
+        var losses = [base.loss], errors = [base.errors], decisions: [EpochDecision] = []
+        var stopped: UpdateDiverged?
+        do {
+            _ = try engine.update(training: ordered[keep], epochs: policy.maxEpochs, settings: settings, heldOut: heldOut) { epoch, check in
+                let loss = check.loss
+                losses.append(loss)
+                errors.append(check.errors)
+                let best = bestEpoch(losses)
+                // A non-finite loss means the update diverged: stop here, keep what came before.
+                let cancel = !loss.isFinite || epoch - best >= policy.patience
+                decisions.append(EpochDecision(epoch: epoch, heldOutLoss: loss, bestEpoch: best, cancel: cancel))
+                return cancel
+            }
+        } catch let diverged as UpdateDiverged {
+            stopped = diverged
+        }
+        (turn.holdoutLosses, turn.holdoutErrors, turn.decisions) = (losses, errors, decisions)
+        turn.bestEpoch = bestEpoch(losses)  // first minimum
+        if policy.acceptMargin != nil, turn.bestEpoch > 0 {
+            for e in [0, turn.bestEpoch] where errors[e].count != heldOut.count {
+                throw HeldOutErrorsMissing(epoch: e, expected: heldOut.count, got: errors[e].count)
+            }
+        }
+        turn.acceptance = acceptance(base: errors[0], best: errors[turn.bestEpoch], margin: policy.acceptMargin)
+        return (turn, stopped)
     }
 
     public static func personalize<Engine: UpdateEngine>(_ data: LabelledRows, policy: UpdatePolicy = UpdatePolicy(),
@@ -275,49 +377,26 @@ public enum UpdatePolicyRunner {
         outcome.order = interleave(usable.targets)
         let ordered = usable[outcome.order]
         let settings = UpdateSettings(learningRate: policy.learningRate, miniBatchSize: policy.miniBatchSize)
-        outcome.holdout = holdoutRows(ordered.targets, policy)
-        if outcome.holdout.isEmpty {
+        for holdout in holdoutTurns(ordered.targets, policy) {
+            let (turn, diverged) = try taskA(ordered, holdout: holdout, policy: policy, settings: settings, engine: engine)
+            outcome.turns.append(turn)
+            if outcome.note.isEmpty, let diverged = diverged { outcome.note = "\(diverged): task A stopped there" }
+        }
+        if outcome.turns.isEmpty {
             outcome.epochs = policy.fallbackEpochs
         } else {
-            let held = Set(outcome.holdout)
-            var keep = ordered.rows.indices.filter { !held.contains($0) }
-            let heldOut = ordered[outcome.holdout]
-            let base = try engine.baseCheck(heldOut: heldOut)
-            keep = interleave(ordered[keep].targets).map { keep[$0] }
-            var losses = [base.loss], errors = [base.errors], decisions: [EpochDecision] = []
-            do {
-                _ = try engine.update(training: ordered[keep], epochs: policy.maxEpochs, settings: settings, heldOut: heldOut) { epoch, check in
-                    let loss = check.loss
-                    losses.append(loss)
-                    errors.append(check.errors)
-                    let best = bestEpoch(losses)
-                    // A non-finite loss means the update diverged: stop here, keep what came before.
-                    let cancel = !loss.isFinite || epoch - best >= policy.patience
-                    decisions.append(EpochDecision(epoch: epoch, heldOutLoss: loss, bestEpoch: best, cancel: cancel))
-                    return cancel
-                }
-            } catch let diverged as UpdateDiverged {
-                outcome.note = "\(diverged): task A stopped there"
-            }
-            outcome.holdoutLosses = losses
-            outcome.holdoutErrors = errors
-            outcome.decisions = decisions
-            let best = bestEpoch(losses)  // first minimum
+            let best = lowerMedian(outcome.turns.map(\.bestEpoch))
             outcome.bestEpoch = best
             outcome.epochs = best
             if best == 0 {
                 if outcome.note.isEmpty { outcome.note = "no epoch beat the base on the held-out rows: the base is kept" }
             } else {
-                if policy.acceptMargin != nil {
-                    for e in [0, best] where errors[e].count != heldOut.count {
-                        throw HeldOutErrorsMissing(epoch: e, expected: heldOut.count, got: errors[e].count)
-                    }
-                }
-                let check = acceptance(base: errors[0], best: errors[best], margin: policy.acceptMargin)
+                let check = verdict(outcome.turns, margin: policy.acceptMargin)
                 outcome.acceptance = check
                 if !check.accepted {
                     outcome.epochs = 0
-                    outcome.note = "epoch \(best) did better than the base on \(check.net) more held-out rows than worse, "
+                    let judged = outcome.turns.count == 1 ? "epoch \(best)" : "\(outcome.turns.count) turns at their best epochs"
+                    outcome.note = "\(judged) did better than the base on \(check.net) more held-out rows than worse, "
                         + "\(check.needed) needed: the base is kept"
                 }
             }

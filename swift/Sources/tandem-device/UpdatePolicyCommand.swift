@@ -8,7 +8,8 @@
 //                the personal model's outputs are compared with the trace too.
 // Compared with the trace: row order, held-out rows, epochs, epochs run, and (a trace from a release
 // with the acceptance check) the best epoch, the acceptance (net, needed, accepted) and each held-out
-// row's error per epoch. Exit 1 when the policy disagrees with the trace.
+// row's error per epoch; with holdout_folds > 1, the same for every run of task A ("turns"). Exit 1
+// when the policy disagrees with the trace.
 import Foundation
 import TandemKit
 
@@ -33,8 +34,9 @@ func updatePolicyCommand(_ args: [String]) throws -> Int32 {
                                                          engine: try InterpretedUpdateEngine(base: base))
         checks += policyChecks(outcome, trace)
         report += summary(outcome, trace)
-        let worstLoss = zip(outcome.holdoutLosses, trace.holdoutLosses).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
-        checks.append(("holdout_losses", outcome.holdoutLosses.count == trace.holdoutLosses.count && worstLoss <= 1e-9))
+        let mineLosses = outcome.turns.map(\.holdoutLosses), theirLosses = trace.turns.map(\.holdoutLosses)
+        let worstLoss = zip(mineLosses.joined(), theirLosses.joined()).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+        checks.append(("holdout_losses", mineLosses.map(\.count) == theirLosses.map(\.count) && worstLoss <= 1e-9))
         let personal: TandemPredictor = outcome.personal ?? base
         let got = try personal.predict(trace.inputs)
         let mine = personal.kind == .classifier ? got.probabilities.flatMap { $0 } : got.values.map { $0.first ?? .nan }
@@ -73,11 +75,19 @@ private func policyChecks<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) 
                   ("epochs", outcome.epochs == trace.epochs),
                   ("epochs_run", outcome.holdoutLosses.count == trace.holdoutLosses.count)]
     guard let bestEpoch = trace.bestEpoch else { return checks }  // a release from before the acceptance check
-    let mine = outcome.acceptance, theirs = trace.acceptance
     checks += [("best_epoch", outcome.bestEpoch == bestEpoch),
-               ("acceptance", mine?.net == theirs?.net && mine?.needed == theirs?.needed && mine?.accepted == theirs?.accepted),
+               ("acceptance", sameVerdict(outcome.acceptance, trace.acceptance)),
                ("holdout_errors", sameErrors(outcome.holdoutErrors, trace.holdoutErrors))]
+    let mine = outcome.turns, theirs = trace.turns
+    checks.append(("turns", mine.count == theirs.count && zip(mine, theirs).allSatisfy { m, t in
+        m.holdout == t.holdout && m.holdoutLosses.count == t.holdoutLosses.count && m.bestEpoch == t.bestEpoch
+            && sameVerdict(m.acceptance, t.acceptance) && sameErrors(m.holdoutErrors, t.holdoutErrors)
+    }))
     return checks
+}
+
+private func sameVerdict(_ mine: Acceptance?, _ theirs: Acceptance?) -> Bool {
+    mine?.net == theirs?.net && mine?.needed == theirs?.needed && mine?.accepted == theirs?.accepted
 }
 
 /// Each held-out row's error after each epoch: a classifier's 0/1 exactly, a regressor's absolute
@@ -106,5 +116,9 @@ private func summary<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) -> [(
      ("best_epoch", .int(outcome.bestEpoch)), ("golden_best_epoch", trace.bestEpoch.map(JSONOut.int) ?? .null),
      ("acceptance", acceptanceJSON(outcome.acceptance)), ("golden_acceptance", acceptanceJSON(trace.acceptance)),
      ("holdout_errors", .matrix(outcome.holdoutErrors)),
+     ("turns", .array(outcome.turns.map { t in
+         JSONOut.object([("holdout", .ints(t.holdout)), ("task_a_epochs", .int(max(t.holdoutLosses.count - 1, 0))),
+                         ("best_epoch", .int(t.bestEpoch)), ("acceptance", acceptanceJSON(t.acceptance))])
+     })),
      ("skipped_rows", .ints(outcome.skippedRows)), ("note", .string(outcome.note))]
 }

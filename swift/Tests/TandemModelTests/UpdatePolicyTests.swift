@@ -311,4 +311,55 @@ final class UpdatePolicyTests: XCTestCase {
         XCTAssertEqual(cancelled.holdoutLosses.count, 3, "cancelled at the non-finite loss")
         XCTAssertEqual(cancelled.epochs, 1, "the best finite epoch")
     }
+
+    func testKTurnsHoldOutEveryRowOnceInContiguousBlocksPerClass() {
+        let y = Targets.classes(Array(repeating: "a", count: 7) + Array(repeating: "b", count: 3) + Array(repeating: "c", count: 4))
+        var policy = UpdatePolicy()
+        policy.holdoutFolds = 3
+        // numpy's array_split per class: a 7 -> 3+2+2, b 3 -> 1+1+1, c 4 -> 2+1+1 (as test_update_policy.py)
+        XCTAssertEqual(UpdatePolicyRunner.holdoutTurns(y, policy), [[0, 1, 2, 7, 10, 11], [3, 4, 8, 12], [5, 6, 9, 13]])
+        XCTAssertEqual(UpdatePolicyRunner.holdoutTurns(y, UpdatePolicy()), [UpdatePolicyRunner.holdoutRows(y, UpdatePolicy())])
+        policy.holdoutFolds = 4
+        XCTAssertEqual(UpdatePolicyRunner.holdoutTurns(y, policy), [], "b has 3 < 4 rows: the fallback epochs")
+        policy.holdoutFolds = 2
+        XCTAssertEqual(UpdatePolicyRunner.holdoutTurns(.values([1, 2, 3, 4, 5]), policy), [[0, 1, 2], [3, 4]])
+        XCTAssertEqual(UpdatePolicyRunner.lowerMedian([5, 0, 9]), 5)
+        XCTAssertEqual(UpdatePolicyRunner.lowerMedian([4, 2, 8, 6]), 4)
+    }
+
+    func testKTurnTracesReplayTurnByTurn() throws {
+        for (name, model) in [("classifier_policy_folds.json", "classifier.mlmodel"), ("regressor_policy_folds.json", "regressor.mlmodel")] {
+            let (trace, outcome) = try replay(name, model: model)
+            XCTAssertEqual(trace.policy.holdoutFolds, 3)
+            XCTAssertEqual(outcome.turns.count, 3, name)
+            XCTAssertEqual(outcome.turns.count, trace.turns.count, name)
+            XCTAssertEqual(outcome.turns.flatMap(\.holdout).sorted(), Array(0..<trace.inputs.count), "every row held out once")
+            for (mine, theirs) in zip(outcome.turns, trace.turns) {
+                XCTAssertEqual(mine.holdout, theirs.holdout, name)
+                XCTAssertEqual(mine.holdoutLosses.count, theirs.holdoutLosses.count, "\(name): cancelled at the same epoch")
+                XCTAssertEqual(mine.bestEpoch, theirs.bestEpoch, name)
+                XCTAssertEqual(mine.acceptance, theirs.acceptance, name)
+            }
+            XCTAssertEqual(outcome.bestEpoch, trace.bestEpoch, "\(name): the lower median of the turns' best epochs")
+            XCTAssertEqual(outcome.acceptance, trace.acceptance, "\(name): the net counts summed over the turns")
+            XCTAssertEqual(outcome.acceptance?.net, outcome.turns.map(\.acceptance.net).reduce(0, +))
+            XCTAssertEqual(outcome.epochs, trace.epochs, name)
+        }
+        let (trace, outcome) = try replay("classifier_policy_folds.json", model: "classifier.mlmodel")
+        XCTAssertEqual(Set(trace.turns.compactMap(\.bestEpoch)).count, 3, "the fixture's turns stop at different epochs")
+        XCTAssertEqual(outcome.epochs, trace.turns.compactMap(\.bestEpoch).sorted()[1])
+    }
+
+    func testATraceWithTooFewTurnsIsRefused() throws {
+        var trace = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy_folds.json")))
+        trace.recordedTurns?.removeLast()
+        XCTAssertThrowsError(try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy, engine: GoldenTraceEngine(trace: trace))) {
+            XCTAssertEqual($0 as? TraceReplayError, .noTurn(2))
+        }
+        let old = #"{"learning_rate": 0.05, "mini_batch_size": 8, "max_epochs": 40, "patience": 5, "holdout_every": 3, "min_per_class": 3, "fallback_epochs": 30}"#
+        XCTAssertEqual(try JSONDecoder().decode(UpdatePolicy.self, from: Data(old.utf8)).holdoutFolds, 1, "a release from before the turns")
+        var folds = UpdatePolicy()
+        folds.holdoutFolds = 3
+        XCTAssertEqual(try JSONDecoder().decode(UpdatePolicy.self, from: try JSONEncoder().encode(folds)), folds)
+    }
 }

@@ -7,8 +7,9 @@ body with ReLU, an updatable head; a classifier and a regressor), feature rows w
 runtime's predictions, and update-policy traces as a release's golden_vectors.json holds them:
 classifier_policy.json (the acceptance check keeps the base: epoch E is no better on the held-out
 rows), classifier_policy_accepted.json (another user: the check passes, task B refits E epochs),
-classifier_policy_v0.json (a release from before the check: no accept_margin, no held-out errors)
-and regressor_policy.json; the same shapes with a calibration layer as the only updatable one
+classifier_policy_v0.json (a release from before the check: no accept_margin, no held-out errors,
+no turns), classifier_policy_folds.json and regressor_policy_folds.json (holdout_folds 3: task A
+runs once per fold, every labelled row held out once) and regressor_policy.json; the same shapes with a calibration layer as the only updatable one
 (task.yaml `model.updatable: calibration`): *_calibration.mlmodel and *_calibration_policy.json.
 """
 
@@ -39,7 +40,8 @@ def before_the_check(model, X, y) -> dict:
     policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, accept_margin=None)  # release_shaped's, unchecked
     trace = release_shaped.policy_trace(model, X, y, policy)
     del trace["policy"]["accept_margin"]
-    for key in ("holdout_errors", "best_epoch", "acceptance"):
+    del trace["policy"]["holdout_folds"]
+    for key in ("holdout_errors", "best_epoch", "acceptance", "turns"):
         del trace[key]
     return trace
 
@@ -55,6 +57,8 @@ def main() -> None:
     Xa, ya = release_shaped.labelled(clf, per_class=10, seed=4)
     write("classifier_policy_accepted.json", {"update_policy": release_shaped.policy_trace(clf, Xa, ya)})
     write("classifier_policy_v0.json", {"update_policy": before_the_check(clf, Xl, yl)})
+    folds = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, accept_margin=0.05, holdout_folds=3)
+    write("classifier_policy_folds.json", {"update_policy": release_shaped.policy_trace(clf, Xa, ya, folds)})
 
     reg = release_shaped.model(seed=1, regression=True, labels=("value",))
     X = release_shaped.rows(reg, 12)
@@ -62,6 +66,7 @@ def main() -> None:
     write("regressor_rows.json", {"rows": X.tolist(), "values": reg.predict(X).reshape(-1, 1).tolist()})
     Xl, yl = release_shaped.labelled(reg)
     write("regressor_policy.json", {"update_policy": release_shaped.policy_trace(reg, Xl, yl)})
+    write("regressor_policy_folds.json", {"update_policy": release_shaped.policy_trace(reg, Xl, yl, folds)})
 
     for name, m in (("classifier", release_shaped.model(seed=0, updatable=("calibration",))),
                     ("regressor", release_shaped.model(seed=1, regression=True, labels=("value",),
