@@ -166,9 +166,11 @@ def acceptance(errors_base, errors_best, margin: float | None) -> dict:
     got worse on, must reach max(1, ceil(margin x held-out rows)). A float tolerance of 1e-12 keeps a
     regressor's unchanged rows from counting either way."""
     base, best = np.asarray(errors_base, np.float64), np.asarray(errors_best, np.float64)
-    better = int(np.sum(best < base - 1e-12))
-    worse = int(np.sum(best > base + 1e-12))
-    needed = 1 if margin is None else max(1, math.ceil(margin * len(base) - 1e-9))
+    return _checked(int(np.sum(best < base - 1e-12)), int(np.sum(best > base + 1e-12)), len(base), margin)
+
+
+def _checked(better: int, worse: int, rows: int, margin: float | None) -> dict:
+    needed = 1 if margin is None else max(1, math.ceil(margin * rows - 1e-9))
     return {"better": better, "worse": worse, "net": better - worse, "needed": needed,
             "accepted": margin is None or better - worse >= needed}
 
@@ -176,12 +178,8 @@ def acceptance(errors_base, errors_best, margin: float | None) -> dict:
 def verdict(turns: list[dict], margin: float | None) -> dict:
     """The acceptance check over all turns: rows better minus rows worse, each turn at its own best
     epoch, summed; the rows needed are max(1, ceil(margin x all held-out rows)). One turn: `acceptance`."""
-    better = sum(t["acceptance"]["better"] for t in turns)
-    worse = sum(t["acceptance"]["worse"] for t in turns)
-    rows = sum(len(t["holdout"]) for t in turns)
-    needed = 1 if margin is None else max(1, math.ceil(margin * rows - 1e-9))
-    return {"better": better, "worse": worse, "net": better - worse, "needed": needed,
-            "accepted": margin is None or better - worse >= needed}
+    return _checked(sum(t["acceptance"]["better"] for t in turns), sum(t["acceptance"]["worse"] for t in turns),
+                    sum(len(t["holdout"]) for t in turns), margin)
 
 
 def best_epoch(losses) -> int:

@@ -106,11 +106,11 @@ class DeviceDefaults(_Strict):
     accept_margin: float | None = Field(
         0.1, ge=0, le=1, description="the app ships a personal update only when, on the user's held-out labelled rows, "
                                      "it does better than the base on max(1, ceil(margin x rows)) more rows than worse; "
-                                     "null: no check (docs/update-policy.md)")
+                                     "null: no check (docs/evaluation.md, the personalization policy)")
     holdout_folds: int = Field(
         1, ge=1, le=10, description="1: the check holds out the latest third of each class's labelled rows; k > 1: "
                                     "every labelled row once, in k turns of task A, the net counts summed "
-                                    "(docs/update-policy.md)")
+                                    "(docs/evaluation.md, the personalization policy)")
 
 
 class SharingDefaults(_Strict):
