@@ -22,27 +22,27 @@ def numeric(labels) -> bool:
     return np.asarray(labels).dtype.kind == "f"
 
 
-def window_changes(before: DeviceModel, after: DeviceModel, X: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
-    """(better, worse): held-out windows `after` got right that `before` got wrong, and the other way
-    round (a regressor: its absolute error fell / rose). The update gate's evidence of harm."""
+def window_changes(before: np.ndarray, after: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """(better, worse): held-out windows the `after` predictions got right that `before` got wrong, and
+    the other way round (a regressor: its absolute error fell / rose). The update gate's evidence of harm."""
     if numeric(labels):
-        was, now = np.abs(before.predict(X) - labels), np.abs(after.predict(X) - labels)
+        was, now = np.abs(before - labels), np.abs(after - labels)
         return int((now < was).sum()), int((now > was).sum())
-    was, now = before.predict(X) == labels, after.predict(X) == labels
+    was, now = before == labels, after == labels
     return int((now & ~was).sum()), int((was & ~now).sum())
 
 
-def score(model: DeviceModel, X: np.ndarray, labels: np.ndarray) -> float:
+def score_of(predicted: np.ndarray, labels: np.ndarray) -> float:
     """Accuracy, or minus the mean absolute error for a regressor: higher is better either way."""
     if numeric(labels):
-        return -float(np.mean(np.abs(model.predict(X) - labels)))
-    return float((model.predict(X) == labels).mean())
+        return -float(np.mean(np.abs(predicted - labels)))
+    return float((predicted == labels).mean())
 
 
 @dataclass
 class Personalized:
     model: DeviceModel
-    accuracy_before: float  # the score (see `score`)
+    accuracy_before: float  # the score (see `score_of`)
     accuracy_after: float
     loss_before: float
     loss_after: float
@@ -121,14 +121,19 @@ def update_and_score(base: DeviceModel, user, train: np.ndarray, test: np.ndarra
     """The device runtime's update of a copy of `base` on the `train` windows, scored before and
     after on the `test` windows."""
     X, labels = user.features, np.asarray(user.labels)
-    before = score(base, X[test], labels[test])
+    was, truth = base.predict(X[test]), labels[test]
+
+    def scored(model: DeviceModel) -> tuple:  # before, after, windows better, windows worse
+        now = model.predict(X[test])
+        return score_of(was, truth), score_of(now, truth), *window_changes(was, now, truth)
+
     if policy is not None:
         p = policy_update(base, X[train], labels[train], policy)
-        after = score(p.model, X[test], labels[test])
+        before, after, better, worse = scored(p.model)
         loss_before = p.loss_before if p.epochs else float("nan")
         return Personalized(p.model, before, after, loss_before, p.loss_after, p.holdout_losses, len(train), len(test),
-                            *window_changes(base, p.model, X[test], labels[test]))
+                            better, worse)
     result = update(DeviceModel.load(base.to_bytes()), X[train], labels[train], **overrides)
-    after = score(result.model, X[test], labels[test])
+    before, after, better, worse = scored(result.model)
     return Personalized(result.model, before, after, result.loss_before, result.loss_after, result.history,
-                        len(train), len(test), *window_changes(base, result.model, X[test], labels[test]))
+                        len(train), len(test), better, worse)
