@@ -13,7 +13,7 @@ import numpy as np
 
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import update
-from tandem.device.update_policy import UpdatePolicy
+from tandem.device.update_policy import UpdatePolicy, acceptance
 from tandem.device.update_policy import personalize as policy_update
 
 
@@ -24,12 +24,15 @@ def numeric(labels) -> bool:
 
 def window_changes(before: np.ndarray, after: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
     """(better, worse): held-out windows the `after` predictions got right that `before` got wrong, and
-    the other way round (a regressor: its absolute error fell / rose). The update gate's evidence of harm."""
-    if numeric(labels):
-        was, now = np.abs(before - labels), np.abs(after - labels)
-        return int((now < was).sum()), int((now > was).sum())
-    was, now = before == labels, after == labels
-    return int((now & ~was).sum()), int((was & ~now).sum())
+    the other way round (a regressor: its absolute error fell / rose), counted by the device policy's
+    own acceptance rule. The update gate's evidence of harm."""
+    def errors(predicted):
+        if numeric(labels):
+            return np.abs(predicted - labels)
+        return (predicted != labels).astype(np.float64)
+
+    counted = acceptance(errors(before), errors(after), margin=None)
+    return counted["better"], counted["worse"]
 
 
 def score_of(predicted: np.ndarray, labels: np.ndarray) -> float:
