@@ -58,7 +58,13 @@ class UpdatePolicy:
 
     @classmethod
     def from_dict(cls, d: dict) -> "UpdatePolicy":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        """A release's `update_policy`; a key this runtime does not know is refused, as TandemKit does
+        (running the rest of a newer rule would not be the rule the release's golden trace proved)."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"the update policy has {', '.join(unknown)}, which this runtime does not know: "
+                             "the release needs a newer Tandem")
+        return cls(**{"accept_margin": None, **d})  # a release from before the check has none (as TandemKit reads it)
 
 
 @dataclass

@@ -167,3 +167,13 @@ def test_k_turns_sum_the_net_counts_and_refit_for_the_lower_median_epoch(base):
     assert trace["turns"] == p.turns and trace["epochs"] == p.epochs and trace["policy"]["holdout_folds"] == 3
     one = personalize(base, X, y, UpdatePolicy(learning_rate=0.05, max_epochs=30, patience=4))
     assert len(one.turns) == 1 and one.acceptance == one.turns[0]["acceptance"]  # k = 1: the check as before
+
+
+def test_a_policy_with_a_key_this_runtime_does_not_know_is_refused_by_name():
+    shipped = UpdatePolicy(accept_margin=0.05, holdout_folds=3).as_dict()
+    assert UpdatePolicy.from_dict(shipped) == UpdatePolicy(accept_margin=0.05, holdout_folds=3)
+    older = {k: v for k, v in shipped.items() if k not in ("accept_margin", "holdout_folds")}
+    # a release from before the acceptance check and the turns: no check, one turn (as TandemKit decodes it)
+    assert (UpdatePolicy.from_dict(older).accept_margin, UpdatePolicy.from_dict(older).holdout_folds) == (None, 1)
+    with pytest.raises(ValueError, match=r"^the update policy has holdout_strategy, z_rule, which this runtime"):
+        UpdatePolicy.from_dict({**shipped, "z_rule": 2, "holdout_strategy": "leave_one_session_out"})

@@ -78,10 +78,8 @@ public struct PolicyTrace: Decodable, Equatable {
     public static func load(_ data: Data) throws -> PolicyTrace {
         let decoder = JSONDecoder()
         struct Release: Decodable { let update_policy: PolicyTrace? }
-        if let release = try? decoder.decode(Release.self, from: data), let trace = release.update_policy {
-            return trace
-        }
-        do {
+        do {  // a release's file with a bad trace says what is wrong with the trace
+            if let trace = try decoder.decode(Release.self, from: data).update_policy { return trace }
             return try decoder.decode(PolicyTrace.self, from: data)
         } catch {
             throw TraceReplayError.noTrace(Self.why(error))
@@ -94,6 +92,9 @@ public struct PolicyTrace: Decodable, Equatable {
         case .keyNotFound(let key, _)?: return "no '\(key.stringValue)'"
         case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?:
             let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            if case .dataCorrupted? = error as? DecodingError, !path.isEmpty {
+                return "'\(path)': \(context.debugDescription)"
+            }
             return path.isEmpty ? "not JSON" : "a bad value at '\(path)'"
         default: return "\(error)"
         }

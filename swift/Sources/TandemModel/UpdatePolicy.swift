@@ -44,7 +44,17 @@ public struct UpdatePolicy: Codable, Equatable {
         case acceptMargin = "accept_margin", holdoutFolds = "holdout_folds"
     }
 
+    /// Refuses a policy with a key this TandemKit does not know: a release made for a newer TandemKit
+    /// runs a rule this one cannot, and running the rest of it silently would not be the rule the
+    /// release's golden trace proved. The app keeps its base model instead (docs/ios.md).
     public init(from decoder: Decoder) throws {
+        let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
+            .filter { CodingKeys(stringValue: $0) == nil }.sorted()
+        guard unknown.isEmpty else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription:
+                "the update policy has \(unknown.joined(separator: ", ")), which this TandemKit does not know: "
+                + "the release needs a newer TandemKit"))
+        }
         let c = try decoder.container(keyedBy: CodingKeys.self)
         learningRate = try c.decode(Double.self, forKey: .learningRate)
         miniBatchSize = try c.decode(Int.self, forKey: .miniBatchSize)
@@ -70,6 +80,14 @@ public struct UpdatePolicy: Codable, Equatable {
         try c.encode(acceptMargin, forKey: .acceptMargin)
         try c.encode(holdoutFolds, forKey: .holdoutFolds)
     }
+}
+
+/// Any key of a JSON object (to find the keys a decoder does not know).
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }
 
 /// What the model learns to output: class names (a classifier) or values (a regressor).

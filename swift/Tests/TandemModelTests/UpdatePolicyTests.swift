@@ -108,6 +108,32 @@ final class UpdatePolicyTests: XCTestCase {
         XCTAssertEqual(try JSONDecoder().decode(UpdatePolicy.self, from: try JSONEncoder().encode(UpdatePolicy())), UpdatePolicy())
     }
 
+    func testAPolicyWithAKeyThisKitDoesNotKnowIsRefusedByName() throws {
+        var json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(UpdatePolicy())) as! [String: Any]
+        json["holdout_strategy"] = "leave_one_session_out"  // a rule from a newer TandemKit
+        json["z_rule"] = 2
+        let data = try JSONSerialization.data(withJSONObject: json)
+        XCTAssertThrowsError(try JSONDecoder().decode(UpdatePolicy.self, from: data)) { error in
+            guard case .dataCorrupted(let context)? = error as? DecodingError else { return XCTFail("\(error)") }
+            XCTAssertEqual(context.debugDescription, "the update policy has holdout_strategy, z_rule, which this "
+                           + "TandemKit does not know: the release needs a newer TandemKit")
+        }
+        // In a release's golden vectors, the one-line refusal names where and what.
+        let fixture = try JSONSerialization.jsonObject(with: Data(contentsOf: try fixtureURL("classifier_policy.json"))) as! [String: Any]
+        var golden = fixture["update_policy"] as! [String: Any]
+        var policy = golden["policy"] as! [String: Any]
+        policy["holdout_strategy"] = "leave_one_session_out"
+        golden["policy"] = policy
+        let release = try JSONSerialization.data(withJSONObject: ["format": "tandem-golden/v1", "update_policy": golden])
+        XCTAssertThrowsError(try PolicyTrace.load(release)) { error in
+            XCTAssertEqual(error as? TraceReplayError, .noTrace("'update_policy.policy': the update policy has "
+                + "holdout_strategy, which this TandemKit does not know: the release needs a newer TandemKit"))
+        }
+        golden["policy"] = json.filter { $0.key != "holdout_strategy" && $0.key != "z_rule" }
+        let known = try JSONSerialization.data(withJSONObject: ["format": "tandem-golden/v1", "update_policy": golden])
+        XCTAssertEqual(try PolicyTrace.load(known).policy, UpdatePolicy())  // the same file without the new keys loads
+    }
+
     func testTheAcceptanceRule() {
         // A regressor's absolute errors: fell by more than 1e-12 is better, rose by more is worse.
         let base = [1.0, 2.0, 3.0, 0.5, 0.7]
