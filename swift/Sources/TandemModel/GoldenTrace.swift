@@ -90,11 +90,10 @@ public struct PolicyTrace: Decodable, Equatable {
     static func why(_ error: Error) -> String {
         switch error as? DecodingError {
         case .keyNotFound(let key, _)?: return "no '\(key.stringValue)'"
+        case .dataCorrupted(let context)? where !context.codingPath.isEmpty:  // a value refused, with the reason
+            return "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)"
         case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?:
             let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            if case .dataCorrupted? = error as? DecodingError, !path.isEmpty {
-                return "'\(path)': \(context.debugDescription)"
-            }
             return path.isEmpty ? "not JSON" : "a bad value at '\(path)'"
         default: return "\(error)"
         }
