@@ -155,6 +155,24 @@ def test_swift_policy_replays_a_trace_from_before_the_acceptance_check(tandem_de
     assert out["acceptance"]["accepted"] is True and out["golden_acceptance"] is None and out["golden_best_epoch"] is None
 
 
+def test_swift_and_python_refuse_a_policy_made_for_a_newer_kit(tandem_device, tmp_path):
+    """A release whose policy has a key this kit does not know: both languages refuse it by name, rather
+    than run the rest of it as an older rule."""
+    model = release_shaped.model(seed=0)
+    X, y = release_shaped.labelled(model)
+    trace = release_shaped.policy_trace(model, X, y)
+    trace["policy"]["holdout_strategy"] = "leave_one_session_out"
+    path = tmp_path / "newer.json"
+    path.write_text(json.dumps({"update_policy": trace}))
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
+    refusal = "the update policy has holdout_strategy, which this {} does not know: the release needs a newer {}"
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == "tandem-device update-policy: " + refusal.format("TandemKit", "TandemKit")
+    with pytest.raises(ValueError) as python:
+        UpdatePolicy.from_dict(trace["policy"])
+    assert str(python.value) == refusal.format("runtime", "Tandem")
+
+
 def test_swift_policy_catches_a_trace_it_disagrees_with(tandem_device, tmp_path):
     model = release_shaped.model(seed=0)
     X, y = release_shaped.labelled(model)

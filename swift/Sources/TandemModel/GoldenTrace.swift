@@ -78,9 +78,11 @@ public struct PolicyTrace: Decodable, Equatable {
     public static func load(_ data: Data) throws -> PolicyTrace {
         let decoder = JSONDecoder()
         struct Release: Decodable { let update_policy: PolicyTrace? }
-        do {  // a release's file with a bad trace says what is wrong with the trace
+        do {
             if let trace = try decoder.decode(Release.self, from: data).update_policy { return trace }
             return try decoder.decode(PolicyTrace.self, from: data)
+        } catch let newer as PolicyNeedsNewerKit {
+            throw newer  // a golden trace, of a release made for a newer TandemKit
         } catch {
             throw TraceReplayError.noTrace(Self.why(error))
         }
@@ -90,8 +92,6 @@ public struct PolicyTrace: Decodable, Equatable {
     static func why(_ error: Error) -> String {
         switch error as? DecodingError {
         case .keyNotFound(let key, _)?: return "no '\(key.stringValue)'"
-        case .dataCorrupted(let context)? where !context.codingPath.isEmpty:  // a value refused, with the reason
-            return "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)"
         case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .dataCorrupted(let context)?:
             let path = context.codingPath.map(\.stringValue).joined(separator: ".")
             return path.isEmpty ? "not JSON" : "a bad value at '\(path)'"

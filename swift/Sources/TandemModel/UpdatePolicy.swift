@@ -50,11 +50,7 @@ public struct UpdatePolicy: Codable, Equatable {
     public init(from decoder: Decoder) throws {
         let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
             .filter { CodingKeys(stringValue: $0) == nil }.sorted()
-        guard unknown.isEmpty else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription:
-                "the update policy has \(unknown.joined(separator: ", ")), which this TandemKit does not know: "
-                + "the release needs a newer TandemKit"))
-        }
+        guard unknown.isEmpty else { throw PolicyNeedsNewerKit(keys: unknown) }
         let c = try decoder.container(keyedBy: CodingKeys.self)
         learningRate = try c.decode(Double.self, forKey: .learningRate)
         miniBatchSize = try c.decode(Int.self, forKey: .miniBatchSize)
@@ -79,6 +75,14 @@ public struct UpdatePolicy: Codable, Equatable {
         try c.encode(fallbackEpochs, forKey: .fallbackEpochs)
         try c.encode(acceptMargin, forKey: .acceptMargin)
         try c.encode(holdoutFolds, forKey: .holdoutFolds)
+    }
+}
+
+/// A release's update policy has keys this TandemKit does not know (thrown as is through JSONDecoder).
+public struct PolicyNeedsNewerKit: Error, Equatable, CustomStringConvertible {
+    public let keys: [String]
+    public var description: String {
+        "the update policy has \(keys.joined(separator: ", ")), which this TandemKit does not know: the release needs a newer TandemKit"
     }
 }
 

@@ -114,11 +114,11 @@ final class UpdatePolicyTests: XCTestCase {
         json["z_rule"] = 2
         let data = try JSONSerialization.data(withJSONObject: json)
         XCTAssertThrowsError(try JSONDecoder().decode(UpdatePolicy.self, from: data)) { error in
-            guard case .dataCorrupted(let context)? = error as? DecodingError else { return XCTFail("\(error)") }
-            XCTAssertEqual(context.debugDescription, "the update policy has holdout_strategy, z_rule, which this "
-                           + "TandemKit does not know: the release needs a newer TandemKit")
+            XCTAssertEqual(error as? PolicyNeedsNewerKit, PolicyNeedsNewerKit(keys: ["holdout_strategy", "z_rule"]))
+            XCTAssertEqual("\(error)", "the update policy has holdout_strategy, z_rule, which this TandemKit does "
+                           + "not know: the release needs a newer TandemKit")
         }
-        // In a release's golden vectors, the one-line refusal names where and what.
+        // A release's golden vectors say so too, rather than "not a golden trace".
         let fixture = try JSONSerialization.jsonObject(with: Data(contentsOf: try fixtureURL("classifier_policy.json"))) as! [String: Any]
         var golden = fixture["update_policy"] as! [String: Any]
         var policy = golden["policy"] as! [String: Any]
@@ -126,8 +126,7 @@ final class UpdatePolicyTests: XCTestCase {
         golden["policy"] = policy
         let release = try JSONSerialization.data(withJSONObject: ["format": "tandem-golden/v1", "update_policy": golden])
         XCTAssertThrowsError(try PolicyTrace.load(release)) { error in
-            XCTAssertEqual(error as? TraceReplayError, .noTrace("'update_policy.policy': the update policy has "
-                + "holdout_strategy, which this TandemKit does not know: the release needs a newer TandemKit"))
+            XCTAssertEqual(error as? PolicyNeedsNewerKit, PolicyNeedsNewerKit(keys: ["holdout_strategy"]))
         }
         golden["policy"] = json.filter { $0.key != "holdout_strategy" && $0.key != "z_rule" }
         let known = try JSONSerialization.data(withJSONObject: ["format": "tandem-golden/v1", "update_policy": golden])
