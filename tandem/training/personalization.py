@@ -22,24 +22,25 @@ def numeric(labels) -> bool:
     return np.asarray(labels).dtype.kind == "f"
 
 
+def errors_of(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each window's error: 0 right / 1 wrong, or a regressor's absolute error."""
+    if numeric(labels):
+        return np.abs(predicted - labels)
+    return (predicted != labels).astype(np.float64)
+
+
 def window_changes(before: np.ndarray, after: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
     """(better, worse): held-out windows the `after` predictions got right that `before` got wrong, and
     the other way round (a regressor: its absolute error fell / rose), counted by the device policy's
     own acceptance rule. The update gate's evidence of harm."""
-    def errors(predicted):
-        if numeric(labels):
-            return np.abs(predicted - labels)
-        return (predicted != labels).astype(np.float64)
-
-    counted = acceptance(errors(before), errors(after), margin=None)
+    counted = acceptance(errors_of(before, labels), errors_of(after, labels), margin=None)
     return counted["better"], counted["worse"]
 
 
 def score_of(predicted: np.ndarray, labels: np.ndarray) -> float:
     """Accuracy, or minus the mean absolute error for a regressor: higher is better either way."""
-    if numeric(labels):
-        return -float(np.mean(np.abs(predicted - labels)))
-    return float((predicted == labels).mean())
+    errors = errors_of(predicted, labels)
+    return -float(np.mean(errors)) if numeric(labels) else float(np.mean(errors == 0))
 
 
 @dataclass
