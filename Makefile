@@ -35,10 +35,14 @@ demo: install $(KEYCHAIN) $(SIGNING)
 	$(TANDEM) share --via embedded && $(TANDEM) run && $(TANDEM) releases && \
 	$(TANDEM) pull --channel staging --out $(TANDEM_HOME)/app-build/model --public-key $(PUBLIC_KEY)
 
+# One pytest worker per core (pytest-xdist); a test file stays on one worker, so its module fixtures are
+# built once. TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= auto
+
 test: install
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory swift-test
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # TandemKit (swift/): swift build + swift test in swift/.build, the scratch folder the pytest fixture
 # (tests/swift_build.py) reuses. No toolchain: one line and a failure, never a silent pass;
