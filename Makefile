@@ -54,11 +54,13 @@ swift-test:
 	else cd swift && swift build --scratch-path .build && swift test --scratch-path .build; fi
 
 # Ingest at fleet scale, local store and moto S3 (minutes), then featurization windows/s in Swift (release
-# build) against numpy (after ingest: bench_ingest rewrites results.json whole): bench/results.json.
+# build) against numpy (after ingest: bench_ingest rewrites results.json whole), the gateway against direct
+# writes, `tandem evaluate`'s runs in worker processes against one process: bench/results.json.
 bench: install
 	nice $(PY) bench/bench_ingest.py
 	nice $(PY) bench/bench_swift_featurize.py
 	nice $(PY) bench/bench_gateway.py
+	nice $(PY) bench/bench_evaluate.py
 
 clean-demo:
 	rm -rf $(TANDEM_HOME)

@@ -58,8 +58,9 @@ def evaluate(params: EvaluationParams = EvaluationParams(), track: bool = True, 
 
 
 @task(name="run-protocol")
-def run_protocol_task(task: Task, folds: int, seeds: int, reports_dir: str) -> dict:
-    return robust_eval.evaluate(task, folds, seeds, log=get_run_logger().info, reports_dir=Path(reports_dir))
+def run_protocol_task(task: Task, folds: int, seeds: int, reports_dir: str, workers: int | None = None) -> dict:
+    return robust_eval.evaluate(task, folds, seeds, log=get_run_logger().info, reports_dir=Path(reports_dir),
+                                workers=workers)
 
 
 @task(name="write-protocol-report")
@@ -73,12 +74,14 @@ def log_protocol_task(settings: Settings, result: dict, files: dict) -> str:
 
 
 @flow(name="evaluate-protocol", log_prints=True)
-def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True, audit: bool = True) -> dict:
+def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True, audit: bool = True,
+                      workers: int | None = None) -> dict:
     """Leave-group-out folds x seeds: generic, personalized by budget, local only, FedAvg / FedProx /
     FedPer; report under TANDEM_HOME/reports, one MLflow run with the table and plots; then the
-    privacy audit (`tandem audit`, its default parameters)."""
+    privacy audit (`tandem audit`, its default parameters). `workers`: processes for the (fold, seed)
+    runs (empty: one per core)."""
     settings = Settings()
-    result = run_protocol_task(tasks.resolve(settings.task), folds, seeds, str(settings.home / "reports"))
+    result = run_protocol_task(tasks.resolve(settings.task), folds, seeds, str(settings.home / "reports"), workers)
     files = write_protocol_report_task(result, str(settings.home / "reports"),
                                        f"tandem evaluate --folds {folds} --seeds {seeds}")
     run_id = log_protocol_task(settings, result, files) if track else None
@@ -88,8 +91,8 @@ def evaluate_protocol(folds: int = 3, seeds: int = 1, track: bool = True, audit:
 
 
 @task(name="run-regression-protocol")
-def run_regression_task(task: Task, folds: int, seeds: int) -> dict:
-    return regression_eval.evaluate(task, folds, seeds, log=get_run_logger().info)
+def run_regression_task(task: Task, folds: int, seeds: int, workers: int | None = None) -> dict:
+    return regression_eval.evaluate(task, folds, seeds, log=get_run_logger().info, workers=workers)
 
 
 @task(name="write-regression-report")
@@ -103,11 +106,12 @@ def log_regression_task(settings: Settings, result: dict, files: dict) -> str:
 
 
 @flow(name="evaluate-regression", log_prints=True)
-def evaluate_regression(folds: int = 3, seeds: int = 1, track: bool = True) -> dict:
+def evaluate_regression(folds: int = 3, seeds: int = 1, track: bool = True, workers: int | None = None) -> dict:
     """A regression task's folds x seeds: generic, personalized on the device, own mean, local only
-    (MAE, RMSE); report under TANDEM_HOME/reports, one MLflow run with the table and plot."""
+    (MAE, RMSE); report under TANDEM_HOME/reports, one MLflow run with the table and plot. `workers`:
+    processes for the (fold, seed) runs (empty: one per core)."""
     settings = Settings()
-    result = run_regression_task(tasks.resolve(settings.task), folds, seeds)
+    result = run_regression_task(tasks.resolve(settings.task), folds, seeds, workers)
     files = write_regression_report_task(result, str(settings.home / "reports"),
                                          f"tandem evaluate --folds {folds} --seeds {seeds}")
     run_id = log_regression_task(settings, result, files) if track else None

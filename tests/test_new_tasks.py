@@ -135,7 +135,8 @@ def test_personalization_lowers_a_millisecond_regressors_error(tasks):
     """A target in the hundreds of milliseconds (sd ~ 70 ms): the on-device update must not raise the
     error (issue 17: MAE 76.0 -> 86.9 ms when the body updated at a rate meant for unit scale)."""
     folder, env = tasks["reaction"]
-    run(env, "evaluate", "--folds", "2", "--seeds", "2", "--no-flow", "--no-mlflow")
+    out = run(env, "evaluate", "--folds", "2", "--seeds", "2", "--no-flow", "--no-mlflow", "--workers", "2")
+    assert len([line for line in out.splitlines() if line.startswith("fold ")]) == 4  # each run's progress, from its worker
     c = json.loads((Path(env["TANDEM_HOME"]) / "reports" / "evaluation.json").read_text())["claims"]
     print(f"reaction_ms: generic MAE {c['generic_mae_mean']:.1f} ms, personalized {c['personalized_mae_mean']:.1f} ms, "
           f"harmed {c['personalization_harmed_share']:.2f}")

@@ -120,3 +120,38 @@ def test_one_harness_serves_a_classifier_then_a_regressor_in_one_process():
     assert set(run["methods"]) == {f"{m}_{e}" for m in ("tandem_generic", "tandem_personalized", "own_mean", "local_only")
                                    for e in ("mae", "rmse")}
     assert all(v >= 0.0 for per_user in run["methods"].values() for v in per_user.values())
+
+
+def test_runs_in_worker_processes_are_the_runs_of_one_process(tmp_path):
+    """`tandem evaluate --workers 2`: the (fold, seed) runs in two spawned processes give exactly the
+    per-user numbers of one process (torch on one thread in both), seed-major, each run kept in the
+    partial file as it finishes."""
+    import torch
+
+    from tandem import task as tasks
+    from tandem.fleet.users import synthetic_fleet
+    from tandem.release.params import DeviceUpdateConfig
+    from tandem.training.model import TrainConfig
+
+    har = tasks.resolve("har")
+    users = synthetic_fleet(har, 4, 8, seed=1)
+    cfg = protocol.ProtocolConfig(policy=policy_for(har), folds=2, seeds=2, fl_rounds=1, budgets=("u20",),
+                                  fl_budgets=("u20",))
+    train = TrainConfig.for_task(har, epochs=3, patience=2)
+    lines: list[str] = []
+    partial = tmp_path / "runs.jsonl"
+    parallel = protocol.run_protocol(har, users, cfg, lambda _fold: train, DeviceUpdateConfig.for_task(har),
+                                     log=lines.append, partial=partial, workers=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = protocol.run_protocol(har, users, cfg, lambda _fold: train, DeviceUpdateConfig.for_task(har),
+                                       log=lambda _line: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert [(r["seed"], r["fold"]) for r in parallel] == [(0, 0), (0, 1), (1, 0), (1, 1)]  # seed-major, as one process
+    assert [r["methods"] for r in parallel] == [r["methods"] for r in serial]
+    assert len({json.dumps(r["methods"], sort_keys=True) for r in parallel}) == 4  # four different runs, not one copied
+    assert sorted(lines) == sorted(protocol.progress_line(r, "accuracy") for r in parallel)  # progress, one line per run
+    kept = [json.loads(line) for line in partial.read_text().splitlines()]
+    assert sorted((r["seed"], r["fold"]) for r in kept) == [(0, 0), (0, 1), (1, 0), (1, 1)]

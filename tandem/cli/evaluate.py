@@ -66,6 +66,7 @@ def evaluate_command(
     seeds: int = typer.Option(1, min=1, help="seeds per fold (model init, split, shuffling, FL)"),
     simulate: bool = typer.Option(False, "--simulate", help="the rounds simulation and privacy curves instead (tandem.evaluation.experiment)"),
     no_audit: bool = typer.Option(False, "--no-audit", help="skip the flow's last step, the privacy audit (tandem audit)"),
+    workers: Optional[int] = typer.Option(None, min=1, help="processes for the folds x seeds runs (default: one per core)"),
 ):
     """Simulate the fleet over rounds and compare generic / personalized / local-only / FedAvg / central
     on the users who never share. Writes TANDEM_HOME/reports/evaluation.{json,md} and plots; logs to MLflow.
@@ -75,7 +76,7 @@ def evaluate_command(
     simulation = quick or simulate or params_file or rounds
     if not simulation:
         protocol = PROTOCOLS[kind_of(task).name]
-        return protocol(settings, task, folds, seeds, no_flow, no_mlflow, no_audit)
+        return protocol(settings, task, folds, seeds, no_flow, no_mlflow, no_audit, workers)
     require(task, "simulation", "tandem evaluate --simulate")
     if params_file:
         params = read_params(EvaluationParams, params_file)
@@ -113,16 +114,18 @@ def _print_audit(out: dict) -> None:
         console.print(f"privacy audit: {out['privacy_audit']['report']}")
 
 
-def _regression(settings, task: Task, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool) -> None:
+def _regression(settings, task: Task, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool,
+                workers: int | None) -> None:
     """A regression task's folds x seeds protocol (tandem.evaluation.regression_eval; no audit: its
     attacks work on classes)."""
     if no_flow:
-        result = regression_eval.evaluate(task, folds, seeds, log=console.print)
+        result = regression_eval.evaluate(task, folds, seeds, log=console.print, workers=workers)
         files = regression_eval.write(result, settings.home / "reports", f"tandem evaluate --folds {folds} --seeds {seeds}")
         out = {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "claims": result["claims"],
                "mlflow_run_id": None if no_mlflow else regression_eval.log_to_mlflow(settings, result, files)}
     else:
-        out = launch.run_flow(launch.flow("flows.evaluate:evaluate_regression", settings), folds, seeds, track=not no_mlflow)
+        out = launch.run_flow(launch.flow("flows.evaluate:evaluate_regression", settings), folds, seeds, track=not no_mlflow,
+                              workers=workers)
     c = out["claims"]
     table = Table(title=f"never-sharing users' later rows: {c['target']} ({c['folds']} folds x {c['seeds']} seeds, {c['users']} users)")
     for column in ("method", "MAE", "RMSE"):
@@ -137,17 +140,18 @@ def _regression(settings, task: Task, folds: int, seeds: int, no_flow: bool, no_
                   + (f"\nMLflow run: {out['mlflow_run_id']}" if out["mlflow_run_id"] else ""))
 
 
-def _protocol(settings, task: Task, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool) -> None:
+def _protocol(settings, task: Task, folds: int, seeds: int, no_flow: bool, no_mlflow: bool, no_audit: bool,
+              workers: int | None) -> None:
     """The folds x seeds protocol (tandem.evaluation.robust_eval), through its Prefect flow unless --no-flow."""
     if no_flow:
-        result = evaluate(task, folds, seeds, log=console.print, reports_dir=settings.home / "reports")
+        result = evaluate(task, folds, seeds, log=console.print, reports_dir=settings.home / "reports", workers=workers)
         files = write(result, settings.home / "reports", f"tandem evaluate --folds {folds} --seeds {seeds}")
         out = {"report": str(files["evaluation.md"]), "json": str(files["evaluation.json"]), "claims": result["claims"],
                "mlflow_run_id": None if no_mlflow else log_to_mlflow(settings, result, files),
                "seconds": result["seconds_total"]}
     else:
         evaluate_protocol = launch.flow("flows.evaluate:evaluate_protocol", settings)
-        out = launch.run_flow(evaluate_protocol, folds, seeds, track=not no_mlflow, audit=not no_audit)
+        out = launch.run_flow(evaluate_protocol, folds, seeds, track=not no_mlflow, audit=not no_audit, workers=workers)
     c = out["claims"]
     console.print(f"generic {100 * c['generic_mean']:.1f} % ± {100 * c['generic_sd_over_seeds']:.2f} over seeds "
                   f"({c['folds']} folds x {c['seeds']} seeds, {c['users']} users)")

@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from tandem.device.update_policy import UpdatePolicy
 from tandem.evaluation.methods import METHODS, Fold
@@ -106,10 +110,17 @@ def run_one(task: Task, users, fold: int, seed: int, cfg: ProtocolConfig, train:
             if base is not None:
                 info["epochs"][name if b is None else f"{name}_{b}"] = epochs
     info["seconds"] = time.perf_counter() - t0
-    shown = {k.removeprefix("tandem_"): np.mean(list(v.values())) for k, v in out.items()
-             if k.startswith("tandem_") and k.endswith(("_generic", "_u20", f"_{kind.headline}"))}
-    log(f"fold {fold} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f" ({info['seconds']:.0f} s)")
-    return {"fold": fold, "seed": seed, "users": [s.user.user_id for s in E], "methods": out, "info": info}
+    run = {"fold": fold, "seed": seed, "users": [s.user.user_id for s in E], "methods": out, "info": info}
+    log(progress_line(run, kind.headline))
+    return run
+
+
+def progress_line(run: dict, headline: str) -> str:
+    """One finished (fold, seed): Tandem's generic and personalized means, and its seconds."""
+    shown = {k.removeprefix("tandem_"): np.mean(list(v.values())) for k, v in run["methods"].items()
+             if k.startswith("tandem_") and k.endswith(("_generic", "_u20", f"_{headline}"))}
+    return (f"fold {run['fold']} seed {run['seed']}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+            + f" ({run['info']['seconds']:.0f} s)")
 
 
 # ---- statistics ----------------------------------------------------------------------------------
@@ -162,19 +173,58 @@ def harmed_share(runs: list[dict], a: str, b: str) -> float:
 
 
 def run_protocol(task: Task, users, cfg: ProtocolConfig, train_for_fold, device: DeviceUpdateConfig, log=print,
-                 partial=None) -> list[dict]:
+                 partial=None, workers: int = 1) -> list[dict]:
     """All (fold, seed) runs of the task's `users`, seed-major. `partial`: a JSON-lines file that gets
-    each run as it finishes (a long run interrupted keeps what it measured)."""
+    each run as it finishes (a long run interrupted keeps what it measured). `workers` > 1: that many
+    processes, one (fold, seed) each at a time, torch on one thread in each; a run is seeded by its own
+    (fold, seed) alone, so it is the same run as in one process with torch on one thread."""
     for u in users:
         u.features  # featurize once  # noqa: B018
+    order = [(f, s) for s in range(cfg.seeds) for f in range(cfg.folds)]  # seed-major: a finished seed covers every user
     runs = []
-    for s in range(cfg.seeds):  # seed-major: every finished seed covers every user once
-        for f in range(cfg.folds):
-            runs.append(run_one(task, users, f, s, cfg, train_for_fold(f), device, log))
-            if partial is not None:
-                with open(partial, "a") as fh:
-                    fh.write(json.dumps(runs[-1]) + "\n")
-    return runs
+
+    def keep(run: dict) -> None:
+        runs.append(run)
+        if partial is not None:
+            with open(partial, "a") as fh:
+                fh.write(json.dumps(run) + "\n")
+
+    if workers <= 1:
+        for f, s in order:
+            keep(run_one(task, users, f, s, cfg, train_for_fold(f), device, log))
+        return runs
+    headline = kind_of(task).headline
+    # spawn, not fork: a forked torch can hang on its thread pool; the users travel once per worker
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+                             initargs=(task, users, cfg, device)) as pool:
+        pending = [pool.submit(_worker_run, f, s, train_for_fold(f)) for f, s in order]
+        try:
+            for done in as_completed(pending):
+                keep(done.result())
+                log(progress_line(runs[-1], headline))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # a failed run stops the rest (the finished ones are kept)
+            raise
+    return sorted(runs, key=lambda r: (r["seed"], r["fold"]))
+
+
+def worker_count(requested: int | None, runs: int) -> int:
+    """Processes for `runs` (fold, seed) runs: as requested, else one per core, never more than runs.
+    Each process runs torch on one thread (small networks: more threads only contend)."""
+    return max(1, min(requested or os.cpu_count() or 1, runs))
+
+
+_WORKER: dict = {}
+
+
+def _worker_start(task: Task, users, cfg: ProtocolConfig, device: DeviceUpdateConfig) -> None:
+    torch.set_num_threads(1)
+    _WORKER.update(task=task, users=users, cfg=cfg, device=device)
+
+
+def _worker_run(fold: int, seed: int, train: model.TrainConfig) -> dict:
+    w = _WORKER
+    return run_one(w["task"], w["users"], fold, seed, w["cfg"], train, w["device"], log=lambda _line: None)
 
 
 def analyse(runs: list[dict], cfg: ProtocolConfig) -> dict:

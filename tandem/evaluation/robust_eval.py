@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tandem.device.update_policy import UpdatePolicy
-from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol
+from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol, worker_count
 from tandem.evaluation.tuning import train_for_fold
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
@@ -23,10 +23,11 @@ FL = ("fedavg", "fedprox", "fedper")  # like for like: the server's data volume
 
 
 def evaluate(task: Task, folds: int = 3, seeds: int = 1, policy: UpdatePolicy | None = None, users=None, log=print,
-             reports_dir: Path | None = None, **config) -> dict:
+             reports_dir: Path | None = None, workers: int | None = None, **config) -> dict:
     """The task's folds x seeds protocol (a classification task). `users`: the task's data set unless
     given. `reports_dir`: where each finished (fold, seed) run is appended as it ends
-    (protocol_runs.<folds>x<seeds>.jsonl), so an interrupted run keeps what it measured."""
+    (protocol_runs.<folds>x<seeds>.jsonl), so an interrupted run keeps what it measured. `workers`:
+    processes (None: one per core, `protocol.worker_count`)."""
     cfg = ProtocolConfig(folds=folds, seeds=seeds, policy=policy or policy_for(task), **config)
     t = time.perf_counter()
     pick = train_for_fold(task, folds)
@@ -36,7 +37,8 @@ def evaluate(task: Task, folds: int = 3, seeds: int = 1, policy: UpdatePolicy | 
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.unlink(missing_ok=True)
     users = users if users is not None else task_fleet(task)
-    runs = run_protocol(task, users, cfg, pick, DeviceUpdateConfig.for_task(task), log=log, partial=partial)
+    runs = run_protocol(task, users, cfg, pick, DeviceUpdateConfig.for_task(task), log=log, partial=partial,
+                        workers=worker_count(workers, folds * seeds))
     result = analyse(runs, cfg)
     result["claims"] = claims(task, result, cfg)
     result["config"] = _config(task, cfg, pick)
