@@ -13,10 +13,8 @@ Usage: python bench/bench_evaluate.py [--users N] [--folds F] [--seeds S] [--wor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
 
 import torch
 
@@ -26,8 +24,8 @@ from tandem.evaluation.tuning import train_for_fold
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
 from tandem.training.device_update import policy_for
+from results_file import record  # bench/, this script's folder
 
-OUT = Path(__file__).resolve().parents[1] / "bench" / "results.json"
 
 
 def timed(workers: int, task, users, cfg) -> tuple[float, list[dict]]:
@@ -60,9 +58,7 @@ def main() -> None:
         "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["evaluate_workers"] = result
-    OUT.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    record("evaluate_workers", result)
     for key, value in result.items():
         print(f"{key:28} {value}")
 

@@ -16,7 +16,6 @@ Usage: python bench/bench_gateway.py [--clients N] [--rounds R]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -40,9 +39,9 @@ from tandem.fleet.sharing import batch_table, shared_rows, table_bytes  # noqa: 
 from tandem.gateway.landing import batch_id  # noqa: E402
 from tandem.gateway.server import free_port  # noqa: E402
 from tandem.privacy.policy import load_policy  # noqa: E402
+from results_file import record  # noqa: E402  (bench/, this script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "results.json"
 
 
 def demo_day_batches() -> list:
@@ -151,9 +150,7 @@ def main() -> None:
         "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["gateway"] = result
-    OUT.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    record("gateway", result)
     for key in ("batches_per_day", "rows_per_day", "direct", "gateway", "gateway_over_direct",
                 "demo_day_seconds_one_replica", "load_avg_at_start", "load_avg_at_end"):
         print(f"{key:30} {result[key]}")

@@ -25,9 +25,9 @@ import numpy as np
 
 from tandem import task as tasks
 from tandem.contract import features
+from results_file import record  # bench/, this script's folder
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "results.json"
 PACKAGE = ROOT / "swift"
 SCRATCH = PACKAGE / ".build"  # shared with `make test` and the pytest fixture (release config beside debug)
 REPEATS = 3  # best of
@@ -105,9 +105,7 @@ def main() -> None:
         "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["swift_featurize"] = result
-    OUT.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    record("swift_featurize", result)
     for key, value in result.items():
         print(f"{key:36} {value}")
 
