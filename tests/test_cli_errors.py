@@ -175,3 +175,11 @@ def test_a_params_file_with_an_unknown_key_is_refused_in_one_line(tandem_home, c
     code, text = tandem(capsys, *command, "--params-file", str(params))
     assert code != 0 and "Traceback" not in text, text
     assert "unknown key(s) train.epoch" in " ".join(text.split()), text
+
+
+@pytest.mark.parametrize("given", [["--workers", "2"], ["--folds", "5"], ["--seeds", "3", "--workers", "2"]])
+def test_protocol_options_with_the_rounds_simulation_are_refused_in_one_line(tandem_home, capsys, given):
+    """--folds/--seeds/--workers shape the folds x seeds protocol; with --quick they were silently dropped."""
+    code, text = tandem(capsys, "evaluate", "--quick", "--no-flow", "--no-mlflow", *given)
+    assert code != 0 and "Traceback" not in text, text
+    assert f"{given[0]}" in text and "rounds simulation" in " ".join(text.split()), text

@@ -56,7 +56,19 @@ def read_params(model, path: Path, hint: str = "--params-file"):
         raise typer.BadParameter(f"{path}: {str(e).splitlines()[0]}", param_hint=hint)
 
 
+def refuse_protocol_options(ctx: typer.Context) -> None:
+    """--folds, --seeds and --workers shape the folds x seeds protocol; the rounds simulation has no folds,
+    so one of them given with it would be silently dropped (a long run of the wrong thing)."""
+    # by name: typer 0.29 carries its own copy of click, whose enum is not click's
+    given = [f"--{name}" for name in ("folds", "seeds", "workers")
+             if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+    if given:
+        raise typer.BadParameter(f"{', '.join(given)}: the folds x seeds protocol's, which the rounds simulation "
+                                 f"(--quick, --simulate, --params-file, --rounds) does not run; drop one side")
+
+
 def evaluate_command(
+    ctx: typer.Context,
     quick: bool = typer.Option(False, help="synthetic fleet, few rounds and curve points: seconds, for smoke tests"),
     params_file: Optional[Path] = typer.Option(None, exists=True, help="JSON with the evaluation parameters (EvaluationParams)"),
     rounds: Optional[int] = typer.Option(None, min=1, help="override the number of rounds"),
@@ -74,7 +86,9 @@ def evaluate_command(
     settings = Settings()
     task = tasks.resolve(settings.task)  # resolved once, passed down
     simulation = quick or simulate or params_file or rounds
-    if not simulation:
+    if simulation:
+        refuse_protocol_options(ctx)
+    else:
         protocol = PROTOCOLS[kind_of(task).name]
         return protocol(settings, task, folds, seeds, no_flow, no_mlflow, no_audit, workers)
     require(task, "simulation", "tandem evaluate --simulate")
