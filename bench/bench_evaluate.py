@@ -55,10 +55,8 @@ def main() -> None:
         "cores": os.cpu_count(), "workers": workers, "torch_threads_one_process": torch.get_num_threads(),
         "one_process_seconds": round(serial_s, 1), "workers_seconds": round(parallel_s, 1),
         "speedup": round(serial_s / parallel_s, 2),
-        "load_avg_at_start": load_start, "load_avg_at_end": os.getloadavg(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    record("evaluate_workers", result)
+    record("evaluate_workers", result, load_start)
     for key, value in result.items():
         print(f"{key:28} {value}")
 
