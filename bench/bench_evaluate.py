@@ -27,7 +27,6 @@ from tandem.training.device_update import policy_for
 from results_file import record  # bench/, this script's folder
 
 
-
 def timed(workers: int, task, users, cfg) -> tuple[float, list[dict]]:
     t = time.perf_counter()
     runs = run_protocol(task, users, cfg, train_for_fold(task, cfg.folds), DeviceUpdateConfig.for_task(task),

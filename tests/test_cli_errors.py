@@ -182,4 +182,4 @@ def test_protocol_options_with_the_rounds_simulation_are_refused_in_one_line(tan
     """--folds/--seeds/--workers shape the folds x seeds protocol; with --quick they were silently dropped."""
     code, text = tandem(capsys, "evaluate", "--quick", "--no-flow", "--no-mlflow", *given)
     assert code != 0 and "Traceback" not in text, text
-    assert f"{given[0]}" in text and "rounds simulation" in " ".join(text.split()), text
+    assert given[0] in text and "rounds simulation" in " ".join(text.split()), text

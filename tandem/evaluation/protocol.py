@@ -174,14 +174,16 @@ def harmed_share(runs: list[dict], a: str, b: str) -> float:
 
 
 def run_protocol(task: Task, users, cfg: ProtocolConfig, train_for_fold, device: DeviceUpdateConfig, log=print,
-                 partial=None, workers: int = 1) -> list[dict]:
+                 partial=None, workers: int | None = 1) -> list[dict]:
     """All (fold, seed) runs of the task's `users`, seed-major. `partial`: a JSON-lines file that gets
-    each run as it finishes (a long run interrupted keeps what it measured). `workers` > 1: that many
-    processes, one (fold, seed) each at a time, torch on one thread in each; a run is seeded by its own
-    (fold, seed) alone, so it is the same run as in one process with torch on one thread."""
+    each run as it finishes (a long run interrupted keeps what it measured). `workers` (None: one per
+    core, `worker_count`) > 1: that many processes, one (fold, seed) each at a time, torch on one thread
+    in each; a run is seeded by its own (fold, seed) alone, so it is the same run as in one process with
+    torch on one thread."""
     for u in users:
         u.features  # featurize once  # noqa: B018
     order = [(f, s) for s in range(cfg.seeds) for f in range(cfg.folds)]  # seed-major: a finished seed covers every user
+    workers = worker_count(workers, len(order))
     runs = []
 
     def keep(run: dict) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tandem.device.update_policy import UpdatePolicy
-from tandem.evaluation.protocol import ProtocolConfig, _t95, run_protocol, summarize, worker_count
+from tandem.evaluation.protocol import ProtocolConfig, _t95, run_protocol, summarize
 from tandem.evaluation.tuning import train_for_fold
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
@@ -64,7 +64,7 @@ def paired_errors(summary: dict, a: str, b: str) -> dict:
 def evaluate(task: Task, folds: int = 3, seeds: int = 1, users=None, log=print, fraction: float = 0.5,
              labelled_per_user: int | None = None, policy: UpdatePolicy | None = None, workers: int | None = None) -> dict:
     """Every (fold, seed) run of the task's data set (or `users`), the summary, paired comparisons and
-    claims. `workers`: processes (None: one per core, `protocol.worker_count`)."""
+    claims. `workers`: processes (None: one per core)."""
     labelled = labelled_per_user or task.evaluation.labelled_per_user
     cfg = ProtocolConfig(policy=policy or policy_for(task), folds=folds, seeds=seeds, fraction=fraction,
                          labelled_per_user=labelled)
@@ -72,7 +72,7 @@ def evaluate(task: Task, folds: int = 3, seeds: int = 1, users=None, log=print, 
     pick = train_for_fold(task, folds)  # a `tandem tune` study's choice per fold, else the task's own
     t = time.perf_counter()
     runs = [_renamed(r) for r in run_protocol(task, users, cfg, pick, DeviceUpdateConfig.for_task(task), log=log,
-                                               workers=worker_count(workers, folds * seeds))]
+                                               workers=workers)]
     summary = summarize(runs)
     comparisons = {f"personalized_vs_{b}": paired_errors(summary, "personalized_mae", f"{b}_mae")
                    for b in ("generic", "own_mean", "local_only")}

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tandem.device.update_policy import UpdatePolicy
-from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol, worker_count
+from tandem.evaluation.protocol import ProtocolConfig, analyse, layers_for, run_protocol
 from tandem.evaluation.tuning import train_for_fold
 from tandem.fleet.users import task_fleet
 from tandem.release.params import DeviceUpdateConfig
@@ -27,7 +27,7 @@ def evaluate(task: Task, folds: int = 3, seeds: int = 1, policy: UpdatePolicy | 
     """The task's folds x seeds protocol (a classification task). `users`: the task's data set unless
     given. `reports_dir`: where each finished (fold, seed) run is appended as it ends
     (protocol_runs.<folds>x<seeds>.jsonl), so an interrupted run keeps what it measured. `workers`:
-    processes (None: one per core, `protocol.worker_count`)."""
+    processes (None: one per core)."""
     cfg = ProtocolConfig(folds=folds, seeds=seeds, policy=policy or policy_for(task), **config)
     t = time.perf_counter()
     pick = train_for_fold(task, folds)
@@ -38,7 +38,7 @@ def evaluate(task: Task, folds: int = 3, seeds: int = 1, policy: UpdatePolicy | 
         partial.unlink(missing_ok=True)
     users = users if users is not None else task_fleet(task)
     runs = run_protocol(task, users, cfg, pick, DeviceUpdateConfig.for_task(task), log=log, partial=partial,
-                        workers=worker_count(workers, folds * seeds))
+                        workers=workers)
     result = analyse(runs, cfg)
     result["claims"] = claims(task, result, cfg)
     result["config"] = _config(task, cfg, pick)
