@@ -1,6 +1,7 @@
 """A team's own task, as the README tells a new user to make one: `tandem init` a folder, point
 TANDEM_TASK at it, `tandem share`, `tandem run`: a published, verified release, for a sensor task
-and a tabular regressor whose device updates a calibration layer (`model.updatable: calibration`); then, for the classifier, `tandem evaluate --folds 2 --seeds 2` and `tandem audit` (the
+whose devices also get the k-NN personal model (`device.knn_neighbors: 3`) and a tabular regressor whose device
+updates a calibration layer (`model.updatable: calibration`); then, for the classifier, `tandem evaluate --folds 2 --seeds 2` and `tandem audit` (the
 regressor's evaluation is in test_new_tasks.py). Every command is its own process against real Prefect, MLflow, GX
 and a store."""
 
@@ -42,6 +43,11 @@ def test_init_share_run_pull_publishes_a_release(tmp_path, template, kind):
         text = yaml.read_text()
         assert "  updatable: head " in text
         yaml.write_text(text.replace("  updatable: head ", "  updatable: calibration "))
+    else:  # the classifier's devices also get the k-NN personal model, and pick per user
+        yaml = folder / "task.yaml"
+        text = yaml.read_text()
+        assert "  # knn_neighbors: 3 " in text
+        yaml.write_text(text.replace("  # knn_neighbors: 3 ", "  knn_neighbors: 3   "))
     tandem(env, "share")
     assert "published tandem-my-task version 1" in tandem(env, "run")
     tandem(env, "pull", "--channel", "staging", "--out", str(tmp_path / "app"), "--public-key", public)
@@ -55,6 +61,15 @@ def test_init_share_run_pull_publishes_a_release(tmp_path, template, kind):
     assert updatable == (["calibration"] if kind == "neuralNetworkRegressor" else ["head"])
     assert manifest["gates"]["update"]["passed"] and manifest["gates"]["parity"]["passed"]
     assert (folder / "expectations" / "shared_batch.json").is_file()  # its GX suites, generated from it
+    knn_file = tmp_path / "app" / "personal_knn.mlmodel"
+    assert knn_file.is_file() == (kind == "neuralNetworkClassifier") and manifest["gates"]["rules"]["passed"]
+    if knn_file.is_file():  # derived from the network the release ships, with the policy that picks it
+        from tandem.device.knn import knn_pipeline
+
+        assert knn_pipeline(tmp_path / "app" / "model.mlmodel", 3).to_bytes() == knn_file.read_bytes()
+        golden = json.loads((tmp_path / "app" / "golden_vectors.json").read_text())["update_policy"]
+        assert golden["policy"]["knn_neighbors"] == 3 and golden["method"] in ("base", "fine_tune", "knn")
+        assert json.loads((tmp_path / "app" / "feature_spec.json").read_text())["update_policy"]["knn_neighbors"] == 3
 
     if kind == "neuralNetworkRegressor":  # its evaluation and the chain's rest: test_new_tasks.py (reaction, in ms)
         done = subprocess.run([*TANDEM, "audit", "--quick", "--no-mlflow"], env=env, capture_output=True, text=True,

@@ -144,7 +144,9 @@ def _after(model, X) -> dict:
 def policy_trace(model, X, y, policy=None) -> dict:
     """The app's update policy (tandem.device.update_policy) on labelled feature vectors: the row
     order it feeds, the held-out rows, the held-out loss and each held-out row's error after each
-    epoch of task A (index 0: the base), the acceptance check on the best epoch, the epochs of task B and the personal model's probabilities on the inputs; with `holdout_folds` > 1, the same per turn in `turns`."""
+    epoch of task A (index 0: the base), the acceptance check on the best epoch, the epochs of task B and the personal model's probabilities on the inputs; with `holdout_folds` > 1, the same per turn in `turns`.
+    With `knn_neighbors`: each turn's k-NN candidate (`turns[i]["knn"]`: held-out errors and check), its check over
+    the turns (`knn`) and what the user got (`method`: "base", "fine_tune" or "knn")."""
     policy = policy or UpdatePolicy()
     model = DeviceModel.load(model)
     X = np.asarray(X, dtype=np.float64)
@@ -162,6 +164,7 @@ def policy_trace(model, X, y, policy=None) -> dict:
         "acceptance": result.acceptance,  # the check on epoch E ({} when task A did not run or E = 0)
         "turns": result.turns,  # each run of task A (policy holdout_folds; the fields above: the first one's)
         "epochs": result.epochs,
+        **({"knn": result.knn, "method": result.method} if policy.knn_neighbors is not None else {}),
         **_after(result.model, X),
         "personal_sha256": result.model.sha256,
     }

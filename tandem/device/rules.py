@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from tandem.device.runtime import NN_KINDS, PIPELINE_KINDS, DeviceModel, load_spec, pipeline_models
 from tandem.device.update import outside_allowed
 
@@ -26,6 +28,8 @@ RULES = {
     "float32-weights": "updatable layers hold float32 weights (no fp16, no quantization)",
     "pipeline-last-only": "in a pipeline only the last model is updatable",
     "defaults-allowed": "default update parameters lie within their allowed ranges/sets",
+    "knn-index": "an updatable k-NN: squared Euclidean distance, a linear or kd-tree index, k within its allowed range",
+    "knn-dimensions": "the k-NN's dimensions are the width of the embedding the stage before it outputs",
 }
 
 UPDATABLE_TYPES = {"innerProduct", "convolution"}
@@ -70,11 +74,37 @@ def check(model) -> list[Violation]:
         net_model = models[-1]
         if not net_model.isUpdatable:
             bad("updatable-flag", "the pipeline's last model is not marked isUpdatable")
+    if net_model.WhichOneof("Type") == "kNearestNeighborsClassifier":
+        _check_knn(spec, models[:-1] if kind in PIPELINE_KINDS else [], net_model, bad)
+        return out
     if net_model.WhichOneof("Type") not in NN_KINDS:
         bad("updatable-network", f"the updatable model is a {net_model.WhichOneof('Type')!r}, not a neural network")
         return out
     _check_network(spec, net_model, bad)
     return out
+
+
+def _check_knn(spec, before, knn_model, bad):
+    """A k-NN classifier is updatable by storing rows: no loss or optimizer, but an index Core ML can grow,
+    a k it accepts, the label among the training inputs, and inputs as wide as the embedding fed to it."""
+    k = knn_model.kNearestNeighborsClassifier
+    index = k.nearestNeighborsIndex
+    if index.WhichOneof("DistanceFunction") != "squaredEuclideanDistance":
+        bad("knn-index", "the distance is not squared Euclidean")
+    if index.WhichOneof("IndexType") not in ("linearIndex", "singleKdTreeIndex"):
+        bad("knn-index", "no linear or kd-tree index")
+    msg = outside_allowed(k.numberOfNeighbors.defaultValue, k.numberOfNeighbors)
+    if k.numberOfNeighbors.defaultValue < 1 or msg:
+        bad("knn-index", f"number of neighbours {k.numberOfNeighbors.defaultValue} {msg or 'is below 1'}")
+    target = spec.description.predictedFeatureName
+    names = {t.name for t in spec.description.trainingInput}
+    if target not in names:
+        bad("target-input", f"training inputs {sorted(names)} do not include the target {target!r}")
+    fed = knn_model.description.input[0].name if knn_model.description.input else None
+    widths = [list(o.type.multiArrayType.shape) for m in before for o in m.description.output if o.name == fed]
+    if before and (not widths or int(np.prod(widths[-1])) != index.numberOfDimensions):
+        bad("knn-dimensions", f"the k-NN takes {index.numberOfDimensions} dimensions, the stage before it outputs "
+                              f"{fed!r} of shape {widths[-1] if widths else 'none'}")
 
 
 def _check_network(spec, net_model, bad):

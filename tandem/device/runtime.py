@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tandem.device import knn_stage
 from tandem.device.proto import Model_pb2
 
 NN_KINDS = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
@@ -233,6 +234,15 @@ def run_model(spec, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scale = np.asarray(spec.scaler.scaleValue, dtype=np.float64)
         out[dst] = (x + (shift if len(shift) else 0.0)) * (scale if len(scale) else 1.0)
         return out
+    if kind == "kNearestNeighborsClassifier":
+        desc = spec.description
+        try:
+            labels, probs = knn_stage.knn_forward(spec, out[desc.input[0].name])
+        except knn_stage.KnnError as e:
+            raise ModelError(str(e)) from None
+        out[desc.predictedFeatureName or "classLabel"] = labels
+        out[desc.predictedProbabilitiesName or "classProbability"] = probs
+        return out
     if kind not in NN_KINDS:
         raise ModelError(f"model type {kind!r} is not supported by the device runtime")
     nn = getattr(spec, kind)
@@ -314,7 +324,12 @@ class DeviceModel:
 
     @property
     def class_labels(self) -> list | None:
-        nn = _classifier_network(self.spec) if self.is_classifier else None
+        if not self.is_classifier:
+            return None
+        stages = pipeline_models(self.spec) if self.kind in PIPELINE_KINDS else []
+        if stages and stages[-1].WhichOneof("Type") == "kNearestNeighborsClassifier":
+            return knn_stage.class_labels(stages[-1])
+        nn = _classifier_network(self.spec)
         return class_labels_of(nn) if nn is not None else None
 
     @property

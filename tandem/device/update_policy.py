@@ -20,6 +20,12 @@ With a user's labelled windows (X, y), in capture order:
    epochs: the latest third judges an update by ~7 windows at 20 labels, k turns by all 20;
 4. task B: update the base on all labelled windows for E epochs.
 
+With `knn_neighbors` (a classifier), a second candidate is judged on the same held-out rows: the release's
+k-NN personal model (`tandem.device.knn`: the network's embedding, then an updatable k-NN) given each turn's
+other rows, its held-out rows right or wrong against the base's. It passes the same check (at least one
+net row when `accept_margin` is null); the user gets whichever passing candidate has the larger net count
+(a tie: the fine-tune), the k-NN one holding all labelled windows. Neither passing keeps the base.
+
 Both tasks use shuffle = false, so a phone reproduces every step exactly (Core ML's shuffling RNG
 is not ours); instead the app feeds the windows interleaved over classes (`interleave`), so no
 mini-batch holds one class only (batches of one class each drag the head to that class in turn:
@@ -37,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tandem.device.knn import knn_pipeline, knn_update
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import UpdateDiverged, update
 
@@ -52,9 +59,13 @@ class UpdatePolicy:
     fallback_epochs: int = 30
     accept_margin: float | None = 0.1  # share of the held-out rows; None: no acceptance check (task B whenever E > 0)
     holdout_folds: int = 1  # k > 1: every labelled window held out once, in k turns of task A
+    knn_neighbors: int | None = None  # k: the k-NN personal model is a second candidate; None: fine-tune only
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The release's `update_policy`; without a k-NN candidate its key is left out, so a TandemKit from
+        before it reads the release as it always did."""
+        d = asdict(self)
+        return d if self.knn_neighbors is not None else {k: v for k, v in d.items() if k != "knn_neighbors"}
 
     @classmethod
     def from_dict(cls, d: dict) -> "UpdatePolicy":
@@ -83,6 +94,8 @@ class PolicyResult:
     # each run of task A: holdout, holdout_losses, holdout_errors, best_epoch and acceptance (at its own best
     # epoch); the fields above hold the first turn's, E and the verdict over all turns
     turns: list[dict] = field(default_factory=list)
+    method: str = "base"  # what the user got: "base", "fine_tune" or "knn"
+    knn: dict = field(default_factory=dict)  # the k-NN candidate's check over all turns ({} without one)
 
 
 def _is_numeric(y) -> bool:
@@ -237,13 +250,44 @@ def task_a(base: DeviceModel, X, y, hold: np.ndarray, policy: UpdatePolicy, comm
             "acceptance": acceptance(errors[0], errors[best], policy.accept_margin)}, note
 
 
+def knn_turn(knn_base: DeviceModel, X, y, turn: dict, margin: float | None) -> dict:
+    """The k-NN candidate on one turn: the personal model given the turn's other rows (in task A's feed
+    order), each held-out row's error, and the check against the base's errors."""
+    hold = np.asarray(turn["holdout"], dtype=np.int64)
+    keep = np.setdiff1d(np.arange(len(y)), hold)
+    keep = keep[interleave(y[keep])]
+    predicted = knn_update(knn_base, X[keep], y[keep]).predict(X[hold])
+    errors = (np.asarray(predicted).astype(str) != y[hold].astype(str)).astype(np.float64)
+    return {"errors": errors.tolist(), "acceptance": acceptance(turn["holdout_errors"][0], errors, margin)}
+
+
+def knn_verdict(turns: list[dict], margin: float | None) -> dict:
+    """The k-NN candidate's check over all turns: as `verdict`, but with no margin it still needs one net row
+    (it has no held-out loss to have stopped on)."""
+    check = _checked(sum(t["knn"]["acceptance"]["better"] for t in turns),
+                     sum(t["knn"]["acceptance"]["worse"] for t in turns), sum(len(t["holdout"]) for t in turns), margin)
+    return {**check, "accepted": check["net"] >= check["needed"]}
+
+
+def _knn_base(base: DeviceModel, policy: UpdatePolicy, given) -> DeviceModel | None:
+    if policy.knn_neighbors is None:
+        return None
+    if not base.is_classifier:
+        raise ValueError("the k-NN candidate needs a classifier (Core ML's k-NN predicts classes): "
+                         "set knn_neighbors to null for a regressor")
+    return DeviceModel.load(given) if given is not None else knn_pipeline(base, policy.knn_neighbors)
+
+
 def _judged(turns: list[dict], epochs: int) -> str:
     return f"epoch {epochs}" if len(turns) == 1 else f"{len(turns)} turns at their best epochs"
 
 
-def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
+def personalize(base, X, y, policy: UpdatePolicy | None = None, knn_model=None) -> PolicyResult:
+    """The policy on a user's labelled rows. `knn_model`: the release's k-NN personal model (built from the
+    base when not given) when the policy has `knn_neighbors`."""
     policy = policy or UpdatePolicy()
     base = DeviceModel.load(base)
+    knn_base = _knn_base(base, policy, knn_model)
     X = np.asarray(X, dtype=np.float64)
     X = X.reshape(len(X), -1) if len(X) else np.zeros((0, base.input_dim or 0))
     y = np.asarray(y, dtype=np.float64) if _is_numeric(y) else np.asarray(y).astype(str)
@@ -260,6 +304,8 @@ def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
     turns = []
     for hold in holdout_turns(y, policy):
         turn, why = task_a(base, X, y, hold, policy, common)
+        if knn_base is not None:
+            turn["knn"] = knn_turn(knn_base, X, y, turn, policy.accept_margin)
         turns.append(turn)
         note = note or why
     if turns:
@@ -269,8 +315,15 @@ def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
         epochs, check = policy.fallback_epochs, {}
     first = turns[0] if turns else {"holdout": [], "holdout_losses": [], "holdout_errors": []}
     hold, losses = first["holdout"], first["holdout_losses"]
+    knn = knn_verdict(turns, policy.accept_margin) if knn_base is not None and turns else {}
     kept = dict(best_epoch=epochs if turns else 0, skipped=skipped, holdout_errors=first["holdout_errors"],
-                acceptance=check, turns=turns)
+                acceptance=check, turns=turns, knn=knn)
+    fine_tune_passes = epochs > 0 and check.get("accepted", True)
+    if knn.get("accepted") and not (fine_tune_passes and check.get("net", 0) >= knn["net"]):
+        return PolicyResult(knn_update(knn_base, X, y), 0, hold, losses, **kept, method="knn",
+                            note=f"the k-NN personal model did better than the base on {knn['net']} more held-out "
+                                 f"rows than worse ({knn['needed']} needed)" +
+                                 (f", the fine-tune on {check['net']}" if fine_tune_passes else ""))
     if epochs == 0:
         return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold, losses, **kept,
                             note=note or "no epoch beat the base on the held-out rows: the base is kept")
@@ -284,4 +337,4 @@ def personalize(base, X, y, policy: UpdatePolicy | None = None) -> PolicyResult:
         return PolicyResult(DeviceModel.load(base.to_bytes()), 0, hold, losses, **kept,
                             note=f"{e}: rolled back to the base")
     return PolicyResult(result.model, epochs, hold, losses, result.loss_before, result.loss_after,
-                        **kept, note=note)
+                        **kept, note=note, method="fine_tune")

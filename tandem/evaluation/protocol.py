@@ -87,7 +87,7 @@ def run_one(task: Task, users, fold: int, seed: int, cfg: ProtocolConfig, train:
     context = Fold(task, kind, S, seed, train, device, cfg.policy, cfg.fl_rounds, cfg.fl_local_epochs, cfg.fedprox_mu)
     methods = {name: METHODS[name] for name in kind.protocol_methods}
     out: dict[str, dict[str, float]] = {}
-    info: dict = {"epochs": {}, "training_rows": int(sum(len(s.shared) for s in S))}
+    info: dict = {"epochs": {}, "chosen": {}, "training_rows": int(sum(len(s.shared) for s in S))}
 
     def record(name: str, scores: dict[str, dict[str, float]]) -> None:
         metrics = next(iter(scores.values()))
@@ -102,14 +102,16 @@ def run_one(task: Task, users, fold: int, seed: int, cfg: ProtocolConfig, train:
         if base is not None:
             record(f"{name}_generic", {s.user.user_id: m.evaluate(context, base.model.predict, s) for s in E})
         for b, pick in cfg.plan(m.rival).items():
-            scores, epochs = {}, {}
+            scores, epochs, chosen = {}, {}, {}
             for s in E:
                 personal = m.personalize(context, base, s, pick_labelled(s.user.labels, s.pool, **pick))
                 scores[s.user.user_id], epochs[s.user.user_id] = m.evaluate(context, personal.predict, s), personal.epochs
+                chosen[s.user.user_id] = personal.method
             stem = f"{name}_personalized" if base is not None else name
             record(stem if b is None else f"{stem}_{b}", scores)
             if base is not None:
                 info["epochs"][name if b is None else f"{name}_{b}"] = epochs
+                info["chosen"][name if b is None else f"{name}_{b}"] = chosen
     info["seconds"] = time.perf_counter() - t0
     run = {"fold": fold, "seed": seed, "users": [s.user.user_id for s in E], "methods": out, "info": info}
     log(progress_line(run, kind.headline))

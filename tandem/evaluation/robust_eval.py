@@ -88,6 +88,7 @@ def claims(task: Task, result: dict, cfg: ProtocolConfig) -> dict:
                          "harmed_share": vg["worse_share"], "harmed_share_runs": vg["harmed_share_runs"],
                          "harmed_mean_points": vg["worse_mean_points"], "harmed_worst_points": vg["worst_points"],
                          "kept_base_share": kept_base_share(result["runs"], b),
+                         "knn_share": chosen_share(result["runs"], b, "knn"),
                          "local_only_mean": s[f"local_only_{b}"]["mean"],
                          "vs_local_only_points": vl["mean_points"], "vs_local_only_ci95_points": vl["ci95_points"]}
     out["personalization"] = per_budget
@@ -119,11 +120,22 @@ def claims(task: Task, result: dict, cfg: ProtocolConfig) -> dict:
 
 
 def kept_base_share(runs: list[dict], budget: str) -> float:
-    """Share of (fold, seed, user) cases whose phone kept the base (the policy ran no task B)."""
+    """Share of (fold, seed, user) cases whose phone kept the base (the policy gave neither candidate; runs
+    recorded before the k-NN candidate: no task B)."""
+    if all("chosen" in r["info"] for r in runs):
+        return chosen_share(runs, budget, "base")
     import numpy as np
 
     epochs = [e for r in runs for e in r["info"]["epochs"].get(f"tandem_{budget}", {}).values()]
     return float(np.mean([e == 0 for e in epochs])) if epochs else float("nan")
+
+
+def chosen_share(runs: list[dict], budget: str, method: str) -> float:
+    """Share of (fold, seed, user) cases whose phone got `method` ("base", "fine_tune" or "knn") from the policy."""
+    import numpy as np
+
+    chosen = [c for r in runs for c in r["info"].get("chosen", {}).get(f"tandem_{budget}", {}).values()]
+    return float(np.mean([c == method for c in chosen])) if chosen else float("nan")
 
 
 def task_targets(task: Task, generic: dict, u20: dict) -> dict[str, bool]:
@@ -233,13 +245,14 @@ def markdown(result: dict, command: str) -> str:
     rows += [f"| {label} | {_pct(s[k]['mean'])} | {100 * s[k]['sd_over_seeds']:.2f} |"
              for k, label in table(c.get("classes", 0)) if k in s]
     gains = ["| budget | personalized (%) | gain (points) | 95 % CI | harmed users (mean, worst loss) | harmed (fold, seed, user) cases "
-             "| base kept | vs local only (points) | 95 % CI |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+             "| base kept | k-NN chosen | vs local only (points) | 95 % CI |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for b, v in c["personalization"].items():
         gains.append(f"| {b} | {_pct(v['personalized_mean'])} | {v['gain_points']:+.2f} | {_ci(v['gain_ci95_points'])} | "
                      f"{100 * v['harmed_share']:.0f} % ({v.get('harmed_mean_points', 0):+.2f}, "
                      f"{v.get('harmed_worst_points', 0):+.2f}) | {100 * v['harmed_share_runs']:.0f} % | "
                      f"{100 * v.get('kept_base_share', float('nan')):.0f} % | "
+                     f"{100 * v.get('knn_share', float('nan')):.0f} % | "
                      f"{v['vs_local_only_points']:+.2f} | {_ci(v['vs_local_only_ci95_points'])} |")
     growth = "\n".join(f"* {k.replace('_vs_', ' − ')}: {v['points']:+.2f} points {_ci(v['ci95_points'])}"
                        for k, v in c.get("growth", {}).items())

@@ -17,6 +17,7 @@ from tandem.data.reference import ReferenceUser
 from tandem.data.snapshot import Snapshot
 from tandem.data.store import NotFound, Store, get_json, put_json
 from tandem.data.store_keys import TRAINED
+from tandem.device import knn
 from tandem.privacy.privacy_manifest import data_guarantee, model_guarantee
 from tandem.release import gates
 from tandem.release.publish import mark_blocked, publish_release
@@ -149,6 +150,7 @@ def gate_and_publish(task: Task, tracker: Tracker, store: Store, snapshot: Snaps
                               "tandem.privacy.model": privacy["model"]["statement"]})
     files = {
         "model.mlmodel": mlmodel,
+        **knn.release_files(mlmodel, task.device.knn_neighbors),
         "feature_spec.json": json.dumps(release_spec(task), indent=2).encode(),
         **report.files,
     }

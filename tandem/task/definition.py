@@ -111,6 +111,11 @@ class DeviceDefaults(_Strict):
         1, ge=1, le=10, description="1: the check holds out the latest third of each class's labelled rows; k > 1: "
                                     "every labelled row once, in k turns of task A, the net counts summed "
                                     "(docs/evaluation.md, the personalization policy)")
+    knn_neighbors: int | None = Field(
+        None, ge=1, le=1000, description="k: the release also ships a k-NN personal model (the network's embedding, "
+                                         "then an updatable k-nearest-neighbours classifier, Core ML's native route) and "
+                                         "the update policy picks per user between it and the fine-tune on the held-out "
+                                         "labels; null: fine-tune only (classification tasks only)")
 
 
 class SharingDefaults(_Strict):
@@ -185,6 +190,13 @@ class Task(_Strict):
     _folder: Path | None = PrivateAttr(None)
     _digest: str | None = PrivateAttr(None)
 
+    @model_validator(mode="after")
+    def _knn_needs_classes(self) -> "Task":
+        if self.device.knn_neighbors is not None and self.target.kind != "classes":
+            raise ValueError("device.knn_neighbors: a k-NN personal model predicts classes; this task's target is "
+                             "numeric (leave knn_neighbors out)")
+        return self
+
     @property
     def folder(self) -> Path | None:
         """Where the task.yaml was read from (its loader and data files are relative to it)."""
@@ -205,7 +217,8 @@ class Task(_Strict):
         (whether a phone keeps its personal update)."""
         if self._digest is None:  # (frozen: computed once)
             body = self.model_dump(mode="json", exclude={"data": True, "training": True, "evaluation": {"targets"},
-                                                       "device": {"accept_margin", "holdout_folds"}})
+                                                       "device": {"accept_margin", "holdout_folds",
+                                                                                   "knn_neighbors"}})
             self._digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return self._digest
 

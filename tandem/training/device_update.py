@@ -71,4 +71,4 @@ def policy_for(task: Task, **overrides) -> UpdatePolicy:
     `device`). The release ships it in feature_spec.json; the gates, golden vectors and evaluation use it."""
     d = task.device
     return UpdatePolicy(**{"mini_batch_size": d.batch_size, "accept_margin": d.accept_margin,
-                           "holdout_folds": d.holdout_folds, **overrides})
+                           "holdout_folds": d.holdout_folds, "knn_neighbors": d.knn_neighbors, **overrides})

@@ -116,8 +116,39 @@ def test_each_rule(rule):
     assert all(v.rule in RULES for v in broken)
 
 
+def _knn_pipeline():
+    import release_shaped
+
+    from tandem.device.knn import knn_pipeline
+    from tandem.device.runtime import load_spec
+
+    return load_spec(knn_pipeline(release_shaped.model(), 3).spec)
+
+
+def _knn_k_outside(s):
+    s.pipelineClassifier.pipeline.models[-1].kNearestNeighborsClassifier.numberOfNeighbors.defaultValue = 5000
+
+
+def _knn_too_wide(s):
+    s.pipelineClassifier.pipeline.models[-1].kNearestNeighborsClassifier.nearestNeighborsIndex.numberOfDimensions = 17
+
+
+KNN_CASES = {"knn-index": _knn_k_outside, "knn-dimensions": _knn_too_wide}
+
+
+def test_the_knn_personal_pipeline_passes_and_each_knn_rule_catches_its_break():
+    assert check(_knn_pipeline()) == []
+    for rule, breaks in KNN_CASES.items():
+        spec = _knn_pipeline()
+        breaks(spec)
+        assert {v.rule for v in check(spec)} == {rule}, check(spec)
+    spec = _knn_pipeline()
+    spec.pipelineClassifier.pipeline.models[0].isUpdatable = True  # the embedding must stay frozen
+    assert "pipeline-last-only" in rules_of(spec)
+
+
 def test_every_rule_has_a_test():
-    assert set(CASES) | {"pipeline-last-only"} == set(RULES)
+    assert set(CASES) | set(KNN_CASES) | {"pipeline-last-only"} == set(RULES)
 
 
 def test_unsupported_layer_on_path_and_quantized():

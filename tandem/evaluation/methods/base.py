@@ -53,10 +53,12 @@ class Fitted:
 
 @dataclass
 class Personal:
-    """A user's model after its labelled rows: how it predicts, and the update's epochs (None: no update)."""
+    """A user's model after its labelled rows: how it predicts, the update's epochs (None: no update) and what the
+    update policy gave the user ("base", "fine_tune" or "knn"; None: no policy)."""
 
     predict: Predict
     epochs: int | None = None
+    method: str | None = None
 
 
 class Method(Protocol):
@@ -80,7 +82,7 @@ class DeviceMethod:
 
     def personalize(self, fold: Fold, fitted: Fitted | None, side: Side, labelled: np.ndarray) -> Personal:
         p = personalize(fitted.model, side.X[labelled], side.user.labels[labelled], fitted.policy)
-        return Personal(p.model.predict, p.epochs)
+        return Personal(p.model.predict, p.epochs, p.method)
 
     def evaluate(self, fold: Fold, predict: Predict, side: Side) -> dict[str, float]:
         return evaluate(fold, predict, side)

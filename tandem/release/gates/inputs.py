@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tandem.data.reference import ReferenceUser
+from tandem.device.knn import release_files
 from tandem.device.runtime import DeviceModel
 from tandem.device.update_policy import UpdatePolicy
 from tandem.release.params import GateThresholds
@@ -38,6 +39,12 @@ class GateInputs:
     @property
     def gated_users(self) -> list[ReferenceUser]:
         return self.test_devices[: self.thresholds.personalization_users]
+
+    @property
+    def personal_models(self) -> dict[str, DeviceModel]:
+        """The personal models the release ships beside the candidate (the k-NN pipeline, when the task uses one)."""
+        return {name: DeviceModel.load(raw)
+                for name, raw in release_files(self.device, self.task.device.knn_neighbors).items()}
 
     @property
     def policy(self) -> UpdatePolicy:

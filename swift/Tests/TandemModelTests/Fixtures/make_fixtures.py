@@ -11,6 +11,10 @@ classifier_policy_v0.json (a release from before the check: no accept_margin, no
 no turns), classifier_policy_folds.json and regressor_policy_folds.json (holdout_folds 3: task A
 runs once per fold, every labelled row held out once) and regressor_policy.json; the same shapes with a calibration layer as the only updatable one
 (task.yaml `model.updatable: calibration`): *_calibration.mlmodel and *_calibration_policy.json.
+The k-NN personal model (task.yaml `device.knn_neighbors: 3`): classifier_knn.mlmodel (the pipeline derived from
+classifier.mlmodel, its index empty), classifier_knn_rows.json (rows stored by an update, then rows predicted:
+embeddings, labels, probabilities) and classifier_policy_knn_{knn,fine_tune,base}.json (the policy with the k-NN
+candidate, three users: the k-NN model wins, the fine-tune wins, neither passes).
 """
 
 from __future__ import annotations
@@ -19,13 +23,18 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "device")]
 
 import release_shaped  # noqa: E402
 
+from tandem.device.knn import embed, knn_pipeline, knn_update  # noqa: E402
 from tandem.device.update_policy import UpdatePolicy  # noqa: E402
+
+KNN = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, knn_neighbors=3)
 
 
 def write(name: str, payload) -> None:
@@ -76,6 +85,34 @@ def main() -> None:
         assert trace["epochs"] > 0, f"the {name}'s calibration trace should update (it checks the update itself)"
         write(f"{name}_calibration.mlmodel", m.to_bytes())
         write(f"{name}_calibration_policy.json", {"update_policy": trace})
+
+    knn_fixtures(clf)
+
+
+def nearest_centre_user(model, seed: int):
+    """60 rows labelled by the nearest of three of them: a user the base gets wrong in a way a k-NN can follow."""
+    X = release_shaped.rows(model, 60, seed)
+    centres = X[np.random.default_rng(seed).choice(len(X), 3, replace=False)]
+    return X, np.asarray(model.class_labels)[((X[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)]
+
+
+def knn_fixtures(clf) -> None:
+    pipeline = knn_pipeline(clf, KNN.knn_neighbors)
+    write("classifier_knn.mlmodel", pipeline.to_bytes())
+    X, y = nearest_centre_user(clf, 2)
+    stored, query = slice(0, 40), slice(40, 60)
+    updated = knn_update(pipeline, X[stored], y[stored])
+    write("classifier_knn_rows.json", {
+        "update_inputs": X[stored].tolist(), "update_labels": y[stored].tolist(), "rows": X[query].tolist(),
+        "embeddings": embed(pipeline, X[query]).tolist(), "labels": updated.predict(X[query]).tolist(),
+        "probabilities": updated.predict_proba(X[query]).tolist(), "empty_labels": pipeline.predict(X[query]).tolist(),
+        "class_labels": updated.class_labels})
+    users = {"knn": nearest_centre_user(clf, 2), "fine_tune": nearest_centre_user(clf, 3),
+             "base": release_shaped.labelled(clf, per_class=10)}
+    for method, (Xu, yu) in users.items():
+        trace = release_shaped.policy_trace(clf, Xu, yu, KNN)
+        assert trace["method"] == method, f"the {method} user's trace gave {trace['method']}"
+        write(f"classifier_policy_knn_{method}.json", {"update_policy": trace})
 
 
 if __name__ == "__main__":
