@@ -14,6 +14,7 @@ import typer
 
 from tandem import task as tasks
 from tandem.contract import features
+from tandem.device import knn
 from tandem.device.rules import RULES, check
 from tandem.device.runtime import BadInput, DeviceModel, ModelError, row_list
 from tandem.device.update import UpdateDiverged, update
@@ -113,7 +114,7 @@ def predict(model: Path = typer.Argument(..., exists=True, help=".mlmodel file")
         return
     probs = m.predict_proba(X)
     labels = np.asarray(m.class_labels, dtype=object)
-    pred = labels[probs.argmax(axis=1)]
+    pred = np.asarray(m.predict(X), dtype=object)  # the model's own label (a k-NN breaks vote ties its way)
     typer.echo(f"{'row':>5}  {'predicted':<20} {'p':>6}  {'label' if y is not None else ''}")
     for i in range(min(show, len(X))):
         typer.echo(f"{i:>5}  {str(pred[i]):<20} {probs[i].max():6.3f}  {y[i] if y is not None else ''}")
@@ -137,7 +138,7 @@ def personalize(model: Path = typer.Argument(..., exists=True, help="base .mlmod
                 epochs: int | None = typer.Option(None, help="override (must be allowed by the model)"),
                 learning_rate: float | None = typer.Option(None, help="override (must be allowed by the model)"),
                 mini_batch_size: int | None = typer.Option(None, help="override (must be allowed by the model)")):
-    """Run the on-device update on DATA and write the personal model."""
+    """Run the on-device update on DATA and write the personal model (a k-NN personal model: DATA's rows stored)."""
     base = DeviceModel.load(model)
     X, y = _read(data, base)
     if y is None:
@@ -146,6 +147,9 @@ def personalize(model: Path = typer.Argument(..., exists=True, help="base .mlmod
     if not len(X):
         _fail(f"{data} has no usable labelled rows ({f'all {skipped} skipped' if skipped else 'it is empty'}): "
               f"nothing to personalize, {out} not written")
+    if knn.is_knn(base):
+        _personalize_knn(base, X, y, out, given=[epochs, learning_rate, mini_batch_size])
+        return
     try:
         result = update(base, X, y, epochs=epochs, learning_rate=learning_rate, mini_batch_size=mini_batch_size)
     except UpdateDiverged as e:
@@ -166,6 +170,20 @@ def personalize(model: Path = typer.Argument(..., exists=True, help="base .mlmod
     else:
         typer.echo(f"mae before: {_mae(base, X, y):.4f}  after: {_mae(result.model, X, y):.4f}")
     result.model.save(out)
+    typer.echo(f"wrote {out}")
+
+
+def _personalize_knn(base: DeviceModel, X, y, out: Path, given: list) -> None:
+    if any(v is not None for v in given):
+        _fail("a k-NN personal model has no epochs, learning rate or mini-batch: its update stores the rows", 2)
+    try:
+        personal = knn.knn_update(base, X, y)
+    except ValueError as e:
+        _fail(f"{e}; {out} not written", 2)
+    stored = len(knn.stored_labels(personal))
+    typer.echo(f"k-NN: stored {len(X)} rows ({stored} in the index)")
+    typer.echo(f"accuracy before: {_accuracy(base, X, y):.4f}  after: {_accuracy(personal, X, y):.4f}")
+    personal.save(out)
     typer.echo(f"wrote {out}")
 
 

@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from tandem.device.knn_stage import CLASS_LABELS_KEY, class_labels
+from tandem.device.knn_stage import CLASS_LABELS_KEY, class_labels, samples
 from tandem.device.proto import Model_pb2
 from tandem.device.runtime import DeviceModel, ModelError, load_spec, run_network
 
@@ -98,6 +98,9 @@ def _describe(desc, feature, training_inputs, labels, base: DeviceModel, neighbo
     target.name = label.name
     target.type.stringType.SetInParent()
     meta = desc.metadata
+    for key, value in base.spec.description.metadata.userDefined.items():  # feature names, run id, version...
+        if key != "tandem.updatable_layers":
+            meta.userDefined[key] = value
     meta.author = "Tandem"
     meta.shortDescription = (f"{len(labels)}-class k-NN personal model ({neighbors} neighbours) over the embedding "
                              "of the released network; updatable on device: the k-NN index")
@@ -123,6 +126,11 @@ def _stage(model: DeviceModel):
     if stage is None:
         raise ModelError(f"{model.kind!r} is not a k-NN personal model (a pipeline ending in a k-NN classifier)")
     return stage
+
+
+def stored_labels(model) -> np.ndarray:
+    """The labels of the rows the personal model's index holds, in storage order."""
+    return samples(_stage(DeviceModel.load(model)))[1]
 
 
 def embed(model: DeviceModel, X: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import pytest
 from tandem import task as tasks
 from tandem.contract import features
 from tandem.data.reference import ReferenceUser
+from tandem.device import knn
 from tandem.device.runtime import DeviceModel
 from tandem.release.gates import golden_files
 from tests.swift_build import PACKAGE, SCRATCH, tandem_device_binary
@@ -31,6 +32,7 @@ import release_shaped  # noqa: E402
 
 CHECK = SCRATCH / "golden-xctest"  # the check package and its build folder (gitignored)
 HAR = tasks.resolve("har")
+HAR_KNN = HAR.model_copy(update={"device": HAR.device.model_copy(update={"knn_neighbors": 3})})  # its devices pick
 
 
 def synthetic_user(model: DeviceModel, n: int = 90, seed: int = 0) -> ReferenceUser:
@@ -55,11 +57,14 @@ def synthetic_user(model: DeviceModel, n: int = 90, seed: int = 0) -> ReferenceU
                          captured_at=np.datetime64("2026-01-01T00:00:00", "ms") + np.arange(n) * np.timedelta64(2560, "ms"))
 
 
-def write_release(folder: Path, model: DeviceModel, user: ReferenceUser) -> str:
-    """The files an app build pulls (model.mlmodel, feature_spec.json, golden vectors); returns the XCTest."""
+def write_release(folder: Path, model: DeviceModel, user: ReferenceUser, task=HAR) -> str:
+    """The files an app build pulls (model.mlmodel, feature_spec.json, golden vectors, and the k-NN personal
+    model when the task's devices use one); returns the XCTest."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = golden_files(HAR, model, user)
+    files = golden_files(task, model, user)
     model.save(folder / "model.mlmodel")
+    for name, raw in knn.release_files(model, task.device.knn_neighbors).items():
+        (folder / name).write_bytes(raw)
     (folder / "feature_spec.json").write_text(json.dumps(features.of(HAR).feature_spec(), indent=1))
     (folder / "golden_vectors.json").write_bytes(files["golden_vectors.json"])
     return files["TandemGoldenTests.swift"].decode()
@@ -87,6 +92,7 @@ def rendered(tmp_path_factory):
     d = features.of(HAR).n_features
     clf = release_shaped.model(seed=11, d=d, hidden=(32,), labels=("walking", "sitting", "lying"))
     reg = release_shaped.model(seed=12, d=d, hidden=(32,), labels=("value",), regression=True)
+    knn_source = write_release(root / "classifier-knn", clf, synthetic_user(clf, seed=1), HAR_KNN)  # the k-NN model wins
     sources = {"ClassifierGoldenTests": write_release(root / "classifier", clf, synthetic_user(clf)),
                "RegressorGoldenTests": write_release(root / "regressor", reg, synthetic_user(reg, seed=1))}
     CHECK.mkdir(parents=True, exist_ok=True)
@@ -95,6 +101,7 @@ def rendered(tmp_path_factory):
         shutil.rmtree(CHECK / "Tests" / target, ignore_errors=True)
         (CHECK / "Tests" / target).mkdir(parents=True)
         (CHECK / "Tests" / target / "TandemGoldenTests.swift").write_text(source)
+    assert knn_source == sources["ClassifierGoldenTests"]  # one XCTest for every classifier release
     return root, sources
 
 
@@ -118,6 +125,23 @@ def test_the_shipped_xctest_compiles_against_tandemkit_and_passes_on_the_release
     assert outcomes(log, target) == {"testFeaturizerMatchesGolden": "passed", "testModelPredictionMatchesGolden": "passed",
                                      "testUpdatePolicyChoosesTheGoldenEpochs": "passed",
                                      "testUpdateStepMatchesGolden": "passed"}, log[-4000:]
+
+
+def test_the_shipped_xctest_replays_the_knn_candidate_and_needs_its_model(rendered, tmp_path):
+    root, _ = rendered
+    trace = json.loads((root / "classifier-knn" / "golden_vectors.json").read_text())["update_policy"]
+    assert trace["policy"]["knn_neighbors"] == 3 and all("knn" in turn for turn in trace["turns"])
+    assert trace["method"] == "knn" and trace["epochs"] == 0  # the XCTest replays the k-NN branch, its model's rows
+    done = swift_test("ClassifierGoldenTests", root / "classifier-knn")
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert outcomes(log, "ClassifierGoldenTests")["testUpdatePolicyChoosesTheGoldenEpochs"] == "passed", log[-4000:]
+    missing = tmp_path / "without-knn"
+    shutil.copytree(root / "classifier-knn", missing)
+    (missing / "personal_knn.mlmodel").unlink()  # a build that forgot to bundle it fails, naming it
+    done = swift_test("ClassifierGoldenTests", missing)
+    assert outcomes(done.stdout + done.stderr, "ClassifierGoldenTests")["testUpdatePolicyChoosesTheGoldenEpochs"] == "failed"
+    assert "personal_knn.mlmodel is missing" in done.stdout + done.stderr
 
 
 def test_the_shipped_xctest_fails_on_a_release_it_does_not_match(rendered, tmp_path):

@@ -116,3 +116,35 @@ def test_the_task_turns_it_on_for_classes_only_and_its_digest_ignores_it():
     assert on.digest() == har.digest()  # the app's choice of update, not what a batch means
     with pytest.raises(ValidationError, match="predicts classes; this task's target is numeric"):
         grunfeld.model_validate({**grunfeld.model_dump(), "device": {**grunfeld.device.model_dump(), "knn_neighbors": 3}})
+
+
+def test_the_device_cli_checks_predicts_and_personalizes_the_knn_model(base, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from tandem.cli.device import app
+    from tandem.device.knn import stored_labels
+    from tandem.device.runtime import DeviceModel
+    from tandem.training import export
+
+    names = [f"f{i}" for i in range(8)]
+    spec = export.to_updatable_mlmodel(release_shaped.weights(), ["sit", "stand", "walk"],
+                                       updatable_layers=["body.0", "head"], feature_names=names)
+    network = DeviceModel.load(spec.SerializeToString())
+    pipeline = knn_pipeline(network, 1).save(tmp_path / "personal_knn.mlmodel")
+    X, y = nearest_centre_user(network, 2)
+    data = tmp_path / "labelled.parquet"
+    pq.write_table(pa.table({**{n: X[:, i] for i, n in enumerate(names)}, "label": y.tolist()}), data)
+    runner = CliRunner()
+    done = runner.invoke(app, ["check", str(pipeline)])
+    assert done.exit_code == 0 and "ok    knn-index" in done.output
+    done = runner.invoke(app, ["personalize", str(pipeline), str(data), "--out", str(tmp_path / "me.mlmodel")])
+    assert done.exit_code == 0, done.output
+    assert "stored 60 rows" in done.output and "after: 1.0000" in done.output  # k = 1: each row its own neighbour
+    assert stored_labels(tmp_path / "me.mlmodel").tolist() == y.tolist()
+    done = runner.invoke(app, ["predict", str(tmp_path / "me.mlmodel"), str(data)])
+    assert done.exit_code == 0 and "accuracy: 1.0000 on 60 rows" in done.output
+    done = runner.invoke(app, ["personalize", str(pipeline), str(data), "--out", str(tmp_path / "x.mlmodel"),
+                               "--epochs", "3"])
+    assert done.exit_code == 2 and "has no epochs" in done.output and not (tmp_path / "x.mlmodel").exists()

@@ -13,6 +13,8 @@ public struct CoreMLPredictor: TandemPredictor {
     /// The regressor's output (or the classifier's probabilities) feature name.
     let outputName: String
     let labelName: String
+    /// A class missing from the probabilities: no votes in a k-NN personal model (0), else unknown (NaN).
+    let missingProbability: Double
 
     /// `url`: a compiled model (`.mlmodelc`, e.g. `MLModel.compileModel(at:)` of a release's model.mlmodel).
     public init(compiledModelAt url: URL, configuration: MLModelConfiguration = MLModelConfiguration()) throws {
@@ -31,12 +33,23 @@ public struct CoreMLPredictor: TandemPredictor {
             kind = .classifier
             outputName = probabilities
             labelName = description.predictedFeatureName ?? "classLabel"
-            classLabels = (description.classLabels ?? []).map { "\($0)" }
+            // A k-NN personal model names its classes in its metadata (the probabilities' order, which
+            // Core ML's own list, grown from the stored labels, need not follow).
+            let creator = description.metadata[.creatorDefinedKey] as? [String: String]
+            if let given = creator?[NeighbourVote.classLabelsKey],
+               let labels = try? JSONDecoder().decode([String].self, from: Data(given.utf8)) {
+                classLabels = labels
+                missingProbability = 0
+            } else {
+                classLabels = (description.classLabels ?? []).map { "\($0)" }
+                missingProbability = .nan
+            }
         } else {
             kind = .regressor
             outputName = description.outputDescriptionsByName.keys.sorted().first ?? ""
             labelName = ""
             classLabels = []
+            missingProbability = .nan
         }
     }
 
@@ -53,7 +66,7 @@ public struct CoreMLPredictor: TandemPredictor {
             let output = try model.prediction(from: try featureProvider(row))
             if kind == .classifier {
                 let dict = output.featureValue(for: outputName)?.dictionaryValue ?? [:]
-                result.probabilities.append(classLabels.map { dict[AnyHashable($0)]?.doubleValue ?? .nan })
+                result.probabilities.append(classLabels.map { dict[AnyHashable($0)]?.doubleValue ?? missingProbability })
                 result.labels.append(output.featureValue(for: labelName)?.stringValue ?? "")
             } else {
                 let value = output.featureValue(for: outputName)

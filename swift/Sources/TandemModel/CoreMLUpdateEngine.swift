@@ -1,7 +1,8 @@
 // The UpdateEngine an app uses on Apple platforms: Core ML's MLUpdateTask on the compiled base
 // model, the held-out loss and each held-out row's error measured by the progress handler at each
-// epoch's end (HeldOutLoss.check through CoreMLPredictor, as on the base). (Not compiled on
-// Linux, where GoldenTraceEngine replays a release's trace instead.)
+// epoch's end (HeldOutLoss.check through CoreMLPredictor, as on the base); and the KNNEngine:
+// MLUpdateTask on the compiled k-NN personal model. (Not compiled on Linux, where GoldenTraceEngine
+// replays a release's trace and InterpretedKNNEngine computes the k-NN instead.)
 #if canImport(CoreML)
 import CoreML
 import Foundation
@@ -99,6 +100,41 @@ public struct CoreMLUpdateEngine: UpdateEngine {
         }
         if let failure = failure { throw failure }  // UpdateDiverged: the policy keeps the base
         return personal
+    }
+}
+
+/// The k-NN candidate on Apple platforms: MLUpdateTask on the compiled personal_knn.mlmodel stores
+/// each row's embedding and label (no epochs, no progress to watch); the held-out rows' labels come
+/// from the updated model through CoreMLPredictor.
+public struct CoreMLKNNEngine: KNNEngine {
+    public typealias Personal = MLModel
+    /// The compiled pipeline's URL, its input and its training target (the label); `examples`.
+    let pipeline: CoreMLUpdateEngine
+
+    public init(compiledModelAt url: URL) throws {
+        pipeline = try CoreMLUpdateEngine(compiledModelAt: url)
+    }
+
+    public func fit(_ training: LabelledRows) throws -> MLModel {
+        try FeatureRows.requireFinite(training.rows, dimension: pipeline.base.inputDimension)
+        guard training.count > 0 else { return pipeline.base.model }
+        var personal: MLModel?, failure: Error?
+        let done = DispatchSemaphore(value: 0)
+        let task = try MLUpdateTask(forModelAt: pipeline.baseURL, trainingData: try pipeline.examples(training),
+                                    configuration: MLModelConfiguration(), completionHandler: { context in
+            if let error = context.task.error { failure = error } else { personal = context.model }
+            done.signal()
+        })
+        task.resume()
+        done.wait()
+        if let failure = failure { throw failure }
+        guard let model = personal else { throw UpdateEngineError.notUpdatable("the k-NN update returned no model") }
+        return model
+    }
+
+    public func heldOutErrors(training: LabelledRows, heldOut: LabelledRows) throws -> [Double] {
+        let predicted = try CoreMLPredictor(model: try fit(training)).predict(heldOut.rows).labels
+        return zip(predicted, heldOut.targets.groups).map { $0 == $1 ? 0 : 1 }
     }
 }
 #endif

@@ -8,7 +8,9 @@ import Foundation
 /// the acceptance check has no errors, best epoch or acceptance (and its policy no accept_margin).
 /// The top-level held-out rows, losses and errors are the first run of task A's; `turns` has every
 /// run (a policy with holdout_folds > 1 runs task A once per fold), and best_epoch and acceptance
-/// at the top are E and the verdict over all turns.
+/// at the top are E and the verdict over all turns. A policy with knn_neighbors also records each
+/// turn's k-NN candidate (`turns[i].knn`), its verdict over the turns (`knn`) and what the user got
+/// (`method`).
 public struct PolicyTrace: Decodable, Equatable {
     public var policy: UpdatePolicy
     public var inputs: [[Double]]
@@ -19,6 +21,8 @@ public struct PolicyTrace: Decodable, Equatable {
     public var holdoutErrors: [[Double]]  // index e: each held-out row's error after e epochs ([] in an older trace)
     public var bestEpoch: Int?  // nil: an older trace, from before the acceptance check
     public var acceptance: Acceptance?  // nil: task A did not run, E = 0, or an older trace
+    public var knn: Acceptance?  // the k-NN candidate's verdict (nil: none, no turns, or a trace from before it)
+    public var method: PersonalizationMethod?  // nil: a trace from before the k-NN candidate
     public var epochs: Int
     public var probabilitiesAfter: [[Double]]?
     public var predictionsAfter: [Double]?
@@ -26,7 +30,7 @@ public struct PolicyTrace: Decodable, Equatable {
     public var recordedTurns: [TraceTurn]?
 
     enum CodingKeys: String, CodingKey {
-        case policy, inputs, labels, order, holdout, epochs, acceptance, turns
+        case policy, inputs, labels, order, holdout, epochs, acceptance, turns, knn, method
         case holdoutLosses = "holdout_losses", holdoutErrors = "holdout_errors", bestEpoch = "best_epoch"
         case probabilitiesAfter = "probabilities_after", predictionsAfter = "predictions_after"
     }
@@ -49,6 +53,8 @@ public struct PolicyTrace: Decodable, Equatable {
         bestEpoch = try c.decodeIfPresent(Int.self, forKey: .bestEpoch)
         acceptance = try Self.acceptance(c, .acceptance)
         recordedTurns = try c.decodeIfPresent([TraceTurn].self, forKey: .turns)
+        knn = try Self.acceptance(c, .knn)
+        method = try c.decodeIfPresent(PersonalizationMethod.self, forKey: .method)
         epochs = try c.decode(Int.self, forKey: .epochs)
         probabilitiesAfter = try c.decodeIfPresent([[Double]].self, forKey: .probabilitiesAfter)
         predictionsAfter = try c.decodeIfPresent([Double].self, forKey: .predictionsAfter)
@@ -70,7 +76,7 @@ public struct PolicyTrace: Decodable, Equatable {
         guard !holdout.isEmpty else { return [] }
         let first = TraceTurn(holdout: holdout, holdoutLosses: holdoutLosses, holdoutErrors: holdoutErrors,
                               bestEpoch: recordedTurns?.first?.bestEpoch ?? bestEpoch,
-                              acceptance: recordedTurns?.first.map(\.acceptance) ?? acceptance)
+                              acceptance: recordedTurns?.first.map(\.acceptance) ?? acceptance, knn: recordedTurns?.first?.knn)
         return [first] + (recordedTurns?.dropFirst() ?? [])
     }
 
@@ -107,14 +113,16 @@ public struct TraceTurn: Decodable, Equatable {
     public var holdoutErrors: [[Double]]
     public var bestEpoch: Int?
     public var acceptance: Acceptance?
+    public var knn: KNNCheck?  // the k-NN candidate on this turn (a policy with knn_neighbors)
 
-    public init(holdout: [Int], holdoutLosses: [Double], holdoutErrors: [[Double]], bestEpoch: Int?, acceptance: Acceptance?) {
+    public init(holdout: [Int], holdoutLosses: [Double], holdoutErrors: [[Double]], bestEpoch: Int?, acceptance: Acceptance?,
+                knn: KNNCheck? = nil) {
         (self.holdout, self.holdoutLosses, self.holdoutErrors) = (holdout, holdoutLosses, holdoutErrors)
-        (self.bestEpoch, self.acceptance) = (bestEpoch, acceptance)
+        (self.bestEpoch, self.acceptance, self.knn) = (bestEpoch, acceptance, knn)
     }
 
     enum CodingKeys: String, CodingKey {
-        case holdout, acceptance
+        case holdout, acceptance, knn
         case holdoutLosses = "holdout_losses", holdoutErrors = "holdout_errors", bestEpoch = "best_epoch"
     }
 
@@ -125,6 +133,7 @@ public struct TraceTurn: Decodable, Equatable {
         holdoutErrors = try c.decodeIfPresent([[Double]].self, forKey: .holdoutErrors) ?? []
         bestEpoch = try c.decodeIfPresent(Int.self, forKey: .bestEpoch)
         acceptance = try PolicyTrace.acceptance(c, .acceptance)
+        knn = try c.decodeIfPresent(KNNCheck.self, forKey: .knn)
     }
 }
 
@@ -133,9 +142,13 @@ public enum TraceReplayError: Error, CustomStringConvertible, Equatable {
     case noTurn(Int)
     case trainingSize(expected: Int, got: Int)
     case noTrace(String)
+    case noKNN(turn: Int)
 
     public var description: String {
         switch self {
+        case .noKNN(let turn):
+            return "the golden trace records no k-NN candidate for run \(turn + 1) of task A, but the policy has knn_neighbors: "
+                + "pass the k-NN personal model or a trace that records it"
         case .noTurn(let turn):
             return "the golden trace records \(turn) run(s) of task A, but the policy started another: the policies disagree"
         case .traceEnds(let epoch):
@@ -154,17 +167,22 @@ public enum TraceReplayError: Error, CustomStringConvertible, Equatable {
 /// epoch count to refit with) are this package's own. With `base`, epoch 0's loss and errors are
 /// computed by the spec interpreter rather than read from the trace. An older trace records no
 /// errors: each epoch then reports none (its policy has no acceptance check to use them). Each run of
-/// task A replays the trace's next turn.
-public final class GoldenTraceEngine: UpdateEngine {
-    public typealias Personal = Int  // the epochs task B would run: there is no model to return
+/// task A replays the trace's next turn. It is the k-NN candidate's engine too: each turn's k-NN
+/// errors computed by the spec interpreter with `knn` (the k-NN personal model), else replayed.
+public final class GoldenTraceEngine: UpdateEngine, KNNEngine {
+    /// The epochs task B would run, or the rows the k-NN model would hold: there is no model to return.
+    public typealias Personal = Int
     public let trace: PolicyTrace
     let base: TandemPredictor?
+    let knn: InterpretedKNNEngine?
     let turns: [TraceTurn]
     var turn = 0  // the run of task A being replayed
+    var knnTurn = 0  // the run of task A whose k-NN candidate is being judged
 
-    public init(trace: PolicyTrace, base: TandemPredictor? = nil) {
+    public init(trace: PolicyTrace, base: TandemPredictor? = nil, knn: InterpretedKNNEngine? = nil) {
         self.trace = trace
         self.base = base
+        self.knn = knn
         self.turns = trace.turns
     }
 
@@ -194,6 +212,17 @@ public final class GoldenTraceEngine: UpdateEngine {
         }
         return nil
     }
+
+    /// This turn's k-NN errors: computed with `knn`, else the trace's.
+    public func heldOutErrors(training: LabelledRows, heldOut: LabelledRows) throws -> [Double] {
+        defer { knnTurn += 1 }
+        if let knn = knn { return try knn.heldOutErrors(training: training, heldOut: heldOut) }
+        guard knnTurn < turns.count else { throw TraceReplayError.noTurn(turns.count) }
+        guard let recorded = turns[knnTurn].knn else { throw TraceReplayError.noKNN(turn: knnTurn) }
+        return recorded.errors
+    }
+
+    public func fit(_ training: LabelledRows) throws -> Int { training.count }
 }
 
 /// The loss the app watches at each epoch's end: cross-entropy (probabilities clipped at 1e-300,

@@ -9,10 +9,13 @@ import Foundation
 public enum UpdateEngineError: Error, CustomStringConvertible, Equatable {
     case notUpdatable(String)
     case shuffleUnsupported
+    case unknownLabels([String], classes: [String])
 
     public var description: String {
         switch self {
         case .notUpdatable(let why): return "cannot update this model: \(why)"
+        case .unknownLabels(let labels, let classes):
+            return "labels \(labels.joined(separator: ", ")) are not among the model's classes \(classes.joined(separator: ", "))"
         case .shuffleUnsupported: return "shuffled updates are not reproducible here: run the update with shuffle off"
         }
     }

@@ -1,6 +1,7 @@
 // The parts of Core ML's `Model` message (coremltools mlmodel/format/Model.proto,
-// NeuralNetwork.proto) that Tandem's releases use, decoded with ProtoReader. Field numbers are
-// Apple's; anything else in the file is skipped, as protobuf readers do with unknown fields.
+// NeuralNetwork.proto, NearestNeighbors.proto) that Tandem's releases use, decoded with
+// ProtoReader. Field numbers are Apple's; anything else in the file is skipped, as protobuf
+// readers do with unknown fields.
 import Foundation
 
 public enum ModelSpecError: Error, CustomStringConvertible, Equatable {
@@ -26,6 +27,7 @@ public struct ModelDescription: Equatable {
     public var trainingInputs: [FeatureDescription] = []
     public var predictedFeatureName = ""
     public var predictedProbabilitiesName = ""
+    public var userDefined: [String: String] = [:]  // metadata.userDefined (e.g. "tandem.class_labels")
 }
 
 /// A WeightParams message, already widened to Double (float32 and float16 are exact in Double).
@@ -112,6 +114,19 @@ public struct NeuralNetwork: Equatable {
     public var updateParams = UpdateParametersSpec()
 }
 
+/// KNearestNeighborsClassifier: an index of stored embeddings (float32 in the spec, widened exactly)
+/// and one label per sample. What the runtime does not compute (another distance, inverse-distance
+/// weighting, int64 labels) is recorded so that the forward pass can refuse it by name.
+public struct NearestNeighbors: Equatable {
+    public var dimensions = 0
+    public var samples: [[Double]] = []
+    public var labels: ClassLabels = .none  // stringClassLabels / int64ClassLabels: one per sample
+    public var defaultLabel = ""  // defaultStringLabel: what an empty index predicts
+    public var neighbors = 0  // numberOfNeighbors.defaultValue: k
+    public var squaredEuclidean = false  // the index's distance function is set (its only kind)
+    public var inverseDistanceWeighting = false
+}
+
 public indirect enum ModelType: Equatable {
     case neuralNetwork(NeuralNetwork)
     case neuralNetworkClassifier(NeuralNetwork)
@@ -120,6 +135,7 @@ public indirect enum ModelType: Equatable {
     case pipelineClassifier([ModelSpec])
     case pipelineRegressor([ModelSpec])
     case scaler(shift: [Double], scale: [Double])
+    case kNearestNeighborsClassifier(NearestNeighbors)
     case other(field: Int)
 
     public var name: String {
@@ -131,6 +147,7 @@ public indirect enum ModelType: Equatable {
         case .pipelineClassifier: return "pipelineClassifier"
         case .pipelineRegressor: return "pipelineRegressor"
         case .scaler: return "scaler"
+        case .kNearestNeighborsClassifier: return "kNearestNeighborsClassifier"
         case .other(let field): return "model type field \(field)"
         }
     }
@@ -161,6 +178,7 @@ public struct ModelSpec: Equatable {
             case 200, 201, 202: type = try Self.pipeline(field, value.bytes)
             case 303: type = .neuralNetworkRegressor(try Self.network(value.bytes))
             case 403: type = .neuralNetworkClassifier(try Self.network(value.bytes))
+            case 404: type = .kNearestNeighborsClassifier(try Self.nearestNeighbors(value.bytes))
             case 500: type = .neuralNetwork(try Self.network(value.bytes))
             case 604: type = try Self.scaler(value.bytes)
             case 300...3000: type = .other(field: field)
@@ -180,6 +198,16 @@ public struct ModelSpec: Equatable {
             case 50: d.trainingInputs.append(try feature(value.bytes))
             case 11: d.predictedFeatureName = value.string
             case 12: d.predictedProbabilitiesName = value.string
+            case 100:  // Metadata: userDefined = 100, a map (entries: key = 1, value = 2)
+                try ProtoReader.forEachField(in: value.bytes) { mf, mv in
+                    guard mf == 100 else { return }
+                    var key = "", entry = ""
+                    try ProtoReader.forEachField(in: mv.bytes) { ef, ev in
+                        if ef == 1 { key = ev.string }
+                        if ef == 2 { entry = ev.string }
+                    }
+                    d.userDefined[key] = entry
+                }
             default: break
             }
         }
@@ -234,20 +262,53 @@ public struct ModelSpec: Equatable {
         try ProtoReader.forEachField(in: data) { f, v in
             switch f {
             case 1: nn.layers.append(try layer(v.bytes))
-            case 100:
-                var labels: [String] = []
-                try ProtoReader.forEachField(in: v.bytes) { lf, lv in if lf == 1 { labels.append(lv.string) } }
-                nn.classLabels = .strings(labels)
-            case 101:
-                var labels: [Int] = []
-                try ProtoReader.forEachField(in: v.bytes) { lf, lv in if lf == 1 { try Repeated.varints(lv, into: &labels) } }
-                nn.classLabels = .ints(labels)
+            case 100, 101: nn.classLabels = try classLabels(f, v.bytes)
             case 200: nn.labelProbabilityLayerName = v.string
             case 10: nn.updateParams = try updateParameters(v.bytes)
             default: break
             }
         }
         return nn
+    }
+
+    /// A StringVector (field 100 of a classifier) or Int64Vector (101): each holds its values in field 1.
+    static func classLabels(_ field: Int, _ data: ArraySlice<UInt8>) throws -> ClassLabels {
+        var strings: [String] = [], ints: [Int] = []
+        try ProtoReader.forEachField(in: data) { f, v in
+            guard f == 1 else { return }
+            if field == 100 { strings.append(v.string) } else { try Repeated.varints(v, into: &ints) }
+        }
+        return field == 100 ? .strings(strings) : .ints(ints)
+    }
+
+    /// KNearestNeighborsClassifier: nearestNeighborsIndex = 1, numberOfNeighbors = 3 (an Int64Parameter),
+    /// string/int64 class labels = 100/101, defaultStringLabel = 110, uniform/inverse-distance weighting
+    /// = 200/210. NearestNeighborsIndex: numberOfDimensions = 1, floatSamples = 2 (FloatVector: its
+    /// floats in field 1), linear/kd-tree index = 100/110, squaredEuclideanDistance = 200.
+    static func nearestNeighbors(_ data: ArraySlice<UInt8>) throws -> NearestNeighbors {
+        var k = NearestNeighbors()
+        try ProtoReader.forEachField(in: data) { f, v in
+            switch f {
+            case 1:
+                try ProtoReader.forEachField(in: v.bytes) { xf, xv in
+                    switch xf {
+                    case 1: k.dimensions = xv.int
+                    case 2:
+                        var sample: [Double] = []
+                        try ProtoReader.forEachField(in: xv.bytes) { sf, sv in if sf == 1 { try Repeated.floats(sv, into: &sample) } }
+                        k.samples.append(sample)
+                    case 200: k.squaredEuclidean = true
+                    default: break
+                    }
+                }
+            case 3: k.neighbors = try defaultValue(v.bytes)?.int ?? 0
+            case 100, 101: k.labels = try classLabels(f, v.bytes)
+            case 110: k.defaultLabel = v.string
+            case 210: k.inverseDistanceWeighting = true
+            default: break
+            }
+        }
+        return k
     }
 
     /// The `defaultValue` (field 1) of a DoubleParameter or Int64Parameter message.

@@ -1,7 +1,8 @@
 // The forward pass of a Core ML NeuralNetwork spec in Double, layer by layer in spec order: the
 // Swift twin of tandem/device/runtime.py (same layer types, same classifier/regressor outputs,
-// pipelines with Scaler stages, standardization in a batchnorm layer). Core ML itself is the
-// implementation on Apple platforms; this one runs everywhere and is what Linux tests check.
+// pipelines with Scaler stages, standardization in a batchnorm layer, the k-NN personal model's
+// k-nearest-neighbours stage). Core ML itself is the implementation on Apple platforms; this one
+// runs everywhere and is what Linux tests check.
 import Foundation
 
 public enum ModelRuntimeError: Error, CustomStringConvertible, Equatable {
@@ -11,6 +12,7 @@ public enum ModelRuntimeError: Error, CustomStringConvertible, Equatable {
     case wrongWidth(layer: String, expected: Int, got: Int)
     case noClassLabels
     case missingOutput(String)
+    case unsupportedKNN(String)
 
     public var description: String {
         switch self {
@@ -20,6 +22,7 @@ public enum ModelRuntimeError: Error, CustomStringConvertible, Equatable {
         case .wrongWidth(let layer, let expected, let got): return "layer '\(layer)': expects \(expected) inputs, got \(got)"
         case .noClassLabels: return "classifier has no class labels"
         case .missingOutput(let name): return "no model stage produces the output '\(name)'"
+        case .unsupportedKNN(let detail): return "k-NN: \(detail)"
         }
     }
 }
@@ -143,6 +146,16 @@ public struct SpecInterpreter {
             out[model.description.predictedProbabilitiesName.isEmpty ? "classProbability" : model.description.predictedProbabilitiesName] = probabilities
             for o in model.description.outputs where blobs[o.name] != nil && out[o.name] == nil { out[o.name] = blobs[o.name] }
             return out
+        case .kNearestNeighborsClassifier(let knn):
+            guard let src = model.description.inputs.first?.name, let x = out[src] else { throw ModelRuntimeError.missingOutput("k-NN input") }
+            let classes = NeighbourVote.classLabels(model)
+            let (labels, probabilities) = try NeighbourVote.run(knn, classLabels: classes, x)
+            let description = model.description
+            out[description.predictedProbabilitiesName.isEmpty ? "classProbability" : description.predictedProbabilitiesName] = probabilities
+            // Blobs hold numbers: the label travels as its index in the class labels (-1: no label).
+            out[description.predictedFeatureName.isEmpty ? "classLabel" : description.predictedFeatureName] =
+                labels.map { [Double(classes.firstIndex(of: $0) ?? -1)] }
+            return out
         case .other, nil:
             throw ModelRuntimeError.unsupportedModel(model.type?.name ?? "none")
         }
@@ -169,6 +182,16 @@ public struct SpecInterpreter {
         return nn.layers.last?.outputs.first ?? ""
     }
 
+    /// The k-NN stage of a k-NN personal model: the last stage of a pipeline, when it is one.
+    static func knnStage(_ model: ModelSpec) -> ModelSpec? {
+        switch model.type {
+        case .pipeline(let stages), .pipelineClassifier(let stages), .pipelineRegressor(let stages):
+            guard let last = stages.last, case .kNearestNeighborsClassifier? = last.type else { return nil }
+            return last
+        default: return nil
+        }
+    }
+
     /// The classifier network inside a spec: itself, or the last classifier stage of a pipeline.
     static func classifierNetwork(_ model: ModelSpec) -> NeuralNetwork? {
         switch model.type {
@@ -177,5 +200,81 @@ public struct SpecInterpreter {
             return stages.reversed().lazy.compactMap(classifierNetwork).first
         default: return nil
         }
+    }
+}
+
+/// The k-NN personal model's prediction rule (tandem/device/knn.py's `knn_forward`, Tandem's rule in
+/// both languages): the squared Euclidean distance from each embedding to every stored sample; the
+/// k = min(numberOfNeighbors, stored) nearest, equal distances in storage order; one vote each. The
+/// probabilities are the vote shares over the class labels; the label is the most voted class, a tie
+/// going to the class whose voter is nearest. An empty index predicts its default label.
+enum NeighbourVote {
+    static let classLabelsKey = "tandem.class_labels"  // JSON list: the released classes, the probabilities' order
+
+    /// The stage's class labels: its metadata's "tandem.class_labels", else the stored labels and the
+    /// default label, sorted by code point (as Python sorts them). [] when the metadata is not a list of strings.
+    static func classLabels(_ stage: ModelSpec) -> [String] {
+        if let given = stage.description.userDefined[classLabelsKey], !given.isEmpty {
+            return (try? JSONDecoder().decode([String].self, from: Data(given.utf8))) ?? []
+        }
+        guard case .kNearestNeighborsClassifier(let knn)? = stage.type else { return [] }
+        return UpdatePolicyRunner.sortedClasses(knn.labels.asStrings + [knn.defaultLabel])
+    }
+
+    /// (labels, probabilities in `classLabels` order) for rows of embeddings. A row whose embedding is
+    /// not finite gets NaN probabilities and no label: the caller refuses it as a non-finite output.
+    static func run(_ knn: NearestNeighbors, classLabels: [String], _ x: Batch) throws -> ([String], Batch) {
+        guard knn.squaredEuclidean else { throw ModelRuntimeError.unsupportedKNN("only the squared Euclidean distance is supported") }
+        guard !knn.inverseDistanceWeighting else {
+            throw ModelRuntimeError.unsupportedKNN("inverse-distance weighting is not supported by the device runtime")
+        }
+        let stored: [String]
+        switch knn.labels {
+        case .none: stored = []
+        case .strings(let s): stored = s
+        case .ints: throw ModelRuntimeError.unsupportedKNN("int64 class labels are not supported by the device runtime")
+        }
+        guard stored.count == knn.samples.count, knn.samples.allSatisfy({ $0.count == knn.dimensions }) else {
+            throw ModelRuntimeError.unsupportedKNN("the index holds \(knn.samples.count) samples for \(stored.count) labels "
+                                                   + "(each of \(knn.dimensions) dimensions)")
+        }
+        let column = Dictionary(classLabels.enumerated().map { ($1, $0) }) { first, _ in first }
+        func columnOf(_ label: String) throws -> Int {
+            guard let c = column[label] else { throw ModelRuntimeError.unsupportedKNN("label '\(label)' is not among the class labels \(classLabels)") }
+            return c
+        }
+        let n = min(max(knn.neighbors, 1), knn.samples.count)  // k 0 reads as 1, as knn.py's `or 1`
+        let defaultColumn = n == 0 ? try columnOf(knn.defaultLabel) : 0
+        var labels: [String] = [], probabilities: Batch = []
+        for row in x {
+            guard row.count == knn.dimensions else {
+                throw ModelRuntimeError.unsupportedKNN("expects \(knn.dimensions)-dimensional inputs, got \(row.count)")
+            }
+            var p = [Double](repeating: 0, count: classLabels.count)
+            guard row.allSatisfy(\.isFinite) else {
+                labels.append("")
+                probabilities.append(p.map { _ in .nan })
+                continue
+            }
+            guard n > 0 else {
+                p[defaultColumn] = 1
+                labels.append(knn.defaultLabel)
+                probabilities.append(p)
+                continue
+            }
+            let distances = knn.samples.map { s in zip(row, s).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } }
+            // A stable order: equal distances keep the earlier stored sample first (numpy's stable argsort).
+            let nearest = distances.indices.sorted { distances[$0] < distances[$1] || (distances[$0] == distances[$1] && $0 < $1) }.prefix(n)
+            let voters = nearest.map { stored[$0] }
+            var votes: [String: Int] = [:]
+            for v in voters {
+                p[try columnOf(v)] += 1 / Double(n)  // summed vote by vote, as knn.py does
+                votes[v, default: 0] += 1
+            }
+            let top = votes.values.max() ?? 0
+            labels.append(voters.first { votes[$0] == top } ?? knn.defaultLabel)  // a tie: the nearest voter's class
+            probabilities.append(p)
+        }
+        return (labels, probabilities)
     }
 }

@@ -26,19 +26,26 @@ public protocol TandemPredictor {
     func predict(_ rows: [[Double]]) throws -> Predictions
 }
 
-/// The spec interpreter behind the TandemPredictor protocol: a release's `.mlmodel` on any platform.
+/// The spec interpreter behind the TandemPredictor protocol: a release's `.mlmodel` on any platform
+/// (its network, or its k-NN personal model: a pipeline ending in a k-nearest-neighbours classifier).
 public struct InterpretedModel: TandemPredictor {
     public let spec: ModelSpec
+    /// A classifier's classes in the order of the probabilities: the network's, or the k-NN stage's
+    /// (its metadata's "tandem.class_labels"); [] for a regressor.
+    public let classLabels: [String]
     private let interpreter: SpecInterpreter
 
     public init(spec: ModelSpec) throws {
         guard let type = spec.type else { throw ModelSpecError.notAModel }
         switch type {
-        case .other, .scaler: throw ModelRuntimeError.unsupportedModel(type.name)
+        case .other, .scaler, .kNearestNeighborsClassifier: throw ModelRuntimeError.unsupportedModel(type.name)
         default: break
         }
         self.spec = spec
         self.interpreter = SpecInterpreter(spec)
+        classLabels = Self.kind(spec) != .classifier ? []
+            : SpecInterpreter.knnStage(spec).map(NeighbourVote.classLabels)
+                ?? SpecInterpreter.classifierNetwork(spec)?.classLabels.asStrings ?? []
         if kind == .classifier && classLabels.isEmpty { throw ModelRuntimeError.noClassLabels }
     }
 
@@ -46,16 +53,17 @@ public struct InterpretedModel: TandemPredictor {
         try self.init(spec: try ModelSpec(contentsOf: url))
     }
 
-    public var kind: ModelKind {
+    public var kind: ModelKind { Self.kind(spec) }
+
+    static func kind(_ spec: ModelSpec) -> ModelKind {
         switch spec.type {
         case .neuralNetworkClassifier, .pipelineClassifier: return .classifier
         default: return .regressor
         }
     }
 
-    public var classLabels: [String] {
-        kind == .classifier ? (SpecInterpreter.classifierNetwork(spec)?.classLabels.asStrings ?? []) : []
-    }
+    /// Whether this is a k-NN personal model (its label is the neighbours' vote, not the argmax).
+    public var isKNN: Bool { SpecInterpreter.knnStage(spec) != nil }
 
     public var inputName: String { spec.description.inputs.first?.name ?? "" }
 
@@ -71,20 +79,29 @@ public struct InterpretedModel: TandemPredictor {
         if kind == .classifier {
             let name = spec.description.predictedProbabilitiesName.isEmpty ? "classProbability" : spec.description.predictedProbabilitiesName
             guard let probabilities = out[name] else { throw ModelRuntimeError.missingOutput(name) }
+            try Self.refuseNonFinite(probabilities, of: rows.count)
             result.classLabels = classLabels
             result.probabilities = probabilities
-            // The first maximum, as numpy's argmax.
-            result.labels = probabilities.map { p in classLabels[p.indices.max { p[$0] < p[$1] || (p[$0] == p[$1] && $0 > $1) } ?? 0] }
+            if isKNN {  // the neighbours' vote, as the k-NN stage's label index (a tie in the shares: the nearest voter)
+                let labelName = spec.description.predictedFeatureName.isEmpty ? "classLabel" : spec.description.predictedFeatureName
+                guard let indices = out[labelName] else { throw ModelRuntimeError.missingOutput(labelName) }
+                result.labels = indices.map { classLabels[Int($0[0])] }
+            } else {  // the first maximum, as numpy's argmax
+                result.labels = probabilities.map { p in classLabels[p.indices.max { p[$0] < p[$1] || (p[$0] == p[$1] && $0 > $1) } ?? 0] }
+            }
         } else {
             guard let name = spec.description.outputs.first?.name, let values = out[name] else {
                 throw ModelRuntimeError.missingOutput(spec.description.outputs.first?.name ?? "")
             }
+            try Self.refuseNonFinite(values, of: rows.count)
             result.values = values
         }
-        // Finite but huge inputs (1e308) overflow inside the network: refuse, never return NaN.
-        let outputs = kind == .classifier ? result.probabilities : result.values
-        let bad = FeatureRows.nonFiniteRows(outputs)
-        if !bad.isEmpty { throw FeatureInputError.outputNotFinite(count: bad.count, total: rows.count, rows: bad) }
         return result
+    }
+
+    /// Finite but huge inputs (1e308) overflow inside the network: refuse, never return NaN.
+    static func refuseNonFinite(_ outputs: Batch, of total: Int) throws {
+        let bad = FeatureRows.nonFiniteRows(outputs)
+        if !bad.isEmpty { throw FeatureInputError.outputNotFinite(count: bad.count, total: total, rows: bad) }
     }
 }

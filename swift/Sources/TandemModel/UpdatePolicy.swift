@@ -15,9 +15,16 @@
 // into k contiguous blocks (numpy's array_split), steps 2-3 run once per block (a turn, each at its
 // own best epoch), the net counts are summed and judged against all rows, and E is the lower median
 // of the turns' best epochs.
+// With knnNeighbors (a classifier), the release's k-NN personal model (personal_knn.mlmodel: the
+// network's embedding, then an updatable k-NN) is a second candidate, judged on the same held-out
+// rows: given each turn's other rows (in task A's feed order), its held-out rows right or wrong
+// against the base's, summed over the turns against the same rows needed (at least one net row even
+// without a margin). The user gets whichever passing candidate has the larger net count (a tie: the
+// fine-tune), the k-NN one holding all labelled rows; neither passing keeps the base.
 // Rows are fed interleaved over classes with shuffling off, so a phone reproduces every step.
 // The update itself is an UpdateEngine: Core ML's MLUpdateTask on Apple platforms, a replay of a
-// release's golden trace on Linux.
+// release's golden trace on Linux; the k-NN candidate a KNNEngine (MLUpdateTask on the k-NN
+// pipeline, or the spec interpreter, which computes it exactly).
 import Foundation
 
 public struct UpdatePolicy: Codable, Equatable {
@@ -35,13 +42,16 @@ public struct UpdatePolicy: Codable, Equatable {
     /// 1: task A holds out the latest rows once; k > 1: every row once, in k turns. A policy JSON
     /// without "holdout_folds" (a release from before the turns) decodes to 1.
     public var holdoutFolds = 1
+    /// k: the release's k-NN personal model is a second candidate (a classifier only); nil (absent
+    /// or null in the JSON, and left out when encoded): the fine-tune alone.
+    public var knnNeighbors: Int?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case learningRate = "learning_rate", miniBatchSize = "mini_batch_size", maxEpochs = "max_epochs", patience
         case holdoutEvery = "holdout_every", minPerClass = "min_per_class", fallbackEpochs = "fallback_epochs"
-        case acceptMargin = "accept_margin", holdoutFolds = "holdout_folds"
+        case acceptMargin = "accept_margin", holdoutFolds = "holdout_folds", knnNeighbors = "knn_neighbors"
     }
 
     /// Refuses a policy with a key this TandemKit does not know: a release made for a newer TandemKit
@@ -61,9 +71,11 @@ public struct UpdatePolicy: Codable, Equatable {
         fallbackEpochs = try c.decode(Int.self, forKey: .fallbackEpochs)
         acceptMargin = try c.decodeIfPresent(Double.self, forKey: .acceptMargin)  // absent or null: no check
         holdoutFolds = try c.decodeIfPresent(Int.self, forKey: .holdoutFolds) ?? 1
+        knnNeighbors = try c.decodeIfPresent(Int.self, forKey: .knnNeighbors)
     }
 
-    /// As update_policy.py's `as_dict`: every key, "accept_margin": null when there is no check.
+    /// As update_policy.py's `as_dict`: every key, "accept_margin": null when there is no check;
+    /// "knn_neighbors" only with a k-NN candidate (a kit from before it would refuse the key).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(learningRate, forKey: .learningRate)
@@ -75,6 +87,7 @@ public struct UpdatePolicy: Codable, Equatable {
         try c.encode(fallbackEpochs, forKey: .fallbackEpochs)
         try c.encode(acceptMargin, forKey: .acceptMargin)
         try c.encode(holdoutFolds, forKey: .holdoutFolds)
+        try c.encodeIfPresent(knnNeighbors, forKey: .knnNeighbors)
     }
 }
 
@@ -181,6 +194,33 @@ public protocol UpdateEngine {
                 onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> Personal?
 }
 
+/// The k-NN candidate (the release's personal_knn.mlmodel, a pipeline ending in an updatable k-NN):
+/// fitted by storing rows, with no epochs or loss. `fit` is the model holding `training`, stored in
+/// the given order (what MLUpdateTask does to a k-NN); `heldOutErrors` is each held-out row's error
+/// (0: the label it predicts is the row's, else 1) of the model holding `training`.
+public protocol KNNEngine {
+    associatedtype Personal
+    func fit(_ training: LabelledRows) throws -> Personal
+    func heldOutErrors(training: LabelledRows, heldOut: LabelledRows) throws -> [Double]
+}
+
+/// The type of "no k-NN engine" (it has no values): the policy without a k-NN candidate.
+enum NoKNNEngine<Personal>: KNNEngine {
+    func fit(_ training: LabelledRows) throws -> Personal { switch self {} }
+    func heldOutErrors(training: LabelledRows, heldOut: LabelledRows) throws -> [Double] { switch self {} }
+}
+
+/// The k-NN candidate cannot be judged: the policy has knn_neighbors but no k-NN engine was given,
+/// the targets are a regressor's, or the engine's errors do not cover the held-out rows.
+public struct KNNCandidateUnavailable: Error, Equatable, CustomStringConvertible {
+    public let description: String
+}
+
+/// What the user got: the base, the fine-tune (task B) or the k-NN personal model.
+public enum PersonalizationMethod: String, Codable, Equatable {
+    case base, fineTune = "fine_tune", knn
+}
+
 /// The acceptance check on epoch E (update_policy.py's `acceptance`): the held-out rows it got
 /// better on than the base, those it got worse on, and the net count needed.
 public struct Acceptance: Codable, Equatable {
@@ -213,9 +253,20 @@ public struct EpochDecision: Codable, Equatable {
     public var cancel: Bool
 }
 
+/// The k-NN candidate on one turn (update_policy.py's `knn_turn`): each held-out row's error and the
+/// check against the base's errors (epoch 0).
+public struct KNNCheck: Codable, Equatable {
+    public var errors: [Double]
+    public var acceptance: Acceptance
+
+    public init(errors: [Double], acceptance: Acceptance) {
+        (self.errors, self.acceptance) = (errors, acceptance)
+    }
+}
+
 /// One run of task A: its held-out rows (in the reordered numbering), the held-out loss and each
 /// held-out row's error after each epoch (index 0: the base), the progress handler's decisions, its
-/// best epoch and the acceptance check there.
+/// best epoch and the acceptance check there; with a k-NN candidate, its check on the same rows.
 public struct PolicyTurn: Equatable {
     public var holdout: [Int] = []
     public var holdoutLosses: [Double] = []
@@ -223,6 +274,7 @@ public struct PolicyTurn: Equatable {
     public var decisions: [EpochDecision] = []
     public var bestEpoch = 0
     public var acceptance = Acceptance(better: 0, worse: 0, net: 0, needed: 1, accepted: false)
+    public var knn: KNNCheck?
 }
 
 public struct PolicyOutcome<Personal> {
@@ -230,12 +282,14 @@ public struct PolicyOutcome<Personal> {
     public var turns: [PolicyTurn] = []  // each run of task A (one unless holdoutFolds > 1; none: the fallback)
     public var bestEpoch = 0  // E: task A's first minimum of the held-out loss (k turns: the lower median of theirs)
     public var acceptance: Acceptance?  // the check on E, over all turns (nil when task A did not run or E = 0)
-    public var epochs = 0  // of task B (0: the base is kept)
+    public var knn: Acceptance?  // the k-NN candidate's check over all turns (nil without one, or without turns)
+    public var method = PersonalizationMethod.base  // what the user got
+    public var epochs = 0  // of task B (0: the base or the k-NN model)
     public var skippedRows: [Int] = []  // rows refused before any update (non-finite features or targets)
-    public var note = ""  // why the base was kept, when it was
-    public var personal: Personal?
+    public var note = ""  // why the base was kept, or why the k-NN model won
+    public var personal: Personal?  // the fine-tuned or the k-NN model (`method`); nil: the base
 
-    public var keptBase: Bool { epochs == 0 }
+    public var keptBase: Bool { method == .base }
     // The first turn's, as before there were turns.
     public var holdout: [Int] { turns.first?.holdout ?? [] }
     public var holdoutLosses: [Double] { turns.first?.holdoutLosses ?? [] }
@@ -338,6 +392,23 @@ public enum UpdatePolicyRunner {
                           accepted: margin == nil || better - worse >= needed)
     }
 
+    /// The k-NN candidate's check over all turns (update_policy.py's `knn_verdict`): as `verdict`, but
+    /// it needs one net row even without a margin (it has no held-out loss to have stopped on).
+    public static func knnVerdict(_ turns: [PolicyTurn], margin: Double?) -> Acceptance {
+        let better = turns.map { $0.knn?.acceptance.better ?? 0 }.reduce(0, +)
+        let worse = turns.map { $0.knn?.acceptance.worse ?? 0 }.reduce(0, +)
+        let needed = rowsNeeded(margin, of: turns.map(\.holdout.count).reduce(0, +))
+        return Acceptance(better: better, worse: worse, net: better - worse, needed: needed, accepted: better - worse >= needed)
+    }
+
+    /// Whether the user gets the k-NN model: it passes its check and the fine-tune does not pass (E > 0
+    /// and its check accepted, or no check) with a net count at least as large (a tie: the fine-tune).
+    public static func prefersKNN(_ knn: Acceptance?, fineTune: Acceptance?, bestEpoch: Int) -> Bool {
+        guard let knn = knn, knn.accepted else { return false }
+        let fineTunePasses = bestEpoch > 0 && (fineTune?.accepted ?? true)
+        return !(fineTunePasses && (fineTune?.net ?? 0) >= knn.net)
+    }
+
     /// Rows a model must never see: a non-finite feature, or a non-finite regression target.
     public static func unusableRows(_ data: LabelledRows) -> [Int] {
         data.rows.indices.filter { i in
@@ -385,8 +456,47 @@ public enum UpdatePolicyRunner {
         return (turn, stopped)
     }
 
+    /// The k-NN candidate on one turn: the model given the turn's other rows (in task A's feed order)
+    /// predicts its held-out rows; each row's error, checked against the base's (epoch 0).
+    static func knnTurn<KNN: KNNEngine>(_ ordered: LabelledRows, _ turn: PolicyTurn, margin: Double?, knn: KNN) throws -> KNNCheck {
+        let held = Set(turn.holdout)
+        var keep = ordered.rows.indices.filter { !held.contains($0) }
+        keep = interleave(ordered[keep].targets).map { keep[$0] }
+        let base = turn.holdoutErrors.first ?? []
+        guard base.count == turn.holdout.count else { throw HeldOutErrorsMissing(epoch: 0, expected: turn.holdout.count, got: base.count) }
+        let errors = try knn.heldOutErrors(training: ordered[keep], heldOut: ordered[turn.holdout])
+        guard errors.count == turn.holdout.count else {
+            throw KNNCandidateUnavailable(description: "the k-NN engine reported \(errors.count) held-out errors for "
+                                          + "\(turn.holdout.count) held-out rows: its check cannot run")
+        }
+        return KNNCheck(errors: errors, acceptance: acceptance(base: base, best: errors, margin: margin))
+    }
+
+    /// The policy without a k-NN candidate (a policy with knnNeighbors is refused: pass the k-NN engine).
     public static func personalize<Engine: UpdateEngine>(_ data: LabelledRows, policy: UpdatePolicy = UpdatePolicy(),
                                                          engine: Engine) throws -> PolicyOutcome<Engine.Personal> {
+        try personalize(data, policy: policy, engine: engine, knn: NoKNNEngine<Engine.Personal>?.none)
+    }
+
+    /// The policy; with policy.knnNeighbors, `knn` (the release's k-NN personal model) is the second
+    /// candidate and must be given. The outcome's `personal` is the fine-tuned or the k-NN model.
+    public static func personalize<Engine: UpdateEngine, KNN: KNNEngine>(
+        _ data: LabelledRows, policy: UpdatePolicy = UpdatePolicy(), engine: Engine, knn: KNN?
+    ) throws -> PolicyOutcome<Engine.Personal> where KNN.Personal == Engine.Personal {
+        let candidate: KNN?
+        if let k = policy.knnNeighbors {
+            guard let knn = knn else {
+                throw KNNCandidateUnavailable(description: "the update policy has knn_neighbors \(k): pass the release's k-NN "
+                                              + "personal model (personal_knn.mlmodel) to the policy")
+            }
+            if case .values = data.targets {
+                throw KNNCandidateUnavailable(description: "the k-NN candidate needs a classifier (Core ML's k-NN predicts "
+                                              + "classes): set knn_neighbors to null for a regressor")
+            }
+            candidate = knn
+        } else {
+            candidate = nil
+        }
         var outcome = PolicyOutcome<Engine.Personal>()
         outcome.skippedRows = unusableRows(data)
         let skipped = Set(outcome.skippedRows)
@@ -400,7 +510,8 @@ public enum UpdatePolicyRunner {
         let ordered = usable[outcome.order]
         let settings = UpdateSettings(learningRate: policy.learningRate, miniBatchSize: policy.miniBatchSize)
         for holdout in holdoutTurns(ordered.targets, policy) {
-            let (turn, diverged) = try taskA(ordered, holdout: holdout, policy: policy, settings: settings, engine: engine)
+            var (turn, diverged) = try taskA(ordered, holdout: holdout, policy: policy, settings: settings, engine: engine)
+            if let knn = candidate { turn.knn = try knnTurn(ordered, turn, margin: policy.acceptMargin, knn: knn) }
             outcome.turns.append(turn)
             if outcome.note.isEmpty, let diverged = diverged { outcome.note = "\(diverged): task A stopped there" }
         }
@@ -423,10 +534,24 @@ public enum UpdatePolicyRunner {
                 }
             }
         }
+        if let knn = candidate, !outcome.turns.isEmpty {
+            let check = knnVerdict(outcome.turns, margin: policy.acceptMargin)
+            outcome.knn = check
+            if prefersKNN(check, fineTune: outcome.acceptance, bestEpoch: outcome.bestEpoch) {
+                let fineTune = outcome.bestEpoch > 0 && (outcome.acceptance?.accepted ?? true)
+                outcome.note = "the k-NN personal model did better than the base on \(check.net) more held-out rows than worse "
+                    + "(\(check.needed) needed)" + (fineTune ? ", the fine-tune on \(outcome.acceptance?.net ?? 0)" : "")
+                outcome.epochs = 0
+                outcome.personal = try knn.fit(ordered)  // every usable row, interleaved
+                outcome.method = .knn
+                return outcome
+            }
+        }
         if outcome.epochs > 0 {
             do {
                 outcome.personal = try engine.update(training: ordered, epochs: outcome.epochs, settings: settings,
                                                      heldOut: nil) { _, _ in false }
+                outcome.method = .fineTune
             } catch let diverged as UpdateDiverged {
                 outcome.personal = nil
                 outcome.epochs = 0

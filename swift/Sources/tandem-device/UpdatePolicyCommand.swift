@@ -1,4 +1,5 @@
-// tandem-device update-policy --golden golden_vectors.json [--model model.mlmodel] [--engine replay|interpreter]
+// tandem-device update-policy --golden golden_vectors.json [--model model.mlmodel] [--knn-model personal_knn.mlmodel]
+//                             [--engine replay|interpreter]
 // Runs a release's update-policy trace through TandemModel's policy (its own row order, held-out
 // split, cancellation, best epoch, acceptance check and choice of epochs) and reports each decision
 // as JSON. The update itself:
@@ -8,30 +9,39 @@
 //                the personal model's outputs are compared with the trace too.
 // Compared with the trace: row order, held-out rows, epochs, epochs run, and (a trace from a release
 // with the acceptance check) the best epoch, the acceptance (net, needed, accepted) and each held-out
-// row's error per epoch; with holdout_folds > 1, the same for every run of task A ("turns"). Exit 1
-// when the policy disagrees with the trace.
+// row's error per epoch; with holdout_folds > 1, the same for every run of task A ("turns"). A policy
+// with knn_neighbors has the k-NN candidate too: with --knn-model (the release's personal_knn.mlmodel)
+// the spec interpreter computes its held-out errors, else replay reads them from the trace (the
+// interpreter engine needs it); its errors and check per turn, its verdict and the method chosen are
+// compared as well. Exit 1 when the policy disagrees with the trace.
 import Foundation
 import TandemKit
 
 func updatePolicyCommand(_ args: [String]) throws -> Int32 {
-    let options = try ModelCommandArguments(args, valued: ["--golden", "--model", "--engine"])
+    let options = try ModelCommandArguments(args, valued: ["--golden", "--model", "--knn-model", "--engine"])
     let trace = try PolicyTrace.load(try Data(contentsOf: try options.file("--golden")))
     let base: InterpretedModel? = try options.optional("--model").map { _ in try InterpretedModel(contentsOf: try options.file("--model")) }
+    let knn: InterpretedKNNEngine? = try options.optional("--knn-model").map { _ in
+        try InterpretedKNNEngine(contentsOf: try options.file("--knn-model"))
+    }
     let engineName = options.optional("--engine") ?? "replay"
     var checks: [(String, Bool)] = []
     var report: [(String, JSONOut)] = []
     let holdoutLosses: [Double], decisions: [EpochDecision]
     switch engineName {
     case "replay":
-        let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy,
-                                                         engine: GoldenTraceEngine(trace: trace, base: base))
+        let engine = GoldenTraceEngine(trace: trace, base: base, knn: knn)
+        let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy, engine: engine, knn: engine)
         checks += policyChecks(outcome, trace)
         report += summary(outcome, trace)
         (holdoutLosses, decisions) = (outcome.holdoutLosses, outcome.decisions)
     case "interpreter":
         guard let base = base else { throw ModelCommandError("--engine interpreter needs --model FILE") }
+        if trace.policy.knnNeighbors != nil && knn == nil {
+            throw ModelCommandError("the policy has knn_neighbors: --engine interpreter needs --knn-model FILE (the release's personal_knn.mlmodel)")
+        }
         let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy,
-                                                         engine: try InterpretedUpdateEngine(base: base))
+                                                         engine: try InterpretedUpdateEngine(base: base), knn: knn)
         checks += policyChecks(outcome, trace)
         report += summary(outcome, trace)
         let mineLosses = outcome.turns.map(\.holdoutLosses), theirLosses = trace.turns.map(\.holdoutLosses)
@@ -83,6 +93,11 @@ private func policyChecks<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) 
         m.holdout == t.holdout && m.holdoutLosses.count == t.holdoutLosses.count && m.bestEpoch == t.bestEpoch
             && sameVerdict(m.acceptance, t.acceptance) && sameErrors(m.holdoutErrors, t.holdoutErrors)
     }))
+    guard let method = trace.method else { return checks }  // a trace from before the k-NN candidate
+    checks += [("method", outcome.method == method), ("knn", sameVerdict(outcome.knn, trace.knn)),
+               ("knn_turns", mine.count == theirs.count && zip(mine, theirs).allSatisfy { m, t in
+                   m.knn?.errors == t.knn?.errors && sameVerdict(m.knn?.acceptance, t.knn?.acceptance)
+               })]
     return checks
 }
 
@@ -118,7 +133,11 @@ private func summary<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) -> [(
      ("holdout_errors", .matrix(outcome.holdoutErrors)),
      ("turns", .array(outcome.turns.map { t in
          JSONOut.object([("holdout", .ints(t.holdout)), ("task_a_epochs", .int(max(t.holdoutLosses.count - 1, 0))),
-                         ("best_epoch", .int(t.bestEpoch)), ("acceptance", acceptanceJSON(t.acceptance))])
+                         ("best_epoch", .int(t.bestEpoch)), ("acceptance", acceptanceJSON(t.acceptance))]
+                        + (t.knn.map { [("knn", JSONOut.object([("errors", .numbers($0.errors)),
+                                                                 ("acceptance", acceptanceJSON($0.acceptance))]))] } ?? []))
      })),
+     ("method", .string(outcome.method.rawValue)), ("golden_method", trace.method.map { .string($0.rawValue) } ?? .null),
+     ("knn", acceptanceJSON(outcome.knn)), ("golden_knn", acceptanceJSON(trace.knn)),
      ("skipped_rows", .ints(outcome.skippedRows)), ("note", .string(outcome.note))]
 }

@@ -137,4 +137,31 @@ final class InterpretedUpdateEngineTests: XCTestCase {
             XCTAssertEqual($0 as? UpdateEngineError, .notUpdatable("no updatable layer in the network"))
         }
     }
+
+    /// The policy with the k-NN candidate computed end to end: task A and task B by the interpreted
+    /// update, the k-NN model by InterpretedKNNEngine; the personal model each user gets (the k-NN
+    /// pipeline holding every row, the fine-tune, the base) gives the trace's probabilities.
+    func testKNNPolicyTracesReproduceTheMethodAndThePersonalModel() throws {
+        let base = try InterpretedModel(contentsOf: try fixtureURL("classifier.mlmodel"))
+        let knn = try InterpretedKNNEngine(contentsOf: try fixtureURL("classifier_knn.mlmodel"))
+        for method in [PersonalizationMethod.knn, .fineTune, .base] {
+            let golden = try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy_knn_\(method.rawValue).json")))
+            let outcome = try UpdatePolicyRunner.personalize(golden.data, policy: golden.policy,
+                                                             engine: try InterpretedUpdateEngine(base: base), knn: knn)
+            let name = method.rawValue
+            XCTAssertEqual(outcome.method, method, name)
+            XCTAssertEqual(outcome.method, golden.method, name)
+            XCTAssertEqual(outcome.turns.map(\.knn), golden.turns.map(\.knn), "\(name): each turn's k-NN errors and check")
+            XCTAssertEqual(outcome.knn, golden.knn, name)
+            XCTAssertEqual(outcome.epochs, golden.epochs, name)
+            XCTAssertEqual(outcome.bestEpoch, golden.bestEpoch, name)
+            XCTAssertEqual(outcome.acceptance, golden.acceptance, name)
+            XCTAssertEqual(outcome.holdoutErrors, golden.holdoutErrors, name)
+            XCTAssertLessThanOrEqual(maxDifference(outcome.holdoutLosses, golden.holdoutLosses), 1e-12, name)
+            let personal: InterpretedModel = outcome.personal ?? base
+            XCTAssertEqual(personal.isKNN, method == .knn, name)
+            let got = try personal.predict(golden.inputs).probabilities.flatMap { $0 }
+            XCTAssertLessThanOrEqual(maxDifference(got, try XCTUnwrap(golden.probabilitiesAfter).flatMap { $0 }), 1e-9, name)
+        }
+    }
 }

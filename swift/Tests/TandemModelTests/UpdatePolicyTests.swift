@@ -387,4 +387,145 @@ final class UpdatePolicyTests: XCTestCase {
         folds.holdoutFolds = 3
         XCTAssertEqual(try JSONDecoder().decode(UpdatePolicy.self, from: try JSONEncoder().encode(folds)), folds)
     }
+
+    // ---- the k-NN candidate (policy knn_neighbors) ------------------------------------------------
+
+    private func knnTrace(_ method: String) throws -> PolicyTrace {
+        try PolicyTrace.load(Data(contentsOf: try fixtureURL("classifier_policy_knn_\(method).json")))
+    }
+
+    /// Three users of the same release (knn_neighbors 3): the k-NN model beats a passing fine-tune, the
+    /// fine-tune beats a passing k-NN model, neither passes. The k-NN errors computed by the spec
+    /// interpreter from classifier_knn.mlmodel, or replayed from the trace: the same decisions.
+    func testKNNTracesReplayToTheGoldenMethod() throws {
+        let base = try InterpretedModel(contentsOf: try fixtureURL("classifier.mlmodel"))
+        let knnModel = try InterpretedKNNEngine(contentsOf: try fixtureURL("classifier_knn.mlmodel"))
+        for method in ["knn", "fine_tune", "base"] {
+            let trace = try knnTrace(method)
+            XCTAssertEqual(trace.policy.knnNeighbors, 3)
+            XCTAssertEqual(trace.method?.rawValue, method)
+            for knn in [knnModel, nil] {
+                let engine = GoldenTraceEngine(trace: trace, base: base, knn: knn)
+                let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy, engine: engine, knn: engine)
+                let name = "\(method) (k-NN \(knn == nil ? "replayed" : "computed"))"
+                XCTAssertEqual(outcome.method, trace.method, name)
+                XCTAssertEqual(outcome.turns.count, trace.turns.count, name)
+                XCTAssertEqual(outcome.turns.map(\.knn), trace.turns.map(\.knn), "\(name): each turn's k-NN errors and check")
+                XCTAssertNotNil(outcome.turns.first?.knn, name)
+                XCTAssertEqual(outcome.knn, trace.knn, "\(name): the k-NN verdict")
+                XCTAssertEqual(outcome.epochs, trace.epochs, name)
+                XCTAssertEqual(outcome.bestEpoch, trace.bestEpoch, name)
+                XCTAssertEqual(outcome.acceptance, trace.acceptance, name)
+                XCTAssertEqual(outcome.holdoutErrors, trace.holdoutErrors, name)
+                XCTAssertEqual(outcome.keptBase, method == "base", name)
+                switch outcome.method {
+                case .knn: XCTAssertEqual(outcome.personal, trace.inputs.count, "\(name): the k-NN model holds every row")
+                case .fineTune: XCTAssertEqual(outcome.personal, trace.epochs, name)
+                case .base: XCTAssertNil(outcome.personal, name)
+                }
+            }
+        }
+        let knn = try knnTrace("knn"), fineTune = try knnTrace("fine_tune"), neither = try knnTrace("base")
+        // The k-NN user: both pass, the k-NN model by more rows; task B does not run.
+        XCTAssertEqual(knn.acceptance?.accepted, true)
+        XCTAssertEqual(knn.knn, Acceptance(better: 14, worse: 4, net: 10, needed: 3, accepted: true))
+        XCTAssertGreaterThan(try XCTUnwrap(knn.knn?.net), try XCTUnwrap(knn.acceptance?.net))
+        XCTAssertEqual(knn.epochs, 0)
+        XCTAssertGreaterThan(try XCTUnwrap(fineTune.acceptance?.net), try XCTUnwrap(fineTune.knn?.net))
+        XCTAssertEqual(fineTune.knn?.accepted, true, "the fine-tune user's k-NN model passes too, by fewer rows")
+        XCTAssertEqual(neither.acceptance?.accepted, false)
+        XCTAssertEqual(neither.knn?.accepted, false)
+        let engine = GoldenTraceEngine(trace: knn)
+        let outcome = try UpdatePolicyRunner.personalize(knn.data, policy: knn.policy, engine: engine, knn: engine)
+        XCTAssertEqual(outcome.note, "the k-NN personal model did better than the base on 10 more held-out rows than worse "
+                       + "(3 needed), the fine-tune on \(knn.acceptance!.net)")
+    }
+
+    func testTheChoiceBetweenTheCandidates() {
+        func check(_ net: Int, needed: Int = 2, accepted: Bool? = nil) -> Acceptance {
+            Acceptance(better: max(net, 0), worse: max(-net, 0), net: net, needed: needed, accepted: accepted ?? (net >= needed))
+        }
+        let prefers = UpdatePolicyRunner.prefersKNN
+        XCTAssertTrue(prefers(check(3), check(2), 5), "both pass: the larger net count")
+        XCTAssertFalse(prefers(check(3), check(3), 5), "a tie: the fine-tune")
+        XCTAssertFalse(prefers(check(3), check(4), 5))
+        XCTAssertTrue(prefers(check(2), check(1), 5), "the fine-tune fails its check")
+        XCTAssertTrue(prefers(check(2), nil, 0), "no epoch beat the base")
+        XCTAssertTrue(prefers(check(2), check(5), 0), "E = 0: the fine-tune does not pass, whatever its counts")
+        XCTAssertFalse(prefers(check(1), nil, 0), "the k-NN model fails its check: neither passes")
+        XCTAssertFalse(prefers(nil, nil, 0), "no k-NN candidate")
+        XCTAssertTrue(prefers(check(2), check(1, needed: 1, accepted: true), 3), "no margin: the fine-tune passes, by fewer rows")
+        // The k-NN verdict: rows needed as the fine-tune's, but one net row even without a margin.
+        var turn = PolicyTurn()
+        turn.holdout = Array(0..<10)
+        turn.knn = KNNCheck(errors: [], acceptance: Acceptance(better: 1, worse: 1, net: 0, needed: 1, accepted: true))
+        XCTAssertEqual(UpdatePolicyRunner.knnVerdict([turn, turn], margin: nil), Acceptance(better: 2, worse: 2, net: 0, needed: 1, accepted: false))
+        XCTAssertEqual(UpdatePolicyRunner.verdict([turn], margin: nil).accepted, true, "the fine-tune's check: none without a margin")
+        turn.knn?.acceptance.better = 3
+        XCTAssertEqual(UpdatePolicyRunner.knnVerdict([turn, turn], margin: 0.1), Acceptance(better: 6, worse: 2, net: 4, needed: 2, accepted: true))
+        XCTAssertEqual(UpdatePolicyRunner.knnVerdict([turn, turn], margin: 0.25).accepted, false, "ceil(0.25 x 20) = 5 needed")
+    }
+
+    func testKnnNeighborsIsOptionalAndEncodedOnlyWhenSet() throws {
+        let release = #"{"learning_rate": 0.05, "mini_batch_size": 8, "max_epochs": 40, "patience": 5, "holdout_every": 3, "min_per_class": 3, "fallback_epochs": 30, "accept_margin": 0.1, "holdout_folds": 1"#
+        let decode = { (json: String) in try JSONDecoder().decode(UpdatePolicy.self, from: Data(json.utf8)) }
+        XCTAssertNil(try decode(release + "}").knnNeighbors, "a release without the k-NN candidate")
+        XCTAssertNil(try decode(release + #", "knn_neighbors": null}"#).knnNeighbors)
+        XCTAssertEqual(try decode(release + #", "knn_neighbors": 3}"#).knnNeighbors, 3)
+        XCTAssertNil(UpdatePolicy().knnNeighbors)
+        let plain = String(decoding: try JSONEncoder().encode(try decode(release + "}")), as: UTF8.self)
+        XCTAssertFalse(plain.contains("knn_neighbors"), "a kit from before the k-NN would refuse the key: \(plain)")
+        var knn = UpdatePolicy()
+        knn.knnNeighbors = 3
+        let encoded = try JSONEncoder().encode(knn)
+        XCTAssertTrue(String(decoding: encoded, as: UTF8.self).contains(#""knn_neighbors":3"#))
+        XCTAssertEqual(try JSONDecoder().decode(UpdatePolicy.self, from: encoded), knn)
+        // A key this kit does not know is still refused, by name, beside the k-NN one.
+        XCTAssertThrowsError(try decode(release + #", "knn_neighbors": 3, "knn_metric": "cosine"}"#)) {
+            XCTAssertEqual($0 as? PolicyNeedsNewerKit, PolicyNeedsNewerKit(keys: ["knn_metric"]))
+        }
+    }
+
+    func testTheKNNCandidateNeedsItsModelAndAClassifierAndTheTracesTurns() throws {
+        let trace = try knnTrace("knn")
+        XCTAssertThrowsError(try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy, engine: GoldenTraceEngine(trace: trace))) {
+            XCTAssertEqual("\($0)", "the update policy has knn_neighbors 3: pass the release's k-NN personal model "
+                           + "(personal_knn.mlmodel) to the policy")
+        }
+        let regressor = try PolicyTrace.load(Data(contentsOf: try fixtureURL("regressor_policy.json")))
+        var policy = regressor.policy
+        policy.knnNeighbors = 3
+        let engine = GoldenTraceEngine(trace: regressor)
+        XCTAssertThrowsError(try UpdatePolicyRunner.personalize(regressor.data, policy: policy, engine: engine, knn: engine)) {
+            XCTAssertTrue("\($0)".hasPrefix("the k-NN candidate needs a classifier"), "\($0)")
+        }
+        // A trace that does not record the k-NN candidate cannot replay it.
+        var unrecorded = trace
+        unrecorded.recordedTurns = unrecorded.recordedTurns?.map { var t = $0; t.knn = nil; return t }
+        let replay = GoldenTraceEngine(trace: unrecorded)
+        XCTAssertThrowsError(try UpdatePolicyRunner.personalize(unrecorded.data, policy: unrecorded.policy, engine: replay, knn: replay)) {
+            XCTAssertEqual($0 as? TraceReplayError, .noKNN(turn: 0))
+        }
+        // Without knn_neighbors, a k-NN engine given is not a candidate: the fine-tune alone, as before.
+        var plain = trace
+        plain.policy.knnNeighbors = nil
+        let alone = GoldenTraceEngine(trace: plain)
+        let outcome = try UpdatePolicyRunner.personalize(plain.data, policy: plain.policy, engine: alone, knn: alone)
+        XCTAssertNil(outcome.knn)
+        XCTAssertNil(outcome.turns.first?.knn)
+        XCTAssertEqual(outcome.method, .fineTune)
+        XCTAssertEqual(outcome.epochs, trace.bestEpoch)
+    }
+
+    func testATamperedKNNRecordIsCaught() throws {
+        // The fine-tune user's trace, with its k-NN candidate now right on every held-out row: it wins.
+        var trace = try knnTrace("fine_tune")
+        trace.recordedTurns = trace.recordedTurns?.map { var t = $0; t.knn?.errors = Array(repeating: 0, count: t.holdout.count); return t }
+        let engine = GoldenTraceEngine(trace: trace)
+        let outcome = try UpdatePolicyRunner.personalize(trace.data, policy: trace.policy, engine: engine, knn: engine)
+        XCTAssertEqual(outcome.method, .knn)
+        XCTAssertNotEqual(outcome.method, trace.method)
+        XCTAssertNotEqual(outcome.knn, trace.knn)
+        XCTAssertEqual(outcome.epochs, 0)
+    }
 }

@@ -15,6 +15,12 @@ public class MLModelDescription {
     public var predictedFeatureName: String? { nil }
     public var predictedProbabilitiesName: String? { nil }
     public var classLabels: [Any]? { nil }
+    public var metadata: [MLModelMetadataKey: Any] { [:] }
+}
+public struct MLModelMetadataKey: Hashable, RawRepresentable {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public static let creatorDefinedKey = MLModelMetadataKey(rawValue: "MLModelCreatorDefinedKey")
 }
 public class MLMultiArray {
     public init(shape: [NSNumber], dataType: MLMultiArrayDataType) throws {}
