@@ -254,3 +254,35 @@ def test_swift_policy_replays_a_k_fold_trace_turn_by_turn(tandem_device, tmp_pat
     path.write_text(json.dumps({"update_policy": trace}))
     done = run_device(tandem_device, "update-policy", "--golden", str(path), check=False)
     assert done.returncode != 0 and "records 2 run(s) of task A, but the policy started another" in done.stderr
+
+
+@pytest.mark.parametrize("seed, method", [(2, "knn"), (3, "fine_tune")])
+def test_swift_policy_computes_the_knn_candidate_as_python_does(seed, method, tandem_device, tmp_path):
+    """The k-NN candidate (knn_neighbors 3): Swift's interpreter fits the release's personal_knn.mlmodel per turn
+    and chooses as Python's policy did, for a user the k-NN model wins and one the fine-tune wins; a trace
+    claiming the other method is caught, and the interpreter refuses to run without the k-NN model."""
+    from tandem.device.knn import knn_pipeline
+
+    model = release_shaped.model(seed=0)
+    X = release_shaped.rows(model, 60, seed)
+    centres = X[np.random.default_rng(seed).choice(len(X), 3, replace=False)]
+    y = np.asarray(model.class_labels)[((X[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)]
+    trace = release_shaped.policy_trace(model, X, y, UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5,
+                                                                   knn_neighbors=3))
+    assert trace["method"] == method
+    path = tmp_path / "knn.json"
+    path.write_text(json.dumps({"update_policy": trace}))
+    model.save(tmp_path / "model.mlmodel")
+    knn_pipeline(model, 3).save(tmp_path / "personal_knn.mlmodel")
+    engine = ["--engine", "interpreter", "--model", str(tmp_path / "model.mlmodel")]
+    out = json.loads(run_device(tandem_device, "update-policy", "--golden", str(path), *engine,
+                                "--knn-model", str(tmp_path / "personal_knn.mlmodel")).stdout)
+    assert out["matches"] and out["checks"]["method"] and out["checks"]["knn_turns"], out["checks"]
+    assert out["method"] == method and out["knn"]["net"] == trace["knn"]["net"]
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), *engine, check=False)
+    assert done.returncode != 0 and "needs --knn-model" in done.stderr
+    trace["method"] = "fine_tune" if method == "knn" else "knn"
+    path.write_text(json.dumps({"update_policy": trace}))
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), *engine,
+                      "--knn-model", str(tmp_path / "personal_knn.mlmodel"), check=False)
+    assert done.returncode != 0 and json.loads(done.stdout)["checks"]["method"] is False
