@@ -67,6 +67,9 @@ def test_init_share_run_pull_publishes_a_release(tmp_path, template, kind):
         from tandem.device.knn import knn_pipeline
 
         assert knn_pipeline(tmp_path / "app" / "model.mlmodel", 3).to_bytes() == knn_file.read_bytes()
+        listed = manifest["personal_models"]["personal_knn.mlmodel"]
+        assert (listed["neighbors"], listed["stored_rows"], listed["embedding_width"]) == (3, 0, 64)
+        assert listed["base_sha256"] == manifest["files"]["model.mlmodel"]["sha256"]
         golden = json.loads((tmp_path / "app" / "golden_vectors.json").read_text())["update_policy"]
         assert golden["policy"]["knn_neighbors"] == 3 and golden["method"] in ("base", "fine_tune", "knn")
         assert json.loads((tmp_path / "app" / "feature_spec.json").read_text())["update_policy"]["knn_neighbors"] == 3

@@ -165,3 +165,15 @@ def release_files(base, neighbors: int | None) -> dict[str, bytes]:
     """The personal models a release ships beside its network: the k-NN pipeline when the task's devices use
     one (`device.knn_neighbors`), none otherwise."""
     return {} if neighbors is None else {RELEASE_FILE: knn_pipeline(base, neighbors).to_bytes()}
+
+
+def describe(model) -> dict:
+    """The k-NN personal model as the release manifest lists it, JSON-ready."""
+    model = DeviceModel.load(model)
+    stages = model.spec.pipelineClassifier.pipeline.models
+    k = _stage(model).kNearestNeighborsClassifier
+    return {"kind": "knn", "model_type": model.kind, "neighbors": int(k.numberOfNeighbors.defaultValue),
+            "embedding_width": int(k.nearestNeighborsIndex.numberOfDimensions),
+            "embedding_layers": [layer.name for layer in stages[0].neuralNetwork.layers],
+            "stored_rows": len(k.stringClassLabels.vector), "class_labels": model.class_labels,
+            "base_sha256": model.spec.description.metadata.userDefined.get(BASE_SHA_KEY)}

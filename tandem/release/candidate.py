@@ -148,9 +148,10 @@ def gate_and_publish(task: Task, tracker: Tracker, store: Store, snapshot: Snaps
                                  "membership_loss_auc": privacy["membership"].get("loss_auc")}, prefix="privacy_")
     tracker.set_tags(run_id, {"tandem.privacy.data": privacy["data"]["statement"],
                               "tandem.privacy.model": privacy["model"]["statement"]})
+    personal = knn.release_files(mlmodel, task.device.knn_neighbors)
     files = {
         "model.mlmodel": mlmodel,
-        **knn.release_files(mlmodel, task.device.knn_neighbors),
+        **personal,
         "feature_spec.json": json.dumps(release_spec(task), indent=2).encode(),
         **report.files,
     }
@@ -178,6 +179,7 @@ def gate_and_publish(task: Task, tracker: Tracker, store: Store, snapshot: Snaps
         "class_labels": list(kind.classes),
         **({"target": dict(kind.target)} if kind.target is not None else {}),
         "coreml": describe_updatable(spec),
+        **({"personal_models": {name: knn.describe(files[name]) for name in personal}} if personal else {}),
         "training": {"params": params.train.model_dump(), "dp_sgd": params.dp_sgd.model_dump(),
                      "best_epoch": result.best_epoch,
                      "epochs_run": len(result.history), "stopped_early": result.stopped_early},

@@ -55,7 +55,7 @@ class Personalized:
     n_test: int
     windows_better: int = 0  # held-out windows the update got right that the base got wrong (a regressor: |error| fell)
     windows_worse: int = 0  # ... and the other way round
-
+    method: str = "fine_tune"  # what the update policy gave the user: "base", "fine_tune" or "knn" (no policy: fine_tune)
 
     @property
     def gain(self) -> float:
@@ -136,7 +136,7 @@ def update_and_score(base: DeviceModel, user, train: np.ndarray, test: np.ndarra
         before, after, better, worse = scored(p.model)
         loss_before = p.loss_before if p.epochs else float("nan")
         return Personalized(p.model, before, after, loss_before, p.loss_after, p.holdout_losses, len(train), len(test),
-                            better, worse)
+                            better, worse, p.method)
     result = update(DeviceModel.load(base.to_bytes()), X[train], labels[train], **overrides)
     before, after, better, worse = scored(result.model)
     return Personalized(result.model, before, after, result.loss_before, result.loss_after, result.history,

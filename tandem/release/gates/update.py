@@ -29,14 +29,15 @@ def personalization_summary(kind: Kind, device: DeviceModel, users, labelled_per
         f"{kind.headline}_before": sign * before, f"{kind.headline}_after": sign * after,
         "gain": after - before,
         "loss_fell_for": int(sum(r.loss_after < r.loss_before for r in results.values())),
-        "updated": int(sum(not np.isnan(r.loss_before) for r in results.values())),
+        "updated": int(sum(not np.isnan(r.loss_before) for r in results.values())),  # fine-tuned (task B ran)
+        "knn_chosen": int(sum(r.method == "knn" for r in results.values())),  # given the k-NN personal model
         "helped": int(sum(r.gain > 0 for r in results.values())),
         "harmed": int(sum(r.gain < 0 for r in results.values())),
         "windows_better": int(sum(r.windows_better for r in results.values())),
         "windows_worse": int(sum(r.windows_worse for r in results.values())),
         "per_user": {uid: {"before": abs(r.accuracy_before), "after": abs(r.accuracy_after), "loss_before": r.loss_before,
                            "loss_after": r.loss_after, "windows": r.n_test, "windows_better": r.windows_better,
-                           "windows_worse": r.windows_worse} for uid, r in results.items()},
+                           "windows_worse": r.windows_worse, "method": r.method} for uid, r in results.items()},
     }
 
 
