@@ -16,21 +16,16 @@ import json, math, os, sys, time
 import numpy as np
 import torch
 
-from tandem.device.runtime import DeviceModel
 from tandem.device.update import UpdateDiverged, update
 from tandem.device.update_policy import (acceptance, base_output, best_epoch, epoch_check, interleave, personalize,
                                          unusable_rows)
-from tandem.evaluation.methods.base import Fold, to_device
-from tandem.evaluation.protocol import BUDGETS, layers_for
-from tandem.evaluation.protocol_data import server_data
-from tandem.release.params import DeviceUpdateConfig
+from tandem.evaluation.protocol import BUDGETS
 from tandem.task import resolve
 from tandem.task.kinds import kind_of
-from tandem.training import model
 from tandem.training.device_update import policy_for
 from tandem.training.personalization import pick_labelled
 
-from inner_cv import inner_folds
+from inner_cv import shipped_models
 
 torch.set_num_threads(1)
 OUT = os.environ.get("OUT", ".")
@@ -91,15 +86,10 @@ def cv_check(base, X, y, policy):
 task = resolve("har"); kind = kind_of(task)
 outer = int(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]
 budgets = sys.argv[3].split(",")
-device = DeviceUpdateConfig.for_task(task)
 policy = policy_for(task)
 out = open(f"{OUT}/har_cv_check_o{outer}_{sys.argv[2].replace(',', '')}.jsonl", "a")
-for seed, inner, S, E, train in inner_folds(task, outer, seeds):
-    X, y, groups = server_data(S)
-    t = time.perf_counter()
-    train = train.model_copy(update={"updatable_layers": layers_for(task, train, None)})
-    trained = model.train(X, y, train, groups=groups, **kind.train_options())
-    dm = to_device(trained, Fold(task, kind, S, seed, train, device, policy))
+t = time.perf_counter()
+for seed, inner, E, dm in shipped_models(task, outer, seeds):
     for s in E:
         test = s.X[s.test], s.user.labels[s.test]
         base = kind.score(dm.predict(test[0]), test[1])["accuracy"]
@@ -114,3 +104,4 @@ for seed, inner, S, E, train in inner_folds(task, outer, seeds):
                                   "base": base, "acc": accs, "cv_net": net, "cv_epochs": e}) + "\n")
             out.flush()
     print(f"outer {outer} seed {seed} inner {inner}: {time.perf_counter() - t:.0f} s", flush=True)
+    t = time.perf_counter()

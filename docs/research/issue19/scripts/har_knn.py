@@ -10,27 +10,16 @@ import json, os, sys, time
 from tandem.task import resolve
 from tandem.task.kinds import kind_of
 from tandem.training.device_update import policy_for
-from tandem.evaluation.methods.base import Fold, to_device
-from tandem.evaluation.protocol import layers_for
-from tandem.evaluation.protocol_data import server_data
-from tandem.release.params import DeviceUpdateConfig
-from tandem.training import model
-from inner_cv import inner_folds, personalized
+from inner_cv import personalized, shipped_models
 OUT = os.environ.get("OUT", ".")
 
 task = resolve("har"); kind = kind_of(task)
 outer = int(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]
 ks = [None if k == "none" else int(k) for k in sys.argv[3].split(",")]
 budgets = sys.argv[4].split(",")
-device = DeviceUpdateConfig.for_task(task)
 out = open(f"{OUT}/har_knn_o{outer}_{sys.argv[2].replace(',', '')}.jsonl", "a")
-for seed, inner, S, E, train in inner_folds(task, outer, seeds):
-    X, y, groups = server_data(S)
-    t = time.perf_counter()
-    train = train.model_copy(update={"updatable_layers": layers_for(task, train, None)})
-    trained = model.train(X, y, train, groups=groups, **kind.train_options())
-    fold = Fold(task, kind, S, seed, train, device, policy_for(task))
-    dm = to_device(trained, fold)
+t = time.perf_counter()
+for seed, inner, E, dm in shipped_models(task, outer, seeds):
     for k in ks:
         for s, b, base, p, acc in personalized(kind, dm, E, budgets, policy_for(task, knn_neighbors=k)):
             out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id,
@@ -38,3 +27,4 @@ for seed, inner, S, E, train in inner_folds(task, outer, seeds):
                                   "epochs": p.epochs, "method": p.method}) + "\n")
             out.flush()
     print(f"seed {seed} inner {inner}: {time.perf_counter() - t:.0f} s", flush=True)
+    t = time.perf_counter()

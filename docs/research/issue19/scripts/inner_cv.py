@@ -18,6 +18,25 @@ def inner_folds(task, outer, seeds, n_outer=3, n_inner=4):
             yield seed, inner, sides(tr, 0.5, kind), sides(ev, None, kind), train.model_copy(update={"seed": seed})
 
 
+def shipped_models(task, outer, seeds):
+    """Per seed and inner fold: (seed, inner fold, the inner-evaluation users' sides, the generic model as the
+    task ships it: trained on the inner-training users' shared rows with the layers the task updates, converted
+    with the task's device settings)."""
+    from tandem.evaluation.methods.base import Fold, to_device
+    from tandem.evaluation.protocol import layers_for
+    from tandem.evaluation.protocol_data import server_data
+    from tandem.release.params import DeviceUpdateConfig
+    from tandem.training import model
+    from tandem.training.device_update import policy_for
+
+    kind, device = kind_of(task), DeviceUpdateConfig.for_task(task)
+    for seed, inner, S, E, train in inner_folds(task, outer, seeds):
+        X, y, groups = server_data(S)
+        train = train.model_copy(update={"updatable_layers": layers_for(task, train, None)})
+        trained = model.train(X, y, train, groups=groups, **kind.train_options())
+        yield seed, inner, E, to_device(trained, Fold(task, kind, S, seed, train, device, policy_for(task)))
+
+
 def personalized(kind, model, evaluators, budgets, policy):
     """Per inner-evaluation user and labelled budget: (side, budget, the base's held-out accuracy, the
     policy's result, its held-out accuracy)."""
