@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from tandem.device.knn_stage import CLASS_LABELS_KEY, class_labels, samples
+from tandem.device.knn_stage import CLASS_LABELS_KEY, class_labels, last_knn_stage, samples
 from tandem.device.proto import Model_pb2
 from tandem.device.runtime import DeviceModel, ModelError, load_spec, run_network
 
@@ -49,7 +49,7 @@ def knn_pipeline(base, neighbors: int) -> DeviceModel:
     pipe = Model_pb2.Model()
     pipe.specificationVersion = max(MIN_UPDATABLE_SPEC, base.spec.specificationVersion)
     pipe.isUpdatable = True
-    _describe(pipe.description, features, [features], labels, base, neighbors)
+    _describe(pipe.description, features, labels, base, neighbors)
 
     embed = pipe.pipelineClassifier.pipeline.models.add()
     embed.specificationVersion = pipe.specificationVersion
@@ -68,7 +68,7 @@ def knn_pipeline(base, neighbors: int) -> DeviceModel:
     knn_stage = pipe.pipelineClassifier.pipeline.models.add()
     knn_stage.specificationVersion = pipe.specificationVersion
     knn_stage.isUpdatable = True
-    _describe(knn_stage.description, out, [out], labels, base, neighbors)
+    _describe(knn_stage.description, out, labels, base, neighbors)
     k = knn_stage.kNearestNeighborsClassifier
     k.nearestNeighborsIndex.numberOfDimensions = width
     k.nearestNeighborsIndex.linearIndex.SetInParent()
@@ -81,9 +81,9 @@ def knn_pipeline(base, neighbors: int) -> DeviceModel:
     return DeviceModel.load(pipe.SerializeToString(deterministic=True))
 
 
-def _describe(desc, feature, training_inputs, labels, base: DeviceModel, neighbors: int) -> None:
-    """Inputs, the label and probability outputs the released network has (the app reads both models
-    alike), training inputs (the rows and their labels), and where the pipeline came from."""
+def _describe(desc, feature, labels, base: DeviceModel, neighbors: int) -> None:
+    """`feature` as the input, the label and probability outputs the released network has (the app reads both
+    models alike), training inputs (`feature` and the label), and where the pipeline came from."""
     desc.input.add().CopyFrom(feature)
     label = desc.output.add()
     label.name = base.label_name or "label"
@@ -92,8 +92,7 @@ def _describe(desc, feature, training_inputs, labels, base: DeviceModel, neighbo
     probs.name = base.probabilities_name or "labelProbability"
     probs.type.dictionaryType.stringKeyType.SetInParent()
     desc.predictedFeatureName, desc.predictedProbabilitiesName = label.name, probs.name
-    for f in training_inputs:
-        desc.trainingInput.add().CopyFrom(f)
+    desc.trainingInput.add().CopyFrom(feature)
     target = desc.trainingInput.add()
     target.name = label.name
     target.type.stringType.SetInParent()
@@ -113,16 +112,11 @@ def _describe(desc, feature, training_inputs, labels, base: DeviceModel, neighbo
 
 def is_knn(model) -> bool:
     spec = model.spec if isinstance(model, DeviceModel) else load_spec(model)
-    return spec.WhichOneof("Type") == "pipelineClassifier" and _knn_stage(spec) is not None
-
-
-def _knn_stage(spec):
-    stages = spec.pipelineClassifier.pipeline.models if spec.WhichOneof("Type") == "pipelineClassifier" else []
-    return stages[-1] if len(stages) and stages[-1].WhichOneof("Type") == "kNearestNeighborsClassifier" else None
+    return spec.WhichOneof("Type") == "pipelineClassifier" and last_knn_stage(spec) is not None
 
 
 def _stage(model: DeviceModel):
-    stage = _knn_stage(model.spec)
+    stage = last_knn_stage(model.spec)
     if stage is None:
         raise ModelError(f"{model.kind!r} is not a k-NN personal model (a pipeline ending in a k-NN classifier)")
     return stage

@@ -19,6 +19,15 @@ class KnnError(ValueError):
     """A k-NN stage the device runtime cannot run."""
 
 
+def last_knn_stage(spec):
+    """The k-NN classifier that ends a pipeline spec (any pipeline kind), or None."""
+    kind = spec.WhichOneof("Type")
+    if kind not in ("pipeline", "pipelineClassifier", "pipelineRegressor"):
+        return None
+    stages = (getattr(spec, kind) if kind == "pipeline" else getattr(spec, kind).pipeline).models
+    return stages[-1] if len(stages) and stages[-1].WhichOneof("Type") == "kNearestNeighborsClassifier" else None
+
+
 def class_labels(spec) -> list[str]:
     """The released classes in the order of the probabilities (the stage's metadata, else the stored labels')."""
     given = spec.description.metadata.userDefined.get(CLASS_LABELS_KEY)

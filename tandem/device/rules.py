@@ -96,10 +96,7 @@ def _check_knn(spec, before, knn_model, bad):
     msg = outside_allowed(k.numberOfNeighbors.defaultValue, k.numberOfNeighbors)
     if k.numberOfNeighbors.defaultValue < 1 or msg:
         bad("knn-index", f"number of neighbours {k.numberOfNeighbors.defaultValue} {msg or 'is below 1'}")
-    target = spec.description.predictedFeatureName
-    names = {t.name for t in spec.description.trainingInput}
-    if target not in names:
-        bad("target-input", f"training inputs {sorted(names)} do not include the target {target!r}")
+    _check_target(spec, spec.description.predictedFeatureName, bad)
     fed = knn_model.description.input[0].name if knn_model.description.input else None
     widths = [list(o.type.multiArrayType.shape) for m in before for o in m.description.output if o.name == fed]
     if before and (not widths or int(np.prod(widths[-1])) != index.numberOfDimensions):
@@ -160,11 +157,15 @@ def _check_loss(spec, net_model, layers, loss, bad):
         bad("loss-input", f"MSE input {params.input!r} is not produced by the network")
     # the target: a classifier trains against its predicted-label feature, a regressor against
     # the loss layer's target input
-    target = spec.description.predictedFeatureName if ce and spec.description.predictedFeatureName else params.target
+    _check_target(spec, spec.description.predictedFeatureName if ce and spec.description.predictedFeatureName
+                  else params.target, bad)
+    _check_path(layers, params.input, src if ce else None, bad)
+
+
+def _check_target(spec, target: str, bad):
     names = {t.name for t in spec.description.trainingInput}
     if target not in names:
         bad("target-input", f"training inputs {sorted(names)} do not include the target {target!r}")
-    _check_path(layers, params.input, src if ce else None, bad)
 
 
 def _check_path(layers, loss_input, ce_softmax, bad):

@@ -326,9 +326,9 @@ class DeviceModel:
     def class_labels(self) -> list | None:
         if not self.is_classifier:
             return None
-        stages = pipeline_models(self.spec) if self.kind in PIPELINE_KINDS else []
-        if stages and stages[-1].WhichOneof("Type") == "kNearestNeighborsClassifier":
-            return knn_stage.class_labels(stages[-1])
+        stage = knn_stage.last_knn_stage(self.spec)
+        if stage is not None:
+            return knn_stage.class_labels(stage)
         nn = _classifier_network(self.spec)
         return class_labels_of(nn) if nn is not None else None
 

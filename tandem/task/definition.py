@@ -217,8 +217,7 @@ class Task(_Strict):
         (whether a phone keeps its personal update)."""
         if self._digest is None:  # (frozen: computed once)
             body = self.model_dump(mode="json", exclude={"data": True, "training": True, "evaluation": {"targets"},
-                                                       "device": {"accept_margin", "holdout_folds",
-                                                                                   "knn_neighbors"}})
+                                                       "device": {"accept_margin", "holdout_folds", "knn_neighbors"}})
             self._digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         return self._digest
 
