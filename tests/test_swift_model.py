@@ -2,8 +2,8 @@
 models (a classifier and a regressor built by the release exporter, a pipeline with a Scaler stage,
 a tanh network) within 1e-6; `tandem-device update-policy` replays golden traces to the golden
 epochs, best epoch and acceptance check (an update kept or rejected; a trace from a release before the
-check), and catches a trace the policy disagrees with; NaN, infinities and text are refused with a
-count."""
+check), and catches a trace the policy disagrees with, and skips a row the base overflows on (1e308) as
+Python's policy does; NaN, infinities and text are refused with a count."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import device_builders  # noqa: E402
 import release_shaped  # noqa: E402
 
 from tandem.device.runtime import DeviceModel  # noqa: E402
-from tandem.device.update_policy import UpdatePolicy  # noqa: E402
+from tandem.device.update_policy import UpdatePolicy, personalize  # noqa: E402
 
 TOLERANCE = 1e-6
 FEATURE_NAMES = features.of(tasks.resolve("har")).feature_names  # release-shaped: HAR's feature vector
@@ -286,3 +286,41 @@ def test_swift_policy_computes_the_knn_candidate_as_python_does(seed, method, ta
     done = run_device(tandem_device, "update-policy", "--golden", str(path), *engine,
                       "--knn-model", str(tmp_path / "personal_knn.mlmodel"), check=False)
     assert done.returncode != 0 and json.loads(done.stdout)["checks"]["method"] is False
+
+
+@pytest.mark.parametrize("method", ["fine_tune", "knn"])
+def test_swift_policy_skips_rows_the_base_overflows_on_as_python_does(method, tandem_device, tmp_path):
+    """A labelled row of 1e308 (finite, but the base overflows on it): Python's policy and Swift's (both engines,
+    with the k-NN candidate too) skip it before any update and decide the rest alike."""
+    from tandem.device.knn import knn_pipeline
+
+    model = release_shaped.model(seed=0)
+    if method == "knn":  # the k-NN test's user for whom the k-NN model wins
+        X = release_shaped.rows(model, 60, 2)
+        centres = X[np.random.default_rng(2).choice(len(X), 3, replace=False)]
+        y = np.asarray(model.class_labels)[((X[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)]
+        policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, knn_neighbors=3)
+    else:
+        X, y = release_shaped.labelled(model, per_class=10, seed=4)
+        policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5)
+    bad = 5
+    python = personalize(model, np.insert(X, bad, 1e308, axis=0), np.insert(y, bad, y[bad]), policy)
+    assert python.skipped == [bad] and python.method == method
+    # A golden trace holds no row Python cannot predict on: record the usable rows, then put the 1e308 row back.
+    trace = release_shaped.policy_trace(model, X, y, policy)
+    assert trace["epochs"] == python.epochs and trace["holdout"] == python.holdout
+    trace["inputs"].insert(bad, [1e308] * X.shape[1])
+    trace["labels"].insert(bad, str(y[bad]))
+    path = tmp_path / "overflow.json"
+    path.write_text(json.dumps({"update_policy": trace}))
+    model.save(tmp_path / "model.mlmodel")
+    knn_pipeline(model, 3).save(tmp_path / "personal_knn.mlmodel")
+    knn = ["--knn-model", str(tmp_path / "personal_knn.mlmodel")] if policy.knn_neighbors else []
+    for engine in ("replay", "interpreter"):
+        out = json.loads(run_device(tandem_device, "update-policy", "--golden", str(path), "--engine", engine,
+                                    "--model", str(tmp_path / "model.mlmodel"), *knn).stdout)
+        assert out["matches"] is True, (engine, out["checks"])
+        assert out["skipped_rows"] == python.skipped and out["note"] == python.note, engine
+        assert (out["epochs"], out["best_epoch"], out["method"]) == (python.epochs, python.best_epoch, python.method)
+        assert out["holdout"] == python.holdout and out["acceptance"] == (python.acceptance or None)
+        assert out["knn"] == (python.knn or None)

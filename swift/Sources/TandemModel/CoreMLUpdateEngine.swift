@@ -30,6 +30,11 @@ public struct CoreMLUpdateEngine: UpdateEngine {
         try HeldOutLoss.check(base, heldOut)
     }
 
+    /// Core ML returns NaN outputs for a row it overflows on: those rows.
+    public func baseOverflowRows(_ rows: [[Double]]) throws -> [Int] {
+        try base.overflowRows(rows)
+    }
+
     func examples(_ data: LabelledRows) throws -> MLArrayBatchProvider {
         var providers: [MLFeatureProvider] = []
         for i in 0..<data.count {

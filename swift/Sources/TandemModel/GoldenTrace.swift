@@ -191,6 +191,11 @@ public final class GoldenTraceEngine: UpdateEngine, KNNEngine {
         return try HeldOutLoss.check(base, heldOut)
     }
 
+    /// Without `base` there is no model to run: every finite row counts as usable.
+    public func baseOverflowRows(_ rows: [[Double]]) throws -> [Int] {
+        try base?.overflowRows(rows) ?? []
+    }
+
     /// This turn's loss and errors after `epoch` epochs (no errors when the trace records none).
     func recorded(_ epoch: Int) throws -> HeldOutCheck {
         guard turn < turns.count else { throw TraceReplayError.noTurn(turns.count) }
@@ -204,7 +209,7 @@ public final class GoldenTraceEngine: UpdateEngine, KNNEngine {
         guard heldOut != nil else { return epochs }  // task B: nothing recorded per epoch
         guard turn < turns.count else { throw TraceReplayError.noTurn(turns.count) }
         defer { turn += 1 }
-        let expected = trace.inputs.count - turns[turn].holdout.count
+        let expected = trace.order.count - turns[turn].holdout.count  // the rows fed: the inputs less those skipped
         guard training.count == expected else { throw TraceReplayError.trainingSize(expected: expected, got: training.count) }
         for epoch in 1...max(epochs, 1) {
             guard epoch < turns[turn].holdoutLosses.count else { throw TraceReplayError.traceEnds(epoch: epoch) }

@@ -271,6 +271,10 @@ public final class InterpretedUpdateEngine: UpdateEngine {
         try HeldOutLoss.check(base, heldOut)
     }
 
+    public func baseOverflowRows(_ rows: [[Double]]) throws -> [Int] {
+        try base.overflowRows(rows)
+    }
+
     public func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
                        onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> InterpretedModel? {
         guard !settings.shuffle else { throw UpdateEngineError.shuffleUnsupported }

@@ -24,6 +24,21 @@ public protocol TandemPredictor {
     var inputDimension: Int? { get }
     /// Predictions for rows already screened by `FeatureRows.requireFinite` (implementations call it).
     func predict(_ rows: [[Double]]) throws -> Predictions
+    /// The rows (all finite) whose outputs are not finite (1e308 overflows a network): the update
+    /// policy skips them instead of refusing them all (runtime.py's `usable_rows`).
+    func overflowRows(_ rows: [[Double]]) throws -> [Int]
+}
+
+extension TandemPredictor {
+    /// From the predictions: the rows `predict` refuses for non-finite outputs, or returns them for.
+    public func overflowRows(_ rows: [[Double]]) throws -> [Int] {
+        do {
+            let p = try predict(rows)
+            return FeatureRows.nonFiniteRows(kind == .classifier ? p.probabilities : p.values)
+        } catch FeatureInputError.outputNotFinite(_, _, let bad) {
+            return bad
+        }
+    }
 }
 
 /// The spec interpreter behind the TandemPredictor protocol: a release's `.mlmodel` on any platform
@@ -97,6 +112,15 @@ public struct InterpretedModel: TandemPredictor {
             result.values = values
         }
         return result
+    }
+
+    /// As runtime.py's `usable_rows`: every output of every stage is checked, not only the last.
+    public func overflowRows(_ rows: [[Double]]) throws -> [Int] {
+        try FeatureRows.requireFinite(rows, dimension: inputDimension)
+        guard !rows.isEmpty else { return [] }
+        let out = try interpreter.run(spec, [inputName: rows])
+        let bad = out.filter { $0.key != inputName && $0.value.count == rows.count }.values.flatMap(FeatureRows.nonFiniteRows)
+        return Set(bad).sorted()
     }
 
     /// Finite but huge inputs (1e308) overflow inside the network: refuse, never return NaN.

@@ -181,6 +181,8 @@ public struct HeldOutCheck: Equatable {
 /// (the loss and each row's error on `heldOut`; without it, the epoch's training loss when the
 /// engine knows it, and no errors); returning true cancels the task. An engine that sees a
 /// non-finite weight or loss throws `UpdateDiverged`: the policy then keeps what came before.
+/// `baseOverflowRows` is the rows (all finite) on which the base's outputs are not finite (1e308
+/// overflows the network): the policy skips them before any update, as runtime.py's `usable_rows`.
 public struct UpdateDiverged: Error, CustomStringConvertible, Equatable {
     public var epoch: Int
     public init(epoch: Int) { self.epoch = epoch }
@@ -190,6 +192,7 @@ public struct UpdateDiverged: Error, CustomStringConvertible, Equatable {
 public protocol UpdateEngine {
     associatedtype Personal
     func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck
+    func baseOverflowRows(_ rows: [[Double]]) throws -> [Int]
     func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
                 onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> Personal?
 }
@@ -285,7 +288,7 @@ public struct PolicyOutcome<Personal> {
     public var knn: Acceptance?  // the k-NN candidate's check over all turns (nil without one, or without turns)
     public var method = PersonalizationMethod.base  // what the user got
     public var epochs = 0  // of task B (0: the base or the k-NN model)
-    public var skippedRows: [Int] = []  // rows refused before any update (non-finite features or targets)
+    public var skippedRows: [Int] = []  // rows refused before any update (non-finite features or targets, base overflow)
     public var note = ""  // why the base was kept, or why the k-NN model won
     public var personal: Personal?  // the fine-tuned or the k-NN model (`method`); nil: the base
 
@@ -409,13 +412,21 @@ public enum UpdatePolicyRunner {
         return !(fineTunePasses && (fineTune?.net ?? 0) >= knn.net)
     }
 
-    /// Rows a model must never see: a non-finite feature, or a non-finite regression target.
-    public static func unusableRows(_ data: LabelledRows) -> [Int] {
+    /// Rows holding a non-finite feature, or a non-finite regression target.
+    public static func nonFiniteRows(_ data: LabelledRows) -> [Int] {
         data.rows.indices.filter { i in
             if data.rows[i].contains(where: { !$0.isFinite }) { return true }
             if case .values(let v) = data.targets, !v[i].isFinite { return true }
             return false
         }
+    }
+
+    /// Rows a model must never see (update_policy.py's `unusable_rows`): `nonFiniteRows`, and rows of
+    /// finite features the base overflows on, in row order.
+    public static func unusableRows<Engine: UpdateEngine>(_ data: LabelledRows, engine: Engine) throws -> [Int] {
+        let finite = data.rows.indices.filter { i in data.rows[i].allSatisfy(\.isFinite) }
+        let overflow = finite.isEmpty ? [] : try engine.baseOverflowRows(finite.map { data.rows[$0] }).map { finite[$0] }
+        return Set(nonFiniteRows(data)).union(overflow).sorted()
     }
 
     /// One run of task A with `holdout` held out, cancelled `patience` epochs after the best; its best
@@ -498,12 +509,12 @@ public enum UpdatePolicyRunner {
             candidate = nil
         }
         var outcome = PolicyOutcome<Engine.Personal>()
-        outcome.skippedRows = unusableRows(data)
+        outcome.skippedRows = try unusableRows(data, engine: engine)
         let skipped = Set(outcome.skippedRows)
         let usable = data[data.rows.indices.filter { !skipped.contains($0) }]
-        guard usable.count > 0 else {
-            outcome.note = data.count == 0 ? "no labelled rows: nothing to learn, the base is kept"
-                : "all \(data.count) labelled rows hold non-finite values: nothing to learn, the base is kept"
+        guard usable.count > 0 else {  // update_policy.py's notes, word for word
+            outcome.note = (data.count == 0 ? "no labelled rows" : "all \(data.count) labelled rows are unusable (NaN, inf or overflow)")
+                + ": the base is kept"
             return outcome
         }
         outcome.order = interleave(usable.targets)

@@ -48,7 +48,8 @@ func updatePolicyCommand(_ args: [String]) throws -> Int32 {
         let worstLoss = zip(mineLosses.joined(), theirLosses.joined()).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
         checks.append(("holdout_losses", mineLosses.map(\.count) == theirLosses.map(\.count) && worstLoss <= 1e-9))
         let personal: TandemPredictor = outcome.personal ?? base
-        let got = try personal.predict(trace.inputs)
+        let skipped = Set(outcome.skippedRows)  // the rows the policy skipped have no outputs to compare
+        let got = try personal.predict(trace.inputs.indices.filter { !skipped.contains($0) }.map { trace.inputs[$0] })
         let mine = personal.kind == .classifier ? got.probabilities.flatMap { $0 } : got.values.map { $0.first ?? .nan }
         let theirs = trace.probabilitiesAfter?.flatMap { $0 } ?? trace.predictionsAfter ?? []
         let worstOutput = zip(mine, theirs).map { abs($0 - $1) }.max() ?? .nan

@@ -211,6 +211,7 @@ final class UpdatePolicyTests: XCTestCase {
             self.errors = errors
         }
         func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck { HeldOutCheck(loss: losses[0], errors: errors(0, heldOut.count)) }
+        func baseOverflowRows(_ rows: [[Double]]) throws -> [Int] { [] }
         func update(training: LabelledRows, epochs: Int, settings: UpdateSettings, heldOut: LabelledRows?,
                     onEpochEnd: @escaping (Int, HeldOutCheck) -> Bool) throws -> Int? {
             trainedOn.append(training.count)
@@ -318,7 +319,59 @@ final class UpdatePolicyTests: XCTestCase {
         XCTAssertEqual(outcome.skippedRows, [0, 1])
         XCTAssertEqual(engine.trainedOn, [], "no update ran")
         let badTargets = LabelledRows(rows: [[1], [2]], targets: .values([.nan, 1]))
-        XCTAssertEqual(UpdatePolicyRunner.unusableRows(badTargets), [0])
+        XCTAssertEqual(UpdatePolicyRunner.nonFiniteRows(badTargets), [0])
+    }
+
+    /// A user's rows with one row of 1e308 inserted at `at` (labelled as the row it displaces).
+    private func withOverflowRow(_ data: LabelledRows, at: Int) -> LabelledRows {
+        var rows = data.rows, targets = data.targets
+        rows.insert(Array(repeating: 1e308, count: rows[0].count), at: at)
+        switch targets {
+        case .classes(var c): c.insert(c[at], at: at); targets = .classes(c)
+        case .values(var v): v.insert(v[at], at: at); targets = .values(v)
+        }
+        return LabelledRows(rows: rows, targets: targets)
+    }
+
+    /// Finite features the base overflows on (a row of 1e308) are skipped before any update, as
+    /// update_policy.py does: the policy then runs as on the same rows without it, the k-NN candidate too.
+    func testRowsTheBaseOverflowsOnAreSkippedAsPython() throws {
+        for (name, model) in [("classifier_policy_accepted.json", "classifier.mlmodel"), ("regressor_policy.json", "regressor.mlmodel"),
+                              ("classifier_policy_knn_knn.json", "classifier.mlmodel")] {
+            let trace = try PolicyTrace.load(Data(contentsOf: try fixtureURL(name)))
+            let base = try InterpretedModel(contentsOf: try fixtureURL(model))
+            let knn = try InterpretedKNNEngine(contentsOf: try fixtureURL("classifier_knn.mlmodel"))
+            let data = withOverflowRow(trace.data, at: 5)
+            XCTAssertThrowsError(try base.predict([data.rows[5]]), "\(name): the base overflows on the row")
+            XCTAssertEqual(try base.overflowRows(data.rows), [5], name)
+            func run(_ data: LabelledRows) throws -> PolicyOutcome<InterpretedModel> {
+                try UpdatePolicyRunner.personalize(data, policy: trace.policy, engine: try InterpretedUpdateEngine(base: base),
+                                                   knn: trace.policy.knnNeighbors == nil ? nil : knn)
+            }
+            let outcome = try run(data), clean = try run(trace.data)
+            XCTAssertEqual(outcome.skippedRows, [5], name)
+            XCTAssertEqual(clean.skippedRows, [], name)
+            XCTAssertEqual(outcome.order, clean.order, name)
+            XCTAssertEqual(outcome.turns, clean.turns, "\(name): the same held-out rows, losses, errors and checks")
+            XCTAssertEqual(outcome.epochs, clean.epochs, name)
+            XCTAssertEqual(outcome.method, clean.method, name)
+            XCTAssertEqual(outcome.method, trace.method ?? (trace.epochs > 0 ? .fineTune : .base), name)
+            XCTAssertEqual(outcome.knn, clean.knn, name)
+            XCTAssertEqual(outcome.note, clean.note, name)
+            let personal = try XCTUnwrap(outcome.personal, name), cleanPersonal = try XCTUnwrap(clean.personal, name)
+            XCTAssertEqual(try personal.predict(trace.inputs), try cleanPersonal.predict(trace.inputs), name)
+        }
+        // Nothing usable left: the base, with update_policy.py's note.
+        let base = try InterpretedModel(contentsOf: try fixtureURL("classifier.mlmodel"))
+        let engine = try InterpretedUpdateEngine(base: base)
+        let bad = LabelledRows(rows: [Array(repeating: 1e308, count: 8), Array(repeating: .nan, count: 8)],
+                               targets: .classes(["sit", "walk"]))
+        let outcome = try UpdatePolicyRunner.personalize(bad, engine: engine)
+        XCTAssertTrue(outcome.keptBase)
+        XCTAssertEqual(outcome.skippedRows, [0, 1])
+        XCTAssertEqual(outcome.note, "all 2 labelled rows are unusable (NaN, inf or overflow): the base is kept")
+        let empty = try UpdatePolicyRunner.personalize(LabelledRows(rows: [], targets: .classes([])), engine: engine)
+        XCTAssertEqual(empty.note, "no labelled rows: the base is kept")
     }
 
     func testADivergingUpdateIsRolledBackAndANonFiniteLossCancels() throws {
