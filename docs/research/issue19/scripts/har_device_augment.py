@@ -74,58 +74,59 @@ def gravity_frame_features(windows):
     return np.stack(feats, 1)
 
 
-task = resolve("har"); kind = kind_of(task)
-users = task_fleet(task)
-folds = [int(f) for f in sys.argv[1].split(",")]
-seeds = [int(s) for s in sys.argv[2].split(",")]
-variants = sys.argv[3].split(",")
-featurize = users[0].featurization.featurize
-device = DeviceUpdateConfig.for_task(task)
-policy = policy_for(task)
-train_of = train_for_fold(task, 3)
-out = open(f"{OUT}/har_device_augment_f{sys.argv[1].replace(',', '')}_s{sys.argv[2].replace(',', '')}.jsonl", "a")
+if __name__ == "__main__":
+    task = resolve("har"); kind = kind_of(task)
+    users = task_fleet(task)
+    folds = [int(f) for f in sys.argv[1].split(",")]
+    seeds = [int(s) for s in sys.argv[2].split(",")]
+    variants = sys.argv[3].split(",")
+    featurize = users[0].featurization.featurize
+    device = DeviceUpdateConfig.for_task(task)
+    policy = policy_for(task)
+    train_of = train_for_fold(task, 3)
+    out = open(f"{OUT}/har_device_augment_f{sys.argv[1].replace(',', '')}_s{sys.argv[2].replace(',', '')}.jsonl", "a")
 
-for seed in seeds:
-    for f in folds:
-        sharers, evaluators = fold_split(users, f, 3)
-        S, E = sides(sharers, 0.5, kind), sides(evaluators, None, kind)
-        train = train_of(f).model_copy(update={"seed": seed, "updatable_layers": layers_for(task, train_of(f), None)})
-        fold = Fold(task, kind, S, seed, train, device, policy)
-        X, y, groups = server_data(S)
-        W = np.concatenate([s.user.windows[s.shared] for s in S])
-        rng = np.random.default_rng(1000 + 100 * f + seed)
-        for variant in ["base", *variants]:
-            t = time.perf_counter()
-            row = {"fold": f, "seed": seed, "variant": variant}
-            if variant == "base":
-                Xt, yt, gt, extra = X, y, groups, None
-            else:
-                deg, copies = {"rot45x2": (45, 2), "gfeat_rot30x4": (30, 4)}[variant]
-                Wa = np.concatenate([rotate(W, random_rotations(len(W), deg, rng)) for _ in range(copies)])
-                Xa = featurize(Wa)
-                extra = variant.startswith("gfeat")
-                if extra:
-                    X0, Xa = np.hstack([X, gravity_frame_features(W)]), np.hstack([Xa, gravity_frame_features(Wa)])
+    for seed in seeds:
+        for f in folds:
+            sharers, evaluators = fold_split(users, f, 3)
+            S, E = sides(sharers, 0.5, kind), sides(evaluators, None, kind)
+            train = train_of(f).model_copy(update={"seed": seed, "updatable_layers": layers_for(task, train_of(f), None)})
+            fold = Fold(task, kind, S, seed, train, device, policy)
+            X, y, groups = server_data(S)
+            W = np.concatenate([s.user.windows[s.shared] for s in S])
+            rng = np.random.default_rng(1000 + 100 * f + seed)
+            for variant in ["base", *variants]:
+                t = time.perf_counter()
+                row = {"fold": f, "seed": seed, "variant": variant}
+                if variant == "base":
+                    Xt, yt, gt, extra = X, y, groups, None
                 else:
-                    X0 = X
-                Xt, yt, gt = np.concatenate([X0, Xa]), np.concatenate([y] + [y] * copies), np.concatenate([groups] + [groups] * copies)
-            trained = model.train(Xt, yt, train, groups=gt, **kind.train_options())
-            row["rows"] = int(len(yt))
-            if extra:  # generic only: score the torch network on features + gravity-frame features
-                row["generic"] = {s.user.user_id: float(np.mean(model.predict_proba(trained.model, np.hstack(
-                    [s.X[s.test], gravity_frame_features(s.user.windows[s.test])])).argmax(1) == s.y[s.test])) for s in E}
-            else:
-                dm = to_device(trained, fold)
-                rate = kind.device_rate(policy.learning_rate, float(trained.model.target_std), train.updatable_layers)
-                pol = replace(policy, learning_rate=rate)
-                row["generic"] = {s.user.user_id: kind.score(dm.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"] for s in E}
-                for b, pick in BUDGETS.items():
-                    row[b] = {}
-                    for s in E:
-                        lab = pick_labelled(s.user.labels, s.pool, **pick)
-                        p = personalize(dm, s.X[lab], s.user.labels[lab], pol)
-                        row[b][s.user.user_id] = kind.score(p.model.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
-            row["seconds"] = time.perf_counter() - t
-            out.write(json.dumps(row) + "\n"); out.flush()
-            print(f"fold {f} seed {seed} {variant}: generic {np.mean(list(row['generic'].values())):.4f} "
-                  f"({row['seconds']:.0f} s)", flush=True)
+                    deg, copies = {"rot45x2": (45, 2), "gfeat_rot30x4": (30, 4)}[variant]
+                    Wa = np.concatenate([rotate(W, random_rotations(len(W), deg, rng)) for _ in range(copies)])
+                    Xa = featurize(Wa)
+                    extra = variant.startswith("gfeat")
+                    if extra:
+                        X0, Xa = np.hstack([X, gravity_frame_features(W)]), np.hstack([Xa, gravity_frame_features(Wa)])
+                    else:
+                        X0 = X
+                    Xt, yt, gt = np.concatenate([X0, Xa]), np.concatenate([y] + [y] * copies), np.concatenate([groups] + [groups] * copies)
+                trained = model.train(Xt, yt, train, groups=gt, **kind.train_options())
+                row["rows"] = int(len(yt))
+                if extra:  # generic only: score the torch network on features + gravity-frame features
+                    row["generic"] = {s.user.user_id: float(np.mean(model.predict_proba(trained.model, np.hstack(
+                        [s.X[s.test], gravity_frame_features(s.user.windows[s.test])])).argmax(1) == s.y[s.test])) for s in E}
+                else:
+                    dm = to_device(trained, fold)
+                    rate = kind.device_rate(policy.learning_rate, float(trained.model.target_std), train.updatable_layers)
+                    pol = replace(policy, learning_rate=rate)
+                    row["generic"] = {s.user.user_id: kind.score(dm.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"] for s in E}
+                    for b, pick in BUDGETS.items():
+                        row[b] = {}
+                        for s in E:
+                            lab = pick_labelled(s.user.labels, s.pool, **pick)
+                            p = personalize(dm, s.X[lab], s.user.labels[lab], pol)
+                            row[b][s.user.user_id] = kind.score(p.model.predict(s.X[s.test]), s.user.labels[s.test])["accuracy"]
+                row["seconds"] = time.perf_counter() - t
+                out.write(json.dumps(row) + "\n"); out.flush()
+                print(f"fold {f} seed {seed} {variant}: generic {np.mean(list(row['generic'].values())):.4f} "
+                      f"({row['seconds']:.0f} s)", flush=True)

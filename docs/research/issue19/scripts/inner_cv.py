@@ -18,10 +18,11 @@ def inner_folds(task, outer, seeds, n_outer=3, n_inner=4):
             yield seed, inner, sides(tr, 0.5, kind), sides(ev, None, kind), train.model_copy(update={"seed": seed})
 
 
-def shipped_models(task, outer, seeds):
+def shipped_models(task, outer, seeds, transform=None):
     """Per seed and inner fold: (seed, inner fold, the inner-evaluation users' sides, the generic model as the
     task ships it: trained on the inner-training users' shared rows with the layers the task updates, converted
-    with the task's device settings)."""
+    with the task's device settings). `transform(S, E)` -> (E, X, y, groups) may change the server's training
+    rows (default: `server_data(S)`) and the inner-evaluation users' features."""
     from tandem.evaluation.methods.base import Fold, to_device
     from tandem.evaluation.protocol import layers_for
     from tandem.evaluation.protocol_data import server_data
@@ -31,7 +32,7 @@ def shipped_models(task, outer, seeds):
 
     kind, device = kind_of(task), DeviceUpdateConfig.for_task(task)
     for seed, inner, S, E, train in inner_folds(task, outer, seeds):
-        X, y, groups = server_data(S)
+        E, X, y, groups = transform(S, E) if transform else (E, *server_data(S))
         train = train.model_copy(update={"updatable_layers": layers_for(task, train, None)})
         trained = model.train(X, y, train, groups=groups, **kind.train_options())
         yield seed, inner, E, to_device(trained, Fold(task, kind, S, seed, train, device, policy_for(task)))
