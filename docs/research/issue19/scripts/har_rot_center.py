@@ -6,25 +6,17 @@ outer fold's sharing users only (4 user-disjoint inner folds, the inner-eval use
 Run from the repository root with its venv, OMP_NUM_THREADS=1; results go to $OUT (default .):
     python har_rot_center.py 0 0,1,2 rot45x2,rot45x2+center u20,pc5,pc10,pc20
 """
-import json, os, sys, time
+import sys
 import numpy as np
-from tandem.task import resolve
-from tandem.task.kinds import kind_of
-from tandem.training.device_update import policy_for
+from tandem.evaluation.protocol_data import server_data
 from har_device_augment import random_rotations, rotate
-from har_user_norm_policy import normalized
-from inner_cv import personalized, shipped_models
-OUT = os.environ.get("OUT", ".")
+from har_user_norm_policy import normalized, run
 
 
 def rotated(centre, outer):
     """A transform for shipped_models: the trainers' shared rows plus 2 copies rotated by up to 45 deg."""
     def transform(S, E):
-        if centre:
-            E, X, y, groups = normalized("center")(S, E)
-        else:
-            X, y, groups = np.concatenate([s.X[s.shared] for s in S]), np.concatenate([s.y[s.shared] for s in S]), \
-                np.concatenate([[s.user.user_id] * len(s.shared) for s in S])
+        E, X, y, groups = normalized("center")(S, E) if centre else (E, *server_data(S))
         rng = np.random.default_rng(1000 + outer)
         featurize = S[0].user.featurization.featurize
         Xs, ys, gs = [X], [y], [groups]
@@ -39,15 +31,4 @@ def rotated(centre, outer):
 
 
 if __name__ == "__main__":
-    task = resolve("har"); kind = kind_of(task)
-    outer = int(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]
-    variants, budgets = sys.argv[3].split(","), sys.argv[4].split(",")
-    out = open(f"{OUT}/har_user_norm_policy_o{outer}.jsonl", "a")
-    for v in variants:
-        t = time.perf_counter()
-        for seed, inner, E, dm in shipped_models(task, outer, seeds, rotated(v.endswith("+center"), outer)):
-            for s, b, base, p, acc in personalized(kind, dm, E, budgets, policy_for(task)):
-                out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id,
-                                      "variant": v, "budget": b, "base": base, "acc": acc, "method": p.method}) + "\n")
-                out.flush()
-        print(f"{v}: {time.perf_counter() - t:.0f} s", flush=True)
+    run(sys.argv, lambda v, outer: rotated(v.endswith("+center"), outer))

@@ -28,16 +28,22 @@ def normalized(variant):
     return transform
 
 
-if __name__ == "__main__":
+def run(argv, transform_for):
+    """argv: outer fold, seeds, variants, budgets; `transform_for(variant, outer)`: shipped_models' transform
+    (None: the shipped model). One row per (variant, seed, inner fold, user, budget) in $OUT."""
     task = resolve("har"); kind = kind_of(task)
-    outer = int(sys.argv[1]); seeds = [int(s) for s in sys.argv[2].split(",")]
-    variants, budgets = sys.argv[3].split(","), sys.argv[4].split(",")
+    outer = int(argv[1]); seeds = [int(s) for s in argv[2].split(",")]
+    variants, budgets = argv[3].split(","), argv[4].split(",")
     out = open(f"{OUT}/har_user_norm_policy_o{outer}.jsonl", "a")
     for v in variants:
         t = time.perf_counter()
-        for seed, inner, E, dm in shipped_models(task, outer, seeds, None if v == "current" else normalized(v)):
+        for seed, inner, E, dm in shipped_models(task, outer, seeds, transform_for(v, outer)):
             for s, b, base, p, acc in personalized(kind, dm, E, budgets, policy_for(task)):
                 out.write(json.dumps({"outer": outer, "seed": seed, "inner": inner, "user": s.user.user_id,
                                       "variant": v, "budget": b, "base": base, "acc": acc, "method": p.method}) + "\n")
                 out.flush()
         print(f"{v}: {time.perf_counter() - t:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    run(sys.argv, lambda v, outer: None if v == "current" else normalized(v))
