@@ -264,9 +264,7 @@ def test_swift_policy_computes_the_knn_candidate_as_python_does(seed, method, ta
     from tandem.device.knn import knn_pipeline
 
     model = release_shaped.model(seed=0)
-    X = release_shaped.rows(model, 60, seed)
-    centres = X[np.random.default_rng(seed).choice(len(X), 3, replace=False)]
-    y = np.asarray(model.class_labels)[((X[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)]
+    X, y = release_shaped.nearest_centre_user(model, seed)
     trace = release_shaped.policy_trace(model, X, y, UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5,
                                                                    knn_neighbors=3))
     assert trace["method"] == method
@@ -296,9 +294,7 @@ def test_swift_policy_skips_rows_the_base_overflows_on_as_python_does(method, ta
 
     model = release_shaped.model(seed=0)
     if method == "knn":  # the k-NN test's user for whom the k-NN model wins
-        X = release_shaped.rows(model, 60, 2)
-        centres = X[np.random.default_rng(2).choice(len(X), 3, replace=False)]
-        y = np.asarray(model.class_labels)[((X[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)]
+        X, y = release_shaped.nearest_centre_user(model, 2)
         policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5, knn_neighbors=3)
     else:
         X, y = release_shaped.labelled(model, per_class=10, seed=4)

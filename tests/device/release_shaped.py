@@ -44,6 +44,14 @@ def rows(m: DeviceModel, n: int, seed: int = 1) -> np.ndarray:
     return (z - t) / s
 
 
+def nearest_centre_user(m: DeviceModel, seed: int):
+    """60 rows labelled by the nearest of three of them: a user the base gets wrong in a way a k-NN can
+    follow (the users of the Swift k-NN fixtures and of the k-NN tests in both languages)."""
+    X = rows(m, 60, seed)
+    centres = X[np.random.default_rng(seed).choice(len(X), 3, replace=False)]
+    return X, np.asarray(m.class_labels)[((X[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)]
+
+
 def labelled(m: DeviceModel, per_class: int = 8, seed: int = 2):
     """A user's labelled rows in capture order. The user differs from the base systematically (a
     classifier's first class is labelled as the second; a regressor's values sit higher), so the

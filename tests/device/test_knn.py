@@ -20,14 +20,6 @@ def base():
     return release_shaped.model()
 
 
-def nearest_centre_user(model, seed: int):
-    """Rows labelled by the nearest of three of them: a user the base gets wrong in a way a k-NN can follow
-    (the same users as the Swift fixtures')."""
-    X = release_shaped.rows(model, 60, seed)
-    centres = X[np.random.default_rng(seed).choice(len(X), 3, replace=False)]
-    return X, np.asarray(model.class_labels)[((X[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)]
-
-
 def test_the_pipeline_embeds_with_the_released_layers_and_starts_empty(base):
     pipeline = knn_pipeline(base, 3)
     assert pipeline.kind == "pipelineClassifier" and pipeline.class_labels == base.class_labels
@@ -42,7 +34,7 @@ def test_the_pipeline_embeds_with_the_released_layers_and_starts_empty(base):
 
 
 def test_an_update_stores_float32_embeddings_and_prediction_votes_by_the_rule(base):
-    X, y = nearest_centre_user(base, 2)
+    X, y = release_shaped.nearest_centre_user(base, 2)
     one = knn_update(knn_pipeline(base, 1), X[:30], y[:30])
     stored, labels = samples(one.spec.pipelineClassifier.pipeline.models[-1])
     np.testing.assert_array_equal(stored, embed(one, X[:30]).astype(np.float32))
@@ -60,7 +52,7 @@ def test_an_update_stores_float32_embeddings_and_prediction_votes_by_the_rule(ba
 
 
 def test_a_tie_goes_to_the_class_of_the_nearest_voter(base):
-    X, y = nearest_centre_user(base, 2)
+    X, y = release_shaped.nearest_centre_user(base, 2)
     two = knn_update(knn_pipeline(base, 2), X[:2], ["walk", "sit"])  # two voters, one vote each
     Z = embed(two, X[:2])
     assert two.predict(X[:1])[0] == "walk" and two.predict(X[1:2])[0] == "sit"
@@ -81,7 +73,7 @@ def test_refusals_are_one_line(base):
 
 @pytest.mark.parametrize("seed, method", [(2, "knn"), (3, "fine_tune")])
 def test_the_policy_gives_each_user_the_candidate_that_passed_with_more_rows(base, seed, method):
-    X, y = nearest_centre_user(base, seed)
+    X, y = release_shaped.nearest_centre_user(base, seed)
     result = personalize(base, X, y, KNN)
     assert result.method == method and result.knn["accepted"]
     fine_tune_net, knn_net = result.acceptance["net"], result.knn["net"]
@@ -133,7 +125,7 @@ def test_the_device_cli_checks_predicts_and_personalizes_the_knn_model(base, tmp
                                        updatable_layers=["body.0", "head"], feature_names=names)
     network = DeviceModel.load(spec.SerializeToString())
     pipeline = knn_pipeline(network, 1).save(tmp_path / "personal_knn.mlmodel")
-    X, y = nearest_centre_user(network, 2)
+    X, y = release_shaped.nearest_centre_user(network, 2)
     data = tmp_path / "labelled.parquet"
     pq.write_table(pa.table({**{n: X[:, i] for i, n in enumerate(names)}, "label": y.tolist()}), data)
     runner = CliRunner()

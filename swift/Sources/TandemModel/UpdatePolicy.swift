@@ -176,6 +176,13 @@ public struct HeldOutCheck: Equatable {
     }
 }
 
+/// An engine saw a non-finite weight or loss in `epoch`: the policy keeps what came before.
+public struct UpdateDiverged: Error, CustomStringConvertible, Equatable {
+    public var epoch: Int
+    public init(epoch: Int) { self.epoch = epoch }
+    public var description: String { "the update diverged in epoch \(epoch) (a non-finite weight or loss)" }
+}
+
 /// One on-device update. `baseCheck` measures the base on the held-out rows ("epoch 0"). `update`
 /// runs at most `epochs` epochs on `training` and, after each one, calls `onEpochEnd(epoch, check)`
 /// (the loss and each row's error on `heldOut`; without it, the epoch's training loss when the
@@ -183,12 +190,6 @@ public struct HeldOutCheck: Equatable {
 /// non-finite weight or loss throws `UpdateDiverged`: the policy then keeps what came before.
 /// `baseOverflowRows` is the rows (all finite) on which the base's outputs are not finite (1e308
 /// overflows the network): the policy skips them before any update, as runtime.py's `usable_rows`.
-public struct UpdateDiverged: Error, CustomStringConvertible, Equatable {
-    public var epoch: Int
-    public init(epoch: Int) { self.epoch = epoch }
-    public var description: String { "the update diverged in epoch \(epoch) (a non-finite weight or loss)" }
-}
-
 public protocol UpdateEngine {
     associatedtype Personal
     func baseCheck(heldOut: LabelledRows) throws -> HeldOutCheck

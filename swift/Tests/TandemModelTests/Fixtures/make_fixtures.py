@@ -89,17 +89,10 @@ def main() -> None:
     knn_fixtures(clf)
 
 
-def nearest_centre_user(model, seed: int):
-    """60 rows labelled by the nearest of three of them: a user the base gets wrong in a way a k-NN can follow."""
-    X = release_shaped.rows(model, 60, seed)
-    centres = X[np.random.default_rng(seed).choice(len(X), 3, replace=False)]
-    return X, np.asarray(model.class_labels)[((X[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)]
-
-
 def knn_fixtures(clf) -> None:
     pipeline = knn_pipeline(clf, KNN.knn_neighbors)
     write("classifier_knn.mlmodel", pipeline.to_bytes())
-    X, y = nearest_centre_user(clf, 2)
+    X, y = release_shaped.nearest_centre_user(clf, 2)
     stored, query = slice(0, 40), slice(40, 60)
     updated = knn_update(pipeline, X[stored], y[stored])
     write("classifier_knn_rows.json", {
@@ -107,7 +100,7 @@ def knn_fixtures(clf) -> None:
         "embeddings": embed(pipeline, X[query]).tolist(), "labels": updated.predict(X[query]).tolist(),
         "probabilities": updated.predict_proba(X[query]).tolist(), "empty_labels": pipeline.predict(X[query]).tolist(),
         "class_labels": updated.class_labels})
-    users = {"knn": nearest_centre_user(clf, 2), "fine_tune": nearest_centre_user(clf, 3),
+    users = {"knn": release_shaped.nearest_centre_user(clf, 2), "fine_tune": release_shaped.nearest_centre_user(clf, 3),
              "base": release_shaped.labelled(clf, per_class=10)}
     for method, (Xu, yu) in users.items():
         trace = release_shaped.policy_trace(clf, Xu, yu, KNN)
