@@ -300,23 +300,29 @@ def test_swift_policy_skips_rows_the_base_overflows_on_as_python_does(method, ta
         X, y = release_shaped.labelled(model, per_class=10, seed=4)
         policy = UpdatePolicy(learning_rate=0.05, max_epochs=40, patience=5)
     bad = 5
-    python = personalize(model, np.insert(X, bad, 1e308, axis=0), np.insert(y, bad, y[bad]), policy)
+    X, y = np.insert(X, bad, 1e308, axis=0), np.insert(y, bad, y[bad])
+    python = personalize(model, X, y, policy)
     assert python.skipped == [bad] and python.method == method
-    # A golden trace holds no row Python cannot predict on: record the usable rows, then put the 1e308 row back.
-    trace = release_shaped.policy_trace(model, X, y, policy)
-    assert trace["epochs"] == python.epochs and trace["holdout"] == python.holdout
-    trace["inputs"].insert(bad, [1e308] * X.shape[1])
-    trace["labels"].insert(bad, str(y[bad]))
+    trace = release_shaped.policy_trace(model, X, y, policy)  # the trace records the skipped row
+    assert trace["skipped"] == [bad] and trace["epochs"] == python.epochs and trace["holdout"] == python.holdout
+    assert len(trace["inputs"]) == len(X) and len(trace["order"]) == len(trace["probabilities_after"]) == len(X) - 1
     path = tmp_path / "overflow.json"
     path.write_text(json.dumps({"update_policy": trace}))
     model.save(tmp_path / "model.mlmodel")
     knn_pipeline(model, 3).save(tmp_path / "personal_knn.mlmodel")
     knn = ["--knn-model", str(tmp_path / "personal_knn.mlmodel")] if policy.knn_neighbors else []
-    for engine in ("replay", "interpreter"):
+    with_model = ["--model", str(tmp_path / "model.mlmodel"), *knn]
+    # replay without the model: which rows the base overflows on is read from the trace, not computed
+    for engine, args in (("replay", with_model), ("replay", []), ("interpreter", with_model)):
         out = json.loads(run_device(tandem_device, "update-policy", "--golden", str(path), "--engine", engine,
-                                    "--model", str(tmp_path / "model.mlmodel"), *knn).stdout)
-        assert out["matches"] is True, (engine, out["checks"])
+                                    *args).stdout)
+        assert out["matches"] is True and out["checks"]["skipped"] is True, (engine, out["checks"])
         assert out["skipped_rows"] == python.skipped and out["note"] == python.note, engine
         assert (out["epochs"], out["best_epoch"], out["method"]) == (python.epochs, python.best_epoch, python.method)
         assert out["holdout"] == python.holdout and out["acceptance"] == (python.acceptance or None)
         assert out["knn"] == (python.knn or None)
+    # a trace that says no row was skipped disagrees with a runtime that skips one
+    path.write_text(json.dumps({"update_policy": {**trace, "skipped": []}}))
+    done = run_device(tandem_device, "update-policy", "--golden", str(path), "--engine", "interpreter", *with_model,
+                      check=False)
+    assert done.returncode == 1 and json.loads(done.stdout)["checks"]["skipped"] is False

@@ -145,6 +145,8 @@ def policy_trace(model, X, y, policy=None) -> dict:
     """The app's update policy (tandem.device.update_policy) on labelled feature vectors: the row
     order it feeds, the held-out rows, the held-out loss and each held-out row's error after each
     epoch of task A (index 0: the base), the acceptance check on the best epoch, the epochs of task B and the personal model's probabilities on the inputs; with `holdout_folds` > 1, the same per turn in `turns`.
+    Rows the policy refuses (NaN, inf, or a value the base overflows on) are listed in `skipped`; the order
+    and the personal model's outputs cover the other rows only.
     With `knn_neighbors`: each turn's k-NN candidate (`turns[i]["knn"]`: held-out errors and check), its check over
     the turns (`knn`) and what the user got (`method`: "base", "fine_tune" or "knn")."""
     policy = policy or UpdatePolicy()
@@ -152,11 +154,13 @@ def policy_trace(model, X, y, policy=None) -> dict:
     X = np.asarray(X, dtype=np.float64)
     y = _targets(model, y)
     result = personalize(model, X, np.asarray(y), policy)
+    usable = np.setdiff1d(np.arange(len(X)), result.skipped)  # the rows the policy fed (skipped: not predictable)
     return {
         "policy": policy.as_dict(),
         "inputs": _floats(X),
         "labels": y,
-        "order": interleave(np.asarray(y)).tolist(),
+        "skipped": result.skipped,
+        "order": interleave(np.asarray(y)[usable]).tolist(),  # indices into the usable rows, as personalize's
         "holdout": result.holdout,
         "holdout_losses": result.holdout_losses,
         "holdout_errors": result.holdout_errors,  # index e: each held-out row's error (0/1, or |error|)
@@ -165,7 +169,7 @@ def policy_trace(model, X, y, policy=None) -> dict:
         "turns": result.turns,  # each run of task A (policy holdout_folds; the fields above: the first one's)
         "epochs": result.epochs,
         **({"knn": result.knn, "method": result.method} if policy.knn_neighbors is not None else {}),
-        **_after(result.model, X),
+        **_after(result.model, X[usable]),
         "personal_sha256": result.model.sha256,
     }
 

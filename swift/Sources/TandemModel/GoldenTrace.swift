@@ -15,7 +15,9 @@ public struct PolicyTrace: Decodable, Equatable {
     public var policy: UpdatePolicy
     public var inputs: [[Double]]
     public var targets: Targets
-    public var order: [Int]
+    public var order: [Int]  // indices into the usable rows (the inputs less `skipped`)
+    /// The rows the policy refused before any update (nil: a trace from before they were recorded).
+    public var skipped: [Int]?
     public var holdout: [Int]
     public var holdoutLosses: [Double]
     public var holdoutErrors: [[Double]]  // index e: each held-out row's error after e epochs ([] in an older trace)
@@ -30,7 +32,7 @@ public struct PolicyTrace: Decodable, Equatable {
     public var recordedTurns: [TraceTurn]?
 
     enum CodingKeys: String, CodingKey {
-        case policy, inputs, labels, order, holdout, epochs, acceptance, turns, knn, method
+        case policy, inputs, labels, order, skipped, holdout, epochs, acceptance, turns, knn, method
         case holdoutLosses = "holdout_losses", holdoutErrors = "holdout_errors", bestEpoch = "best_epoch"
         case probabilitiesAfter = "probabilities_after", predictionsAfter = "predictions_after"
     }
@@ -47,6 +49,7 @@ public struct PolicyTrace: Decodable, Equatable {
             targets = .values(try c.decode([Double].self, forKey: .labels))
         }
         order = try c.decode([Int].self, forKey: .order)
+        skipped = try c.decodeIfPresent([Int].self, forKey: .skipped)
         holdout = try c.decode([Int].self, forKey: .holdout)
         holdoutLosses = try c.decode([Double].self, forKey: .holdoutLosses)
         holdoutErrors = try c.decodeIfPresent([[Double]].self, forKey: .holdoutErrors) ?? []
@@ -191,9 +194,12 @@ public final class GoldenTraceEngine: UpdateEngine, KNNEngine {
         return try HeldOutLoss.check(base, heldOut)
     }
 
-    /// Without `base` there is no model to run: every finite row counts as usable.
+    /// Without `base` there is no model to run: the rows the trace records as skipped are replayed
+    /// (an older trace records none, so every finite row counts as usable).
     public func baseOverflowRows(_ rows: [[Double]]) throws -> [Int] {
-        try base?.overflowRows(rows) ?? []
+        if let base = base { return try base.overflowRows(rows) }
+        let recorded = Set((trace.skipped ?? []).filter(trace.inputs.indices.contains).map { trace.inputs[$0] })
+        return rows.indices.filter { recorded.contains(rows[$0]) }
     }
 
     /// This turn's loss and errors after `epoch` epochs (no errors when the trace records none).

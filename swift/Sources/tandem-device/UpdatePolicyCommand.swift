@@ -85,6 +85,7 @@ private func policyChecks<P>(_ outcome: PolicyOutcome<P>, _ trace: PolicyTrace) 
     var checks = [("order", outcome.order == trace.order), ("holdout", outcome.holdout == trace.holdout),
                   ("epochs", outcome.epochs == trace.epochs),
                   ("epochs_run", outcome.holdoutLosses.count == trace.holdoutLosses.count)]
+    if let skipped = trace.skipped { checks.append(("skipped", outcome.skippedRows == skipped)) }
     guard let bestEpoch = trace.bestEpoch else { return checks }  // a release from before the acceptance check
     checks += [("best_epoch", outcome.bestEpoch == bestEpoch),
                ("acceptance", sameVerdict(outcome.acceptance, trace.acceptance)),
