@@ -14,7 +14,7 @@ import numpy as np
 
 from tandem.device.runtime import DeviceModel
 from tandem.device.update import resolve_params, trainable, updatable_weights, update
-from tandem.device.update_policy import UpdatePolicy, interleave, personalize
+from tandem.device.update_policy import UpdatePolicy, personalize
 
 FORMAT = "tandem-golden/v1"
 
@@ -160,7 +160,7 @@ def policy_trace(model, X, y, policy=None) -> dict:
         "inputs": _floats(X),
         "labels": y,
         "skipped": result.skipped,
-        "order": interleave(np.asarray(y)[usable]).tolist(),  # indices into the usable rows, as personalize's
+        "order": result.order,  # indices into the usable rows
         "holdout": result.holdout,
         "holdout_losses": result.holdout_losses,
         "holdout_errors": result.holdout_errors,  # index e: each held-out row's error (0/1, or |error|)

@@ -87,6 +87,7 @@ class PolicyResult:
     loss_before: float = float("nan")  # task B's loss on all labelled windows, before / after
     loss_after: float = float("nan")
     skipped: list[int] = field(default_factory=list)  # rows refused before any update (NaN/inf, overflow)
+    order: list[int] = field(default_factory=list)  # the usable rows in the order fed (holdout indexes this order)
     note: str = ""  # why the base was kept, when it was
     holdout_errors: list[list[float]] = field(default_factory=list)  # index e: each held-out row's error after e epochs
     acceptance: dict = field(default_factory=dict)  # the check on epoch E: net rows better, rows needed, accepted
@@ -316,7 +317,7 @@ def personalize(base, X, y, policy: UpdatePolicy | None = None, knn_model=None) 
     first = turns[0] if turns else {"holdout": [], "holdout_losses": [], "holdout_errors": []}
     hold, losses = first["holdout"], first["holdout_losses"]
     knn = knn_verdict(turns, policy.accept_margin) if knn_base is not None and turns else {}
-    kept = dict(best_epoch=epochs if turns else 0, skipped=skipped, holdout_errors=first["holdout_errors"],
+    kept = dict(best_epoch=epochs if turns else 0, skipped=skipped, order=order.tolist(), holdout_errors=first["holdout_errors"],
                 acceptance=check, turns=turns, knn=knn)
     fine_tune_passes = epochs > 0 and check.get("accepted", True)
     if knn.get("accepted") and not (fine_tune_passes and check.get("net", 0) >= knn["net"]):
